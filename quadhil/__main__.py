@@ -1,0 +1,3 @@
+from quadhil.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""``quadhil bench TARGET``: every benchmark, each owned by its layer.
+
+Benchmarks measure; tests never assert timings. With ``--json`` each prints exactly one JSON
+object as its last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+TARGETS = {
+    "sim": ("sim.bench", "physics steps/s vs batch size, and vs a per-vehicle Python loop"),
+    "train": ("train.bench", "gradient updates/s and env-steps/s of the training loop"),
+    "policy": ("deploy.bench", "latency of Policy.act vs raw interpreter, numpy and Keras"),
+    "sitl": ("sim.sitl.bench", "Crazyflie twin real-time quality and CPU while a client streams"),
+    "bridge": ("firmware_bridge.bench", "bridge loop latency and deadline misses against the twin"),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """One sub-parser per benchmark target, each configured by its owning module."""
+    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, (module_name, help_text) in TARGETS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        module = importlib.import_module(module_name)
+        module.configure(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen benchmark."""
+    return importlib.import_module(args._module).run(args)

@@ -1,0 +1,320 @@
+"""The policy contract: what a policy sees, what its actions mean, and at what rate it runs.
+
+Defined once, here; the trainer, the exporter, the SITL twins and the bridge all import it.
+The bridge builds its observation with :func:`observe`, the very function training used, and
+turns actions into commands with :func:`act_to_command`.
+
+Default observation (Molchanov et al. 2019, "Sim-to-(Multi)-Real"; Eschmann et al. 2023,
+RLtools "Learning to Fly in Seconds")::
+
+    position_error_w   3   m       p - p_target, world ENU, clipped to +-position_error_clip_m
+    rotation_matrix_wb 9   -       body-to-world R, row-major
+    velocity_w         3   m/s     world ENU
+    omega_b            3   rad/s   body FLU
+    last_actions       4*h -       the last h normalized actions, newest first
+
+Actions are four numbers in [-1, 1]:
+
+* ``motors``: per-motor thrust fraction f = (a + 1) / 2 of the *nominal* vehicle's max thrust,
+  firmware motor order. Nominal, never "0 = hover of this airframe": the policy must learn the
+  trim error a real vehicle shows.
+* ``ctbr``: a[0] -> collective thrust fraction (a0 + 1) / 2 of 4 x max motor thrust;
+  a[1:4] * body_rate_max_rad_s -> body-rate setpoint (FLU), flown by the firmware's rate loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from sim.errors import QuadhilError
+from sim.frames import quat_to_rotmat
+from sim.vehicle import Vehicle
+
+SPEC_VERSION = "1.0"
+ACTION_MODES = ("motors", "ctbr")
+ACTION_DIM = 4
+
+
+class SpecError(QuadhilError, ValueError):
+    """A policy spec is malformed, of an unknown version, or does not match what uses it."""
+
+
+@dataclass(frozen=True)
+class ObsField:
+    """One named slice of the observation vector."""
+
+    name: str
+    size: int
+    unit: str
+
+
+# Builders for each observation field the contract knows. Inputs are batched, world ENU / body FLU.
+_FIELD_UNITS = {
+    "position_error_w": "m",
+    "rotation_matrix_wb": "1",
+    "rotation_matrix_rows01_wb": "1",
+    "velocity_w": "m/s",
+    "omega_b": "rad/s",
+    "last_actions": "1",
+}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Versioned contract between a trained policy and everything that runs it."""
+
+    vehicle: str
+    action_mode: str
+    control_rate_hz: float
+    observation: tuple[ObsField, ...]
+    action_history: int
+    position_error_clip_m: float
+    thrust_max_n: float  # nominal max thrust of one motor, N
+    body_rate_max_rad_s: tuple[float, float, float]
+    obs_mean: tuple[float, ...]
+    obs_std: tuple[float, ...]
+    layout: str = "default"
+    version: str = SPEC_VERSION
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def obs_dim(self) -> int:
+        """Length of the observation vector."""
+        return sum(f.size for f in self.observation)
+
+    @property
+    def action_dim(self) -> int:
+        """Length of the action vector (always 4)."""
+        return ACTION_DIM
+
+    def obs_slice(self, name: str) -> slice:
+        """Where field ``name`` sits in the observation vector."""
+        start = 0
+        for f in self.observation:
+            if f.name == name:
+                return slice(start, start + f.size)
+            start += f.size
+        raise KeyError(f"observation has no field {name!r}")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dictionary of the spec."""
+        d = asdict(self)
+        d["observation"] = [asdict(f) for f in self.observation]
+        return d
+
+    def to_json(self) -> str:
+        """Serialize to JSON; ``from_json(to_json(s)) == s`` exactly (floats repr round-trip)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicySpec":
+        """Validate and build from a dictionary (as read from JSON)."""
+        if not isinstance(d, dict):
+            raise SpecError(f"policy spec must be a JSON object, got {type(d).__name__}")
+        version = str(d.get("version", ""))
+        major = version.split(".")[0]
+        if major != SPEC_VERSION.split(".")[0]:
+            raise SpecError(
+                f"policy spec version {version!r} is not supported (this quadhil reads {SPEC_VERSION.split('.')[0]}.x)"
+            )
+        required = [
+            "vehicle", "action_mode", "control_rate_hz", "observation", "action_history",
+            "position_error_clip_m", "thrust_max_n", "body_rate_max_rad_s", "obs_mean", "obs_std",
+        ]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise SpecError(f"policy spec is missing field(s): {', '.join(missing)}")
+        try:
+            obs = tuple(ObsField(str(f["name"]), int(f["size"]), str(f["unit"])) for f in d["observation"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise SpecError(f"policy spec field 'observation' is malformed: {exc}") from None
+        spec = cls(
+            vehicle=str(d["vehicle"]),
+            action_mode=str(d["action_mode"]),
+            control_rate_hz=float(d["control_rate_hz"]),
+            observation=obs,
+            action_history=int(d["action_history"]),
+            position_error_clip_m=float(d["position_error_clip_m"]),
+            thrust_max_n=float(d["thrust_max_n"]),
+            body_rate_max_rad_s=tuple(float(x) for x in d["body_rate_max_rad_s"]),
+            obs_mean=tuple(float(x) for x in d["obs_mean"]),
+            obs_std=tuple(float(x) for x in d["obs_std"]),
+            layout=str(d.get("layout", "default")),
+            version=version,
+            extra=dict(d.get("extra", {})),
+        )
+        spec.validate()
+        return spec
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "PolicySpec":
+        """Parse and validate a JSON spec."""
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"policy spec is not valid JSON: {exc}") from None
+        return cls.from_dict(d)
+
+    def validate(self) -> None:
+        """Raise :class:`SpecError` naming the first inconsistency."""
+        if self.action_mode not in ACTION_MODES:
+            raise SpecError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if not self.control_rate_hz > 0:
+            raise SpecError(f"control_rate_hz must be > 0, got {self.control_rate_hz}")
+        for f in self.observation:
+            if f.name not in _FIELD_UNITS:
+                raise SpecError(f"observation field {f.name!r} is unknown to this quadhil")
+        if self.obs_slice_sizes().get("last_actions", 0) != ACTION_DIM * self.action_history:
+            raise SpecError("observation 'last_actions' size must be 4 x action_history")
+        if len(self.obs_mean) != self.obs_dim or len(self.obs_std) != self.obs_dim:
+            raise SpecError(f"obs_mean/obs_std must have length obs_dim={self.obs_dim}")
+        if any(not s > 0 for s in self.obs_std):
+            raise SpecError("obs_std entries must be > 0")
+        if len(self.body_rate_max_rad_s) != 3:
+            raise SpecError("body_rate_max_rad_s must have 3 entries")
+
+    def obs_slice_sizes(self) -> dict[str, int]:
+        """Field name -> size."""
+        return {f.name: f.size for f in self.observation}
+
+    def check_vehicle(self, vehicle_id: str) -> None:
+        """Raise :class:`SpecError` if this policy was not made for ``vehicle_id``."""
+        if self.vehicle != vehicle_id:
+            raise SpecError(f"policy was trained for vehicle {self.vehicle!r}, not {vehicle_id!r}")
+
+
+def default_observation(action_history: int = 1) -> tuple[ObsField, ...]:
+    """The default observation layout (see module docstring)."""
+    return (
+        ObsField("position_error_w", 3, "m"),
+        ObsField("rotation_matrix_wb", 9, "1"),
+        ObsField("velocity_w", 3, "m/s"),
+        ObsField("omega_b", 3, "rad/s"),
+        ObsField("last_actions", ACTION_DIM * action_history, "1"),
+    )
+
+
+def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: float = 100.0,
+                 action_history: int = 1, position_error_clip_m: float = 1.0) -> PolicySpec:
+    """A spec for ``vehicle`` with the default layout and identity normalization."""
+    obs = default_observation(action_history)
+    dim = sum(f.size for f in obs)
+    spec = PolicySpec(
+        vehicle=vehicle.id,
+        action_mode=action_mode,
+        control_rate_hz=float(control_rate_hz),
+        observation=obs,
+        action_history=action_history,
+        position_error_clip_m=float(position_error_clip_m),
+        thrust_max_n=vehicle.max_thrust_n,
+        body_rate_max_rad_s=tuple(float(x) for x in vehicle.rate_controller.body_rate_max_rad_s),
+        obs_mean=(0.0,) * dim,
+        obs_std=(1.0,) * dim,
+    )
+    spec.validate()
+    return spec
+
+
+def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: np.ndarray,
+            target_w: np.ndarray, last_actions: np.ndarray, spec: PolicySpec) -> np.ndarray:
+    """Build the (N, obs_dim) float32 observation for a batch of state estimates.
+
+    pos_w, vel_w: (N, 3) world ENU, m and m/s; quat_wb: (N, 4) body-to-world (w, x, y, z);
+    omega_b: (N, 3) body FLU rad/s; target_w: (3,) or (N, 3) m; last_actions: (N, 4*h), newest
+    first. Raw values: normalization lives inside the model.
+    """
+    pos_w = np.atleast_2d(pos_w)
+    n = pos_w.shape[0]
+    parts = []
+    rot = None
+    for f in spec.observation:
+        if f.name == "position_error_w":
+            clip = spec.position_error_clip_m
+            parts.append(np.clip(pos_w - np.broadcast_to(target_w, (n, 3)), -clip, clip))
+        elif f.name in ("rotation_matrix_wb", "rotation_matrix_rows01_wb"):
+            if rot is None:
+                rot = quat_to_rotmat(np.atleast_2d(quat_wb)).reshape(n, 9)
+            parts.append(rot if f.size == 9 else rot[:, :6])
+        elif f.name == "velocity_w":
+            parts.append(np.atleast_2d(vel_w))
+        elif f.name == "omega_b":
+            parts.append(np.atleast_2d(omega_b))
+        elif f.name == "last_actions":
+            parts.append(np.atleast_2d(last_actions)[:, : f.size])
+        else:  # pragma: no cover - validate() refuses unknown fields
+            raise SpecError(f"unknown observation field {f.name!r}")
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+@dataclass
+class MotorCommand:
+    """Per-motor thrust, firmware motor order. thrust_n (N, 4) in N; fraction of nominal max."""
+
+    thrust_n: np.ndarray
+    thrust_fraction: np.ndarray
+
+
+@dataclass
+class CtbrCommand:
+    """Collective thrust (N,) in N and as a fraction of 4 x max motor thrust; body rates (N, 3)
+    rad/s FLU."""
+
+    collective_thrust_n: np.ndarray
+    collective_fraction: np.ndarray
+    body_rate_b: np.ndarray
+
+
+def act_to_command(action: np.ndarray, spec: PolicySpec, vehicle: Vehicle) -> MotorCommand | CtbrCommand:
+    """Map normalized actions (N, 4) in [-1, 1] to a physical command for the nominal vehicle.
+
+    Raises ValueError for non-finite actions: callers turn that into a failsafe, never a command.
+    """
+    spec.check_vehicle(vehicle.id)
+    a = np.atleast_2d(np.asarray(action, dtype=np.float64))
+    if a.shape[1] != ACTION_DIM:
+        raise ValueError(f"action must have {ACTION_DIM} entries, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("action contains non-finite values")
+    a = np.clip(a, -1.0, 1.0)
+    if spec.action_mode == "motors":
+        frac = 0.5 * (a + 1.0)
+        return MotorCommand(thrust_n=frac * spec.thrust_max_n, thrust_fraction=frac)
+    frac = 0.5 * (a[:, 0] + 1.0)
+    return CtbrCommand(
+        collective_thrust_n=frac * 4.0 * spec.thrust_max_n,
+        collective_fraction=frac,
+        body_rate_b=a[:, 1:4] * np.asarray(spec.body_rate_max_rad_s),
+    )
+
+
+def thrust_to_firmware_units(thrust_n: np.ndarray, vehicle: Vehicle) -> np.ndarray:
+    """Motor thrust (N) -> the firmware's motor units through the vehicle's thrust curve
+    (Crazyflie: PWM 0..65535, PX4: 0..1)."""
+    return vehicle.thrust_to_command(thrust_n) * vehicle.command_max
+
+
+def push_action_history(history: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """Return (N, 4*h) history with ``action`` (N, 4) inserted first (newest first)."""
+    if history.shape[1] == 0:
+        return history
+    return np.concatenate([np.atleast_2d(action), history[:, :-ACTION_DIM]], axis=1)
+
+
+def hover_action(spec: PolicySpec, vehicle: Vehicle) -> np.ndarray:
+    """(4,) action that commands the nominal vehicle's hover thrust with zero rates."""
+    frac = vehicle.hover_thrust_fraction * vehicle.max_thrust_n / spec.thrust_max_n
+    a = 2.0 * frac - 1.0
+    if spec.action_mode == "motors":
+        return np.full(ACTION_DIM, a)
+    return np.array([a, 0.0, 0.0, 0.0])
+
+
+def spec_for_names(names: Sequence[str]) -> tuple[ObsField, ...]:
+    """Observation fields for a list of field names with the contract's sizes (h = 1)."""
+    sizes = {"position_error_w": 3, "rotation_matrix_wb": 9, "rotation_matrix_rows01_wb": 6,
+             "velocity_w": 3, "omega_b": 3, "last_actions": ACTION_DIM}
+    return tuple(ObsField(n, sizes[n], _FIELD_UNITS[n]) for n in names)

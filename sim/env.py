@@ -1,0 +1,252 @@
+"""Hover-from-a-throw task: a natively batched vector env and a single Gymnasium env.
+
+Task (Molchanov et al. 2019; Eschmann et al. 2023): reach and hold ``target_w`` from a random
+start: position within +-1 m of the target, velocity +-1 m/s, tilt up to 60 deg, body rates up to
++-5 rad/s. Episodes last 5 s. Success: within 0.1 m of the target and slower than 0.2 m/s for
+the whole last 2 s, never crashed. Terminated (no bootstrap): crash, ground contact, leaving a
+3 m box around the target, non-finite state. Truncated (bootstrap): the time limit.
+The reward is :mod:`sim.reward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from sim.contract import PolicySpec, act_to_command, default_spec, hover_action, observe, push_action_history
+from sim.dynamics import QuadSim, QuadState
+from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
+from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
+from sim.rate_control import RateController
+from sim.reward import RewardWeights, hover_reward
+from sim.vehicle import Vehicle, load_vehicle
+
+
+@dataclass(frozen=True)
+class HoverTaskConfig:
+    """Everything that defines the hover task except the vehicle and the contract."""
+
+    episode_s: float = 5.0
+    target_w: tuple[float, float, float] = (0.0, 0.0, 1.5)
+    init_pos_m: float = 1.0
+    init_vel_mps: float = 1.0
+    init_tilt_deg: float = 60.0
+    init_rate_rad_s: float = 5.0
+    success_radius_m: float = 0.1
+    success_speed_mps: float = 0.2
+    hold_s: float = 2.0
+    bounds_m: float = 3.0
+    physics_rate_hz: float = 1000.0
+    realism: RealismConfig = field(default_factory=RealismConfig)
+    reward: RewardWeights = field(default_factory=RewardWeights)
+
+
+class HoverTask:
+    """N hover episodes stepped together at the spec's control rate (no auto-reset).
+
+    ``step`` applies actions (N, 4), advances physics by ``physics_rate / control_rate``
+    substeps, and returns the observation, reward, terminated, truncated and per-env flags.
+    """
+
+    def __init__(self, vehicle: Vehicle, spec: PolicySpec, n: int, config: HoverTaskConfig, seed: int | None):
+        spec.check_vehicle(vehicle.id)
+        self.vehicle = vehicle
+        self.spec = spec
+        self.n = n
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        substeps = config.physics_rate_hz / spec.control_rate_hz
+        if abs(substeps - round(substeps)) > 1e-9:
+            raise ValueError("physics rate must be an integer multiple of the control rate")
+        self.substeps = int(round(substeps))
+        self.dt_s = 1.0 / spec.control_rate_hz
+        self.max_ticks = int(round(config.episode_s * spec.control_rate_hz))
+        self.hold_ticks_needed = int(round(config.hold_s * spec.control_rate_hz))
+        realism = config.realism
+        self.sim = QuadSim(vehicle, sample_params(vehicle, n, self.rng, realism), QuadState.zeros(n),
+                           config.physics_rate_hz)
+        self.wind = Wind(n, realism, self.rng)
+        self.rate_ctrl = RateController(vehicle, n) if spec.action_mode == "ctbr" else None
+        # the rate loop runs every k physics steps (the closest integer to the firmware's rate)
+        self.rate_loop_every = max(1, int(round(config.physics_rate_hz / vehicle.rate_controller.rate_hz)))
+        self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
+        self.hover = hover_action(spec, vehicle)
+        self.history = np.tile(self.hover, (n, spec.action_history))
+        self.latency_queue = np.tile(self.hover, (realism.latency_ticks + 1, n, 1))
+        self.tick = np.zeros(n, dtype=np.int64)
+        self.hold = np.zeros(n, dtype=np.int64)
+        self.prev_action = np.tile(self.hover, (n, 1))
+
+    # --- episode start ---------------------------------------------------------------------
+
+    def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Start new episodes for the selected envs (all if None); returns the full observation."""
+        mask = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        k = int(mask.sum())
+        if k:
+            c, rng = self.config, self.rng
+            self.sim.params.put(mask, sample_params(self.vehicle, k, rng, c.realism))
+            start = QuadState.zeros(k)
+            start.pos_w = self.target_w[mask] + rng.uniform(-c.init_pos_m, c.init_pos_m, (k, 3))
+            start.pos_w[:, 2] = np.maximum(start.pos_w[:, 2], 0.2)
+            start.vel_w = rng.uniform(-c.init_vel_mps, c.init_vel_mps, (k, 3))
+            # tilt about a random horizontal axis, uniform angle up to the limit, random yaw
+            axis_angle = rng.normal(size=(k, 3))
+            axis_angle[:, 2] = 0.0
+            axis_angle /= np.linalg.norm(axis_angle, axis=1, keepdims=True) + 1e-12
+            axis_angle *= np.deg2rad(rng.uniform(0.0, c.init_tilt_deg, (k, 1)))
+            yaw = quat_from_euler(np.zeros(k), np.zeros(k), rng.uniform(-np.pi, np.pi, k))
+            start.quat_wb = quat_multiply(yaw, quat_from_axis_angle(axis_angle))
+            start.omega_b = rng.uniform(-c.init_rate_rad_s, c.init_rate_rad_s, (k, 3))
+            start.thrust_n = np.tile(self.sim.hover_thrust_n()[mask].mean(axis=1, keepdims=True), (1, 4))
+            start.on_ground[:] = False
+            self.sim.state.put(mask, start)
+            self.wind.reset(mask)
+            if self.rate_ctrl is not None:
+                self.rate_ctrl.reset(mask, start.omega_b)
+            self.history[mask] = np.tile(self.hover, self.spec.action_history)
+            self.latency_queue[:, mask] = self.hover
+            self.prev_action[mask] = self.hover
+            self.tick[mask] = 0
+            self.hold[mask] = 0
+        return self.observe()
+
+    # --- one control tick ------------------------------------------------------------------
+
+    def observe(self) -> np.ndarray:
+        """Observation of every env from the (noisy, if enabled) state estimate."""
+        s = self.sim.state
+        est = (s.pos_w, s.vel_w, s.quat_wb, s.omega_b)
+        if self.config.realism.sensor_noise:
+            est = noisy_estimate(*est, self.vehicle, self.rng, self.config.realism.noise_scale)
+        return observe(*est, self.target_w, self.history, self.spec)
+
+    def step(self, action: np.ndarray):
+        """Apply (N, 4) actions for one control tick.
+
+        Returns obs (N, D) float32, reward (N,), terminated (N,), truncated (N,), info dict with
+        ``success`` (N,) (meaningful where the episode ended) and ``crashed`` (N,).
+        """
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.n, 4), -1.0, 1.0)
+        # action latency: the command applied now is the one chosen latency_ticks ago
+        self.latency_queue = np.concatenate([action[None], self.latency_queue[:-1]], axis=0)
+        applied = self.latency_queue[-1]
+        cmd = act_to_command(applied, self.spec, self.vehicle)
+        physics_dt = self.sim.dt_s
+        wind = self.wind.step(self.dt_s)
+        self.sim.disturbance.wind_w[:] = wind
+        if self.rate_ctrl is None:
+            self.sim.step(cmd.thrust_n, self.substeps)
+        else:
+            done_steps = 0
+            while done_steps < self.substeps:
+                n_sub = min(self.rate_loop_every, self.substeps - done_steps)
+                thrust = self.rate_ctrl.update(self.sim.state.omega_b, cmd.body_rate_b, cmd.collective_thrust_n,
+                                               n_sub * physics_dt)
+                self.sim.step(thrust, n_sub)
+                done_steps += n_sub
+
+        s, c = self.sim.state, self.config
+        self.tick += 1
+        err = s.pos_w - self.target_w
+        dist = np.linalg.norm(err, axis=1)
+        speed = np.linalg.norm(s.vel_w, axis=1)
+        rzz = 1.0 - 2.0 * (s.quat_wb[:, 1] ** 2 + s.quat_wb[:, 2] ** 2)
+        finite = np.all(np.isfinite(s.pos_w), axis=1) & np.all(np.isfinite(s.quat_wb), axis=1)
+        crashed = s.crashed | s.on_ground | ~finite
+        out = np.any(np.abs(err) > c.bounds_m, axis=1)
+        terminated = crashed | out
+        truncated = (self.tick >= self.max_ticks) & ~terminated
+        in_tol = (dist < c.success_radius_m) & (speed < c.success_speed_mps)
+        self.hold = np.where(in_tol, self.hold + 1, 0)
+        success = truncated & (self.hold >= self.hold_ticks_needed)
+        reward = hover_reward(np.nan_to_num(err), np.nan_to_num(s.vel_w), np.nan_to_num(rzz),
+                              np.nan_to_num(s.omega_b), action, self.prev_action, terminated, c.reward)
+        self.prev_action = action
+        self.history = push_action_history(self.history, action)
+        obs = self.observe()
+        info = {"success": success, "crashed": crashed, "out_of_bounds": out, "distance_m": dist}
+        return obs, reward.astype(np.float32), terminated, truncated, info
+
+
+def _spaces(spec: PolicySpec):
+    clip = spec.position_error_clip_m
+    low = np.full(spec.obs_dim, -np.inf, dtype=np.float32)
+    high = np.full(spec.obs_dim, np.inf, dtype=np.float32)
+    sl = spec.obs_slice("position_error_w")
+    low[sl], high[sl] = -clip, clip
+    obs_space = gym.spaces.Box(low, high, dtype=np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+    return obs_space, act_space
+
+
+class HoverVecEnv(VectorEnv):
+    """Natively batched hover env (no subprocesses). Same-step auto-reset: when an env ends, the
+    returned observation is already the new episode's; ``info["final_obs"]`` holds the last
+    observation of the ended episode (rows of other envs equal ``obs``) for bootstrapping."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, vehicle: str | Vehicle = "crazyflie", num_envs: int = 64, spec: PolicySpec | None = None,
+                 config: HoverTaskConfig | None = None, seed: int | None = None):
+        vehicle = load_vehicle(vehicle) if isinstance(vehicle, str) else vehicle
+        self.spec = spec or default_spec(vehicle)
+        self.task = HoverTask(vehicle, self.spec, num_envs, config or HoverTaskConfig(), seed)
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = _spaces(self.spec)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset every env; a seed re-seeds the task's generator."""
+        if seed is not None:
+            self.task.rng = np.random.default_rng(seed)
+            self.task.wind.rng = self.task.rng
+        return self.task.reset(), {}
+
+    def step(self, actions):
+        """Step all envs; ended ones restart in the same call (see class docstring)."""
+        obs, reward, terminated, truncated, info = self.task.step(actions)
+        done = terminated | truncated
+        info["final_obs"] = obs.copy()
+        info["_final_obs"] = done
+        if done.any():
+            obs = self.task.reset(done)
+        return obs, reward, terminated, truncated, info
+
+
+class HoverEnv(gym.Env):
+    """Single-vehicle hover env, registered as ``quadhil/Hover-v0``."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, vehicle: str = "crazyflie", spec: PolicySpec | None = None,
+                 config: HoverTaskConfig | None = None):
+        self._vehicle = load_vehicle(vehicle) if isinstance(vehicle, str) else vehicle
+        self.spec = spec or default_spec(self._vehicle)
+        self.config = config or HoverTaskConfig()
+        self.task = HoverTask(self._vehicle, self.spec, 1, self.config, None)
+        self.observation_space, self.action_space = _spaces(self.spec)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode; ``seed`` makes it reproducible."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.task.rng = np.random.default_rng(seed)
+            self.task.wind.rng = self.task.rng
+        return self.task.reset()[0], {}
+
+    def step(self, action):
+        """One control tick."""
+        obs, reward, terminated, truncated, info = self.task.step(np.asarray(action)[None])
+        info = {k: v[0].item() for k, v in info.items()}
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+
+def register() -> None:
+    """Register ``quadhil/Hover-v0`` with Gymnasium (idempotent)."""
+    if "quadhil/Hover-v0" not in gym.registry:
+        gym.register(id="quadhil/Hover-v0", entry_point="sim.env:HoverEnv")

@@ -1,0 +1,95 @@
+"""Realism knobs: domain randomization, sensor noise, wind. All seeded through a Generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.dynamics import BatchParams
+from sim.frames import quat_from_axis_angle, quat_multiply, quat_normalize
+from sim.vehicle import Vehicle
+
+
+@dataclass(frozen=True)
+class RealismConfig:
+    """Which realism knobs are on, and how strong. ``scale`` multiplies the vehicle's ranges."""
+
+    randomize: bool = True
+    randomization_scale: float = 1.0
+    sensor_noise: bool = True
+    noise_scale: float = 1.0
+    latency_ticks: int = 0  # action latency, control ticks
+    wind_mean_mps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    wind_gust_std_mps: float = 0.0  # std of the gust (Ornstein-Uhlenbeck) component
+    wind_gust_tau_s: float = 1.0
+
+    @classmethod
+    def off(cls) -> "RealismConfig":
+        """The nominal vehicle, perfect state, no latency, no wind."""
+        return cls(randomize=False, sensor_noise=False)
+
+
+def _scaled_range(rng_pair: tuple[float, float], scale: float) -> tuple[float, float]:
+    lo, hi = rng_pair
+    return 1.0 + (lo - 1.0) * scale, 1.0 + (hi - 1.0) * scale
+
+
+def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: RealismConfig) -> BatchParams:
+    """N parameter sets: nominal, or randomized within the vehicle file's ranges x scale."""
+    p = BatchParams.nominal(vehicle, n)
+    if not config.randomize:
+        return p
+    r = vehicle.randomization
+    s = config.randomization_scale
+    p.mass_kg = p.mass_kg * rng.uniform(*_scaled_range(r.mass_scale, s), size=n)
+    p.inertia_kgm2 = p.inertia_kgm2 * rng.uniform(*_scaled_range(r.inertia_scale, s), size=(n, 1))
+    gain = rng.uniform(*_scaled_range(r.thrust_scale, s), size=(n, 1))
+    gain = gain * (1.0 + r.motor_imbalance * s * rng.standard_normal((n, 4))).clip(0.8, 1.2)
+    p.thrust_gain = gain
+    p.max_thrust_n = p.max_thrust_n * gain
+    tau = rng.uniform(*_scaled_range(r.tau_scale, s), size=(n, 1))
+    p.tau_up_s = p.tau_up_s * tau
+    p.tau_down_s = p.tau_down_s * tau
+    com = np.zeros((n, 3))
+    com[:, :2] = rng.uniform(-r.com_offset_m * s, r.com_offset_m * s, size=(n, 2))
+    p.rotor_pos_m = p.rotor_pos_m - com[:, None, :]
+    return p
+
+
+def noisy_estimate(pos_w, vel_w, quat_wb, omega_b, vehicle: Vehicle, rng: np.random.Generator,
+                   scale: float = 1.0):
+    """A state estimate with Gaussian noise of the vehicle file's std x ``scale``.
+
+    Attitude noise is a random small rotation applied in the body frame. Returns new arrays.
+    """
+    sn = vehicle.sensor_noise
+    n = pos_w.shape[0]
+    pos = pos_w + rng.normal(0.0, sn.position_m * scale, size=(n, 3))
+    vel = vel_w + rng.normal(0.0, sn.velocity_mps * scale, size=(n, 3))
+    dq = quat_from_axis_angle(rng.normal(0.0, sn.attitude_rad * scale, size=(n, 3)))
+    quat = quat_normalize(quat_multiply(quat_wb, dq))
+    omega = omega_b + rng.normal(0.0, sn.gyro_rad_s * scale, size=(n, 3))
+    return pos, vel, quat, omega
+
+
+class Wind:
+    """Constant wind plus an Ornstein-Uhlenbeck gust per vehicle (world ENU, m/s)."""
+
+    def __init__(self, n: int, config: RealismConfig, rng: np.random.Generator):
+        self.config = config
+        self.rng = rng
+        self.mean = np.asarray(config.wind_mean_mps, dtype=np.float64)
+        self.gust = np.zeros((n, 3))
+
+    def reset(self, mask=None) -> None:
+        """Gusts of the selected vehicles back to zero."""
+        self.gust[slice(None) if mask is None else mask] = 0.0
+
+    def step(self, dt_s: float) -> np.ndarray:
+        """Advance the gusts by dt; returns (N, 3) wind velocity."""
+        c = self.config
+        if c.wind_gust_std_mps > 0:
+            a = np.exp(-dt_s / c.wind_gust_tau_s)
+            self.gust = a * self.gust + np.sqrt(1 - a * a) * c.wind_gust_std_mps * self.rng.standard_normal(self.gust.shape)
+        return self.mean + self.gust

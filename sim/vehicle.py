@@ -1,0 +1,346 @@
+"""Vehicle models loaded from TOML data files (``sim/vehicles/*.toml``).
+
+Every physical constant lives in the TOML file with its source; this module only reads,
+validates and derives. A missing or malformed field raises :class:`VehicleFileError`
+naming the file and the field: there are no silent defaults for physics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import QuadhilError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+VEHICLE_DIR = Path(__file__).resolve().parent / "vehicles"
+GRAVITY_MPS2 = 9.80665  # standard gravity (ISO 80000-3)
+
+
+class VehicleFileError(QuadhilError, ValueError):
+    """A vehicle file is missing, unreadable, or has a missing or malformed field."""
+
+
+@dataclass(frozen=True)
+class RateControllerParams:
+    """Firmware rate-loop gains, already converted to SI torque gains (N*m per rad/s)."""
+
+    rate_hz: float
+    kp_nm_per_rad_s: np.ndarray  # (3,) roll, pitch, yaw in FLU
+    ki_nm_per_rad: np.ndarray  # (3,)
+    kd_nm_s_per_rad: np.ndarray  # (3,)
+    integral_limit_rad: np.ndarray  # (3,) |integral of rate error| bound
+    body_rate_max_rad_s: np.ndarray  # (3,) scaling of ctbr actions
+    firmware_kp: np.ndarray  # (3,) gains in the firmware's own units, for reference
+    firmware_ki: np.ndarray
+    firmware_kd: np.ndarray
+    gain_unit: str
+
+
+@dataclass(frozen=True)
+class SensorNoise:
+    """Standard deviations of the state estimate a policy sees."""
+
+    position_m: float
+    velocity_mps: float
+    attitude_rad: float
+    gyro_rad_s: float
+
+
+@dataclass(frozen=True)
+class BatteryParams:
+    """Lumped battery model: open-circuit voltage linear in charge, ohmic sag with current."""
+
+    cells: int
+    voltage_full_v: float
+    voltage_empty_v: float
+    capacity_mah: float
+    internal_resistance_ohm: float
+    hover_current_a: float
+    low_voltage_v: float
+
+
+@dataclass(frozen=True)
+class RandomizationRanges:
+    """Domain-randomization ranges of one vehicle (multiplicative unless named in metres)."""
+
+    mass_scale: tuple[float, float]
+    inertia_scale: tuple[float, float]
+    thrust_scale: tuple[float, float]
+    motor_imbalance: float
+    tau_scale: tuple[float, float]
+    com_offset_m: float
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    """Nominal parameters of one quadrotor, SI units, body frame FLU.
+
+    Motor arrays are in the firmware's own numbering (index 0 = M1 / MOTOR1).
+    """
+
+    id: str
+    name: str
+    firmware: str
+    source_path: str
+    mass_kg: float
+    inertia_kgm2: np.ndarray  # (3,) diagonal
+    drag_n_per_mps: np.ndarray  # (3,) body-frame linear drag
+    crash_speed_mps: float
+    motor_names: tuple[str, ...]
+    rotor_position_m: np.ndarray  # (4, 3) FLU, relative to the CoM
+    spin_sign: np.ndarray  # (4,) +1 clockwise seen from above (reaction torque +z), -1 ccw
+    thrust_curve_n: np.ndarray  # (3,) c0, c1, c2 of T(u) = c2 u^2 + c1 u + c0, u in [0, 1]
+    torque_to_thrust_m: float
+    tau_up_s: float
+    tau_down_s: float
+    command_unit: str
+    command_max: float
+    battery: BatteryParams
+    rate_controller: RateControllerParams
+    sensor_noise: SensorNoise
+    randomization: RandomizationRanges
+
+    @property
+    def max_thrust_n(self) -> float:
+        """Thrust of one motor at full command, N."""
+        return float(np.sum(self.thrust_curve_n))
+
+    @property
+    def weight_n(self) -> float:
+        """Weight at standard gravity, N."""
+        return self.mass_kg * GRAVITY_MPS2
+
+    @property
+    def hover_thrust_fraction(self) -> float:
+        """Per-motor thrust fraction (of max thrust) that holds the nominal vehicle in hover."""
+        return self.weight_n / (4.0 * self.max_thrust_n)
+
+    def allocation_matrix(self) -> np.ndarray:
+        """(4, 4) matrix A with [T_total, tau_x, tau_y, tau_z] = A @ motor_thrust_n (FLU, N and N*m)."""
+        r = self.rotor_position_m
+        return np.stack(
+            [
+                np.ones(4),
+                r[:, 1],  # tau_x = y * T
+                -r[:, 0],  # tau_y = -x * T
+                self.spin_sign * self.torque_to_thrust_m,
+            ]
+        )
+
+    def thrust_to_command(self, thrust_n: np.ndarray) -> np.ndarray:
+        """Invert the thrust curve: motor thrust (N) -> normalized firmware command u in [0, 1]."""
+        c0, c1, c2 = self.thrust_curve_n
+        t = np.clip(np.asarray(thrust_n, dtype=np.float64), c0, self.max_thrust_n)
+        if c2 == 0.0:
+            return (t - c0) / c1
+        return (-c1 + np.sqrt(c1 * c1 + 4.0 * c2 * (t - c0))) / (2.0 * c2)
+
+    def command_to_thrust(self, u: np.ndarray) -> np.ndarray:
+        """Thrust curve: normalized firmware command u in [0, 1] -> motor thrust (N)."""
+        c0, c1, c2 = self.thrust_curve_n
+        u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+        return c2 * u * u + c1 * u + c0
+
+
+def _get(table: dict, key: str, path: Path, section: str):
+    if key not in table:
+        raise VehicleFileError(f"{path}: missing field '{section}.{key}'")
+    return table[key]
+
+
+def _number(table: dict, key: str, path: Path, section: str, positive: bool = True) -> float:
+    value = _get(table, key, path, section)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be > 0, got {value!r}")
+    return float(value)
+
+
+def _vector(table: dict, key: str, path: Path, section: str, shape: tuple[int, ...], nonneg=True) -> np.ndarray:
+    value = _get(table, key, path, section)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be numbers of shape {shape}") from None
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise VehicleFileError(
+            f"{path}: field '{section}.{key}' must be finite numbers of shape {shape}, got {value!r}"
+        )
+    if nonneg and np.any(arr < 0):
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be >= 0, got {value!r}")
+    return arr
+
+
+def _range(table: dict, key: str, path: Path, section: str) -> tuple[float, float]:
+    arr = _vector(table, key, path, section, (2,))
+    if not 0 < arr[0] <= arr[1]:
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be [low, high] with 0 < low <= high")
+    return float(arr[0]), float(arr[1])
+
+
+def _section(data: dict, name: str, path: Path) -> dict:
+    table = data.get(name)
+    if not isinstance(table, dict):
+        raise VehicleFileError(f"{path}: missing section '[{name}]'")
+    return table
+
+
+def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerParams:
+    s = "rate_controller"
+    kp = _vector(table, "kp", path, s, (3,))
+    ki = _vector(table, "ki", path, s, (3,))
+    kd = _vector(table, "kd", path, s, (3,))
+    ilim = _vector(table, "integral_limit", path, s, (3,))
+    unit = _get(table, "gain_unit", path, s)
+    # N*m of body torque produced by one unit of the firmware's controller output, per axis.
+    if unit == "firmware_cmd_per_deg_s":
+        # Crazyflie power distribution (power_distribution_quadrotor.c, legacy X): each motor gets
+        # +-roll/2, +-pitch/2, +-yaw in PWM counts. One PWM count is dT/dPWM newtons at hover.
+        dthrust = geometry["dthrust_du_hover_n"] / geometry["command_max"]
+        arm = geometry["arm_xy_m"]
+        torque_per_unit = np.array(
+            [4 * 0.5 * dthrust * arm[1], 4 * 0.5 * dthrust * arm[0], 4 * dthrust * geometry["kappa_m"]]
+        )
+        per_rad = torque_per_unit * (180.0 / math.pi)  # gains are per deg/s
+        ilim_rad = ilim * (math.pi / 180.0)
+    elif unit == "normalized_torque_per_rad_s":
+        # PX4 control allocation maps a normalized torque of 1 to the largest symmetric torque the
+        # rotors give about that axis (two motors up by half range, two down).
+        tmax = geometry["max_thrust_n"]
+        arm = geometry["arm_xy_m"]
+        torque_per_unit = np.array([2 * tmax * arm[1], 2 * tmax * arm[0], 2 * tmax * geometry["kappa_m"]])
+        per_rad = torque_per_unit
+        # MC_*_INT_LIM bounds the integrator's contribution (normalized torque); as an integral of
+        # rate error it is limit / ki.
+        ilim_rad = np.divide(ilim, ki, out=np.full(3, np.inf), where=ki > 0)
+    else:
+        raise VehicleFileError(
+            f"{path}: field '{s}.gain_unit' must be 'firmware_cmd_per_deg_s' or "
+            f"'normalized_torque_per_rad_s', got {unit!r}"
+        )
+    return RateControllerParams(
+        rate_hz=_number(table, "rate_hz", path, s),
+        kp_nm_per_rad_s=kp * per_rad,
+        ki_nm_per_rad=ki * per_rad,
+        kd_nm_s_per_rad=kd * per_rad,
+        integral_limit_rad=ilim_rad,
+        body_rate_max_rad_s=_vector(table, "body_rate_max_rad_s", path, s, (3,)),
+        firmware_kp=kp,
+        firmware_ki=ki,
+        firmware_kd=kd,
+        gain_unit=unit,
+    )
+
+
+def load_vehicle(name_or_path: str | Path) -> Vehicle:
+    """Load and validate a vehicle file: a bare id (``"crazyflie"``) or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = VEHICLE_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in VEHICLE_DIR.glob("*.toml")))
+            raise VehicleFileError(f"unknown vehicle {name_or_path!r}; known vehicles: {known}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise VehicleFileError(f"{path}: no such vehicle file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VehicleFileError(f"{path}: not valid TOML: {exc}") from None
+
+    v = _section(data, "vehicle", path)
+    body = _section(data, "body", path)
+    motors = _section(data, "motors", path)
+    battery = _section(data, "battery", path)
+    noise = _section(data, "sensor_noise", path)
+    rnd = _section(data, "randomization", path)
+
+    names = _get(motors, "names", path, "motors")
+    if not (isinstance(names, list) and len(names) == 4 and all(isinstance(n, str) for n in names)):
+        raise VehicleFileError(f"{path}: field 'motors.names' must be 4 strings")
+    spin = _get(motors, "spin", path, "motors")
+    if not (isinstance(spin, list) and len(spin) == 4 and all(s in ("cw", "ccw") for s in spin)):
+        raise VehicleFileError(f"{path}: field 'motors.spin' must be 4 of 'cw'/'ccw', got {spin!r}")
+    spin_sign = np.array([1.0 if s == "cw" else -1.0 for s in spin])
+    if spin_sign.sum() != 0:
+        raise VehicleFileError(f"{path}: field 'motors.spin' must have two cw and two ccw rotors")
+    rotor_pos = _vector(motors, "position_m", path, "motors", (4, 3), nonneg=False)
+    curve = _vector(motors, "thrust_curve_n", path, "motors", (3,))
+    if curve.sum() <= 0 or (curve[1] == 0 and curve[2] == 0):
+        raise VehicleFileError(f"{path}: field 'motors.thrust_curve_n' must give positive thrust")
+    kappa = _number(motors, "torque_to_thrust_m", path, "motors")
+    command_unit = _get(motors, "command_unit", path, "motors")
+    command_max = _number(motors, "command_max", path, "motors")
+    mass = _number(body, "mass_kg", path, "body")
+
+    max_thrust = float(curve.sum())
+    if 4 * max_thrust <= mass * GRAVITY_MPS2:
+        raise VehicleFileError(f"{path}: 4 x max motor thrust {4 * max_thrust:.3f} N cannot lift {mass} kg")
+    # slope of the thrust curve at the hover command, N per unit of u
+    u_hover_thrust = mass * GRAVITY_MPS2 / 4.0
+    c0, c1, c2 = curve
+    u_hover = (-c1 + math.sqrt(c1 * c1 + 4 * c2 * (u_hover_thrust - c0))) / (2 * c2) if c2 else (u_hover_thrust - c0) / c1
+    geometry = {
+        "dthrust_du_hover_n": 2 * c2 * u_hover + c1,
+        "command_max": command_max if command_unit == "pwm" else 1.0,
+        "arm_xy_m": np.abs(rotor_pos[:, :2]).mean(axis=0),
+        "kappa_m": kappa,
+        "max_thrust_n": max_thrust,
+    }
+
+    return Vehicle(
+        id=str(_get(v, "id", path, "vehicle")),
+        name=str(_get(v, "name", path, "vehicle")),
+        firmware=str(_get(v, "firmware", path, "vehicle")),
+        source_path=str(path),
+        mass_kg=mass,
+        inertia_kgm2=_vector(body, "inertia_kgm2", path, "body", (3,)),
+        drag_n_per_mps=_vector(body, "drag_n_per_mps", path, "body", (3,)),
+        crash_speed_mps=_number(body, "crash_speed_mps", path, "body"),
+        motor_names=tuple(names),
+        rotor_position_m=rotor_pos,
+        spin_sign=spin_sign,
+        thrust_curve_n=curve,
+        torque_to_thrust_m=kappa,
+        tau_up_s=_number(motors, "tau_up_s", path, "motors"),
+        tau_down_s=_number(motors, "tau_down_s", path, "motors"),
+        command_unit=str(command_unit),
+        command_max=command_max,
+        battery=BatteryParams(
+            cells=int(_number(battery, "cells", path, "battery")),
+            voltage_full_v=_number(battery, "voltage_full_v", path, "battery"),
+            voltage_empty_v=_number(battery, "voltage_empty_v", path, "battery"),
+            capacity_mah=_number(battery, "capacity_mah", path, "battery"),
+            internal_resistance_ohm=_number(battery, "internal_resistance_ohm", path, "battery"),
+            hover_current_a=_number(battery, "hover_current_a", path, "battery"),
+            low_voltage_v=_number(battery, "low_voltage_v", path, "battery"),
+        ),
+        rate_controller=_rate_controller(_section(data, "rate_controller", path), path, geometry),
+        sensor_noise=SensorNoise(
+            position_m=_number(noise, "position_m", path, "sensor_noise", positive=False),
+            velocity_mps=_number(noise, "velocity_mps", path, "sensor_noise", positive=False),
+            attitude_rad=_number(noise, "attitude_rad", path, "sensor_noise", positive=False),
+            gyro_rad_s=_number(noise, "gyro_rad_s", path, "sensor_noise", positive=False),
+        ),
+        randomization=RandomizationRanges(
+            mass_scale=_range(rnd, "mass_scale", path, "randomization"),
+            inertia_scale=_range(rnd, "inertia_scale", path, "randomization"),
+            thrust_scale=_range(rnd, "thrust_scale", path, "randomization"),
+            motor_imbalance=_number(rnd, "motor_imbalance", path, "randomization", positive=False),
+            tau_scale=_range(rnd, "tau_scale", path, "randomization"),
+            com_offset_m=_number(rnd, "com_offset_m", path, "randomization", positive=False),
+        ),
+    )
+
+
+def known_vehicles() -> list[str]:
+    """Ids of the vehicle files shipped in ``sim/vehicles``."""
+    return sorted(p.stem for p in VEHICLE_DIR.glob("*.toml"))
