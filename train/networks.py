@@ -1,0 +1,83 @@
+"""Actor and critic networks (Keras 3) and the on-disk layout of a training run.
+
+The actor takes *raw* contract observations: a frozen ``keras.layers.Normalization`` built from
+the spec's ``obs_mean``/``obs_std`` is its first layer, so the exported .tflite needs no
+preprocessing and the bridge feeds it exactly what :func:`sim.contract.observe` returns.
+
+A run directory holds::
+
+    config.json        everything that shaped the run, with "spec": PolicySpec.to_dict()
+    actor_best.keras   best actor by eval success (what eval/export/the bridge use)
+    actor_last.keras   last actor
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from sim.contract import PolicySpec
+from sim.errors import QuadhilError
+
+ACTOR_BEST = "actor_best.keras"
+ACTOR_LAST = "actor_last.keras"
+CONFIG = "config.json"
+
+
+def build_actor(spec: PolicySpec, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh",
+                name: str = "actor") -> keras.Model:
+    """Raw observation (obs_dim,) -> normalized action (4,) in [-1, 1]."""
+    obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
+    mean = np.asarray(spec.obs_mean, dtype=np.float32)
+    var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
+    x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
+    action = keras.layers.Dense(spec.action_dim, activation="tanh", name="action")(x)
+    return keras.Model(obs, action, name=name)
+
+
+def build_critic(spec: PolicySpec, hidden: tuple[int, ...] = (128, 128), name: str = "critic") -> keras.Model:
+    """(raw observation, action) -> Q value (1,)."""
+    obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
+    act = keras.Input(shape=(spec.action_dim,), dtype="float32", name="action")
+    mean = np.asarray(spec.obs_mean, dtype=np.float32)
+    var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
+    x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
+    x = keras.layers.Concatenate()([x, act])
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+    q = keras.layers.Dense(1, name="q")(x)
+    return keras.Model([obs, act], q, name=name)
+
+
+def load_run_spec(run_dir: str | Path) -> tuple[PolicySpec, dict]:
+    """(spec, config) of a run directory; clear errors if it is not one."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG
+    if not path.exists():
+        raise QuadhilError(f"{run_dir} is not a training run: no {CONFIG}")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise QuadhilError(f"{path} is not valid JSON: {exc}") from None
+    if "spec" not in config:
+        raise QuadhilError(f"{path} has no 'spec' entry")
+    return PolicySpec.from_dict(config["spec"]), config
+
+
+def load_actor(run_dir: str | Path, which: str = "best") -> tuple[keras.Model, PolicySpec, dict]:
+    """(actor, spec, config) of a run directory; ``which`` is 'best' or 'last'."""
+    run_dir = Path(run_dir)
+    spec, config = load_run_spec(run_dir)
+    path = run_dir / (ACTOR_BEST if which == "best" else ACTOR_LAST)
+    if not path.exists():
+        raise QuadhilError(f"{run_dir} has no {path.name}")
+    try:
+        actor = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises several types for corrupt files
+        raise QuadhilError(f"cannot load actor {path}: {exc}") from None
+    return actor, spec, config
