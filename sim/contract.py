@@ -219,6 +219,15 @@ def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: f
     return spec
 
 
+# Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].
+# Each takes (vehicle, action_mode, control_rate_hz) and returns a PolicySpec with identity
+# normalization; the trainer fills in obs_mean/obs_std.
+SPEC_LAYOUTS = {
+    "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: default_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
+}
+
+
 def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: np.ndarray,
             target_w: np.ndarray, last_actions: np.ndarray, spec: PolicySpec) -> np.ndarray:
     """Build the (N, obs_dim) float32 observation for a batch of state estimates.
