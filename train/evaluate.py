@@ -1,0 +1,144 @@
+"""Evaluation of a deterministic policy on the hover task, free of TensorFlow.
+
+The policy is any callable ``act_fn(obs) -> actions`` mapping a float32 (N, obs_dim) batch of raw
+contract observations to (N, 4) normalized actions, so the same code evaluates a Keras actor, a
+LiteRT interpreter (deploy/) or a hand-written controller. Each of ``episodes`` vehicles flies
+exactly one episode, all batched in one :class:`sim.env.HoverVecEnv`; the envs' task is stepped
+without auto-reset, so an ended episode is never confused with the next one.
+
+Figures:
+    success_rate  episodes that held within the success radius/speed for the last hold_s
+    crash_rate    episodes ended by a crash or ground contact (leaving the box is neither)
+    rmse_m        position RMSE over the hold window (last hold_s of the episode), pooled over
+                  the episodes that reached the time limit (true state, not the noisy estimate)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from sim.contract import PolicySpec
+from sim.env import HoverTaskConfig, HoverVecEnv
+from sim.randomization import RealismConfig
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate_policy`. Trajectories: ``pos_w`` (K, T, 3) world ENU m of the first
+    K episodes (NaN after an episode ended), ``target_w`` (3,), ``dt_s`` the control period."""
+
+    success_rate: float
+    rmse_m: float
+    crash_rate: float
+    out_of_bounds_rate: float
+    episodes: int
+    mean_return: float
+    success: np.ndarray = field(repr=False)
+    crashed: np.ndarray = field(repr=False)
+    episode_return: np.ndarray = field(repr=False)
+    pos_w: np.ndarray = field(repr=False)
+    target_w: np.ndarray = field(repr=False)
+    dt_s: float = 0.01
+
+    def summary(self) -> dict:
+        """The scalar figures as a plain dict (what eval.json holds)."""
+        return {
+            "success_rate": float(self.success_rate),
+            "rmse_m": float(self.rmse_m),
+            "crash_rate": float(self.crash_rate),
+            "out_of_bounds_rate": float(self.out_of_bounds_rate),
+            "episodes": int(self.episodes),
+            "mean_return": float(self.mean_return),
+        }
+
+
+def _make_env(spec: PolicySpec, vehicle_id: str, n: int, seed: int, realism: RealismConfig | None,
+              task: HoverTaskConfig | None) -> HoverVecEnv:
+    task = task or HoverTaskConfig()
+    if realism is not None:
+        task = replace(task, realism=realism)
+    spec.check_vehicle(vehicle_id)
+    return HoverVecEnv(vehicle_id, n, spec=spec, config=task, seed=seed)
+
+
+def _act(act_fn: ActFn, obs: np.ndarray) -> np.ndarray:
+    a = np.asarray(act_fn(obs.astype(np.float32, copy=False)), dtype=np.float64)
+    if a.shape != (obs.shape[0], 4):
+        raise ValueError(f"act_fn returned shape {a.shape}, expected {(obs.shape[0], 4)}")
+    return a
+
+
+def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: int = 200, seed: int = 0,
+                    realism: RealismConfig | None = None, task: HoverTaskConfig | None = None,
+                    keep_trajectories: int = 8) -> EvalResult:
+    """Fly ``episodes`` episodes (one per batched env) with a deterministic policy.
+
+    ``realism`` None keeps the task's default realism (randomization and sensor noise on).
+    Returns an :class:`EvalResult`; actions that are non-finite raise ValueError from the sim.
+    """
+    if episodes < 1:
+        raise ValueError("episodes must be >= 1")
+    env = _make_env(spec, vehicle_id, episodes, seed, realism, task)
+    t = env.task
+    obs = t.reset()
+    hold_ticks = t.hold_ticks_needed
+    k = min(keep_trajectories, episodes)
+    pos = np.full((k, t.max_ticks + 1, 3), np.nan)
+    pos[:, 0] = t.sim.state.pos_w[:k]
+    alive = np.ones(episodes, dtype=bool)
+    success = np.zeros(episodes, dtype=bool)
+    crashed = np.zeros(episodes, dtype=bool)
+    out = np.zeros(episodes, dtype=bool)
+    ret = np.zeros(episodes)
+    sq_err_sum = np.zeros(episodes)
+    sq_err_n = np.zeros(episodes, dtype=np.int64)
+    for tick in range(1, t.max_ticks + 1):
+        obs, reward, terminated, truncated, info = t.step(_act(act_fn, obs))
+        ret += np.where(alive, reward, 0.0)
+        err = t.sim.state.pos_w - t.target_w
+        in_window = alive & (tick > t.max_ticks - hold_ticks)
+        sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
+        sq_err_n += in_window
+        pos[:, tick] = np.where(alive[:k, None], t.sim.state.pos_w[:k], np.nan)
+        ended = alive & (terminated | truncated)
+        success |= ended & info["success"]
+        crashed |= ended & info["crashed"]
+        out |= ended & info["out_of_bounds"] & ~info["crashed"]
+        alive &= ~ended
+        if not alive.any():
+            break
+    full = ~(crashed | out)
+    rmse = float(np.sqrt(sq_err_sum[full].sum() / max(sq_err_n[full].sum(), 1))) if full.any() else float("nan")
+    return EvalResult(
+        success_rate=float(success.mean()), rmse_m=rmse, crash_rate=float(crashed.mean()),
+        out_of_bounds_rate=float(out.mean()), episodes=episodes, mean_return=float(ret.mean()),
+        success=success, crashed=crashed, episode_return=ret, pos_w=pos,
+        target_w=np.asarray(t.target_w[0]), dt_s=t.dt_s,
+    )
+
+
+def collect_observations(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, n_obs: int, seed: int = 0,
+                         realism: RealismConfig | None = None, task: HoverTaskConfig | None = None,
+                         num_envs: int = 64) -> np.ndarray:
+    """(n_obs, obs_dim) float32 raw observations the policy visits in eval rollouts (randomization
+    on by default), sampled uniformly without replacement from whole episodes; for int8
+    calibration and similar uses."""
+    if n_obs < 1:
+        raise ValueError("n_obs must be >= 1")
+    env = _make_env(spec, vehicle_id, num_envs, seed, realism, task)
+    obs, _ = env.reset()
+    ticks = max(env.task.max_ticks, int(np.ceil(2 * n_obs / num_envs)))
+    pool = np.empty((ticks + 1, num_envs, spec.obs_dim), dtype=np.float32)
+    pool[0] = obs
+    for i in range(1, ticks + 1):
+        obs, _, _, _, _ = env.step(_act(act_fn, obs))
+        pool[i] = obs
+    pool = pool.reshape(-1, spec.obs_dim)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(pool.shape[0], size=n_obs, replace=n_obs > pool.shape[0])
+    return pool[np.sort(idx)]
