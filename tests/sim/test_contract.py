@@ -1,0 +1,121 @@
+"""The policy contract: one definition of observations, actions and their meaning."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.contract import (
+    PolicySpec,
+    SpecError,
+    act_to_command,
+    default_spec,
+    hover_action,
+    observe,
+    push_action_history,
+    thrust_to_firmware_units,
+)
+from sim.frames import quat_from_euler
+from sim.vehicle import load_vehicle
+
+CF = load_vehicle("crazyflie")
+X500 = load_vehicle("x500")
+
+
+@pytest.mark.parametrize("mode", ["ctbr", "motors"])
+def test_spec_json_round_trip_is_exact(mode):
+    spec = default_spec(CF, action_mode=mode, action_history=3)
+    spec = PolicySpec.from_dict({**spec.to_dict(), "obs_mean": list(np.linspace(-1, 1, spec.obs_dim) / 3),
+                                 "obs_std": list(np.linspace(0.1, 2, spec.obs_dim) / 7)})
+    assert PolicySpec.from_json(spec.to_json()) == spec
+
+
+def test_unknown_major_version_is_refused():
+    d = default_spec(CF).to_dict()
+    d["version"] = "2.0"
+    with pytest.raises(SpecError, match="version '2.0' is not supported"):
+        PolicySpec.from_dict(d)
+
+
+@pytest.mark.parametrize("breakage,match", [
+    (lambda d: d.pop("vehicle"), "missing field.*vehicle"),
+    (lambda d: d.update(action_mode="thrust"), "action_mode"),
+    (lambda d: d.update(obs_std=[1.0]), "obs_mean/obs_std"),
+    (lambda d: d["observation"].append({"name": "lidar", "size": 1, "unit": "m"}), "'lidar' is unknown"),
+])
+def test_malformed_specs_name_the_problem(breakage, match):
+    d = default_spec(CF).to_dict()
+    breakage(d)
+    with pytest.raises(SpecError, match=match):
+        PolicySpec.from_json(json.dumps(d))
+
+
+def test_not_json_is_refused():
+    with pytest.raises(SpecError, match="not valid JSON"):
+        PolicySpec.from_json(b"\xff\x00")
+
+
+def test_observation_layout_and_clipping():
+    spec = default_spec(CF, action_history=2)
+    assert spec.obs_dim == 3 + 9 + 3 + 3 + 8
+    pos = np.array([[5.0, -0.5, 1.0], [0.0, 0.0, 0.0]])
+    target = np.array([0.0, 0.0, 1.0])
+    quat = quat_from_euler(np.array([0.0, 0.3]), np.zeros(2), np.zeros(2))
+    vel = np.array([[1.0, 2.0, 3.0], [0, 0, 0]])
+    omega = np.array([[0.1, 0.2, 0.3], [0, 0, 0]])
+    hist = np.arange(16, dtype=float).reshape(2, 8)
+    obs = observe(pos, vel, quat, omega, target, hist, spec)
+    assert obs.dtype == np.float32 and obs.shape == (2, spec.obs_dim)
+    np.testing.assert_allclose(obs[0, spec.obs_slice("position_error_w")], [1.0, -0.5, 0.0])  # clipped to 1 m
+    np.testing.assert_allclose(obs[1, spec.obs_slice("position_error_w")], [0.0, 0.0, -1.0])
+    np.testing.assert_allclose(obs[0, spec.obs_slice("rotation_matrix_wb")], np.eye(3).ravel())
+    np.testing.assert_allclose(obs[1, spec.obs_slice("rotation_matrix_wb")].reshape(3, 3)[2, 2], np.cos(0.3), rtol=1e-6)
+    np.testing.assert_allclose(obs[0, spec.obs_slice("velocity_w")], [1, 2, 3])
+    np.testing.assert_allclose(obs[0, spec.obs_slice("omega_b")], [0.1, 0.2, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(obs[:, spec.obs_slice("last_actions")], hist)
+
+
+def test_action_history_is_newest_first():
+    hist = np.zeros((1, 8))
+    hist = push_action_history(hist, np.ones((1, 4)))
+    hist = push_action_history(hist, np.full((1, 4), 2.0))
+    np.testing.assert_array_equal(hist, [[2, 2, 2, 2, 1, 1, 1, 1]])
+
+
+def test_motor_actions_map_to_nominal_thrust_fractions():
+    spec = default_spec(CF, action_mode="motors")
+    cmd = act_to_command(np.array([[-1.0, 0.0, 1.0, 3.0]]), spec, CF)
+    np.testing.assert_allclose(cmd.thrust_fraction, [[0.0, 0.5, 1.0, 1.0]])  # clipped to [-1, 1]
+    np.testing.assert_allclose(cmd.thrust_n, cmd.thrust_fraction * CF.max_thrust_n)
+
+
+def test_ctbr_actions_map_to_collective_thrust_and_rates():
+    spec = default_spec(X500, action_mode="ctbr")
+    cmd = act_to_command(np.array([[0.0, 1.0, -0.5, 0.25]]), spec, X500)
+    np.testing.assert_allclose(cmd.collective_thrust_n, [2.0 * X500.max_thrust_n])
+    np.testing.assert_allclose(cmd.body_rate_b, [[3.8, -1.9, 0.875]])
+
+
+@pytest.mark.parametrize("vehicle", [CF, X500], ids=["crazyflie", "x500"])
+@pytest.mark.parametrize("mode", ["ctbr", "motors"])
+def test_hover_action_commands_hover_thrust(vehicle, mode):
+    spec = default_spec(vehicle, action_mode=mode)
+    cmd = act_to_command(hover_action(spec, vehicle), spec, vehicle)
+    total = cmd.collective_thrust_n if mode == "ctbr" else cmd.thrust_n.sum(axis=1)
+    np.testing.assert_allclose(total, vehicle.weight_n)
+
+
+def test_non_finite_action_is_refused_not_flown():
+    with pytest.raises(ValueError, match="non-finite"):
+        act_to_command(np.array([[0.0, np.nan, 0.0, 0.0]]), default_spec(CF), CF)
+
+
+def test_wrong_vehicle_is_refused():
+    with pytest.raises(SpecError, match="trained for vehicle 'crazyflie', not 'x500'"):
+        act_to_command(np.zeros((1, 4)), default_spec(CF), X500)
+
+
+def test_firmware_units():
+    pwm = thrust_to_firmware_units(np.array([0.0, CF.max_thrust_n]), CF)
+    np.testing.assert_allclose(pwm, [0.0, 65535.0], atol=1e-6)
+    np.testing.assert_allclose(thrust_to_firmware_units(np.array([X500.max_thrust_n / 4]), X500), [0.5])

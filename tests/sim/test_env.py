@@ -1,0 +1,135 @@
+"""The hover task: Gymnasium API, reproducibility, termination vs truncation, success."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim  # noqa: F401  (registers quadhil/Hover-v0)
+from sim.contract import hover_action
+from sim.env import HoverEnv, HoverTaskConfig, HoverVecEnv
+from sim.randomization import RealismConfig
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space.*")
+def test_single_env_passes_gymnasium_checker():
+    env = gym.make("quadhil/Hover-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def rollout(seed, n=8, ticks=150, vehicle="crazyflie"):
+    env = HoverVecEnv(vehicle, n, seed=seed)
+    obs, _ = env.reset()
+    rng = np.random.default_rng(0)
+    trace = [obs]
+    for _ in range(ticks):
+        obs, *_ = env.step(rng.uniform(-1, 1, (n, 4)))
+        trace.append(obs)
+    return np.array(trace)
+
+
+def test_same_seed_same_trajectory():
+    np.testing.assert_array_equal(rollout(5), rollout(5))
+    assert not np.array_equal(rollout(5), rollout(6))
+
+
+def perfect_start(env: HoverVecEnv):
+    """Put every vehicle at the target, level and at rest (what a perfect policy reaches)."""
+    task = env.task
+    s = task.sim.state
+    s.pos_w[:] = task.target_w
+    s.vel_w[:] = 0.0
+    s.omega_b[:] = 0.0
+    s.quat_wb[:] = [1.0, 0.0, 0.0, 0.0]
+    s.thrust_n[:] = task.sim.hover_thrust_n()
+    task.rate_ctrl.reset()
+
+
+@pytest.mark.parametrize("vehicle", ["crazyflie", "x500"])
+def test_holding_hover_at_target_until_the_time_limit_is_a_truncated_success(vehicle):
+    config = HoverTaskConfig(realism=RealismConfig.off())
+    env = HoverVecEnv(vehicle, 4, config=config, seed=0)
+    env.reset()
+    perfect_start(env)
+    action = np.tile(hover_action(env.spec, env.task.vehicle), (4, 1))
+    for tick in range(env.task.max_ticks):
+        obs, reward, terminated, truncated, info = env.step(action)
+        if tick < env.task.max_ticks - 1:
+            assert not (terminated | truncated).any()
+    assert truncated.all() and not terminated.any()
+    assert info["success"].all()
+    assert info["_final_obs"].all()
+    np.testing.assert_allclose(info["final_obs"][:, :3], 0.0, atol=1e-3)  # the ended episode, at target
+    assert np.abs(obs[:, :3]).max() > 1e-3  # the returned obs is already a new random start
+
+
+def test_crash_is_terminated_with_penalty_not_truncated():
+    config = HoverTaskConfig(realism=RealismConfig.off())
+    env = HoverVecEnv("crazyflie", 2, config=config, seed=0)
+    env.reset()
+    ended = np.zeros(2, dtype=bool)
+    for _ in range(300):  # motors off: both fall to the ground
+        obs, reward, terminated, truncated, info = env.step(np.full((2, 4), -1.0))
+        assert not truncated.any()
+        for i in np.flatnonzero(terminated & ~ended):
+            assert info["crashed"][i] and not info["success"][i]
+            assert reward[i] == -config.reward.termination_penalty
+        ended |= terminated
+    assert ended.all()
+
+
+def test_leaving_the_box_terminates():
+    config = HoverTaskConfig(realism=RealismConfig.off(), bounds_m=1.2)
+    env = HoverVecEnv("x500", 1, config=config, seed=0)
+    env.reset()
+    perfect_start(env)
+    env.task.sim.state.vel_w[:] = [3.0, 0.0, 0.0]
+    action = np.tile(hover_action(env.spec, env.task.vehicle), (1, 1))
+    for _ in range(100):
+        _, _, terminated, _, info = env.step(action)
+        if terminated.any():
+            break
+    assert terminated[0] and info["out_of_bounds"][0]
+
+
+def test_reset_draws_starts_within_the_task_ranges():
+    config = HoverTaskConfig()
+    env = HoverVecEnv("crazyflie", 512, config=config, seed=1)
+    env.reset()
+    s = env.task.sim.state
+    err = s.pos_w - env.task.target_w
+    assert np.abs(err[:, :2]).max() <= 1.0 and np.abs(s.vel_w).max() <= 1.0
+    assert np.abs(s.omega_b).max() <= 5.0
+    tilt = np.degrees(np.arccos(1 - 2 * (s.quat_wb[:, 1] ** 2 + s.quat_wb[:, 2] ** 2)))
+    assert tilt.max() <= 60.0 + 1e-9 and tilt.max() > 45.0
+
+
+def test_action_latency_delays_the_applied_command():
+    def z_after(latency, ticks):
+        config = HoverTaskConfig(realism=RealismConfig(randomize=False, sensor_noise=False, latency_ticks=latency))
+        env = HoverVecEnv("crazyflie", 1, config=config, seed=0)
+        env.reset()
+        perfect_start(env)
+        for _ in range(ticks):
+            env.step(np.ones((1, 4)))  # full thrust up
+        return env.task.sim.state.pos_w[0, 2]
+
+    z0 = HoverTaskConfig().target_w[2]
+    assert z_after(0, 5) > z0 + 1e-4
+    assert abs(z_after(6, 5) - z0) < 1e-6  # still flying the hover command queued at reset
+
+
+def test_sensor_noise_changes_what_the_policy_sees_not_the_vehicle():
+    noisy = HoverVecEnv("crazyflie", 1, config=HoverTaskConfig(realism=RealismConfig(randomize=False)), seed=0)
+    obs, _ = noisy.reset()
+    clean = noisy.task.sim.state.pos_w - noisy.task.target_w
+    assert 0 < np.abs(obs[0, :3] - np.clip(clean[0], -1, 1)).max() < 0.05
+
+
+def test_single_env_step_types():
+    env = HoverEnv("x500")
+    obs, info = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
+    assert isinstance(info["success"], bool)
