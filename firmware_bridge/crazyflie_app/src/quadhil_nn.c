@@ -7,8 +7,8 @@
 
 #include "policy_weights.h"
 
-#if QH_OBS_DIM > 255
-#error "observation too large for this build"
+#if QH_OBS_DIM > QH_OBS_DIM_MAX
+#error "observation larger than QH_OBS_DIM_MAX"
 #endif
 
 static float clampf_(float v, float lo, float hi) {

@@ -23,6 +23,9 @@
 #define QH_FIELD_OMEGA_B 5u                  /* 3: rad/s body */
 #define QH_FIELD_LAST_ACTIONS 6u             /* 4*h: newest first */
 
+/* Largest observation the app reserves stack for (policy_weights.h is checked against it). */
+#define QH_OBS_DIM_MAX 64
+
 #define QH_ACT_LINEAR 0u
 #define QH_ACT_TANH 1u
 #define QH_ACT_RELU 2u

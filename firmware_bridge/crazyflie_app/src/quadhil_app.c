@@ -1,0 +1,340 @@
+/* quadhil_app.c - quadhil's out-of-tree app for the Crazyflie 2.x: an out-of-tree controller that
+ * commands the motors directly (controlModeForce), in one of two modes.
+ *
+ *   quadhil.mode = 1  motor relay: a client (quadhil fly, cflib) streams MOTORS packets on the
+ *                     app channel (CRTP port 13, channel 2); each valid one is applied; without a
+ *                     valid packet for quadhil.wdMs (default 50 ms) the motors drop to zero and the
+ *                     app reports it (STATUS packet, log quadhil.state / quadhil.wdTrips).
+ *   quadhil.mode = 2  onboard policy: the exported actor (policy_weights.h) runs at its control rate
+ *                     from the onboard state estimate; SETPOINT packets move its target.
+ *   quadhil.enable = 0 (default) or mode 0: the stock PID controller flies, as in the firmware's
+ *                     examples/app_out_of_tree_controller, so selecting this controller is harmless.
+ *
+ * Written against crazyflie-firmware (bitcraze/crazyflie-firmware, 2024-2025 master, release
+ * 2025.02 API): out-of-tree build with tools/make/oot.mk (examples/app_color_led_effects/Makefile),
+ * OOT controller hooks in src/modules/interface/controller/controller.h (controllerOutOfTree* with
+ * stabilizerStep_t), control_t.normalizedForces + controlModeForce in
+ * src/modules/interface/stabilizer_types.h, which power_distribution_quadrotor.c
+ * (powerDistributionForce) maps to PWM = f * UINT16_MAX, and the app channel API of
+ * src/modules/interface/app_channel.h (appchannelReceiveDataPacket / appchannelSendDataPacket).
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "app.h"
+#include "app_channel.h"
+#include "FreeRTOS.h"
+#include "task.h"
+
+#include "controller.h"
+#include "controller_pid.h"
+#include "log.h"
+#include "param.h"
+
+#define DEBUG_MODULE "QUADHIL"
+#include "debug.h"
+
+#include "quadhil_nn.h"
+#include "quadhil_packets.h"
+
+#define QH_MODE_OFF 0u
+#define QH_MODE_RELAY 1u
+#define QH_MODE_POLICY 2u
+#define QH_MAIN_LOOP_HZ 1000u /* RATE_MAIN_LOOP in stabilizer_types.h */
+
+/* --- parameters (group "quadhil") --- */
+static uint8_t enable = 0;
+static uint8_t mode = QH_MODE_RELAY;
+static uint16_t wdMs = QH_DEFAULT_WATCHDOG_MS;
+static float thrustScale = 1.0f;
+
+/* --- shared between the app task (packets) and the stabilizer task (controller) --- */
+typedef struct {
+  float motors[4];          /* last valid relayed commands, [-1, 1] */
+  float target_w[3];        /* policy target, m ENU */
+  bool have_target;
+  TickType_t last_rx_tick;  /* tick of the last valid MOTORS packet */
+  bool have_motors;
+  uint16_t last_seq;
+  bool have_seq;
+} shared_t;
+
+static shared_t shared;
+
+/* --- state for log and STATUS (written by the controller, read by the app task) --- */
+static volatile uint8_t appState = QH_STATE_IDLE;
+static volatile uint8_t lastEvent = QH_EVENT_NONE;
+static volatile uint32_t watchdogTrips = 0;
+static volatile uint32_t rejected = 0;
+static volatile bool statusDirty = false;
+static float pwmRatio[4];
+static float lastAction[4];
+
+/* policy state (stabilizer task only) */
+static float history[4 * 8];
+static bool policyStarted = false;
+
+static void setState(uint8_t state, uint8_t event) {
+  if (state != appState || event != lastEvent) {
+    appState = state;
+    lastEvent = event;
+    statusDirty = true;
+  }
+}
+
+static void sendStatus(void) {
+  qh_status_packet_t s;
+  memset(&s, 0, sizeof(s));
+  taskENTER_CRITICAL();
+  s.sequence = shared.last_seq;
+  taskEXIT_CRITICAL();
+  s.state = appState;
+  s.event = lastEvent;
+  s.watchdog_trips = watchdogTrips;
+  s.rejected = rejected;
+  s.time_ms = (uint32_t)T2M(xTaskGetTickCount());
+  uint8_t buf[QH_PACKET_SIZE];
+  qh_encode_status(&s, buf);
+  appchannelSendDataPacket(buf, QH_PACKET_SIZE);
+}
+
+static void handlePacket(const uint8_t *buf, size_t len) {
+  const uint8_t kind = qh_packet_kind(buf, (uint32_t)len);
+  if (kind == QH_KIND_MOTORS) {
+    qh_motor_packet_t p;
+    if (qh_decode_motors(buf, (uint32_t)len, &p) != QH_OK) {
+      rejected++;
+      return;
+    }
+    taskENTER_CRITICAL();
+    const bool newer = qh_sequence_is_newer(p.sequence, shared.last_seq, shared.have_seq);
+    if (newer) {
+      shared.motors[0] = p.m1;
+      shared.motors[1] = p.m2;
+      shared.motors[2] = p.m3;
+      shared.motors[3] = p.m4;
+      shared.last_rx_tick = xTaskGetTickCount();
+      shared.have_motors = true;
+      shared.last_seq = p.sequence;
+      shared.have_seq = true;
+    }
+    taskEXIT_CRITICAL();
+    if (!newer) rejected++;
+  } else if (kind == QH_KIND_SETPOINT) {
+    qh_setpoint_packet_t p;
+    if (qh_decode_setpoint(buf, (uint32_t)len, &p) != QH_OK) {
+      rejected++;
+      return;
+    }
+    taskENTER_CRITICAL();
+    const bool newer = qh_sequence_is_newer(p.sequence, shared.last_seq, shared.have_seq);
+    if (newer) {
+      shared.target_w[0] = p.x_m;
+      shared.target_w[1] = p.y_m;
+      shared.target_w[2] = p.z_m;
+      shared.have_target = true;
+      shared.last_seq = p.sequence;
+      shared.have_seq = true;
+    }
+    taskEXIT_CRITICAL();
+    if (!newer) rejected++;
+  } else {
+    rejected++;
+  }
+}
+
+void appMain(void) {
+  DEBUG_PRINT("quadhil app: relay on port 13 ch 2, policy for '%s' (%s, %d Hz)\n", qh_policy_vehicle(),
+              qh_policy_is_motor_level() ? "motors" : "ctbr", (int)qh_policy_rate_hz());
+  uint8_t buf[32];
+  while (1) {
+    /* a short timeout so that status changes found by the controller go out promptly */
+    const size_t len = appchannelReceiveDataPacket(buf, sizeof(buf), 5);
+    if (len > 0) handlePacket(buf, len);
+    if (statusDirty) {
+      statusDirty = false;
+      sendStatus();
+    }
+  }
+}
+
+/* --- the out-of-tree controller ------------------------------------------------------------- */
+
+void controllerOutOfTreeInit(void) {
+  controllerPidInit();
+  memset(&shared, 0, sizeof(shared));
+  policyStarted = false;
+}
+
+bool controllerOutOfTreeTest(void) {
+  return controllerPidTest();
+}
+
+static void motorsOff(control_t *control) {
+  control->controlMode = controlModeForce;
+  for (int i = 0; i < 4; i++) {
+    control->normalizedForces[i] = 0.0f;
+    pwmRatio[i] = 0.0f;
+  }
+}
+
+static void applyActions(control_t *control, const float action[4]) {
+  control->controlMode = controlModeForce;
+  for (int i = 0; i < 4; i++) {
+    lastAction[i] = action[i];
+    pwmRatio[i] = qh_action_to_pwm_ratio(action[i], thrustScale);
+    control->normalizedForces[i] = pwmRatio[i];
+  }
+}
+
+static void runRelay(control_t *control) {
+  float motors[4];
+  bool have;
+  TickType_t last;
+  taskENTER_CRITICAL();
+  have = shared.have_motors;
+  last = shared.last_rx_tick;
+  memcpy(motors, shared.motors, sizeof(motors));
+  taskEXIT_CRITICAL();
+  if (!have) {
+    motorsOff(control);
+    setState(QH_STATE_IDLE, QH_EVENT_NONE);
+    return;
+  }
+  const uint32_t age_ms = (uint32_t)T2M(xTaskGetTickCount() - last);
+  if (age_ms > wdMs) {
+    if (appState != QH_STATE_RELAY_TIMEOUT) {
+      watchdogTrips++;
+      DEBUG_PRINT("relay watchdog: no valid packet for %lu ms, motors off\n", (unsigned long)age_ms);
+    }
+    motorsOff(control);
+    setState(QH_STATE_RELAY_TIMEOUT, QH_EVENT_WATCHDOG);
+    return;
+  }
+  setState(QH_STATE_RELAY, appState == QH_STATE_RELAY_TIMEOUT ? QH_EVENT_RESUMED : lastEvent);
+  applyActions(control, motors);
+}
+
+static bool policyAcceptable(void) {
+  const float rate = qh_policy_rate_hz();
+  const int rate_i = (int)rate;
+  return qh_policy_is_for_crazyflie() && qh_policy_is_motor_level() && rate_i > 0 && (float)rate_i == rate &&
+         (QH_MAIN_LOOP_HZ % (unsigned)rate_i) == 0u && qh_policy_action_history() <= 8;
+}
+
+static void runPolicy(control_t *control, const sensorData_t *sensors, const state_t *state,
+                      const stabilizerStep_t step) {
+  if (!policyAcceptable()) {
+    /* the embedded network was not made for a Crazyflie's motors at a rate the 1 kHz loop runs */
+    if (appState != QH_STATE_REFUSED) {
+      DEBUG_PRINT("refusing policy for '%s' (%s, %d Hz): need crazyflie, motors, a divisor of 1000 Hz\n",
+                  qh_policy_vehicle(), qh_policy_is_motor_level() ? "motors" : "ctbr", (int)qh_policy_rate_hz());
+    }
+    motorsOff(control);
+    setState(QH_STATE_REFUSED, QH_EVENT_NONE);
+    return;
+  }
+  const uint32_t rate = (uint32_t)qh_policy_rate_hz();
+  if (!RATE_DO_EXECUTE(rate, step)) {
+    return; /* control keeps the last normalizedForces between policy ticks */
+  }
+  if (!policyStarted) {
+    /* the action history starts at hover, as in training (sim/env.py HoverTask) */
+    const float *hover = qh_policy_hover_action();
+    for (int h = 0; h < qh_policy_action_history(); h++) memcpy(&history[4 * h], hover, 4 * sizeof(float));
+    taskENTER_CRITICAL();
+    if (!shared.have_target) {
+      shared.target_w[0] = state->position.x;
+      shared.target_w[1] = state->position.y;
+      shared.target_w[2] = state->position.z;
+      shared.have_target = true;
+    }
+    taskEXIT_CRITICAL();
+    policyStarted = true;
+    setState(QH_STATE_POLICY, QH_EVENT_STARTED);
+  }
+  float target[3];
+  taskENTER_CRITICAL();
+  memcpy(target, shared.target_w, sizeof(target));
+  taskEXIT_CRITICAL();
+
+  qh_state_t s;
+  s.pos_w[0] = state->position.x;
+  s.pos_w[1] = state->position.y;
+  s.pos_w[2] = state->position.z;
+  s.vel_w[0] = state->velocity.x;
+  s.vel_w[1] = state->velocity.y;
+  s.vel_w[2] = state->velocity.z;
+  s.quat_wb[0] = state->attitudeQuaternion.w;
+  s.quat_wb[1] = state->attitudeQuaternion.x;
+  s.quat_wb[2] = state->attitudeQuaternion.y;
+  s.quat_wb[3] = state->attitudeQuaternion.z;
+  const float deg2rad = 0.0174532925f; /* sensorData_t gyro is deg/s, body x fwd y left z up */
+  s.omega_b[0] = sensors->gyro.x * deg2rad;
+  s.omega_b[1] = sensors->gyro.y * deg2rad;
+  s.omega_b[2] = sensors->gyro.z * deg2rad;
+
+  float obs[QH_OBS_DIM_MAX];
+  float action[4];
+  qh_observe(&s, target, history, obs);
+  qh_forward(obs, action);
+  for (int i = 0; i < 4; i++) {
+    if (!isfinite(action[i])) {
+      motorsOff(control);
+      return;
+    }
+  }
+  /* newest first, as sim.contract.push_action_history */
+  const int h = qh_policy_action_history();
+  if (h > 0) {
+    memmove(&history[4], &history[0], (size_t)(4 * (h - 1)) * sizeof(float));
+    memcpy(&history[0], action, 4 * sizeof(float));
+  }
+  applyActions(control, action);
+}
+
+void controllerOutOfTree(control_t *control, const setpoint_t *setpoint, const sensorData_t *sensors,
+                         const state_t *state, const stabilizerStep_t stabilizerStep) {
+  if (!enable || mode == QH_MODE_OFF) {
+    policyStarted = false;
+    if (appState != QH_STATE_IDLE) setState(QH_STATE_IDLE, QH_EVENT_DISABLED);
+    controllerPid(control, setpoint, sensors, state, stabilizerStep);
+    return;
+  }
+  if (mode == QH_MODE_RELAY) {
+    policyStarted = false;
+    runRelay(control);
+  } else if (mode == QH_MODE_POLICY) {
+    runPolicy(control, sensors, state, stabilizerStep);
+  } else {
+    motorsOff(control);
+  }
+}
+
+PARAM_GROUP_START(quadhil)
+/** @brief 1 to let quadhil command the motors (0: the PID controller flies) */
+PARAM_ADD(PARAM_UINT8, enable, &enable)
+/** @brief 1 motor relay over the app channel, 2 onboard policy */
+PARAM_ADD(PARAM_UINT8, mode, &mode)
+/** @brief relay watchdog (ms): without a valid packet for this long the motors stop */
+PARAM_ADD(PARAM_UINT16, wdMs, &wdMs)
+/** @brief scale of every motor thrust command (1 = nominal) */
+PARAM_ADD(PARAM_FLOAT, thrustScale, &thrustScale)
+PARAM_GROUP_STOP(quadhil)
+
+LOG_GROUP_START(quadhil)
+LOG_ADD(LOG_UINT8, state, &appState)
+LOG_ADD(LOG_UINT8, event, &lastEvent)
+LOG_ADD(LOG_UINT32, wdTrips, &watchdogTrips)
+LOG_ADD(LOG_UINT32, rejected, &rejected)
+LOG_ADD(LOG_FLOAT, m1, &pwmRatio[0])
+LOG_ADD(LOG_FLOAT, m2, &pwmRatio[1])
+LOG_ADD(LOG_FLOAT, m3, &pwmRatio[2])
+LOG_ADD(LOG_FLOAT, m4, &pwmRatio[3])
+LOG_ADD(LOG_FLOAT, a1, &lastAction[0])
+LOG_ADD(LOG_FLOAT, a2, &lastAction[1])
+LOG_ADD(LOG_FLOAT, a3, &lastAction[2])
+LOG_ADD(LOG_FLOAT, a4, &lastAction[3])
+LOG_GROUP_STOP(quadhil)
