@@ -1,0 +1,442 @@
+"""One flight: load the policy, connect, check, arm, fly the loop, land or failsafe, log.
+
+The control loop runs on a fixed-rate monotonic schedule (:mod:`firmware_bridge.scheduler`). Each
+tick waits for a telemetry sample newer than the last one, but never past its deadline less a
+margin, so a tick runs as soon as fresh state arrives (low latency) and still runs on time when
+telemetry is late (its state age is recorded and the supervisor watches it).
+
+Per tick: observation through :func:`sim.contract.observe` (the function training used), action
+through :class:`deploy.runtime.Policy`, command through :func:`sim.contract.act_to_command`, out
+through the link. Every tick, transition and failsafe goes to the flight log as it happens.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_bridge.flightlog import FlightLogWriter
+from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
+from firmware_bridge.reference import Reference
+from firmware_bridge.scheduler import Scheduler
+from firmware_bridge.supervisor import (
+    FailsafeAction, Geofence, Limits, PreflightInputs, State, StateSample, Supervisor, failsafe_action,
+)
+from sim.contract import act_to_command, hover_action, observe, push_action_history
+from sim.errors import QuadhilError
+from sim.vehicle import load_vehicle
+
+TELEMETRY_WAIT_S = 3.0  # preflight: how long to wait for the first state estimate
+BATTERY_WAIT_S = 1.5  # preflight: how long to wait for a battery reading
+SETTLE_S = 1.0  # hover RMSE ignores the first second after the approach ramp ends
+GROUND_TOUCH_M = 0.05  # landed when this close to the ground height
+GROUND_WAIT_S = 2.0  # ... or this long after the landing ramp reached the ground
+WAIT_MARGIN = 0.25  # a tick stops waiting for fresh state this fraction of a period before its deadline
+
+
+class RefusedToArm(QuadhilError):
+    """The supervisor refused to arm; the message lists every reason."""
+
+
+class FailsafeExit(QuadhilError):
+    """The flight ended in failsafe (raised after the failsafe was carried out)."""
+
+
+@dataclass
+class FlyConfig:
+    """Everything ``quadhil fly`` needs."""
+
+    model: str
+    link: str
+    target_w: tuple[float, float, float] | None = None
+    duration_s: float = 10.0  # hover time at the target
+    arm: bool = False
+    geofence: Geofence | None = None
+    log_dir: str = "flights"
+    takeoff_height_m: float | None = None
+    handover: bool = False
+    connect_timeout_s: float = 10.0
+    battery_min_v: float | None = None
+    rate_hz: float | None = None  # override the spec's control rate (benchmarks)
+    status: bool = True  # live status line on stderr
+
+
+@dataclass
+class FlightResult:
+    """What a flight produced (the ``--json`` summary)."""
+
+    log: str
+    final_state: str
+    failsafe: str | None
+    failsafe_action: str | None
+    failsafe_response_ms: float | None
+    refused: list[str]
+    ticks: int
+    rmse_m: float | None
+    deadline_miss_rate: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    state_age_p99_ms: float | None
+    infer_p99_ms: float | None
+    fresh_rate: float
+    rate_hz: float
+    dry_run: bool
+    cpu_percent: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Plain dictionary for JSON."""
+        d = dict(self.__dict__)
+        d.pop("extra")
+        d.update(self.extra)
+        return d
+
+
+class _Signals:
+    """SIGINT/SIGTERM become a failsafe request instead of killing the loop mid-command."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.t_s: float | None = None
+        self._old = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.name is None:
+            self.name = signal.Signals(signum).name
+            self.t_s = time.monotonic()
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+class _Status:
+    """The live one-line status on stderr (rich when it is a terminal, a line every 2 s if not)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._live = None
+        self._last = 0.0
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live("", console=Console(stderr=True), refresh_per_second=8, transient=False)
+            self._live.start()
+
+    def update(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self._live is not None:
+            self._live.update(text)
+        elif time.monotonic() - self._last > 2.0:
+            self._last = time.monotonic()
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+class Flight:
+    """A single flight; :meth:`run` returns a :class:`FlightResult` or raises."""
+
+    def __init__(self, cfg: FlyConfig) -> None:
+        from deploy.runtime import Policy  # TF-free LiteRT runtime
+
+        self.cfg = cfg
+        kind = link_kind(cfg.link)
+        self.policy = Policy.load(cfg.model)
+        self.spec = self.policy.spec
+        self.vehicle = load_vehicle(self.spec.vehicle)
+        if kind == "mavlink" and self.spec.action_mode == "motors":
+            raise QuadhilError(
+                "a 'motors' policy cannot fly over MAVLink: PX4 v1.14+ takes no motor commands on that link. "
+                "Fly motor-level on PX4 onboard: export with `quadhil export --format px4-nn` (the onboard issue) "
+                "and run it in mc_nn_control")
+        self.rate_hz = float(cfg.rate_hz or self.spec.control_rate_hz)
+        self.period_s = 1.0 / self.rate_hz
+        battery_min = cfg.battery_min_v if cfg.battery_min_v is not None else self.vehicle.battery.low_voltage_v
+        self.limits = Limits(control_period_s=self.period_s, battery_min_v=battery_min, geofence=cfg.geofence)
+        self.sup = Supervisor(self.limits)
+        self.link: Link = make_link(cfg.link)
+        self.log: FlightLogWriter | None = None
+        self._t0 = time.monotonic()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _t(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _record_transitions(self, since: int) -> None:
+        for tr in self.sup.transitions[since:]:
+            if self.log:
+                self.log.write({"type": "transition", "t": tr.t_s - self._t0, "from": tr.src.value,
+                                "to": tr.dst.value, "reason": tr.reason})
+
+    def _sample(self, tel: Telemetry | None, now: float) -> StateSample | None:
+        if tel is None:
+            return None
+        return StateSample(tel.pos_w, tel.vel_w, tel.quat_wb, tel.omega_b, now - tel.t_arrival_s)
+
+    # -- run -------------------------------------------------------------------------------
+    def run(self) -> FlightResult:
+        """Connect, preflight, fly, land (or failsafe); always close the link and the log."""
+        cfg = self.cfg
+        header = {
+            "model": cfg.model, "model_sha256": self.policy.sha256, "spec": self.spec.to_dict(),
+            "vehicle": self.vehicle.id, "link": {"uri": cfg.link}, "rate_hz": self.rate_hz,
+            "dry_run": not cfg.arm, "config": {
+                "target_w": cfg.target_w, "duration_s": cfg.duration_s, "takeoff_height_m": cfg.takeoff_height_m,
+                "handover": cfg.handover, "geofence": None if cfg.geofence is None else cfg.geofence.__dict__,
+                "battery_min_v": self.limits.battery_min_v},
+            "limits": {k: v for k, v in self.limits.__dict__.items() if k != "geofence"},
+        }
+        self.log = FlightLogWriter.in_dir(cfg.log_dir, header)
+        status = _Status(cfg.status)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        try:
+            with _Signals() as sigs:
+                return self._run(sigs, status, cpu0, wall0)
+        finally:
+            status.close()
+            try:
+                self.link.close()
+            finally:
+                self.log.close()
+
+    def _run(self, sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
+        cfg, sup, link = self.cfg, self.sup, self.link
+        n_tr = 0
+        try:
+            link.connect(cfg.connect_timeout_s)
+        except LinkError:
+            sup.abort(time.monotonic(), "could not connect")
+            self._record_transitions(0)
+            raise
+        self.log.write({"type": "link", "t": self._t(), **link.describe()})
+        sup.start_preflight(time.monotonic())
+        if hasattr(link, "request_rate"):
+            link.request_rate(self.rate_hz)
+        deadline = time.monotonic() + TELEMETRY_WAIT_S
+        tel = link.telemetry.wait_newer(0, deadline)
+        bat_deadline = time.monotonic() + BATTERY_WAIT_S
+        while link.battery_v is None and time.monotonic() < bat_deadline and sigs.name is None:
+            time.sleep(0.02)
+        # judge freshness on the newest sample, not on the first one
+        time.sleep(2 * self.period_s)
+        tel = link.telemetry.latest()
+        now = time.monotonic()
+        if sigs.name is not None:
+            sup.abort(now, f"interrupted by {sigs.name} before arming")
+            self._record_transitions(n_tr)
+            raise FailsafeExit(f"interrupted by {sigs.name} before arming; nothing was powered")
+        inputs = PreflightInputs(
+            spec_vehicle=self.spec.vehicle, spec_firmware=self.vehicle.firmware,
+            spec_action_mode=self.spec.action_mode, link_firmware=link.firmware,
+            link_action_modes=link.action_modes(), state=self._sample(tel, now),
+            battery_v=link.battery_v, handover=cfg.handover)
+        refusals = sup.request_arm(now, inputs)
+        self._record_transitions(n_tr)
+        n_tr = len(sup.transitions)
+        if refusals:
+            self.log.write({"type": "summary", "final_state": sup.state.value, "refused": refusals,
+                            "failsafe": None, "ticks": 0})
+            raise RefusedToArm("refused to arm: " + "; ".join(refusals))
+
+        link.prepare(self.spec, self.vehicle)
+        start = tel.pos_w.copy()
+        if cfg.target_w is not None:
+            target = np.asarray(cfg.target_w, dtype=np.float64)
+        else:
+            h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else 1.0
+            target = np.array([start[0], start[1], start[2] + h if cfg.handover else h])
+        takeoff_h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else float(target[2])
+        ref = Reference.build(start, target, takeoff_h, cfg.duration_s, cfg.handover,
+                              ground_z_m=None if not cfg.handover else 0.0)
+        self.log.write({"type": "reference", "t": self._t(), "waypoints_w": ref.waypoints_w,
+                        "hover_s": ref.hover_s, "ground_z_m": ref.ground_z_m, "ramp_s": ref.ramp_s})
+
+        if cfg.arm:
+            try:
+                link.arm(hold_s=0.5)
+            except LinkError as exc:
+                return self._failsafe_and_finish(sigs, status, cpu0, wall0, [], f"arming failed: {exc}",
+                                                 time.monotonic())
+        sup.takeoff(time.monotonic(), "taking off" if cfg.arm else "taking off (dry run: nothing is sent)")
+        self._record_transitions(n_tr)
+        return self._loop(ref, sigs, status, cpu0, wall0)
+
+    def _loop(self, ref: Reference, sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
+        spec, vehicle, link, sup, log = self.spec, self.vehicle, self.link, self.sup, self.log
+        policy = self.policy
+        history = np.tile(hover_action(spec, vehicle), (1, spec.action_history)).astype(np.float64)
+        sched = Scheduler.start(self.rate_hz)
+        t_fly0 = sched.t0_s
+        last_seq = 0
+        missed_in_row = 0
+        rows: list[dict] = []
+        ground_since: float | None = None
+        n_tr = len(sup.transitions)
+        while True:
+            sched.wait_release()
+            deadline = sched.deadline()
+            tel = link.telemetry.wait_newer(last_seq, deadline - WAIT_MARGIN * self.period_s)
+            now = time.monotonic()
+            fresh = tel is not None and tel.seq > last_seq
+            if tel is not None:
+                last_seq = tel.seq
+            t_rel = now - t_fly0
+            s = self._sample(tel, now)
+            # -- supervisor -----------------------------------------------------------------
+            reason = None
+            if sigs.name is not None:
+                reason = f"interrupted by {sigs.name}"
+                t_detect = sigs.t_s
+            elif not link.alive:
+                reason = f"link lost: {link.lost_reason}"
+                t_detect = now
+            else:
+                reason = sup.check(now, s, missed_in_row) if sup.state in (State.FLYING, State.LANDING) else None
+                t_detect = now
+            if reason is not None:
+                self._record_transitions(n_tr)
+                return self._failsafe_and_finish(sigs, status, cpu0, wall0, rows, reason, t_detect, tel=tel)
+            # -- phase ----------------------------------------------------------------------
+            phase = ref.phase(t_rel)
+            if phase in ("land", "ground") and sup.state == State.FLYING:
+                sup.land(now, f"hover of {ref.hover_s:.1f} s complete, landing")
+            if phase == "ground":
+                ground_since = ground_since if ground_since is not None else now
+                if s.pos_w[2] - ref.ground_z_m < GROUND_TOUCH_M or now - ground_since > GROUND_WAIT_S \
+                        or not self.cfg.arm:
+                    link.stop_motors()
+                    link.disarm()
+                    sup.landed(time.monotonic(), "landed, motors stopped")
+                    self._record_transitions(n_tr)
+                    break
+            target = ref.at(t_rel)
+            # -- policy ---------------------------------------------------------------------
+            obs = observe(s.pos_w[None], s.vel_w[None], s.quat_wb[None], s.omega_b[None], target,
+                          history, spec)[0]
+            t_inf0 = time.monotonic()
+            try:
+                action = np.asarray(policy.act(obs), dtype=np.float64)
+                if not np.all(np.isfinite(action)):
+                    raise ValueError("policy returned a non-finite action")
+                cmd = act_to_command(action[None], spec, vehicle)
+            except (QuadhilError, ValueError) as exc:
+                self._record_transitions(n_tr)
+                return self._failsafe_and_finish(sigs, status, cpu0, wall0, rows,
+                                                 f"non-finite observation or action: {exc}", time.monotonic(),
+                                                 tel=tel)
+            t_inf1 = time.monotonic()
+            sent = link.send(cmd)
+            t_send = time.monotonic()
+            history = push_action_history(history, action[None])
+            met = t_send <= deadline
+            missed_in_row = 0 if met else missed_in_row + 1
+            row = {
+                "type": "tick", "k": sched.k, "t": t_rel, "state": sup.state.value, "phase": phase,
+                "fresh": fresh, "t_vehicle": None if tel is None else tel.t_vehicle_s,
+                "pos": s.pos_w, "vel": s.vel_w, "quat": s.quat_wb, "omega": s.omega_b, "target": target,
+                "obs": obs, "action": action, "cmd": sent,
+                "state_age_ms": 1e3 * (t_send - tel.t_arrival_s),
+                "latency_ms": 1e3 * (t_send - tel.t_arrival_s) if fresh else None,
+                "infer_ms": 1e3 * (t_inf1 - t_inf0), "send_ms": 1e3 * (t_send - t_inf1),
+                "deadline_met": met, "missed_in_row": missed_in_row,
+            }
+            log.write(row)
+            rows.append({k: row[k] for k in ("phase", "t", "pos", "target", "state_age_ms", "latency_ms",
+                                              "infer_ms", "deadline_met")})
+            self._record_transitions(n_tr)
+            n_tr = len(sup.transitions)
+            err = float(np.linalg.norm(s.pos_w - target))
+            status.update(f"{sup.state.value:8s} {phase:6s} t={t_rel:5.1f}s err={100 * err:5.1f}cm "
+                          f"age={row['state_age_ms']:5.1f}ms infer={row['infer_ms']:.2f}ms "
+                          f"missed={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'}")
+            sched.advance(time.monotonic())
+            if sched.skipped:
+                missed_in_row += sched.skipped
+                sched.skipped = 0
+        return self._finish(rows, cpu0, wall0)
+
+    def _failsafe_and_finish(self, sigs, status, cpu0, wall0, rows, reason, t_detect, tel=None) -> FlightResult:
+        """Enter FAILSAFE, carry out the action at once and to completion, then report."""
+        sup, link = self.sup, self.link
+        n_tr = len(sup.transitions)
+        now = time.monotonic()
+        s = self._sample(tel if tel is not None else link.telemetry.latest(), now)
+        sup.failsafe(now, reason)
+        action = failsafe_action(self.vehicle.firmware, s, self.limits)
+        self._record_transitions(n_tr)
+        t_first = None
+        t_fs0 = time.monotonic()
+        done = False
+        steps = 0
+        while not done:
+            tick0 = time.monotonic()
+            done = link.failsafe_step(action.value, tick0 - t_fs0, link.telemetry.latest())
+            if t_first is None:
+                t_first = time.monotonic()
+            steps += 1
+            if not done:
+                time.sleep(max(0.0, self.period_s - (time.monotonic() - tick0)))
+            if time.monotonic() - t_fs0 > 5.0:
+                link.stop_motors()
+                break
+        response_ms = 1e3 * (t_first - t_detect) if t_detect is not None else None
+        self.log.write({"type": "failsafe", "t": self._t(), "reason": reason, "action": action.value,
+                        "t_detect": t_detect - self._t0, "t_first_action": t_first - self._t0,
+                        "response_ms": response_ms, "steps": steps, "dry_run": not self.cfg.arm})
+        result = self._finish(rows, cpu0, wall0)
+        result.failsafe_action = action.value
+        result.failsafe_response_ms = response_ms
+        self.log.write({"type": "summary", **result.as_dict()})
+        return result
+
+    def _finish(self, rows: list[dict], cpu0: float, wall0: float) -> FlightResult:
+        hover = [r for r in rows if r["phase"] == "hover"]
+        if hover:
+            t_h0 = hover[0]["t"]
+            hover = [r for r in hover if r["t"] - t_h0 >= SETTLE_S] or hover
+        rmse = None
+        if hover and self.cfg.arm:
+            err = np.array([np.asarray(r["pos"]) - np.asarray(r["target"]) for r in hover])
+            rmse = float(np.sqrt(np.mean(np.sum(err * err, axis=1))))
+        lat = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
+        wall = time.monotonic() - wall0
+        result = FlightResult(
+            log=str(self.log.path), final_state=self.sup.state.value, failsafe=self.sup.failsafe_reason,
+            failsafe_action=None, failsafe_response_ms=None, refused=list(self.sup.refusals), ticks=len(rows),
+            rmse_m=rmse,
+            deadline_miss_rate=(sum(not r["deadline_met"] for r in rows) / len(rows)) if rows else 0.0,
+            latency_p50_ms=_pct(lat, 50), latency_p99_ms=_pct(lat, 99),
+            state_age_p99_ms=_pct([r["state_age_ms"] for r in rows], 99),
+            infer_p99_ms=_pct([r["infer_ms"] for r in rows], 99),
+            fresh_rate=(len(lat) / len(rows)) if rows else 0.0, rate_hz=self.rate_hz, dry_run=not self.cfg.arm,
+            cpu_percent=100.0 * (time.process_time() - cpu0) / wall if wall > 0 else None,
+        )
+        if self.sup.failsafe_reason is None:
+            self.log.write({"type": "summary", **result.as_dict()})
+        return result
+
+
+def fly(cfg: FlyConfig) -> FlightResult:
+    """Run one flight (see :class:`Flight`)."""
+    return Flight(cfg).run()
+

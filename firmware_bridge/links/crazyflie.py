@@ -1,0 +1,330 @@
+"""Crazyflie link through cflib (radio://, usb://, udp:// - the last reaches the twin).
+
+Telemetry: the state estimate in log blocks at 100 Hz (the firmware's log period has a 10 ms
+unit: crazyflie-firmware src/modules/src/log.c, cflib LogConfig.period). A log packet carries at
+most 26 bytes of variables (cflib LogConfig.MAX_LEN), so position+velocity (6 floats, 24 B),
+quaternion (4 floats, 16 B) and gyro (3 floats, 12 B) travel in three blocks with the same period;
+a sample is complete when all three carry firmware timestamps within one period of each other.
+
+Commands (ctbr): the generic commander's manual setpoint with the rate flag
+(crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder), sent by cflib's
+``Commander.send_setpoint_manual``: roll/pitch/yaw rates in deg/s, thrust in PWM counts through
+cflib's percentage (10001 + pct/100 * (60000 - 10001)). Signs: the firmware's PID rate loop
+compares the pitch-rate setpoint with ``-gyro.y`` (controller_pid.c) and cflib negates pitch on
+the wire, so FLU body rates go in unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from firmware_bridge.links.base import Link, LinkError, Telemetry
+from sim.contract import CtbrCommand, MotorCommand, thrust_to_firmware_units
+
+# cflib Commander.send_setpoint_manual maps 0..100 % to these PWM counts.
+CFLIB_MANUAL_PWM_MIN = 10001
+CFLIB_MANUAL_PWM_MAX = 60000
+LOG_PERIOD_MS = 10  # 100 Hz: the fastest a log block can run (10 ms period unit)
+BLOCKS = (
+    ("posvel", ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z",
+                "stateEstimate.vx", "stateEstimate.vy", "stateEstimate.vz")),
+    ("quat", ("stateEstimate.qw", "stateEstimate.qx", "stateEstimate.qy", "stateEstimate.qz")),
+    ("gyro", ("gyro.x", "gyro.y", "gyro.z")),
+)
+SLOW_VARS = ("pm.vbat",)
+SUPERVISOR_VAR = "supervisor.info"
+MOTOR_POWER_WRITE_S = 0.015  # one param write round trip on the radio, measured by Bitcraze users
+
+logger = logging.getLogger(__name__)
+
+
+def pwm_to_cflib_percent(pwm: float) -> float:
+    """Per-motor PWM count -> the thrust percentage ``send_setpoint_manual`` takes (clipped)."""
+    pct = (pwm - CFLIB_MANUAL_PWM_MIN) / (CFLIB_MANUAL_PWM_MAX - CFLIB_MANUAL_PWM_MIN) * 100.0
+    return float(min(100.0, max(0.0, pct)))
+
+
+def ctbr_to_manual_setpoint(cmd: CtbrCommand, vehicle) -> dict:
+    """Contract ctbr command (N = 1) -> the manual setpoint's fields (deg/s, PWM, cflib %).
+
+    The legacy power distribution adds roll/pitch/yaw to a per-motor base thrust
+    (power_distribution_quadrotor.c), so collective thrust / 4 is mapped through the motor
+    thrust curve to PWM counts.
+    """
+    per_motor_n = float(np.asarray(cmd.collective_thrust_n).reshape(-1)[0]) / 4.0
+    pwm = float(thrust_to_firmware_units(np.array([per_motor_n]), vehicle)[0])
+    rates_deg_s = np.degrees(np.asarray(cmd.body_rate_b, dtype=np.float64).reshape(-1)[:3])
+    return {
+        "roll_rate_deg_s": float(rates_deg_s[0]),
+        "pitch_rate_deg_s": float(rates_deg_s[1]),
+        "yaw_rate_deg_s": float(rates_deg_s[2]),
+        "thrust_pwm": pwm,
+        "thrust_pct": pwm_to_cflib_percent(pwm),
+    }
+
+
+class CrazyflieLink(Link):
+    """A Crazyflie (or its twin) reached through cflib."""
+
+    firmware = "crazyflie-firmware"
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self._cf = None
+        self._lock = threading.Lock()
+        self._parts: dict[str, tuple[float, float, list]] = {}  # block -> (t_vehicle_s, t_arrival, values)
+        self._connected = threading.Event()
+        self._failed: str | None = None
+        self._log_confs = []
+        self.supervisor_info: int | None = None
+        self.motor_path: str | None = None  # "app_channel" | "motor_power_params" | None
+        self._relay = None
+        self._warned_params = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def connect(self, timeout_s: float) -> None:
+        """Open the cflib link, wait for TOCs and params, start the log blocks."""
+        import cflib.crtp
+        from cflib.crazyflie import Crazyflie
+
+        cflib.crtp.init_drivers()
+        cf = Crazyflie(rw_cache=None)
+        cf.fully_connected.add_callback(lambda uri: self._connected.set())
+        cf.connection_failed.add_callback(self._on_failed)
+        cf.connection_lost.add_callback(self._on_lost)
+        self._cf = cf
+        try:
+            cf.open_link(self.uri)
+        except Exception as exc:  # cflib raises plain Exception for a bad URI or missing driver
+            raise LinkError(f"cannot open {self.uri}: {exc}") from None
+        if not self._connected.wait(timeout_s) or self._failed:
+            why = self._failed or f"no answer within {timeout_s:.0f} s"
+            self.close()
+            raise LinkError(f"cannot connect to a Crazyflie at {self.uri}: {why}")
+        self._start_logging()
+
+    def _on_failed(self, uri, msg) -> None:
+        self._failed = str(msg)
+        self._connected.set()
+
+    def _on_lost(self, uri, msg) -> None:
+        self.lost_reason = f"cflib reports connection lost: {msg}"
+        self.telemetry.wake()
+
+    def _toc_has(self, name: str) -> bool:
+        return self._cf.log.toc.get_element_by_complete_name(name) is not None if self._cf.log.toc else False
+
+    def _start_logging(self) -> None:
+        from cflib.crazyflie.log import LogConfig
+
+        missing = [v for _, vars_ in BLOCKS for v in vars_ if not self._toc_has(v)]
+        if missing:
+            self.close()
+            raise LinkError(f"the Crazyflie at {self.uri} has no log variable(s) {', '.join(missing)}")
+        for name, vars_ in BLOCKS:
+            conf = LogConfig(name=name, period_in_ms=LOG_PERIOD_MS)
+            for v in vars_:
+                conf.add_variable(v, "float")
+            self._add_block(conf, self._make_block_cb(name, vars_))
+        slow = [v for v in SLOW_VARS if self._toc_has(v)]
+        if self._toc_has(SUPERVISOR_VAR):
+            slow.append(SUPERVISOR_VAR)
+        if slow:
+            conf = LogConfig(name="slow", period_in_ms=100)
+            for v in slow:
+                conf.add_variable(v)
+            self._add_block(conf, self._on_slow)
+
+    def _add_block(self, conf, cb) -> None:
+        try:
+            self._cf.log.add_config(conf)
+        except (KeyError, AttributeError) as exc:
+            self.close()
+            raise LinkError(f"log block {conf.name!r} refused: {exc}") from None
+        conf.data_received_cb.add_callback(cb)
+        conf.start()
+        self._log_confs.append(conf)
+
+    def _on_slow(self, timestamp, data, logconf) -> None:
+        if "pm.vbat" in data:
+            self.battery_v = float(data["pm.vbat"])
+        if SUPERVISOR_VAR in data:
+            self.supervisor_info = int(data[SUPERVISOR_VAR])
+
+    def _make_block_cb(self, name: str, vars_: tuple[str, ...]):
+        def cb(timestamp, data, logconf) -> None:
+            t_arr = time.monotonic()
+            vals = [float(data[v]) for v in vars_]
+            with self._lock:
+                self._parts[name] = (timestamp / 1000.0, t_arr, vals)
+                if len(self._parts) < len(BLOCKS):
+                    return
+                ts = [p[0] for p in self._parts.values()]
+                if max(ts) - min(ts) > 0.9 * LOG_PERIOD_MS / 1000.0:
+                    return  # pieces of different ticks: wait for the rest of this one
+                pv = self._parts["posvel"][2]
+                q = self._parts["quat"][2]
+                g = self._parts["gyro"][2]
+                t_vehicle = max(ts)
+                self._parts = {}
+            self.telemetry.publish(t_arr, t_vehicle, pv[0:3], pv[3:6], q, np.radians(g))
+
+        return cb
+
+    def close(self) -> None:
+        """Stop log blocks and close the cflib link (idempotent)."""
+        cf, self._cf = self._cf, None
+        if cf is None:
+            return
+        try:
+            for conf in self._log_confs:
+                try:
+                    conf.stop()
+                except Exception:  # noqa: BLE001 - the link may already be gone
+                    pass
+            cf.close_link()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def action_modes(self) -> tuple[str, ...]:
+        """ctbr always (stock firmware); motors when the motor relay app or motorPowerSet exists."""
+        modes = ["ctbr"]
+        if self._detect_motor_path() is not None:
+            modes.append("motors")
+        return tuple(modes)
+
+    def _detect_motor_path(self) -> str | None:
+        if self._cf is None:
+            return None
+        try:
+            from sim.sitl import app_channel  # the motor-relay codec (onboard issue)
+
+            relay_param = getattr(app_channel, "PRESENCE_PARAM", None)
+            if relay_param and self._cf.param.toc.get_element_by_complete_name(relay_param) is not None:
+                self._relay = app_channel
+                self.motor_path = "app_channel"
+                return self.motor_path
+        except ImportError:
+            pass
+        if self._cf.param.toc.get_element_by_complete_name("motorPowerSet.enable") is not None:
+            self.motor_path = "motor_power_params"
+            return self.motor_path
+        return None
+
+    def describe(self) -> dict:
+        """Link facts for the log header."""
+        return {"uri": self.uri, "firmware": self.firmware, "library": "cflib",
+                "log_period_ms": LOG_PERIOD_MS, "blocks": [list(v) for _, v in BLOCKS],
+                "motor_path": self.motor_path}
+
+    # -- flight ----------------------------------------------------------------------------
+    def arm(self, hold_s: float) -> None:
+        """Unlock the commander (a zero setpoint, as cflib's examples do) and request arming."""
+        self.dry_run = False
+        cf = self._cf
+        if cf is None:
+            raise LinkError("link closed")
+        cf.commander.send_setpoint(0, 0, 0, 0)  # thrust-lock release (commander.c: first setpoint must be 0)
+        try:
+            cf.platform.send_arming_request(True)
+        except Exception:  # noqa: BLE001 - firmware without the arming service: auto-armed
+            pass
+        if self.spec.action_mode == "motors" and self.motor_path == "motor_power_params":
+            cf.param.set_value("motorPowerSet.enable", "1")
+
+    def encode(self, command) -> dict:
+        """Firmware-unit values for ``command``."""
+        if isinstance(command, CtbrCommand):
+            return ctbr_to_manual_setpoint(command, self.vehicle)
+        if isinstance(command, MotorCommand):
+            pwm = thrust_to_firmware_units(np.asarray(command.thrust_n).reshape(-1)[:4], self.vehicle)
+            return {f"m{i + 1}_pwm": float(p) for i, p in enumerate(pwm)}
+        raise TypeError(f"unknown command type {type(command).__name__}")
+
+    def send(self, command) -> dict:
+        """Send one command (nothing is sent in a dry run); return the encoded values."""
+        enc = self.encode(command)
+        if self.dry_run or self._cf is None:
+            return enc
+        cf = self._cf
+        if isinstance(command, CtbrCommand):
+            cf.commander.send_setpoint_manual(enc["roll_rate_deg_s"], enc["pitch_rate_deg_s"],
+                                              enc["yaw_rate_deg_s"], enc["thrust_pct"], True)
+        elif self.motor_path == "app_channel":
+            pwm = [int(round(enc[f"m{i}_pwm"])) for i in range(1, 5)]
+            cf.appchannel.send_packet(self._relay.encode_motor_packet(pwm))
+        else:
+            if not self._warned_params:
+                warnings.warn("motor commands through motorPowerSet params: each write takes ~15 ms on the "
+                              "radio, far too slow for closed-loop control at 100 Hz", RuntimeWarning, stacklevel=2)
+                self._warned_params = True
+            for i in range(1, 5):
+                cf.param.set_value(f"motorPowerSet.m{i}", str(int(round(enc[f"m{i}_pwm"]))))
+        return enc
+
+    def stop_motors(self) -> None:
+        """Stop setpoint, then hand control back to the firmware's other commanders."""
+        cf = self._cf
+        if cf is None or self.dry_run:
+            return
+        try:
+            cf.commander.send_stop_setpoint()
+            if getattr(self, "spec", None) is not None and self.spec.action_mode == "motors" \
+                    and self.motor_path == "motor_power_params":
+                cf.param.set_value("motorPowerSet.enable", "0")
+            cf.commander.send_notify_setpoint_stop()
+        except Exception:  # noqa: BLE001 - best effort on a dying link
+            pass
+
+    def failsafe_step(self, action: str, t_since_s: float, latest: Telemetry | None) -> bool:
+        """Controlled descent: level attitude (legacy RPYT setpoint, angle mode), thrust below
+        hover, closed on vertical speed while the estimate is fresh, open-loop ramp otherwise;
+        motors stop on touch-down or after 3 s. ``motor_stop``: stop at once."""
+        if self._cf is None or self.dry_run:
+            return True
+        if action == "motor_stop":
+            self.stop_motors()
+            return True
+        hover_pwm = float(thrust_to_firmware_units(np.array([self.vehicle.weight_n / 4.0]), self.vehicle)[0])
+        fresh = latest is not None and time.monotonic() - latest.t_arrival_s < 0.1 and \
+            np.all(np.isfinite(latest.pos_w)) and np.all(np.isfinite(latest.vel_w))
+        if fresh and (latest.pos_w[2] < 0.05 or t_since_s > 3.0):
+            self.stop_motors()
+            return True
+        if not fresh and t_since_s > 2.0:
+            self.stop_motors()
+            return True
+        if fresh:
+            vz_ref = -0.4  # m/s down
+            scale = 1.0 + 0.5 * (vz_ref - float(latest.vel_w[2]))
+            pwm = hover_pwm * min(1.1, max(0.6, scale))
+        else:
+            pwm = hover_pwm * max(0.6, 0.9 - 0.1 * t_since_s)
+        try:
+            # legacy RPYT setpoint: roll/pitch angles 0 deg (the firmware levels), yaw rate 0
+            self._cf.commander.send_setpoint(0.0, 0.0, 0.0, int(min(60000, max(0, pwm))))
+        except Exception:  # noqa: BLE001
+            return True
+        return False
+
+    def disarm(self) -> None:
+        """Release the arming request (best effort)."""
+        if self._cf is None or self.dry_run:
+            return
+        try:
+            self._cf.platform.send_arming_request(False)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def motor_params_warning() -> str:
+    """The warning shown when motor commands fall back to parameters."""
+    return (f"motor-level control falls back to motorPowerSet params: ~{1e3 * MOTOR_POWER_WRITE_S:.0f} ms "
+            "per write; flash the motor-relay app for closed-loop motor control")
+

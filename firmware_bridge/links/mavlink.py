@@ -1,0 +1,290 @@
+"""PX4 link through pymavlink (udpin:, udpout:, tcp:, serial:/dev/...:baud).
+
+Telemetry: ODOMETRY (or LOCAL_POSITION_NED + ATTITUDE_QUATERNION when the autopilot does not
+stream it) at the control rate, requested with MAV_CMD_SET_MESSAGE_INTERVAL; NED/FRD converted
+to ENU/FLU in :mod:`sim.frames` only. Commands (ctbr): SET_ATTITUDE_TARGET with the attitude
+ignored, body rates in FRD and normalized thrust, streamed before the switch to OFFBOARD as PX4
+requires (PX4-Autopilot src/modules/commander: offboard needs a live setpoint stream;
+src/modules/mavlink/mavlink_receiver.cpp handle_message_set_attitude_target).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from firmware_bridge.links.base import Link, LinkError, Telemetry
+from sim.contract import CtbrCommand
+from sim.frames import flu_to_frd, frd_to_flu, ned_to_enu, quat_ned_frd_to_enu_flu, quat_rotate
+
+HEARTBEAT_TIMEOUT_S = 1.5  # no heartbeat for this long: the link is lost
+MAV_FRAME_BODY_FRD = 12
+ATTITUDE_IGNORE = 128  # ATTITUDE_TARGET_TYPEMASK_ATTITUDE_IGNORE
+
+
+def parse_mavlink_uri(uri: str) -> tuple[str, dict]:
+    """quadhil link URI -> (pymavlink device string, extra kwargs). ``serial:/dev/X:921600``."""
+    if uri.startswith("serial:"):
+        rest = uri[len("serial:"):]
+        dev, sep, baud = rest.rpartition(":")
+        if not sep or not baud.isdigit():
+            raise LinkError(f"serial link must be serial:/dev/DEVICE:BAUD, got {uri!r}")
+        return dev, {"baud": int(baud)}
+    for prefix in ("udpin:", "udpout:", "tcp:"):
+        if uri.startswith(prefix):
+            host, sep, port = uri[len(prefix):].rpartition(":")
+            if not sep or not port.isdigit():
+                raise LinkError(f"MAVLink link must be {prefix}HOST:PORT, got {uri!r}")
+            return uri, {}
+    raise LinkError(f"not a MAVLink URI: {uri!r}")
+
+
+def px4_thrust_setpoint(cmd: CtbrCommand) -> float:
+    """Normalized thrust for SET_ATTITUDE_TARGET: the contract's collective thrust fraction
+    (of 4 x max motor thrust), clipped to [0, 1]."""
+    return float(np.clip(np.asarray(cmd.collective_fraction).reshape(-1)[0], 0.0, 1.0))
+
+
+class MavlinkLink(Link):
+    """A PX4 vehicle (or its twin) reached through pymavlink."""
+
+    firmware = "px4"
+
+    def __init__(self, uri: str, source_system: int = 1, source_component: int = 191) -> None:
+        super().__init__()
+        self.uri = uri
+        self._device, self._kw = parse_mavlink_uri(uri)
+        self._src = (source_system, source_component)  # MAV_COMP_ID_ONBOARD_COMPUTER
+        self._m = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._last_hb = 0.0
+        self._odometry_seen = False
+        self._lpn = None  # (t_vehicle_s, pos_enu, vel_enu)
+        self._att = None  # (t_vehicle_s, quat_enu_flu, omega_flu)
+        self.armed = False
+        self.mode = ""
+        self.autopilot: int | None = None
+        self._last_pair = (None, None)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def connect(self, timeout_s: float) -> None:
+        """Open the port, wait for a PX4 heartbeat, request telemetry streams."""
+        from pymavlink import mavutil
+
+        self._mavutil = mavutil
+        try:
+            self._m = mavutil.mavlink_connection(self._device, source_system=self._src[0],
+                                                 source_component=self._src[1], **self._kw)
+        except (OSError, ValueError) as exc:
+            raise LinkError(f"cannot open {self.uri}: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        hb = None
+        while time.monotonic() < deadline:
+            if self._device.startswith("udpout:"):
+                self._m.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_ONBOARD_CONTROLLER,
+                                           mavutil.mavlink.MAV_AUTOPILOT_INVALID, 0, 0, 0)
+            hb = self._m.recv_match(type="HEARTBEAT", blocking=True, timeout=0.2)
+            if hb is not None and hb.get_srcComponent() == 1:
+                break
+            hb = None
+        if hb is None:
+            self.close()
+            raise LinkError(f"no MAVLink heartbeat from a vehicle at {self.uri} within {timeout_s:.0f} s")
+        self.autopilot = hb.autopilot
+        self._m.target_system = hb.get_srcSystem()
+        self._m.target_component = hb.get_srcComponent()
+        self._on_heartbeat(hb)
+        if hb.autopilot != mavutil.mavlink.MAV_AUTOPILOT_PX4:
+            self.firmware = f"mavlink-autopilot-{hb.autopilot}"
+        self._thread = threading.Thread(target=self._rx_loop, name="mavlink-rx", daemon=True)
+        self._thread.start()
+
+    def request_rate(self, rate_hz: float) -> None:
+        """Ask for ODOMETRY at ``rate_hz``; fall back to LOCAL_POSITION_NED + ATTITUDE_QUATERNION."""
+        mav = self._mavutil.mavlink
+        interval_us = int(1e6 / rate_hz)
+        self._set_interval(mav.MAVLINK_MSG_ID_ODOMETRY, interval_us)
+        self._set_interval(mav.MAVLINK_MSG_ID_SYS_STATUS, 200_000)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and not self._odometry_seen:
+            time.sleep(0.02)
+        if not self._odometry_seen:
+            self._set_interval(mav.MAVLINK_MSG_ID_LOCAL_POSITION_NED, interval_us)
+            self._set_interval(mav.MAVLINK_MSG_ID_ATTITUDE_QUATERNION, interval_us)
+
+    def _set_interval(self, msg_id: int, interval_us: int) -> None:
+        self._m.mav.command_long_send(self._m.target_system, self._m.target_component,
+                                      self._mavutil.mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
+                                      msg_id, interval_us, 0, 0, 0, 0, 0)
+
+    def close(self) -> None:
+        """Stop the receive thread and close the port (idempotent)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        m, self._m = self._m, None
+        if m is not None:
+            try:
+                m.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def action_modes(self) -> tuple[str, ...]:
+        """PX4 v1.14+ takes no motor commands over MAVLink: ctbr only."""
+        return ("ctbr",) if self.firmware == "px4" else ()
+
+    def describe(self) -> dict:
+        """Link facts for the log header."""
+        return {"uri": self.uri, "firmware": self.firmware, "library": "pymavlink",
+                "telemetry": "ODOMETRY" if self._odometry_seen else "LOCAL_POSITION_NED+ATTITUDE_QUATERNION"}
+
+    @property
+    def alive(self) -> bool:
+        """False once heartbeats stop or the port fails."""
+        if self.lost_reason is None and self._last_hb and time.monotonic() - self._last_hb > HEARTBEAT_TIMEOUT_S:
+            self.lost_reason = f"no heartbeat for {time.monotonic() - self._last_hb:.1f} s"
+        return self.lost_reason is None
+
+    # -- receive ---------------------------------------------------------------------------
+    def _on_heartbeat(self, hb) -> None:
+        self._last_hb = time.monotonic()
+        self.armed = bool(hb.base_mode & self._mavutil.mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
+        self.mode = self._mavutil.interpret_px4_mode(hb.base_mode, hb.custom_mode)
+
+    def _rx_loop(self) -> None:
+        while not self._stop.is_set():
+            m = self._m
+            if m is None:
+                return
+            try:
+                msg = m.recv_match(blocking=True, timeout=0.05)
+            except Exception as exc:  # noqa: BLE001 - a dead port: report, don't crash the loop
+                self.lost_reason = f"MAVLink port error: {exc}"
+                self.telemetry.wake()
+                return
+            if msg is None:
+                continue
+            t_arr = time.monotonic()
+            if msg.get_srcComponent() != 1 and msg.get_type() != "COMMAND_ACK":
+                continue
+            try:
+                self._handle(msg, t_arr)
+            except (ValueError, TypeError, IndexError):
+                continue  # malformed content: drop it, never crash
+
+    def _handle(self, msg, t_arr: float) -> None:
+        kind = msg.get_type()
+        if kind == "HEARTBEAT":
+            self._on_heartbeat(msg)
+        elif kind == "ODOMETRY":
+            self._odometry_seen = True
+            q = quat_ned_frd_to_enu_flu(np.array(msg.q, dtype=np.float64))
+            pos = ned_to_enu(np.array([msg.x, msg.y, msg.z]))
+            v = np.array([msg.vx, msg.vy, msg.vz], dtype=np.float64)
+            if msg.child_frame_id == MAV_FRAME_BODY_FRD:
+                vel = quat_rotate(q, frd_to_flu(v))
+            else:
+                vel = ned_to_enu(v)
+            omega = frd_to_flu(np.array([msg.rollspeed, msg.pitchspeed, msg.yawspeed]))
+            self.telemetry.publish(t_arr, msg.time_usec * 1e-6, pos, vel, q, omega)
+        elif kind == "LOCAL_POSITION_NED" and not self._odometry_seen:
+            self._lpn = (msg.time_boot_ms * 1e-3, ned_to_enu(np.array([msg.x, msg.y, msg.z])),
+                         ned_to_enu(np.array([msg.vx, msg.vy, msg.vz])))
+            self._pair(t_arr)
+        elif kind == "ATTITUDE_QUATERNION" and not self._odometry_seen:
+            q = quat_ned_frd_to_enu_flu(np.array([msg.q1, msg.q2, msg.q3, msg.q4]))
+            self._att = (msg.time_boot_ms * 1e-3, q, frd_to_flu(np.array([msg.rollspeed, msg.pitchspeed,
+                                                                           msg.yawspeed])))
+            self._pair(t_arr)
+        elif kind == "SYS_STATUS":
+            if msg.voltage_battery != 65535:
+                self.battery_v = msg.voltage_battery / 1000.0
+
+    def _pair(self, t_arr: float) -> None:
+        if self._lpn is None or self._att is None:
+            return
+        key = (self._lpn[0], self._att[0])
+        if key == self._last_pair or abs(key[0] - key[1]) > 0.011:
+            return
+        self._last_pair = key
+        self.telemetry.publish(t_arr, max(key), self._lpn[1], self._lpn[2], self._att[1], self._att[2])
+
+    # -- flight ----------------------------------------------------------------------------
+    def _wait(self, pred, timeout_s: float, stream=None) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            if stream is not None:
+                stream()
+            time.sleep(0.01)
+        return pred()
+
+    def arm(self, hold_s: float) -> None:
+        """Stream idle setpoints, arm, switch to OFFBOARD (PX4's order), keep streaming."""
+        self.dry_run = False
+        idle = CtbrCommand(np.zeros(1), np.zeros(1), np.zeros((1, 3)))
+        self._wait(lambda: False, max(hold_s, 0.5), stream=lambda: self.send(idle))
+        self._m.arducopter_arm()  # MAV_CMD_COMPONENT_ARM_DISARM param1=1 (name aside, generic)
+        if not self._wait(lambda: self.armed, 3.0, stream=lambda: self.send(idle)):
+            raise LinkError("PX4 did not arm (no armed heartbeat within 3 s)")
+        self._m.set_mode("OFFBOARD")
+        if not self._wait(lambda: self.mode == "OFFBOARD", 3.0, stream=lambda: self.send(idle)):
+            self._m.arducopter_disarm()
+            raise LinkError("PX4 did not enter OFFBOARD within 3 s")
+
+    def encode(self, command) -> dict:
+        """Wire values of SET_ATTITUDE_TARGET for a ctbr command (body rates FRD, rad/s)."""
+        if not isinstance(command, CtbrCommand):
+            raise LinkError("a motors policy cannot fly over MAVLink (PX4 v1.14+ takes no motor commands)")
+        rates_frd = flu_to_frd(np.asarray(command.body_rate_b, dtype=np.float64).reshape(-1)[:3])
+        return {"roll_rate_frd": float(rates_frd[0]), "pitch_rate_frd": float(rates_frd[1]),
+                "yaw_rate_frd": float(rates_frd[2]), "thrust": px4_thrust_setpoint(command)}
+
+    def send(self, command) -> dict:
+        """Send one SET_ATTITUDE_TARGET (nothing in a dry run); return the wire values."""
+        enc = self.encode(command)
+        m = self._m
+        if self.dry_run or m is None:
+            return enc
+        t_ms = int(1e3 * (time.monotonic() - self._t0)) & 0xFFFFFFFF
+        try:
+            m.mav.set_attitude_target_send(t_ms, m.target_system, m.target_component, ATTITUDE_IGNORE,
+                                           [1.0, 0.0, 0.0, 0.0], enc["roll_rate_frd"], enc["pitch_rate_frd"],
+                                           enc["yaw_rate_frd"], enc["thrust"])
+        except OSError as exc:
+            self.lost_reason = f"MAVLink send failed: {exc}"
+        return enc
+
+    def stop_motors(self) -> None:
+        """Zero thrust, then disarm; if PX4 refuses, hand over to its LAND mode."""
+        if self._m is None or self.dry_run:
+            return
+        idle = CtbrCommand(np.zeros(1), np.zeros(1), np.zeros((1, 3)))
+        self._wait(lambda: False, 0.2, stream=lambda: self.send(idle))
+        try:
+            self._m.arducopter_disarm()
+        except OSError:
+            return
+        if not self._wait(lambda: not self.armed, 1.0, stream=lambda: self.send(idle)):
+            self._m.set_mode("LAND")
+
+    def failsafe_step(self, action: str, t_since_s: float, latest: Telemetry | None) -> bool:
+        """PX4 failsafe: request AUTO.LAND until the heartbeat shows it (1 s at most; after that
+        PX4's own offboard-loss failsafe lands it since we stop streaming)."""
+        if self._m is None or self.dry_run:
+            return True
+        if self.mode == "LAND" or not self.armed or t_since_s > 1.0:
+            return True
+        try:
+            self._m.set_mode("LAND")
+        except OSError:
+            return True
+        return False
+
+    def disarm(self) -> None:
+        """Nothing beyond stop_motors: PX4 disarms itself after landing."""
