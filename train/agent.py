@@ -1,0 +1,232 @@
+"""DDPG agent (Keras 3 on TensorFlow), with optional TD3 refinements.
+
+Critic: minimize (Q(s, a) - y)^2 with y = r + gamma * m * Q'(s', mu'(s')), where m = 0 only
+when the episode *terminated* (crash, out of bounds) and 1 otherwise; on a time-limit truncation
+s' is the ended episode's last observation and the target bootstraps through it.
+
+Actor: two interchangeable forms of the same gradient (``actor_loss`` flag):
+
+* ``"q"``: loss = -mean_i Q(s_i, mu(s_i)), differentiated w.r.t. the actor's variables only.
+* ``"action_gradients"`` (the form of older Keras DDPG code): g_i = dQ/da at a = mu(s_i) is asked
+  of the critic and held constant; loss = -mean_i sum_j g_ij * mu_j(s_i).
+
+Why a product with a constant is a loss at all: by the chain rule the deterministic policy
+gradient is grad_w J = mean_i (d mu(s_i)/dw)^T dQ/da|_{a=mu(s_i)}. The function
+L(w) = -mean_i g_i . mu_w(s_i), with g_i frozen, has exactly the gradient -mean_i (d mu/dw)^T g_i,
+so one step of gradient descent on L is one step of ascent on Q along the policy. Its *value* means
+nothing; only its gradient does. Freezing g (and updating only the actor's variables) is also what
+stops the actor from "improving" by changing the critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sim.contract import PolicySpec
+from train.networks import build_actor, build_critic
+
+ACTOR_LOSSES = ("q", "action_gradients")
+import os
+JIT = os.environ.get("QUADHIL_JIT", "0") == "1"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Hyper-parameters of the agent (all of them end up in config.json)."""
+
+    actor_hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (128, 128)
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_loss: str = "q"
+    twin_critics: bool = False  # TD3: min of two critics in the target
+    target_noise: float = 0.0  # TD3: target policy smoothing std (0 = off)
+    target_noise_clip: float = 0.5
+    policy_delay: int = 1  # TD3: actor/target update every k critic updates
+    reward_scale: float = 1.0
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dict."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AgentConfig":
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        fields = cls.__dataclass_fields__
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in fields}
+        return cls(**kw)
+
+
+def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, form: str):
+    """(loss, gradients w.r.t. actor.trainable_variables) of the DDPG actor objective, either form."""
+    if form == "q":
+        with tf.GradientTape() as tape:
+            q = critic([obs, actor(obs, training=True)], training=False)
+            loss = -tf.reduce_mean(q)
+        return loss, tape.gradient(loss, actor.trainable_variables)
+    if form == "action_gradients":
+        a = actor(obs, training=False)
+        with tf.GradientTape() as inner:
+            inner.watch(a)
+            q = critic([obs, a], training=False)
+        dq_da = tf.stop_gradient(inner.gradient(tf.reduce_sum(q), a))  # per-sample dQ_i/da_i
+        with tf.GradientTape() as tape:
+            mu = actor(obs, training=True)
+            loss = -tf.reduce_mean(tf.reduce_sum(dq_da * mu, axis=1))
+        return loss, tape.gradient(loss, actor.trainable_variables)
+    raise ValueError(f"actor_loss must be one of {ACTOR_LOSSES}, got {form!r}")
+
+
+class DDPGAgent:
+    """Actor, critic(s), their targets and optimizers; :meth:`update` runs K gradient steps."""
+
+    def __init__(self, spec: PolicySpec, config: AgentConfig = AgentConfig()):
+        if config.actor_loss not in ACTOR_LOSSES:
+            raise ValueError(f"actor_loss must be one of {ACTOR_LOSSES}, got {config.actor_loss!r}")
+        self.spec, self.config = spec, config
+        c = config
+        self.actor = build_actor(spec, hidden=c.actor_hidden)
+        self.actor_target = build_actor(spec, hidden=c.actor_hidden, name="actor_target")
+        self.critics = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_{i}")
+                        for i in range(2 if c.twin_critics else 1)]
+        self.critic_targets = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_target_{i}")
+                               for i in range(len(self.critics))]
+        self.actor_target.set_weights(self.actor.get_weights())
+        for cr, ct in zip(self.critics, self.critic_targets):
+            ct.set_weights(cr.get_weights())
+        self.actor_opt = keras.optimizers.Adam(c.actor_lr)
+        self.critic_opt = keras.optimizers.Adam(c.critic_lr)
+        self.critic_vars = [v for cr in self.critics for v in cr.trainable_variables]
+        self.actor_opt.build(self.actor.trainable_variables)
+        self.critic_opt.build(self.critic_vars)
+        self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
+        self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=JIT)
+
+    # --- one gradient step ------------------------------------------------------------------
+
+    def _critic_step(self, obs, act, rew, next_obs, mask, tnoise):
+        c = self.config
+        next_a = self.actor_target(next_obs, training=False)
+        if c.target_noise > 0:
+            next_a = tf.clip_by_value(next_a + tnoise, -1.0, 1.0)
+        q_next = [ct([next_obs, next_a], training=False)[:, 0] for ct in self.critic_targets]
+        q_next = q_next[0] if len(q_next) == 1 else tf.minimum(q_next[0], q_next[1])
+        y = tf.stop_gradient(c.reward_scale * rew + c.gamma * mask * q_next)
+        with tf.GradientTape() as tape:
+            qs = [cr([obs, act], training=True)[:, 0] for cr in self.critics]
+            loss = tf.add_n([tf.reduce_mean(tf.square(q - y)) for q in qs])
+        grads = tape.gradient(loss, self.critic_vars)
+        self.critic_opt.apply_gradients(zip(grads, self.critic_vars))
+        return loss, tf.reduce_mean(qs[0])
+
+    def _soft_update(self):
+        tau = self.config.tau
+        pairs = [(self.actor_target, self.actor)] + list(zip(self.critic_targets, self.critics))
+        for tgt, src in pairs:
+            for t, s in zip(tgt.weights, src.weights):
+                t.assign(t * (1.0 - tau) + s * tau)
+
+    def _actor_step(self):
+        pass
+
+    def _update_many(self, obs, act, rew, next_obs, mask, tnoise):
+        """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q."""
+        k = tf.shape(obs)[0]
+        closs = tf.constant(0.0)
+        aloss = tf.constant(0.0)
+        qmean = tf.constant(0.0)
+        n_actor = tf.constant(0.0)
+        for i in tf.range(k):
+            cl, qm = self._critic_step(obs[i], act[i], rew[i], next_obs[i], mask[i], tnoise[i])
+            closs += cl
+            qmean += qm
+            self.n_updates.assign_add(1)
+            if self.n_updates % self.config.policy_delay == 0:
+                al, grads = actor_gradients(self.actor, self.critics[0], obs[i], self.config.actor_loss)
+                self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+                self._soft_update()
+                aloss += al
+                n_actor += 1.0
+        kf = tf.cast(k, tf.float32)
+        return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
+
+    def update(self, obs, act, rew, next_obs, mask, tnoise=None) -> dict:
+        """Run K updates on arrays shaped (K, B, ...); ``tnoise`` (K, B, 4) is the TD3 target
+        smoothing noise (already clipped), drawn by the caller's numpy Generator so a run is
+        reproducible. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        if tnoise is None:
+            tnoise = np.zeros(act.shape, dtype=np.float32)
+        out = self._update_fn(tf.constant(obs), tf.constant(act), tf.constant(rew), tf.constant(next_obs),
+                              tf.constant(mask), tf.constant(tnoise, dtype=tf.float32))
+        return {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
+
+    # --- acting without TF overhead --------------------------------------------------------
+
+    def numpy_actor(self):
+        """A pure-numpy forward pass of the current actor weights: obs (N, D) -> actions (N, 4).
+        ~20x faster than calling Keras for the small batches of acting; refreshed by the caller."""
+        return NumpyActor.from_keras(self.actor)
+
+    # --- state for checkpoints ------------------------------------------------------------
+
+    def variables(self) -> list:
+        """Every variable whose value defines the agent's future (nets, targets, optimizers)."""
+        vs = list(self.actor.weights) + list(self.actor_target.weights)
+        for cr, ct in zip(self.critics, self.critic_targets):
+            vs += list(cr.weights) + list(ct.weights)
+        vs += list(self.actor_opt.variables) + list(self.critic_opt.variables) + [self.n_updates]
+        return vs
+
+    def get_state(self) -> list[np.ndarray]:
+        """Values of :meth:`variables`."""
+        return [np.array(v.numpy()) for v in self.variables()]
+
+    def set_state(self, values: list[np.ndarray]) -> None:
+        """Inverse of :meth:`get_state`; raises ValueError on a shape mismatch."""
+        vs = self.variables()
+        if len(values) != len(vs):
+            raise ValueError(f"checkpoint has {len(values)} agent arrays, expected {len(vs)}")
+        for v, x in zip(vs, values):
+            if tuple(v.shape) != tuple(np.shape(x)):
+                raise ValueError(f"checkpoint array for {v.name} has shape {np.shape(x)}, expected {tuple(v.shape)}")
+            v.assign(x)
+
+
+class NumpyActor:
+    """Numpy forward pass of a Dense/tanh actor built by :func:`train.networks.build_actor`."""
+
+    def __init__(self, mean, std, layers):
+        self.mean, self.inv_std, self.layers = mean, 1.0 / std, layers
+
+    @classmethod
+    def from_keras(cls, actor: keras.Model) -> "NumpyActor":
+        """Copy the weights of ``actor`` (normalization, dense layers and their activations)."""
+        norm = actor.get_layer("obs_normalization")
+        mean = np.asarray(norm.mean, dtype=np.float32).reshape(-1)
+        std = np.sqrt(np.asarray(norm.variance, dtype=np.float32).reshape(-1))
+        std = np.maximum(std, 1e-7)  # keras' own epsilon floor
+        layers = []
+        for layer in actor.layers:
+            if isinstance(layer, keras.layers.Dense):
+                w, b = (np.asarray(x, dtype=np.float32) for x in layer.get_weights())
+                act = layer.get_config()["activation"]
+                layers.append((w, b, act))
+        return cls(mean, std, layers)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = (np.asarray(obs, dtype=np.float32) - self.mean) * self.inv_std
+        for w, b, act in self.layers:
+            x = x @ w + b
+            if act == "tanh":
+                x = np.tanh(x)
+            elif act == "relu":
+                x = np.maximum(x, 0.0)
+            elif act != "linear":
+                raise ValueError(f"NumpyActor does not know activation {act!r}")
+        return x

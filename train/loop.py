@@ -1,0 +1,413 @@
+"""The training loop: batched env -> replay -> K tf.function updates, with periodic evaluation,
+checkpoints that resume identically, TensorBoard scalars and a progress bar.
+
+One iteration: ``chunk`` control ticks of ``num_envs`` envs acting with the numpy copy of the
+actor plus exploration noise, then ``chunk * updates_per_step`` gradient steps in one compiled
+call on batches sampled up front by the run's numpy Generator. All randomness flows from the seed
+through numpy Generators (env, exploration, replay sampling, eval), so a run is reproducible and a
+resumed run continues exactly as an uninterrupted one would (given the same step budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.contract import SPEC_LAYOUTS, PolicySpec, hover_action
+from sim.env import HoverTaskConfig, HoverVecEnv
+from sim.errors import QuadhilError
+from sim.randomization import RealismConfig
+from sim.reward import RewardWeights
+from sim.vehicle import Vehicle, known_vehicles, load_vehicle
+from train.evaluate import evaluate_policy
+from train.noise import make_noise
+from train.obs_scale import with_fixed_obs_scales
+from train.replay import ReplayBuffer
+
+TASKS = ("hover",)
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What shapes the loop (besides the agent's hyper-parameters and the task)."""
+
+    num_envs: int = 32
+    chunk: int = 10  # control ticks per iteration
+    updates_per_step: float = 1.0  # gradient steps per control tick of all envs
+    batch_size: int = 256
+    warmup_steps: int = 5_000  # env transitions before the first update
+    replay_capacity: int = 1_000_000
+    noise: str = "gaussian"
+    sigma_start: float = 0.3
+    sigma_end: float = 0.05
+    noise_decay_steps: int = 2_000_000
+    ou_theta: float = 0.15
+    eval_every_steps: int = 200_000
+    eval_episodes: int = 100
+    eval_seed: int = 10_000
+    checkpoint_every_steps: int = 500_000
+    budget_s: float = 300.0
+    max_steps: int | None = None  # env-transition budget (deterministic; for tests and resume)
+    target_success: float = 0.95  # the eval success whose first crossing is timed
+    stop_at_target: bool = False  # stop once an eval reaches target_success
+    curriculum_steps: int = 0  # env steps over which pos/action reward weights ramp to final
+    curriculum_start: float = 0.2  # fraction of the final pos/action weights at step 0
+    log_every_s: float = 2.0
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def task_config_to_dict(c: HoverTaskConfig) -> dict:
+    """Plain-JSON dict of a task config."""
+    return asdict(c)
+
+
+def task_config_from_dict(d: dict) -> HoverTaskConfig:
+    """Inverse of :func:`task_config_to_dict`."""
+    d = dict(d)
+    realism = d.pop("realism", {})
+    for k in ("wind_mean_mps",):
+        if k in realism:
+            realism[k] = tuple(realism[k])
+    reward = d.pop("reward", {})
+    if "target_w" in d:
+        d["target_w"] = tuple(d["target_w"])
+    return HoverTaskConfig(**d, realism=RealismConfig(**realism), reward=RewardWeights(**reward))
+
+
+def check_vehicle_and_task(vehicle: str, task: str) -> Vehicle:
+    """Load the vehicle, or raise a QuadhilError naming what is known."""
+    if task not in TASKS:
+        raise QuadhilError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    known = known_vehicles()
+    if vehicle not in known:
+        raise QuadhilError(f"unknown vehicle {vehicle!r}; known vehicles: {', '.join(known)}")
+    return load_vehicle(vehicle)
+
+
+def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: float,
+              task: HoverTaskConfig) -> PolicySpec:
+    """The run's policy spec: SPEC_LAYOUTS[layout] with fixed observation scales filled in."""
+    if layout not in SPEC_LAYOUTS:
+        raise QuadhilError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(SPEC_LAYOUTS))}")
+    spec = SPEC_LAYOUTS[layout](vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz)
+    return with_fixed_obs_scales(spec, vehicle, task)
+
+
+@dataclass
+class Progress:
+    """Counters and figures of a run so far (saved in checkpoints)."""
+
+    env_steps: int = 0
+    iterations: int = 0
+    updates: int = 0
+    episodes: int = 0
+    elapsed_s: float = 0.0  # wall time spent in earlier sessions of this run
+    best_success: float = -1.0
+    best_rmse_m: float = float("inf")
+    best_env_steps: int = 0
+    time_to_target_s: float | None = None
+    steps_to_target: int | None = None
+    last_eval: dict = field(default_factory=dict)
+    recent_returns: list = field(default_factory=list)
+    recent_success: list = field(default_factory=list)
+    next_eval_steps: int = 0
+    next_checkpoint_steps: int = 0
+
+
+def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) -> RewardWeights:
+    """Reward weights at ``env_steps``: pos and action weights ramp linearly from
+    ``curriculum_start`` x final to final over ``curriculum_steps`` (off when 0)."""
+    if tc.curriculum_steps <= 0:
+        return final
+    frac = min(1.0, env_steps / tc.curriculum_steps)
+    s = tc.curriculum_start + (1.0 - tc.curriculum_start) * frac
+    return dataclasses.replace(final, pos=final.pos * s, action=final.action * s)
+
+
+class Trainer:
+    """A training run in ``out`` (fresh or resumed)."""
+
+    def __init__(self, out: Path, vehicle: Vehicle, spec: PolicySpec, task: HoverTaskConfig, seed: int,
+                 agent_config, train_config: TrainConfig, extra_config: dict | None = None):
+        import tensorflow as tf
+        import keras
+
+        from train.agent import DDPGAgent
+
+        self.out = Path(out)
+        self.vehicle, self.spec, self.task, self.seed = vehicle, spec, task, seed
+        self.tc, self.ac = train_config, agent_config
+        self.extra = extra_config or {}
+        keras.utils.set_random_seed(seed)  # network initialization
+        self.tf = tf
+        self.agent = DDPGAgent(spec, agent_config)
+        self._bias_actor_to_hover()
+        self.rng = np.random.default_rng([seed, 1])
+        self.env = HoverVecEnv(vehicle, train_config.num_envs, spec=spec, config=task, seed=seed)
+        self.obs, _ = self.env.reset()
+        noise_kw = ({"theta": train_config.ou_theta, "sigma": train_config.sigma_start}
+                    if train_config.noise == "ou" else
+                    {"sigma_start": train_config.sigma_start, "sigma_end": train_config.sigma_end,
+                     "decay_steps": train_config.noise_decay_steps})
+        self.noise = make_noise(train_config.noise, train_config.num_envs, **noise_kw)
+        self.buffer = ReplayBuffer(train_config.replay_capacity, spec.obs_dim)
+        self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
+                                 next_checkpoint_steps=train_config.checkpoint_every_steps)
+        self.ep_return = np.zeros(train_config.num_envs)
+
+    def _bias_actor_to_hover(self) -> None:
+        """Start the actor's output at the nominal hover action (zero rates), so early episodes
+        fly instead of falling; pure initialization, the contract is unchanged."""
+        layer = self.agent.actor.get_layer("action")
+        w, b = layer.get_weights()
+        hover = np.clip(hover_action(self.spec, self.vehicle), -0.99, 0.99)
+        layer.set_weights([w * 0.1, np.arctanh(hover).astype(np.float32)])
+        self.agent.actor_target.set_weights(self.agent.actor.get_weights())
+
+    # --- config -----------------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        """Everything that shaped the run (config.json)."""
+        return {
+            "kind": "quadhil-training-run",
+            "vehicle": self.vehicle.id,
+            "task": "hover",
+            "seed": self.seed,
+            "spec": self.spec.to_dict(),
+            "agent": self.ac.to_dict(),
+            "train": self.tc.to_dict(),
+            "task_config": task_config_to_dict(self.task),
+            **self.extra,
+        }
+
+    def write_config(self, result: dict | None = None) -> None:
+        """Write config.json (with the latest result, if any)."""
+        from train.networks import CONFIG
+
+        cfg = self.config_dict()
+        if result is not None:
+            cfg["result"] = result
+        tmp = self.out / (CONFIG + ".tmp")
+        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        tmp.replace(self.out / CONFIG)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        """Everything needed to continue identically: agent variables, replay, RNG/env/noise
+        state, counters. Written to a temp dir and swapped in, so a crash never leaves half."""
+        from train.networks import ACTOR_LAST
+
+        ck = self.out / CHECKPOINT_DIR
+        tmp = self.out / (CHECKPOINT_DIR + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        values = self.agent.get_state()
+        np.savez(tmp / "agent.npz", *values)
+        np.savez(tmp / "replay.npz", **self.buffer.state_dict())
+        with open(tmp / "state.pkl", "wb") as f:
+            pickle.dump({"rng": self.rng, "env_task": self.env.task, "obs": self.obs, "noise": self.noise,
+                         "progress": self.progress, "ep_return": self.ep_return}, f)
+        (tmp / "done").write_text("ok")
+        if ck.exists():
+            old = self.out / (CHECKPOINT_DIR + ".old")
+            ck.replace(old)
+            tmp.replace(ck)
+            for p in old.iterdir():
+                p.unlink()
+            old.rmdir()
+        else:
+            tmp.replace(ck)
+        self.agent.actor.save(self.out / ACTOR_LAST)
+
+    def load_checkpoint(self) -> None:
+        """Restore :meth:`save_checkpoint`; QuadhilError if missing or corrupt."""
+        ck = self.out / CHECKPOINT_DIR
+        if not (ck / "done").exists():
+            raise QuadhilError(f"cannot resume {self.out}: no complete checkpoint in {ck}")
+        try:
+            with np.load(ck / "agent.npz") as z:
+                values = [z[f"arr_{i}"] for i in range(len(z.files))]
+            self.agent.set_state(values)
+            with np.load(ck / "replay.npz") as z:
+                self.buffer.load_state_dict(z)
+            with open(ck / "state.pkl", "rb") as f:
+                st = pickle.load(f)
+            self.rng, self.obs, self.noise = st["rng"], st["obs"], st["noise"]
+            self.env.task = st["env_task"]
+            self.progress, self.ep_return = st["progress"], st["ep_return"]
+        except QuadhilError:
+            raise
+        except Exception as exc:  # zip/pickle/shape errors all mean the same thing to the user
+            raise QuadhilError(f"cannot resume {self.out}: checkpoint is corrupt ({type(exc).__name__}: {exc})") from None
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    def evaluate(self, episodes: int):
+        """Deterministic eval of the current actor (randomization on, the task's realism)."""
+        base = dataclasses.replace(self.task, reward=self.task.reward)
+        return evaluate_policy(self.agent.numpy_actor(), self.spec, self.vehicle.id, episodes=episodes,
+                               seed=self.tc.eval_seed, task=base)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _act(self, actor) -> np.ndarray:
+        tc, p = self.tc, self.progress
+        noise = self.noise.sample(self.rng, p.env_steps)
+        if p.env_steps < tc.warmup_steps:
+            base = np.tile(hover_action(self.spec, self.vehicle), (tc.num_envs, 1))
+        else:
+            base = actor(self.obs)
+        return np.clip(base + noise, -1.0, 1.0).astype(np.float32)
+
+    def _collect(self, actor) -> None:
+        tc, p = self.tc, self.progress
+        self.env.task.config = dataclasses.replace(self.task, reward=curriculum_weights(self.task.reward, tc, p.env_steps))
+        for _ in range(tc.chunk):
+            action = self._act(actor)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            self.buffer.add_batch(self.obs, action, reward, info["final_obs"], terminated)
+            self.ep_return += reward
+            done = terminated | truncated
+            if done.any():
+                p.episodes += int(done.sum())
+                p.recent_returns = (p.recent_returns + self.ep_return[done].tolist())[-200:]
+                p.recent_success = (p.recent_success + info["success"][done].astype(float).tolist())[-200:]
+                self.ep_return[done] = 0.0
+                self.noise.reset(done)
+            self.obs = next_obs
+            p.env_steps += tc.num_envs
+
+    def _update(self) -> dict | None:
+        tc, p = self.tc, self.progress
+        if p.env_steps < tc.warmup_steps or len(self.buffer) < tc.batch_size:
+            return None
+        k = max(1, int(round(tc.chunk * tc.updates_per_step)))
+        obs, act, rew, nobs, mask = self.buffer.sample(self.rng, (k, tc.batch_size))
+        tnoise = None
+        if self.ac.target_noise > 0:
+            tnoise = np.clip(self.ac.target_noise * self.rng.standard_normal(act.shape), -self.ac.target_noise_clip,
+                             self.ac.target_noise_clip).astype(np.float32)
+        stats = self.agent.update(obs, act, rew, nobs, mask, tnoise)
+        p.updates += k
+        return stats
+
+    def _maybe_eval(self, t_run_s: float, writer, bar) -> None:
+        from train.networks import ACTOR_BEST
+
+        tc, p = self.tc, self.progress
+        if p.env_steps < p.next_eval_steps:
+            return
+        while p.next_eval_steps <= p.env_steps:
+            p.next_eval_steps += tc.eval_every_steps
+        res = self.evaluate(tc.eval_episodes)
+        p.last_eval = {**res.summary(), "env_steps": p.env_steps, "wall_s": t_run_s}
+        rmse = res.rmse_m if np.isfinite(res.rmse_m) else float("inf")
+        if (res.success_rate, -rmse) > (p.best_success, -p.best_rmse_m):
+            p.best_success, p.best_rmse_m, p.best_env_steps = res.success_rate, rmse, p.env_steps
+            self.agent.actor.save(self.out / ACTOR_BEST)
+        if p.time_to_target_s is None and res.success_rate >= tc.target_success:
+            p.time_to_target_s, p.steps_to_target = t_run_s, p.env_steps
+        if writer is not None:
+            with writer.as_default(step=p.env_steps):
+                self.tf.summary.scalar("eval/success_rate", res.success_rate)
+                self.tf.summary.scalar("eval/rmse_m", res.rmse_m if np.isfinite(res.rmse_m) else 10.0)
+                self.tf.summary.scalar("eval/crash_rate", res.crash_rate)
+        if bar is not None:
+            bar.write(f"eval @ {p.env_steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
+                      f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}")
+
+    def run(self, t_start: float, show_progress: bool = True, tensorboard: bool = True) -> dict:
+        """Train until the wall budget (counted from ``t_start``, a perf_counter value, plus the
+        time of earlier sessions) or the step budget runs out. Returns the result dict."""
+        from tqdm import tqdm
+
+        tc, p = self.tc, self.progress
+        writer = self.tf.summary.create_file_writer(str(self.out / "tb")) if tensorboard else None
+        budget_steps = tc.max_steps
+        bar = tqdm(total=int(tc.budget_s) if budget_steps is None else budget_steps, disable=not show_progress,
+                   unit="s" if budget_steps is None else "step", dynamic_ncols=True, mininterval=1.0)
+        t0_elapsed = p.elapsed_s
+        last_log, steps_at_log, t_at_log = time.perf_counter(), p.env_steps, time.perf_counter()
+        stats = None
+        actor = self.agent.numpy_actor()
+
+        def run_time() -> float:
+            return t0_elapsed + time.perf_counter() - t_start
+
+        while True:
+            if budget_steps is not None and p.env_steps >= budget_steps:
+                break
+            if budget_steps is None and run_time() >= tc.budget_s:
+                break
+            if tc.stop_at_target and p.time_to_target_s is not None:
+                break
+            self._collect(actor)
+            s = self._update()
+            stats = s or stats
+            p.iterations += 1
+            if s is not None:
+                actor = self.agent.numpy_actor()
+            self._maybe_eval(run_time(), writer, bar if show_progress else None)
+            if p.env_steps >= p.next_checkpoint_steps:
+                while p.next_checkpoint_steps <= p.env_steps:
+                    p.next_checkpoint_steps += tc.checkpoint_every_steps
+                p.elapsed_s = run_time()
+                self.save_checkpoint()
+            now = time.perf_counter()
+            if now - last_log >= tc.log_every_s:
+                sps = (p.env_steps - steps_at_log) / (now - t_at_log)
+                steps_at_log, t_at_log, last_log = p.env_steps, now, now
+                ret = float(np.mean(p.recent_returns)) if p.recent_returns else float("nan")
+                succ = float(np.mean(p.recent_success)) if p.recent_success else float("nan")
+                left = max(0.0, tc.budget_s - run_time()) if budget_steps is None else float("nan")
+                bar.set_postfix_str(f"{sps:,.0f} steps/s  ret {ret:.1f}  succ {succ:.0%}  "
+                                    f"eval {p.last_eval.get('success_rate', float('nan')):.0%}  left {left:.0f}s")
+                bar.n = int(min(run_time(), tc.budget_s)) if budget_steps is None else p.env_steps
+                bar.refresh()
+                if writer is not None:
+                    with writer.as_default(step=p.env_steps):
+                        tf = self.tf
+                        tf.summary.scalar("train/env_steps_per_s", sps)
+                        tf.summary.scalar("train/episode_return", ret)
+                        tf.summary.scalar("train/success_rate", succ)
+                        tf.summary.scalar("train/noise_scale", float(self.noise.scale if tc.noise != "ou" else tc.sigma_start))
+                        if stats:
+                            tf.summary.scalar("loss/critic", stats["critic_loss"])
+                            tf.summary.scalar("loss/actor", stats["actor_loss"])
+                            tf.summary.scalar("q/mean", stats["q_mean"])
+        bar.close()
+        # a final eval so "best" reflects the end of training too
+        p.next_eval_steps = min(p.next_eval_steps, p.env_steps)
+        self._maybe_eval(run_time(), writer, None)
+        p.elapsed_s = run_time()
+        self.save_checkpoint()
+        if writer is not None:
+            writer.flush()
+        return {
+            "wall_s": p.elapsed_s,
+            "env_steps": p.env_steps,
+            "updates": p.updates,
+            "episodes": p.episodes,
+            "success_rate": p.best_success,
+            "rmse_m": p.best_rmse_m if np.isfinite(p.best_rmse_m) else None,
+            "best_env_steps": p.best_env_steps,
+            "time_to_target_s": p.time_to_target_s,
+            "steps_to_target": p.steps_to_target,
+            "last_eval": p.last_eval,
+            "last_stats": stats,
+        }
