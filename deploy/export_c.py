@@ -153,18 +153,30 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
     return "\n".join(out), figures
 
 
-def export_c(args: argparse.Namespace) -> dict:
-    """Write ``args.out`` (policy_weights.h) from run ``args.run``; return the figures."""
+def export_c(args: argparse.Namespace) -> int:
+    """Write ``args.out`` (policy_weights.h) from run ``args.run``; print the figures (``--json``:
+    one JSON object last)."""
+    from sim.report import emit_json, print_table
     from train.networks import load_actor
 
     if getattr(args, "quantize", None) not in (None, "float32", "none"):
         raise ExportRefused("--format c writes float32 weights only; drop --quantize")
     run = Path(args.run)
-    actor, spec, _config = load_actor(run)
+    actor, spec, _config = load_actor(run, getattr(args, "which", "best") or "best")
     vehicle = load_vehicle(spec.vehicle)
-    out = Path(args.out) if getattr(args, "out", None) else run / "policy_weights.h"
-    text, figures = render_header(actor, spec, vehicle, source=str(run / "actor_best.keras"))
+    out = Path(args.out)
+    text, figures = render_header(actor, spec, vehicle, source=str(run))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     figures["out"] = str(out)
-    return figures
+    print_table("quadhil export --format c", [
+        ("vehicle", figures["vehicle"]), ("action mode", figures["action_mode"]),
+        ("layers", " -> ".join(f"{i}x{o} {a}" for i, o, a in figures["layers"])),
+        ("parameters", figures["parameters"]), ("weight bytes", figures["weight_bytes"]),
+        ("crazyflie app accepts it", figures["crazyflie_app_accepts"]), ("written", str(out))])
+    if not figures["crazyflie_app_accepts"]:
+        print(f"note: the Crazyflie app refuses this network (vehicle {spec.vehicle!r}, action mode "
+              f"{spec.action_mode!r}); it needs vehicle 'crazyflie' and action mode 'motors'")
+    if getattr(args, "json", False):
+        emit_json(figures)
+    return 0

@@ -1,0 +1,142 @@
+"""The Crazyflie twin's side of quadhil's onboard app, mode 1 (motor relay).
+
+The twin routes every CRTP packet on port 13, channel 2 (the app channel) to :func:`handle`, and
+calls :func:`tick` once per simulation tick. This module does what
+``firmware_bridge/crazyflie_app/src/quadhil_app.c`` does in mode 1, from the same packet
+definition (:mod:`sim.sitl.app_channel`):
+
+* a valid MOTORS packet (exact size, version, kind, finite commands in [-1, 1], a sequence newer
+  than the last accepted one) sets the four motor thrusts: (a + 1) / 2 of the nominal max motor
+  thrust, times ``thrust_scale`` (the app's ``quadhil.thrustScale``), through
+  ``twin.set_motor_override``. Anything else is counted as rejected and changes nothing;
+* when no valid packet arrived for ``watchdog_ms`` (default 50, the app's ``quadhil.wdMs``) the
+  motors drop to zero (safe output), the trip is counted, and a STATUS packet reports it on the
+  app channel; the next valid packet resumes the relay (and is reported too).
+
+The relay never raises on a malformed packet: it refuses it and counts it, like the firmware.
+The twin API used: ``set_motor_override(thrust_n (4,) | None)``, ``now_s()``, ``send_crtp(port,
+channel, data)`` and, optionally, ``vehicle`` (the nominal :class:`sim.vehicle.Vehicle`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.sitl import app_channel as ac
+from sim.vehicle import Vehicle, load_vehicle
+
+
+@dataclass
+class RelayState:
+    """The relay's state on one twin (what the app keeps in its statics)."""
+
+    watchdog_ms: float = float(ac.DEFAULT_WATCHDOG_MS)
+    thrust_scale: float = 1.0
+    state: ac.AppState = ac.AppState.IDLE
+    event: ac.AppEvent = ac.AppEvent.NONE
+    last_seq: int | None = None
+    last_rx_s: float | None = None
+    motors: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    accepted: int = 0
+    rejected: int = 0
+    watchdog_trips: int = 0
+    trip_times_s: list = field(default_factory=list)  # twin time of each watchdog trip
+    trip_ages_s: list = field(default_factory=list)  # time from the last valid packet to the trip
+    last_error: str = ""
+
+
+_ATTR = "_quadhil_app_relay"
+
+
+def relay_state(twin) -> RelayState:
+    """The relay state attached to ``twin`` (created on first use)."""
+    state = getattr(twin, _ATTR, None)
+    if state is None:
+        state = RelayState()
+        setattr(twin, _ATTR, state)
+    return state
+
+
+def _vehicle(twin) -> Vehicle:
+    vehicle = getattr(twin, "vehicle", None)
+    return vehicle if isinstance(vehicle, Vehicle) else load_vehicle("crazyflie")
+
+
+def _now_s(twin) -> float:
+    return float(twin.now_s())
+
+
+def _report(twin, rs: RelayState) -> None:
+    status = ac.StatusPacket(
+        sequence=rs.last_seq or 0, state=rs.state, event=rs.event, watchdog_trips=rs.watchdog_trips,
+        rejected=rs.rejected, time_ms=int(round(_now_s(twin) * 1000.0)))
+    send = getattr(twin, "send_crtp", None)
+    if send is not None:
+        send(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, ac.encode_status(status))
+
+
+def _set_state(twin, rs: RelayState, state: ac.AppState, event: ac.AppEvent) -> None:
+    if state != rs.state or event != rs.event:
+        rs.state, rs.event = state, event
+        _report(twin, rs)
+
+
+def _apply(twin, rs: RelayState) -> None:
+    vehicle = _vehicle(twin)
+    frac = 0.5 * (np.clip(rs.motors, -1.0, 1.0) + 1.0)
+    thrust_n = np.clip(frac * vehicle.max_thrust_n * rs.thrust_scale, 0.0, vehicle.max_thrust_n)
+    twin.set_motor_override(thrust_n)
+
+
+def handle(twin, payload: bytes) -> None:
+    """One app-channel datagram from the client. Never raises for bad input."""
+    rs = relay_state(twin)
+    try:
+        packet = ac.decode(payload)
+    except ac.PacketError as exc:
+        rs.rejected += 1
+        rs.last_error = str(exc)
+        return
+    if not isinstance(packet, ac.MotorPacket):
+        # SETPOINT is mode 2 (onboard policy), which this twin does not run; STATUS is app -> client.
+        rs.rejected += 1
+        rs.last_error = f"{type(packet).__name__} is not handled by the twin's relay"
+        return
+    if not ac.sequence_is_newer(packet.sequence, rs.last_seq):
+        rs.rejected += 1
+        rs.last_error = f"sequence {packet.sequence} is not newer than {rs.last_seq}"
+        return
+    rs.last_seq = packet.sequence
+    rs.last_rx_s = _now_s(twin)
+    rs.motors = np.asarray(packet.motors, dtype=np.float64)
+    rs.accepted += 1
+    resumed = rs.state == ac.AppState.RELAY_TIMEOUT
+    _apply(twin, rs)
+    _set_state(twin, rs, ac.AppState.RELAY, ac.AppEvent.RESUMED if resumed else
+               (ac.AppEvent.STARTED if rs.state == ac.AppState.IDLE else rs.event))
+
+
+def tick(twin) -> None:
+    """Per-tick watchdog: without a valid packet for ``watchdog_ms``, motors off and report."""
+    rs = getattr(twin, _ATTR, None)
+    if rs is None or rs.state != ac.AppState.RELAY or rs.last_rx_s is None:
+        return
+    now = _now_s(twin)
+    age_s = now - rs.last_rx_s
+    if age_s * 1000.0 > rs.watchdog_ms:
+        rs.watchdog_trips += 1
+        rs.trip_times_s.append(now)
+        rs.trip_ages_s.append(age_s)
+        twin.set_motor_override(np.zeros(4))  # safe output: motors off until a valid packet
+        _set_state(twin, rs, ac.AppState.RELAY_TIMEOUT, ac.AppEvent.WATCHDOG)
+
+
+def release(twin) -> None:
+    """Hand the motors back to the twin's own controller and forget the relay (mode 0)."""
+    rs = getattr(twin, _ATTR, None)
+    if rs is not None:
+        twin.set_motor_override(None)
+        _set_state(twin, rs, ac.AppState.IDLE, ac.AppEvent.DISABLED)
+        setattr(twin, _ATTR, None)

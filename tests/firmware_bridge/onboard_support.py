@@ -1,0 +1,95 @@
+"""Shared fixtures of the onboard (C) tests: a Crazyflie motor-level actor, its generated weights,
+and the host build of the app's portable C (quadhil_nn.c + quadhil_packets.h + host/harness.c)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "firmware_bridge" / "crazyflie_app"
+HOST_CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
+ARM_CFLAGS = ["-std=c11", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-O2",
+              "-Wall", "-Wextra", "-Werror"]
+
+
+@dataclass
+class Built:
+    """A generated policy_weights.h and the harness compiled against it."""
+
+    workdir: Path
+    harness: Path
+    actor: object
+    spec: object
+    vehicle: object
+
+    def run(self, *args: str, data: bytes = b"") -> bytes:
+        """Run the harness; return stdout (raises with stderr on failure)."""
+        proc = subprocess.run([str(self.harness), *args], input=data, capture_output=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"harness {args} failed ({proc.returncode}): {proc.stderr.decode()}")
+        return proc.stdout
+
+
+def make_actor(vehicle_id: str = "crazyflie", action_mode: str = "motors", seed: int = 0, layout: str = "default",
+               control_rate_hz: float = 100.0):
+    """A freshly initialised actor exactly as the trainer builds it, with the trainer's scales."""
+    import keras
+
+    from sim.contract import SPEC_LAYOUTS
+    from sim.env import HoverTaskConfig
+    from sim.vehicle import load_vehicle
+    from train.networks import build_actor
+    from train.obs_scale import with_fixed_obs_scales
+
+    vehicle = load_vehicle(vehicle_id)
+    spec = SPEC_LAYOUTS[layout](vehicle, action_mode, control_rate_hz)
+    spec = with_fixed_obs_scales(spec, vehicle, HoverTaskConfig())
+    keras.utils.set_random_seed(seed)
+    return build_actor(spec), spec, vehicle
+
+
+def compile_harness(workdir: Path, header_text: str) -> Path:
+    """gcc -std=c11 -O2 -Wall -Wextra -Werror the harness against ``header_text``."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("gcc not found")
+    (workdir / "policy_weights.h").write_text(header_text)
+    exe = workdir / "harness"
+    cmd = [gcc, *HOST_CFLAGS, f"-I{workdir}", f"-I{APP / 'src'}", str(APP / "src" / "quadhil_nn.c"),
+           str(APP / "host" / "harness.c"), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"host build failed: {' '.join(cmd)}\n{proc.stderr}")
+    return exe
+
+
+def build(workdir: Path, **kw) -> Built:
+    """Actor -> policy_weights.h -> compiled harness."""
+    from deploy.export_c import render_header
+
+    actor, spec, vehicle = make_actor(**kw)
+    text, _ = render_header(actor, spec, vehicle)
+    return Built(workdir, compile_harness(workdir, text), actor, spec, vehicle)
+
+
+def tflite_act_fn(tflite: bytes, obs_dim: int, batch: int):
+    """A LiteRT interpreter over ``tflite`` resized to ``batch`` rows: (batch, obs_dim) -> (batch, 4)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=tflite)
+    inp = interp.get_input_details()[0]["index"]
+    interp.resize_tensor_input(inp, [batch, obs_dim])
+    interp.allocate_tensors()
+    out = interp.get_output_details()[0]["index"]
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        interp.set_tensor(inp, np.ascontiguousarray(obs, dtype=np.float32))
+        interp.invoke()
+        return interp.get_tensor(out).copy()
+
+    return act

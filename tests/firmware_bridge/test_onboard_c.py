@@ -1,0 +1,111 @@
+"""The Crazyflie app's portable C, built for the host: its forward pass is the .tflite's, its
+observation is sim.contract.observe's, its motor mapping is the vehicle's thrust curve, and the
+Cortex-M4 build of the default actor fits in 32 KB of flash."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.firmware_bridge.onboard_support import APP, ARM_CFLAGS, build, tflite_act_fn
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed: host C build skipped")
+
+N = 10_000
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("onboard_c"))
+
+
+@pytest.fixture(scope="module")
+def tflite(built):
+    from deploy.export import convert
+
+    return convert(built.actor, "none")
+
+
+def test_forward_pass_matches_the_tflite_on_10000_visited_observations(built, tflite):
+    from train.evaluate import collect_observations
+
+    act_small = tflite_act_fn(tflite, built.spec.obs_dim, 64)
+    obs = collect_observations(act_small, built.spec, built.vehicle.id, N, seed=1)
+    assert obs.shape == (N, built.spec.obs_dim)
+    ref = tflite_act_fn(tflite, built.spec.obs_dim, N)(obs)
+    out = np.frombuffer(built.run("forward", str(N), data=obs.astype(np.float32).tobytes()), dtype=np.float32)
+    out = out.reshape(N, 4)
+    diff = float(np.max(np.abs(out - ref)))
+    print(f"max |C - tflite| over {N} visited observations: {diff:.3g}")
+    assert diff <= 1e-5
+
+
+def _random_states(n: int, rng: np.random.Generator, h: int):
+    pos = rng.uniform(-3, 3, (n, 3))
+    vel = rng.uniform(-3, 3, (n, 3))
+    quat = rng.normal(size=(n, 4))
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    omega = rng.uniform(-10, 10, (n, 3))
+    target = rng.uniform(-1, 2, (n, 3))
+    last = rng.uniform(-1, 1, (n, 4 * h))
+    return pos, vel, quat, omega, target, last
+
+
+def test_observation_builder_matches_contract_observe_on_10000_states(built):
+    from sim.contract import observe
+
+    spec = built.spec
+    pos, vel, quat, omega, target, last = _random_states(N, np.random.default_rng(2), spec.action_history)
+    records = np.concatenate([pos, vel, quat, omega, target, last], axis=1).astype(np.float32)
+    out = np.frombuffer(built.run("observe", str(N), data=records.tobytes()), dtype=np.float32).reshape(N, -1)
+    # the contract sees the same float32 inputs the C code sees
+    f = records.astype(np.float64)
+    ref = observe(f[:, 0:3], f[:, 3:6], f[:, 6:10], f[:, 10:13], f[:, 13:16], f[:, 16:], spec)
+    assert out.shape == ref.shape
+    diff = float(np.max(np.abs(out - ref)))
+    print(f"max |C observe - sim.contract.observe| over {N} states: {diff:.3g}")
+    assert diff <= 1e-5
+    clipped = np.abs(f[:, 0:3] - f[:, 13:16]) > spec.position_error_clip_m
+    assert clipped.any(), "the states must exercise the position-error clip"
+
+
+def test_motor_mapping_inverts_the_vehicles_thrust_curve(built):
+    actions = np.linspace(-1.2, 1.2, 241).astype(np.float32)
+    for scale in ("1.0", "0.8"):
+        out = np.frombuffer(built.run("pwm", str(actions.size), scale, data=actions.tobytes()), dtype=np.float32)
+        thrust = 0.5 * (np.clip(actions, -1, 1) + 1.0) * built.spec.thrust_max_n * float(scale)
+        ref = built.vehicle.thrust_to_command(thrust)
+        assert np.max(np.abs(out - ref)) <= 1e-5
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_policy_header_tells_the_app_what_the_network_is_for(built, tmp_path):
+    vehicle, motor_level, rate, dim, for_cf = built.run("info").decode().split()
+    assert (vehicle, motor_level, float(rate), int(dim), for_cf) == ("crazyflie", "1", 100.0, built.spec.obs_dim, "1")
+    x500 = build(tmp_path, vehicle_id="x500")
+    vehicle, _, _, _, for_cf = x500.run("info").decode().split()
+    assert (vehicle, for_cf) == ("x500", "0"), "the app's refusal check must see an x500 network as not for it"
+
+
+def _arm_gcc():
+    return shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+
+
+@pytest.mark.skipif(_arm_gcc()[0] is None,
+                    reason="arm-none-eabi-gcc not installed (Debian: apt-get install gcc-arm-none-eabi): "
+                           "Cortex-M4 cross-compile and flash-size check skipped")
+def test_cortex_m4_build_of_the_default_actor_fits_in_32_kb_of_flash(built):
+    gcc, size = _arm_gcc()
+    obj = built.workdir / "quadhil_nn.o"
+    cmd = [gcc, *ARM_CFLAGS, f"-I{built.workdir}", f"-I{APP / 'src'}", "-c", str(APP / "src" / "quadhil_nn.c"),
+           "-o", str(obj)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    objs = [obj]
+    out = subprocess.run([size, *map(str, objs)], capture_output=True, text=True, timeout=30).stdout
+    text, data, bss = (int(x) for x in out.splitlines()[1].split()[:3])
+    print(f"Cortex-M4 quadhil_nn.o: text {text} B, data {data} B, bss {bss} B (flash {text + data} B)")
+    assert text + data <= 32 * 1024
