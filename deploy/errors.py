@@ -17,4 +17,9 @@ class PolicyInputError(QuadhilError, ValueError):
 
 
 class ExportRefused(QuadhilError):
-    """The exporter refused to write the file: a parity or closed-loop gate failed."""
+    """The exporter refused to write the file: a parity or closed-loop gate failed. ``result``
+    holds the figures that made it refuse."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

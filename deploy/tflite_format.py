@@ -59,6 +59,7 @@ class ModelInfo:
     metadata: dict[str, bytes] = field(default_factory=dict)
     weights_sha256: str = ""  # over every buffer no metadata entry refers to (see weights_digest)
     n_buffers: int = 0
+    buffer_spans: list[tuple[int, int]] = field(default_factory=list)  # (byte offset, length) per buffer
 
 
 class _Reader:
@@ -152,18 +153,23 @@ class _Reader:
         return struct.unpack_from("<" + fmt, self.buf, pos)[0]
 
 
-def _buffer_bytes(r: _Reader, buf_table: int) -> bytes:
-    """Contents of a ``Buffer``: inline ``data``, or ``offset``/``size`` into the file (models
-    over 2 GB store weights after the flatbuffer)."""
-    data = r.bytes_(buf_table, _BUFFER_DATA)
-    if data:
-        return data
+def _buffer_span(r: _Reader, buf_table: int) -> tuple[int, int]:
+    """(byte offset, length) of a ``Buffer``'s contents: inline ``data``, or ``offset``/``size``
+    into the file (models over 2 GB store weights after the flatbuffer); (0, 0) if empty."""
+    start, length = r.vector(buf_table, _BUFFER_DATA, 1)
+    if length:
+        return start, length
     offset = r.scalar(buf_table, _BUFFER_OFFSET, "Q", 0)
     size = r.scalar(buf_table, _BUFFER_SIZE, "Q", 0)
     if offset > 1 and size:
         r._need(offset, size, "external buffer")
-        return bytes(r.buf[offset:offset + size])
-    return b""
+        return offset, size
+    return 0, 0
+
+
+def _buffer_bytes(r: _Reader, buf_table: int) -> bytes:
+    start, length = _buffer_span(r, buf_table)
+    return bytes(r.buf[start:start + length])
 
 
 def _tensor(r: _Reader, t: int) -> TensorInfo:
@@ -218,13 +224,14 @@ def read_model(data: bytes) -> ModelInfo:
 
         inputs, outputs = pick(_SUBGRAPH_INPUTS), pick(_SUBGRAPH_OUTPUTS)
         digest = hashlib.sha256()
-        for i, b in enumerate(buffers):
+        spans = [_buffer_span(r, b) for b in buffers]
+        for i, (start, length) in enumerate(spans):
             if i in meta_buffers:
                 continue
-            content = _buffer_bytes(r, b)
+            content = r.buf[start:start + length]
             digest.update(struct.pack("<IQ", i, len(content)))
             digest.update(content)
     except (struct.error, RecursionError, IndexError) as exc:  # belt and braces: _need guards reads
         raise PolicyFileError(f"not a valid .tflite: {exc} (corrupt)") from None
     return ModelInfo(schema_version=version, inputs=inputs, outputs=outputs, metadata=metadata,
-                     weights_sha256=digest.hexdigest(), n_buffers=len(buffers))
+                     weights_sha256=digest.hexdigest(), n_buffers=len(buffers), buffer_spans=spans)
