@@ -2,9 +2,11 @@
 
 Telemetry: the state estimate in log blocks at 100 Hz (the firmware's log period has a 10 ms
 unit: crazyflie-firmware src/modules/src/log.c, cflib LogConfig.period). A log packet carries at
-most 26 bytes of variables (cflib LogConfig.MAX_LEN), so position+velocity (6 floats, 24 B),
-quaternion (4 floats, 16 B) and gyro (3 floats, 12 B) travel in three blocks with the same period;
-a sample is complete when all three carry firmware timestamps within one period of each other.
+most 26 bytes of variables (cflib LogConfig.MAX_LEN). Preferred: the firmware's compressed state
+``stateEstimateZ`` (int16 mm, mm/s, mrad/s and a 32-bit packed quaternion: 22 bytes) in ONE
+block, so every sample is atomic and has one timestamp. Fallback when the TOC lacks it:
+position+velocity (6 floats, 24 B), quaternion (16 B) and gyro (12 B) in three blocks with the
+same period; a sample is complete when all three carry timestamps within one period.
 
 Commands (ctbr): the generic commander's manual setpoint with the rate flag
 (crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder), sent by cflib's
@@ -17,6 +19,7 @@ the wire, so FLU body rates go in unchanged.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import warnings
@@ -36,11 +39,43 @@ BLOCKS = (
     ("quat", ("stateEstimate.qw", "stateEstimate.qx", "stateEstimate.qy", "stateEstimate.qz")),
     ("gyro", ("gyro.x", "gyro.y", "gyro.z")),
 )
+# One atomic 22-byte block: the firmware's compressed state (stabilizer.c stateCompressed):
+# mm, mm/s, a quaternion packed by quatcompress.h, body rates in mrad/s.
+Z_BLOCK = (
+    ("stateEstimateZ.x", "int16_t"), ("stateEstimateZ.y", "int16_t"), ("stateEstimateZ.z", "int16_t"),
+    ("stateEstimateZ.vx", "int16_t"), ("stateEstimateZ.vy", "int16_t"), ("stateEstimateZ.vz", "int16_t"),
+    ("stateEstimateZ.quat", "uint32_t"),
+    ("stateEstimateZ.rateRoll", "int16_t"), ("stateEstimateZ.ratePitch", "int16_t"),
+    ("stateEstimateZ.rateYaw", "int16_t"),
+)
 SLOW_VARS = ("pm.vbat",)
 SUPERVISOR_VAR = "supervisor.info"
+RELAY_PARAM_ENABLE = "quadhil.enable"  # firmware_bridge/crazyflie_app: PARAM_GROUP quadhil
+RELAY_PARAM_MODE = "quadhil.mode"  # 1 = motor relay
 MOTOR_POWER_WRITE_S = 0.015  # one param write round trip on the radio, measured by Bitcraze users
 
 logger = logging.getLogger(__name__)
+
+
+def quat_decompress(comp: int) -> tuple[float, float, float, float]:
+    """crazyflie-firmware src/utils/interface/quatcompress.h quatdecompress: (x, y, z, w).
+
+    Bits 31..30 name the largest component (dropped); the other three follow, last first, as a
+    sign bit and 9 bits of magnitude scaled by 1/sqrt(2)."""
+    small_max = 1.0 / math.sqrt(2.0)
+    mask = (1 << 9) - 1
+    i_largest = (comp >> 30) & 0x3
+    q = [0.0, 0.0, 0.0, 0.0]
+    sum_sq = 0.0
+    for i in (3, 2, 1, 0):
+        if i != i_largest:
+            mag = comp & mask
+            neg = (comp >> 9) & 0x1
+            comp >>= 10
+            q[i] = small_max * mag / mask * (-1.0 if neg else 1.0)
+            sum_sq += q[i] * q[i]
+    q[i_largest] = math.sqrt(max(0.0, 1.0 - sum_sq))
+    return q[0], q[1], q[2], q[3]
 
 
 def pwm_to_cflib_percent(pwm: float) -> float:
@@ -73,8 +108,11 @@ class CrazyflieLink(Link):
 
     firmware = "crazyflie-firmware"
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, layout: str = "auto") -> None:
         super().__init__()
+        if layout not in ("auto", "compressed", "float"):
+            raise LinkError(f"telemetry layout must be auto, compressed or float, got {layout!r}")
+        self.layout = layout
         self.uri = uri
         self._cf = None
         self._lock = threading.Lock()
@@ -86,6 +124,7 @@ class CrazyflieLink(Link):
         self.motor_path: str | None = None  # "app_channel" | "motor_power_params" | None
         self._relay = None
         self._warned_params = False
+        self._relay_seq = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -123,15 +162,27 @@ class CrazyflieLink(Link):
     def _start_logging(self) -> None:
         from cflib.crazyflie.log import LogConfig
 
-        missing = [v for _, vars_ in BLOCKS for v in vars_ if not self._toc_has(v)]
+        z_vars = [name for name, _ in Z_BLOCK]
+        if self.layout == "auto":
+            self.layout = "compressed" if all(self._toc_has(v) for v in z_vars) else "float"
+        if self.layout == "compressed":
+            missing = [v for v in z_vars if not self._toc_has(v)]
+        else:
+            missing = [v for _, vars_ in BLOCKS for v in vars_ if not self._toc_has(v)]
         if missing:
             self.close()
             raise LinkError(f"the Crazyflie at {self.uri} has no log variable(s) {', '.join(missing)}")
-        for name, vars_ in BLOCKS:
-            conf = LogConfig(name=name, period_in_ms=LOG_PERIOD_MS)
-            for v in vars_:
-                conf.add_variable(v, "float")
-            self._add_block(conf, self._make_block_cb(name, vars_))
+        if self.layout == "compressed":
+            conf = LogConfig(name="stateZ", period_in_ms=LOG_PERIOD_MS)
+            for v, fetch in Z_BLOCK:
+                conf.add_variable(v, fetch)
+            self._add_block(conf, self._on_z_block)
+        else:
+            for name, vars_ in BLOCKS:
+                conf = LogConfig(name=name, period_in_ms=LOG_PERIOD_MS)
+                for v in vars_:
+                    conf.add_variable(v, "float")
+                self._add_block(conf, self._make_block_cb(name, vars_))
         slow = [v for v in SLOW_VARS if self._toc_has(v)]
         if self._toc_has(SUPERVISOR_VAR):
             slow.append(SUPERVISOR_VAR)
@@ -140,6 +191,16 @@ class CrazyflieLink(Link):
             for v in slow:
                 conf.add_variable(v)
             self._add_block(conf, self._on_slow)
+
+    def _on_z_block(self, timestamp, data, logconf) -> None:
+        t_arr = time.monotonic()
+        pos = np.array([data["stateEstimateZ.x"], data["stateEstimateZ.y"], data["stateEstimateZ.z"]]) * 1e-3
+        vel = np.array([data["stateEstimateZ.vx"], data["stateEstimateZ.vy"], data["stateEstimateZ.vz"]]) * 1e-3
+        qx, qy, qz, qw = quat_decompress(int(data["stateEstimateZ.quat"]))
+        # stateCompressed.ratePitch carries the legacy pitch sign (-gyro.y): stabilizer.c
+        omega = np.array([data["stateEstimateZ.rateRoll"], -data["stateEstimateZ.ratePitch"],
+                          data["stateEstimateZ.rateYaw"]]) * 1e-3
+        self.telemetry.publish(t_arr, timestamp / 1000.0, pos, vel, np.array([qw, qx, qy, qz]), omega)
 
     def _add_block(self, conf, cb) -> None:
         try:
@@ -202,25 +263,22 @@ class CrazyflieLink(Link):
     def _detect_motor_path(self) -> str | None:
         if self._cf is None:
             return None
-        try:
-            from sim.sitl import app_channel  # the motor-relay codec (onboard issue)
+        toc = self._cf.param.toc
+        if toc.get_element_by_complete_name(RELAY_PARAM_ENABLE) is not None:
+            from sim.sitl import app_channel  # the motor-relay packet codec (onboard issue)
 
-            relay_param = getattr(app_channel, "PRESENCE_PARAM", None)
-            if relay_param and self._cf.param.toc.get_element_by_complete_name(relay_param) is not None:
-                self._relay = app_channel
-                self.motor_path = "app_channel"
-                return self.motor_path
-        except ImportError:
-            pass
-        if self._cf.param.toc.get_element_by_complete_name("motorPowerSet.enable") is not None:
+            self._relay = app_channel
+            self.motor_path = "app_channel"
+        elif toc.get_element_by_complete_name("motorPowerSet.enable") is not None:
             self.motor_path = "motor_power_params"
-            return self.motor_path
-        return None
+        else:
+            self.motor_path = None
+        return self.motor_path
 
     def describe(self) -> dict:
         """Link facts for the log header."""
         return {"uri": self.uri, "firmware": self.firmware, "library": "cflib",
-                "log_period_ms": LOG_PERIOD_MS, "blocks": [list(v) for _, v in BLOCKS],
+                "log_period_ms": LOG_PERIOD_MS, "telemetry_layout": self.layout,
                 "motor_path": self.motor_path}
 
     # -- flight ----------------------------------------------------------------------------
@@ -235,8 +293,14 @@ class CrazyflieLink(Link):
             cf.platform.send_arming_request(True)
         except Exception:  # noqa: BLE001 - firmware without the arming service: auto-armed
             pass
-        if self.spec.action_mode == "motors" and self.motor_path == "motor_power_params":
-            cf.param.set_value("motorPowerSet.enable", "1")
+        if self.spec.action_mode == "motors":
+            if self.motor_path == "app_channel":
+                cf.param.set_value(RELAY_PARAM_MODE, "1")
+                cf.param.set_value(RELAY_PARAM_ENABLE, "1")
+            elif self.motor_path == "motor_power_params":
+                warnings.warn(motor_params_warning(), RuntimeWarning, stacklevel=2)
+                self._warned_params = True
+                cf.param.set_value("motorPowerSet.enable", "1")
 
     def encode(self, command) -> dict:
         """Firmware-unit values for ``command``."""
@@ -275,9 +339,11 @@ class CrazyflieLink(Link):
             return
         try:
             cf.commander.send_stop_setpoint()
-            if getattr(self, "spec", None) is not None and self.spec.action_mode == "motors" \
-                    and self.motor_path == "motor_power_params":
-                cf.param.set_value("motorPowerSet.enable", "0")
+            if getattr(self, "spec", None) is not None and self.spec.action_mode == "motors":
+                if self.motor_path == "motor_power_params":
+                    cf.param.set_value("motorPowerSet.enable", "0")
+                elif self.motor_path == "app_channel":
+                    cf.param.set_value(RELAY_PARAM_ENABLE, "0")
             cf.commander.send_notify_setpoint_stop()
         except Exception:  # noqa: BLE001 - best effort on a dying link
             pass
