@@ -1,0 +1,76 @@
+"""``quadhil sitl crazyflie``: one simulated Crazyflie 2.1 serving CRTP on UDP for cflib.
+
+Prints ``ready udp://HOST:PORT`` on stdout (flushed) once the socket is bound, then runs in
+real time until Ctrl-C or SIGTERM. ``--port 0`` binds a free port and reports it in that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from sim.errors import QuadhilError
+
+
+def _start(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--start must be x,y,z in metres, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"--start must be x,y,z in metres, got {text!r}")
+    if parts[2] < 0:
+        raise argparse.ArgumentTypeError("--start z must be >= 0 (the ground is z = 0)")
+    return parts  # type: ignore[return-value]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the Crazyflie twin."""
+    parser.add_argument("--port", type=int, default=19850, help="UDP port (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of noise and wind")
+    parser.add_argument("--noise", action="store_true", help="sensor noise on the state estimate")
+    parser.add_argument("--wind", type=float, nargs="?", const=0.5, default=0.0, metavar="MPS",
+                        help="mean wind along +x in m/s (default 0.5 when given) with gusts")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="extra one-way link latency, each direction, ms")
+    parser.add_argument("--start", type=_start, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
+                        help="start position, world ENU metres")
+    parser.add_argument("--no-auto-arm", action="store_true",
+                        help="require an arming request (supervisor port) before motors run")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="stop after S seconds of wall time (default: run until stopped)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C / SIGTERM; returns 0."""
+    from sim.sitl.crazyflie.server import CrazyflieServer
+    from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
+
+    if not 0 <= args.port <= 65535:
+        raise QuadhilError(f"--port must be 0..65535, got {args.port}")
+    if args.latency_ms < 0:
+        raise QuadhilError(f"--latency-ms must be >= 0, got {args.latency_ms}")
+    if args.wind < 0:
+        raise QuadhilError(f"--wind must be >= 0 m/s, got {args.wind}")
+    twin = CrazyflieTwin(TwinConfig(seed=args.seed, noise=args.noise, wind_mps=args.wind,
+                                    start_m=tuple(args.start), auto_arm=not args.no_auto_arm))
+    try:
+        server = CrazyflieServer(twin, args.host, args.port, latency_ms=args.latency_ms)
+    except OSError as exc:
+        raise QuadhilError(f"cannot bind UDP {args.host}:{args.port}: {exc.strerror}") from None
+
+    def _stop(signum, frame):  # noqa: ARG001
+        server.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"ready {server.uri}", flush=True)
+    try:
+        stats = server.serve(duration_s=args.duration)
+    finally:
+        server.close()
+    print(f"stopped after {stats.ticks} ticks, late fraction {stats.late_tick_fraction:.4f}, "
+          f"bad packets {twin.bad_packets}", file=sys.stderr, flush=True)
+    return 0
