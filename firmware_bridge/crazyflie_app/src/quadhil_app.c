@@ -17,6 +17,12 @@
  * src/modules/interface/stabilizer_types.h, which power_distribution_quadrotor.c
  * (powerDistributionForce) maps to PWM = f * UINT16_MAX, and the app channel API of
  * src/modules/interface/app_channel.h (appchannelReceiveDataPacket / appchannelSendDataPacket).
+ *
+ * The supervisor (src/modules/src/supervisor.c) levels out and then locks a flying Crazyflie whose
+ * commander has had no setpoint for 500 ms / 2 s. Relay packets are not commander setpoints, so
+ * the app feeds the commander a neutral setpoint (commanderSetSetpoint, src/modules/src/commander.c)
+ * for every valid relay packet, and every 100 ms while the onboard policy flies. The setpoint's
+ * content is ignored by this controller in modes 1 and 2.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -28,6 +34,7 @@
 #include "FreeRTOS.h"
 #include "task.h"
 
+#include "commander.h"
 #include "controller.h"
 #include "controller_pid.h"
 #include "log.h"
@@ -100,6 +107,11 @@ static void sendStatus(void) {
   appchannelSendDataPacket(buf, QH_PACKET_SIZE);
 }
 
+static void feedCommander(void) {
+  static setpoint_t keepAlive; /* zeroed: modeDisable everywhere, thrust 0 */
+  commanderSetSetpoint(&keepAlive, COMMANDER_PRIORITY_CRTP);
+}
+
 static void handlePacket(const uint8_t *buf, size_t len) {
   const uint8_t kind = qh_packet_kind(buf, (uint32_t)len);
   if (kind == QH_KIND_MOTORS) {
@@ -121,7 +133,11 @@ static void handlePacket(const uint8_t *buf, size_t len) {
       shared.have_seq = true;
     }
     taskEXIT_CRITICAL();
-    if (!newer) rejected++;
+    if (newer) {
+      if (enable && mode == QH_MODE_RELAY) feedCommander();
+    } else {
+      rejected++;
+    }
   } else if (kind == QH_KIND_SETPOINT) {
     qh_setpoint_packet_t p;
     if (qh_decode_setpoint(buf, (uint32_t)len, &p) != QH_OK) {
@@ -149,10 +165,16 @@ void appMain(void) {
   DEBUG_PRINT("quadhil app: relay on port 13 ch 2, policy for '%s' (%s, %d Hz)\n", qh_policy_vehicle(),
               qh_policy_is_motor_level() ? "motors" : "ctbr", (int)qh_policy_rate_hz());
   uint8_t buf[32];
+  TickType_t lastFeed = 0;
   while (1) {
     /* a short timeout so that status changes found by the controller go out promptly */
     const size_t len = appchannelReceiveDataPacket(buf, sizeof(buf), 5);
     if (len > 0) handlePacket(buf, len);
+    if (enable && mode == QH_MODE_POLICY && appState == QH_STATE_POLICY &&
+        T2M(xTaskGetTickCount() - lastFeed) >= 100u) {
+      lastFeed = xTaskGetTickCount();
+      feedCommander();
+    }
     if (statusDirty) {
       statusDirty = false;
       sendStatus();
