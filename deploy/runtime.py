@@ -170,7 +170,8 @@ class Policy:
                 f"(N, {self.obs_dim}) for {self.spec.vehicle}/{self.spec.layout}")
         # one reduction is the fast finite test; the elementwise test runs only if it fails
         # (a sum of huge finite values can overflow to inf)
-        total = float(np.add.reduce(obs2, axis=None))
+        with np.errstate(over="ignore"):
+            total = float(np.add.reduce(obs2, axis=None))
         if not math.isfinite(total) and not np.isfinite(obs2).all():
             bad = np.argwhere(~np.isfinite(obs2))[0]
             raise PolicyInputError(f"observation has a non-finite value ({obs2[tuple(bad)]}) at index "
