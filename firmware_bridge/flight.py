@@ -369,6 +369,8 @@ class Flight:
             status.update(f"{sup.state.value:8s} {phase:6s} t={t_rel:5.1f}s err={100 * err:5.1f}cm "
                           f"age={row['state_age_ms']:5.1f}ms infer={row['infer_ms']:.2f}ms "
                           f"missed={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'}")
+            if fresh:
+                sched.lock_phase(tel.t_arrival_s)
             sched.advance(time.monotonic())
             if sched.skipped:
                 missed_in_row += sched.skipped

@@ -1,8 +1,13 @@
-"""A fixed-rate tick schedule on the monotonic clock.
+"""A fixed-rate tick schedule on the monotonic clock, phase-locked to telemetry.
 
 Tick k is released at ``t0 + k * period`` and must have sent its command before
 ``t0 + (k + 1) * period`` (its deadline). A late tick does not shift later ones (no drift):
 if the loop falls more than a whole period behind, the skipped ticks are counted as missed.
+
+The vehicle streams state at the same rate on its own clock. If a sample arrived just before a
+release, it would wait almost a period for its tick; so :meth:`Scheduler.lock_phase` nudges
+``t0`` (a first-order phase-locked loop, at most 5 % of a period per tick) until samples arrive
+a little after each release. The rate never changes, only the phase.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ class Scheduler:
             time.sleep(delay)
             now = time.monotonic()
         return now
+
+    def lock_phase(self, arrival_s: float, offset_frac: float = 0.1, gain: float = 0.2) -> None:
+        """Move the grid so that releases fall ``offset_frac`` of a period before the sample
+        arrivals (``arrival_s``, monotonic s, of a sample this tick consumed)."""
+        p = self.period_s
+        err = (arrival_s - self.release()) - offset_frac * p
+        err = (err + 0.5 * p) % p - 0.5 * p  # the nearest release
+        step = max(-0.05 * p, min(0.05 * p, gain * err))
+        self.t0_s += step
 
     def advance(self, now_s: float | None = None) -> None:
         """Move to the next tick; skip (and count) ticks whose deadline has already passed."""

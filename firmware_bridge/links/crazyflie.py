@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -133,7 +135,9 @@ class CrazyflieLink(Link):
         from cflib.crazyflie import Crazyflie
 
         cflib.crtp.init_drivers()
-        cf = Crazyflie(rw_cache=None)
+        cache = Path(tempfile.gettempdir()) / "quadhil-cflib-toc-cache"  # TOCs are keyed by CRC
+        cache.mkdir(exist_ok=True)
+        cf = Crazyflie(rw_cache=str(cache))
         cf.fully_connected.add_callback(lambda uri: self._connected.set())
         cf.connection_failed.add_callback(self._on_failed)
         cf.connection_lost.add_callback(self._on_lost)
@@ -156,8 +160,10 @@ class CrazyflieLink(Link):
         self.lost_reason = f"cflib reports connection lost: {msg}"
         self.telemetry.wake()
 
-    def _toc_has(self, name: str) -> bool:
-        return self._cf.log.toc.get_element_by_complete_name(name) is not None if self._cf.log.toc else False
+    def _toc_has(self, name: str, toc=None) -> bool:
+        toc = self._cf.log.toc if toc is None else toc
+        group, _, var = name.partition(".")
+        return toc is not None and var in toc.toc.get(group, {})
 
     def _start_logging(self) -> None:
         from cflib.crazyflie.log import LogConfig
@@ -264,12 +270,12 @@ class CrazyflieLink(Link):
         if self._cf is None:
             return None
         toc = self._cf.param.toc
-        if toc.get_element_by_complete_name(RELAY_PARAM_ENABLE) is not None:
+        if self._toc_has(RELAY_PARAM_ENABLE, toc):
             from sim.sitl import app_channel  # the motor-relay packet codec (onboard issue)
 
             self._relay = app_channel
             self.motor_path = "app_channel"
-        elif toc.get_element_by_complete_name("motorPowerSet.enable") is not None:
+        elif self._toc_has("motorPowerSet.enable", toc):
             self.motor_path = "motor_power_params"
         else:
             self.motor_path = None

@@ -62,3 +62,14 @@ def test_reading_something_that_is_not_a_flight_log_names_the_problem(tmp_path):
         FlightLog.read(p)
     with pytest.raises(FlightLogError, match="does not exist"):
         FlightLog.read(tmp_path / "missing.jsonl")
+
+
+def test_phase_lock_moves_releases_just_before_sample_arrivals_without_changing_the_rate():
+    s = Scheduler.start(100.0, t0_s=0.0)
+    arrival_phase = 0.0093  # samples arrive 9.3 ms into each period: bad for latency
+    for k in range(200):
+        s.lock_phase(k * 0.01 + arrival_phase)
+        s.advance(now_s=s.release() + 0.001)
+    assert s.period_s == 0.01
+    lag = (arrival_phase - s.t0_s) % 0.01
+    assert lag == pytest.approx(0.001, abs=2e-4)
