@@ -226,7 +226,7 @@ static void runRelay(control_t *control) {
     return;
   }
   const uint32_t age_ms = (uint32_t)T2M(xTaskGetTickCount() - last);
-  if (age_ms > wdMs) {
+  if (age_ms >= wdMs) {
     if (appState != QH_STATE_RELAY_TIMEOUT) {
       watchdogTrips++;
       DEBUG_PRINT("relay watchdog: no valid packet for %lu ms, motors off\n", (unsigned long)age_ms);

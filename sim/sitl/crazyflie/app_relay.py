@@ -9,13 +9,15 @@ definition (:mod:`sim.sitl.app_channel`):
   than the last accepted one) sets the four motor thrusts: (a + 1) / 2 of the nominal max motor
   thrust, times ``thrust_scale`` (the app's ``quadhil.thrustScale``), through
   ``twin.set_motor_override``. Anything else is counted as rejected and changes nothing;
-* when no valid packet arrived for ``watchdog_ms`` (default 50, the app's ``quadhil.wdMs``) the
+* when no valid packet arrived within ``watchdog_ms`` (default 50, the app's ``quadhil.wdMs``) the
   motors drop to zero (safe output), the trip is counted, and a STATUS packet reports it on the
   app channel; the next valid packet resumes the relay (and is reported too).
 
 The relay never raises on a malformed packet: it refuses it and counts it, like the firmware.
 The twin API used: ``set_motor_override(thrust_n (4,) | None)``, ``now_s()``, ``send_crtp(port,
-channel, data)`` and, optionally, ``vehicle`` (the nominal :class:`sim.vehicle.Vehicle`).
+channel, data)``, ``tick_hooks``, ``vehicle`` (the nominal :class:`sim.vehicle.Vehicle`) and
+``commander`` (fed a neutral setpoint per valid packet, as the app does; this uses the twin
+commander's ``_set``, the twin's equivalent of the firmware's commanderSetSetpoint).
 """
 
 from __future__ import annotations
@@ -51,12 +53,26 @@ _ATTR = "_quadhil_app_relay"
 
 
 def relay_state(twin) -> RelayState:
-    """The relay state attached to ``twin`` (created on first use)."""
+    """The relay state attached to ``twin`` (created on first use, which also registers
+    :func:`tick` in ``twin.tick_hooks`` so the watchdog runs every twin tick)."""
     state = getattr(twin, _ATTR, None)
     if state is None:
         state = RelayState()
         setattr(twin, _ATTR, state)
+        hooks = getattr(twin, "tick_hooks", None)
+        if hooks is not None and tick not in hooks:
+            hooks.append(tick)
     return state
+
+
+def _feed_commander(twin) -> None:
+    """What the app's feedCommander does: a neutral setpoint resets the commander watchdog, so the
+    supervisor keeps a relay-flown vehicle flying (commanderSetSetpoint, supervisor.c)."""
+    commander = getattr(twin, "commander", None)
+    if commander is not None:
+        from sim.sitl.crazyflie.commander import NULL_SETPOINT
+
+        commander._set(NULL_SETPOINT, _now_s(twin))
 
 
 def _vehicle(twin) -> Vehicle:
@@ -112,6 +128,7 @@ def handle(twin, payload: bytes) -> None:
     rs.last_rx_s = _now_s(twin)
     rs.motors = np.asarray(packet.motors, dtype=np.float64)
     rs.accepted += 1
+    _feed_commander(twin)
     resumed = rs.state == ac.AppState.RELAY_TIMEOUT
     _apply(twin, rs)
     _set_state(twin, rs, ac.AppState.RELAY, ac.AppEvent.RESUMED if resumed else
@@ -125,7 +142,8 @@ def tick(twin) -> None:
         return
     now = _now_s(twin)
     age_s = now - rs.last_rx_s
-    if age_s * 1000.0 > rs.watchdog_ms:
+    # whole microseconds, so 1 ms twin ticks compare exactly: trips when 50 ms have passed
+    if round(age_s * 1e6) >= round(rs.watchdog_ms * 1e3):
         rs.watchdog_trips += 1
         rs.trip_times_s.append(now)
         rs.trip_ages_s.append(age_s)
@@ -140,3 +158,6 @@ def release(twin) -> None:
         twin.set_motor_override(None)
         _set_state(twin, rs, ac.AppState.IDLE, ac.AppEvent.DISABLED)
         setattr(twin, _ATTR, None)
+        hooks = getattr(twin, "tick_hooks", None)
+        if hooks is not None and tick in hooks:
+            hooks.remove(tick)

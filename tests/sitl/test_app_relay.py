@@ -1,0 +1,201 @@
+"""The Crazyflie twin's motor relay (mode 1 of quadhil's onboard app): valid app-channel packets fly
+the motors, anything else is refused without harm, and 50 ms without a valid packet drops the
+motors to zero and is reported. The last test flies it end to end through real cflib."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from sim.sitl import app_channel as ac
+from sim.sitl.crazyflie import app_relay, crtp
+from sim.sitl.crazyflie.supervisor import State
+from sim.sitl.crazyflie.twin import CrazyflieTwin
+
+
+def _datagram(payload: bytes) -> bytes:
+    return crtp.encode(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, payload)
+
+
+def _ready_twin() -> CrazyflieTwin:
+    twin = CrazyflieTwin()
+    for _ in range(200):  # pre-flight checks and auto-arming
+        twin.tick()
+    assert twin.supervisor.motors_allowed
+    twin.outbox.clear()
+    return twin
+
+
+def _statuses(twin) -> list[ac.StatusPacket]:
+    out = []
+    for d in twin.outbox:
+        pk = crtp.decode(d)
+        if (pk.port, pk.channel) == (ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL):
+            out.append(ac.decode(pk.data))
+    return out
+
+
+def _hover_action(twin, margin: float = 1.0) -> float:
+    return 2.0 * twin.vehicle.hover_thrust_fraction * margin - 1.0
+
+
+def test_valid_packets_set_the_motor_thrusts():
+    twin = _ready_twin()
+    cmd = [-1.0, -0.5, 0.0, 0.5]
+    twin.handle_datagram(_datagram(ac.encode_motors(1, cmd)))
+    twin.tick()
+    expected = 0.5 * (np.array(cmd) + 1.0) * twin.vehicle.max_thrust_n
+    assert np.allclose(twin.motor_cmd_n[0], expected)
+    status = _statuses(twin)
+    assert status[-1].state == ac.AppState.RELAY and status[-1].event == ac.AppEvent.STARTED
+
+
+def test_watchdog_drops_the_motors_50_ms_after_the_last_valid_packet_and_reports_it():
+    twin = _ready_twin()
+    a = _hover_action(twin)
+    for seq in range(20):  # 100 Hz for 0.2 s
+        twin.handle_datagram(_datagram(ac.encode_motors(seq, [a] * 4)))
+        for _ in range(10):
+            twin.tick()
+    last_rx = app_relay.relay_state(twin).last_rx_s
+    assert np.all(twin.motor_cmd_n > 0)
+    twin.outbox.clear()
+    ticks_to_zero = None
+    for k in range(1, 200):
+        twin.tick()
+        if ticks_to_zero is None and np.all(twin.motor_cmd_n == 0):
+            ticks_to_zero = k
+    rs = app_relay.relay_state(twin)
+    assert rs.watchdog_trips == 1
+    latency_s = rs.trip_times_s[0] - last_rx
+    print(f"relay watchdog: motors off {latency_s * 1000:.1f} ms (twin time) after the last valid packet")
+    assert latency_s == pytest.approx(0.050, abs=1e-9)
+    assert ticks_to_zero is not None
+    assert [s.event for s in _statuses(twin)] == [ac.AppEvent.WATCHDOG]
+    assert _statuses(twin)[0].state == ac.AppState.RELAY_TIMEOUT and _statuses(twin)[0].watchdog_trips == 1
+
+
+def test_a_valid_packet_after_a_trip_resumes_and_says_so():
+    twin = _ready_twin()
+    twin.handle_datagram(_datagram(ac.encode_motors(1, [0.0] * 4)))
+    for _ in range(80):
+        twin.tick()
+    assert np.all(twin.motor_cmd_n == 0)
+    twin.handle_datagram(_datagram(ac.encode_motors(2, [0.0] * 4)))
+    twin.tick()
+    assert np.all(twin.motor_cmd_n > 0)
+    assert _statuses(twin)[-1].event == ac.AppEvent.RESUMED
+
+
+def test_malformed_replayed_and_foreign_packets_change_nothing():
+    twin = _ready_twin()
+    twin.handle_datagram(_datagram(ac.encode_motors(10, [0.2] * 4)))
+    twin.tick()
+    before = twin.motor_cmd_n.copy()
+    bad = [
+        b"",
+        b"\x01\x01",
+        b"\xff" * 30,
+        ac.encode_motors(10, [0.9] * 4),  # replay of sequence 10
+        ac.encode_motors(9, [0.9] * 4),  # older
+        b"\x02" + ac.encode_motors(11, [0.9] * 4)[1:],  # wrong version
+        ac.encode_setpoint(12, (0, 0, 1)),  # mode 2 is not run by the twin
+        ac.encode_status(ac.StatusPacket(13, ac.AppState.IDLE, ac.AppEvent.NONE, 0, 0, 0)),
+    ]
+    for payload in bad:
+        twin.handle_datagram(_datagram(payload))
+        twin.tick()
+    assert np.allclose(twin.motor_cmd_n, before)
+    assert app_relay.relay_state(twin).rejected == len(bad)
+    assert app_relay.relay_state(twin).accepted == 1
+
+
+def test_a_relay_flown_twin_lifts_off_and_the_supervisor_keeps_it_flying():
+    twin = _ready_twin()
+    a = _hover_action(twin, margin=1.05)
+    z0 = float(twin.sim.state.pos_w[0, 2])
+    for seq in range(250):  # 2.5 s at 100 Hz: past the commander's 0.5 s and 2 s watchdogs
+        twin.handle_datagram(_datagram(ac.encode_motors(seq, [a] * 4)))
+        for _ in range(10):
+            twin.tick()
+    assert twin.sim.state.pos_w[0, 2] > z0 + 0.2
+    assert twin.supervisor.state == State.FLYING
+
+
+def test_release_hands_the_motors_back():
+    twin = _ready_twin()
+    twin.handle_datagram(_datagram(ac.encode_motors(1, [0.5] * 4)))
+    twin.tick()
+    app_relay.release(twin)
+    twin.tick()
+    assert app_relay.tick not in twin.tick_hooks
+    assert np.all(twin.motor_cmd_n == 0)  # the PID controller with no setpoint: motors off
+
+
+# ---------------------------------------------------------------------- end to end, real cflib
+
+@pytest.fixture
+def served_twin():
+    from sim.sitl.crazyflie.server import CrazyflieServer
+
+    twin = CrazyflieTwin()
+    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield twin, server
+    finally:
+        server.stop_event.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_motors(served_twin):
+    import cflib.crtp
+    from cflib.crazyflie import Crazyflie
+    from cflib.crazyflie.syncCrazyflie import SyncCrazyflie
+
+    twin, server = served_twin
+    cflib.crtp.init_drivers()
+    statuses: list[ac.StatusPacket] = []
+    cf = Crazyflie(rw_cache=None)
+    heard_s: list[float] = []
+
+    def on_status(data: bytes) -> None:
+        statuses.append(ac.decode(data))
+        if statuses[-1].event == ac.AppEvent.WATCHDOG:
+            heard_s.append(time.monotonic())
+
+    cf.appchannel.packet_received.add_callback(on_status)
+    a = _hover_action(twin, margin=1.05)
+    with SyncCrazyflie(server.uri, cf=cf) as scf:
+        z0 = float(twin.sim.state.pos_w[0, 2])
+        t_end = time.monotonic() + 1.5
+        seq = 0
+        next_send = time.monotonic()
+        while time.monotonic() < t_end:  # the sender: 100 Hz motor packets through cflib
+            scf.cf.appchannel.send_packet(ac.encode_motors(seq % 65536, [a] * 4))
+            last_send_s = time.monotonic()
+            seq += 1
+            next_send += 0.01
+            time.sleep(max(0.0, next_send - time.monotonic()))
+        # the sender stops here
+        deadline = time.monotonic() + 2.0
+        while not any(s.event == ac.AppEvent.WATCHDOG for s in statuses) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rs = app_relay.relay_state(twin)
+        z1 = float(twin.sim.state.pos_w[0, 2])
+    assert rs.accepted >= 100, f"only {rs.accepted} relay packets arrived"
+    assert z1 > z0 + 0.05, "the relay-flown twin must lift off"
+    assert rs.watchdog_trips >= 1
+    latency_ms = rs.trip_ages_s[0] * 1000.0
+    print(f"end to end: {rs.accepted} packets, motors off {rs.trip_ages_s[0] * 1000:.1f} ms (twin time) after "
+          f"the last valid packet; client heard the trip {(heard_s[0] - last_send_s) * 1000:.1f} ms (wall) after its "
+          f"last send; twin late ticks {server.stats.late_ticks}")
+    assert latency_ms == pytest.approx(50.0, abs=1e-6)
+    assert np.all(twin.motor_cmd_n == 0)
+    assert any(s.event == ac.AppEvent.WATCHDOG and s.state == ac.AppState.RELAY_TIMEOUT for s in statuses), \
+        "the client must hear about the watchdog trip"
