@@ -141,7 +141,7 @@ class Commander:
         if kind == GENERIC_STOP:
             self._set(NULL_SETPOINT, now_s)
         elif kind == GENERIC_MANUAL:
-            if len(data) != 15:  # the firmware ASSERTs this size; we refuse instead of rebooting
+            if len(data) != 16:  # type + 15-byte manualPacket_s; the firmware ASSERTs this size; we refuse instead of rebooting
                 self.rejected += 1
                 return
             roll, pitch, yaw_rate, thrust, rate = struct.unpack_from("<fffHB", data, 1)

@@ -240,8 +240,10 @@ class CrazyflieTwin:
             add("stateEstimateZ", ax, "int16_t", lambda i=i: t.est_pos[i] * 1000.0)
         for i, ax in enumerate("xyz"):
             add("stateEstimateZ", "v" + ax, "int16_t", lambda i=i: t.est_vel[i] * 1000.0)
-        for i, ax in enumerate("xyz"):
-            add("stateEstimateZ", "a" + ax, "int16_t", lambda i=i: t.est_acc_w_g[i] * GRAVITY_MPS2 * 1000.0)
+        # the firmware scales by 9.81 and adds 1 g to z (estimator.c)
+        add("stateEstimateZ", "ax", "int16_t", lambda: t.est_acc_w_g[0] * 9.81 * 1000.0)
+        add("stateEstimateZ", "ay", "int16_t", lambda: t.est_acc_w_g[1] * 9.81 * 1000.0)
+        add("stateEstimateZ", "az", "int16_t", lambda: (t.est_acc_w_g[2] + 1.0) * 9.81 * 1000.0)
         add("stateEstimateZ", "quat", "uint32_t", lambda: compress_quaternion(*t.est_quat_xyzw))
         add("stateEstimateZ", "rateRoll", "int16_t", lambda: t.gyro_dps[0] * (math.pi / 180.0) * 1000.0)
         add("stateEstimateZ", "ratePitch", "int16_t", lambda: -t.gyro_dps[1] * (math.pi / 180.0) * 1000.0)

@@ -1,0 +1,96 @@
+"""Helpers to run Crazyflie twins as real processes and to connect the real cflib to them.
+
+``start_crazyflie_twin`` starts ``quadhil sitl crazyflie --port 0`` (the twin binds a free port
+itself, so parallel test runs never collide), waits for its ``ready udp://...`` line and always
+ends the process by pid (terminate, then kill). ``connect_cflib`` opens a SyncCrazyflie with a
+deadline: cflib's open_link waits forever on a silent server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+READY_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
+    """Run one twin process; yields the Popen with ``.uri`` and ``.port`` set once it is ready.
+
+    ``port`` 0 lets the twin pick a free port. Extra ``args`` go to ``quadhil sitl crazyflie``.
+    """
+    cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", str(port), *args]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout_s
+            line = ""
+            while not line.startswith("ready "):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or proc.poll() is not None:
+                    err.seek(0)
+                    raise RuntimeError(f"twin not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
+                if sel.select(remaining):
+                    line = proc.stdout.readline()
+            sel.close()
+            proc.uri = line.split()[1].strip()  # type: ignore[attr-defined]
+            proc.port = int(proc.uri.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def connect_cflib(uri: str, rw_cache: str | None = None, timeout_s: float = 5.0):
+    """A fully connected ``SyncCrazyflie`` on ``uri`` or AssertionError after ``timeout_s``.
+
+    The caller closes it (``scf.close_link()``).
+    """
+    import cflib.crtp
+    from cflib.crazyflie import Crazyflie
+    from cflib.crazyflie.syncCrazyflie import SyncCrazyflie
+
+    cflib.crtp.init_drivers()
+    cf = Crazyflie(rw_cache=rw_cache)
+    scf = SyncCrazyflie(uri, cf=cf)
+    errors: list[BaseException] = []
+
+    def _open() -> None:
+        try:
+            scf.open_link()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=_open, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive() or errors or not scf.is_link_open():
+        with contextlib.suppress(Exception):
+            scf.close_link()
+        raise AssertionError(f"cflib did not connect to {uri} within {timeout_s} s: {errors}")
+    return scf
+
+
+@pytest.fixture
+def crazyflie_twin() -> Iterator[subprocess.Popen]:
+    """A fresh twin process on a free port, ended after the test."""
+    with start_crazyflie_twin() as proc:
+        yield proc
