@@ -219,11 +219,59 @@ def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: f
     return spec
 
 
+def px4_nn_observation() -> tuple[ObsField, ...]:
+    """The 15 inputs of PX4's ``mc_nn_control`` in its order (PX4-Autopilot
+    src/modules/mc_nn_control/mc_nn_control.cpp, PopulateInputTensor): position error, the first
+    two rows of the body-to-world rotation matrix, linear velocity, body rates; world ENU, body FLU
+    (the module rotates PX4's NED/FRD estimate into these frames). No action history."""
+    return (
+        ObsField("position_error_w", 3, "m"),
+        ObsField("rotation_matrix_rows01_wb", 6, "1"),
+        ObsField("velocity_w", 3, "m/s"),
+        ObsField("omega_b", 3, "rad/s"),
+    )
+
+
+def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: float = 200.0,
+                position_error_clip_m: float = 3.0) -> PolicySpec:
+    """A spec whose network ``mc_nn_control`` can run (layout "px4-nn"; see docs/onboard.md).
+
+    Differences from PX4 that the px4-nn exporter removes: mc_nn_control feeds ``setpoint -
+    position`` (this contract: position - setpoint; the exporter negates those input weights) and
+    does not clip it (the clip here is the hover task's 3 m box, which training never exceeds).
+    Actions are per-motor thrust fractions (``motors``); the network's hidden layers are ReLU and
+    its output linear (train.networks.build_actor), since the module's op resolver holds only
+    FullyConnected, Relu and Add. mc_nn_control runs at the gyro rate; 200 Hz is a rate the
+    1 kHz simulator divides.
+    """
+    if action_mode != "motors":
+        raise SpecError("layout 'px4-nn' drives PX4's actuator_motors: action_mode must be 'motors'")
+    obs = px4_nn_observation()
+    dim = sum(f.size for f in obs)
+    spec = PolicySpec(
+        vehicle=vehicle.id,
+        action_mode=action_mode,
+        control_rate_hz=float(control_rate_hz),
+        observation=obs,
+        action_history=0,
+        position_error_clip_m=float(position_error_clip_m),
+        thrust_max_n=vehicle.max_thrust_n,
+        body_rate_max_rad_s=tuple(float(x) for x in vehicle.rate_controller.body_rate_max_rad_s),
+        obs_mean=(0.0,) * dim,
+        obs_std=(1.0,) * dim,
+        layout="px4-nn",
+    )
+    spec.validate()
+    return spec
+
+
 # Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].
 # Each takes (vehicle, action_mode, control_rate_hz) and returns a PolicySpec with identity
 # normalization; the trainer fills in obs_mean/obs_std.
 SPEC_LAYOUTS = {
     "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: default_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
+    "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0: px4_nn_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
 }
 

@@ -29,14 +29,21 @@ CONFIG = "config.json"
 
 def build_actor(spec: PolicySpec, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh",
                 name: str = "actor") -> keras.Model:
-    """Raw observation (obs_dim,) -> normalized action (4,) in [-1, 1]."""
+    """Raw observation (obs_dim,) -> normalized action (4,) in [-1, 1].
+
+    Layout "px4-nn": ReLU hidden layers and a linear output (PX4's mc_nn_control clamps it to
+    [-1, 1] itself), because that module's TFLM op resolver holds only FullyConnected, Relu, Add.
+    """
+    out_activation = "tanh"
+    if spec.layout == "px4-nn":
+        activation, out_activation = "relu", "linear"
     obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
     mean = np.asarray(spec.obs_mean, dtype=np.float32)
     var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
     x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
     for i, units in enumerate(hidden):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
-    action = keras.layers.Dense(spec.action_dim, activation="tanh", name="action")(x)
+    action = keras.layers.Dense(spec.action_dim, activation=out_activation, name="action")(x)
     return keras.Model(obs, action, name=name)
 
 
