@@ -31,19 +31,40 @@ def build_actor(spec: PolicySpec, hidden: tuple[int, ...] = (64, 64), activation
                 name: str = "actor") -> keras.Model:
     """Raw observation (obs_dim,) -> normalized action (4,) in [-1, 1].
 
-    Layout "px4-nn": ReLU hidden layers and a linear output (PX4's mc_nn_control clamps it to
-    [-1, 1] itself), because that module's TFLM op resolver holds only FullyConnected, Relu, Add.
+    Layout "px4-nn": ReLU hidden layers, a linear layer, and a frozen clip to [-1, 1] written with
+    the only ops PX4's mc_nn_control resolver holds (FullyConnected, Relu, Add; no tanh):
+    clip(z) = relu(z + 1) - relu(z - 1) - 1, as two fixed Dense layers. A bare linear output let
+    DDPG's actor run away (non-finite actions within minutes).
     """
-    out_activation = "tanh"
     if spec.layout == "px4-nn":
-        activation, out_activation = "relu", "linear"
+        return _build_px4nn_actor(spec, hidden, name)
     obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
     mean = np.asarray(spec.obs_mean, dtype=np.float32)
     var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
     x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
     for i, units in enumerate(hidden):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
-    action = keras.layers.Dense(spec.action_dim, activation=out_activation, name="action")(x)
+    action = keras.layers.Dense(spec.action_dim, activation="tanh", name="action")(x)
+    return keras.Model(obs, action, name=name)
+
+
+def _build_px4nn_actor(spec: PolicySpec, hidden: tuple[int, ...], name: str) -> keras.Model:
+    """ReLU MLP with a frozen hard clip made of Dense + ReLU (see :func:`build_actor`)."""
+    n = spec.action_dim
+    obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
+    mean = np.asarray(spec.obs_mean, dtype=np.float32)
+    var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
+    x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+    z = keras.layers.Dense(n, activation="linear", name="action_raw")(x)
+    eye = np.eye(n, dtype=np.float32)
+    hinge = keras.layers.Dense(2 * n, activation="relu", name="clip_hinges", trainable=False,
+                               kernel_initializer=keras.initializers.Constant(np.hstack([eye, eye]).tolist()),
+                               bias_initializer=keras.initializers.Constant([1.0] * n + [-1.0] * n))(z)
+    action = keras.layers.Dense(n, activation="linear", name="action", trainable=False,
+                                kernel_initializer=keras.initializers.Constant(np.vstack([eye, -eye]).tolist()),
+                                bias_initializer=keras.initializers.Constant(-1.0))(hinge)
     return keras.Model(obs, action, name=name)
 
 
