@@ -12,6 +12,7 @@ through the link. Every tick, transition and failsafe goes to the flight log as 
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from sim.vehicle import load_vehicle
 
 TELEMETRY_WAIT_S = 3.0  # preflight: how long to wait for the first state estimate
 BATTERY_WAIT_S = 1.5  # preflight: how long to wait for a battery reading
+PREFLIGHT_OBSERVE_S = 0.3  # preflight: watch telemetry this long before judging it
 SETTLE_S = 1.0  # hover RMSE ignores the first second after the approach ramp ends
 GROUND_TOUCH_M = 0.05  # landed when this close to the ground height
 GROUND_WAIT_S = 2.0  # ... or this long after the landing ramp reached the ground
@@ -237,8 +239,8 @@ class Flight:
         bat_deadline = time.monotonic() + BATTERY_WAIT_S
         while link.battery_v is None and time.monotonic() < bat_deadline and sigs.name is None:
             time.sleep(0.02)
-        # judge freshness on the newest sample, not on the first one
-        time.sleep(2 * self.period_s)
+        # watch the stream for a moment, then judge the newest sample (fresh, finite, at rest)
+        time.sleep(PREFLIGHT_OBSERVE_S)
         tel = link.telemetry.latest()
         now = time.monotonic()
         if sigs.name is not None:
@@ -279,7 +281,14 @@ class Flight:
                                                  time.monotonic())
         sup.takeoff(time.monotonic(), "taking off" if cfg.arm else "taking off (dry run: nothing is sent)")
         self._record_transitions(n_tr)
-        return self._loop(ref, sigs, status, cpu0, wall0)
+        # no cyclic-GC pauses inside the control loop: everything allocated per tick is freed
+        # by reference counting; collect once now and again after the flight
+        gc.collect()
+        gc.disable()
+        try:
+            return self._loop(ref, sigs, status, cpu0, wall0)
+        finally:
+            gc.enable()
 
     def _loop(self, ref: Reference, sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
         spec, vehicle, link, sup, log = self.spec, self.vehicle, self.link, self.sup, self.log

@@ -107,8 +107,9 @@ class Limits:
     tilt_max_rad: float = math.radians(60.0)  # in flight
     tumble_rad: float = math.radians(90.0)  # beyond this a descent is pointless: stop motors
     body_rate_max_rad_s: float = 12.0  # |omega| in flight
-    stale_periods: float = 5.0  # telemetry older than this many control periods -> failsafe
-    missed_deadlines_max: int = 5  # this many missed deadlines in a row -> failsafe
+    stale_periods: float = 5.0  # telemetry older than this many control periods -> failsafe ...
+    stale_min_s: float = 0.05  # ... but never less than this (500 Hz loops on a 100 Hz radio)
+    missed_deadlines_max: int = 10  # this many missed deadlines in a row -> failsafe
     level_max_rad: float = math.radians(10.0)  # preflight: level
     ground_height_max_m: float = 0.15  # preflight: on the ground (z of the estimate)
     ground_speed_max_mps: float = 0.25  # preflight: at rest
@@ -116,7 +117,7 @@ class Limits:
     @property
     def stale_s(self) -> float:
         """Telemetry age (s) beyond which the state counts as stale."""
-        return self.stale_periods * self.control_period_s
+        return max(self.stale_periods * self.control_period_s, self.stale_min_s)
 
 
 @dataclass(frozen=True)

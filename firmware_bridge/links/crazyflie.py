@@ -2,11 +2,13 @@
 
 Telemetry: the state estimate in log blocks at 100 Hz (the firmware's log period has a 10 ms
 unit: crazyflie-firmware src/modules/src/log.c, cflib LogConfig.period). A log packet carries at
-most 26 bytes of variables (cflib LogConfig.MAX_LEN). Preferred: the firmware's compressed state
+most 26 bytes of variables (cflib LogConfig.MAX_LEN). Default ("float"): position+velocity
+(6 floats, 24 B), quaternion (16 B) and gyro (12 B) in three blocks with the same period; a
+sample is complete when all three carry timestamps within one period. Floats carry a diverged
+estimator's NaN/inf through to the supervisor. Option ("compressed"): the firmware's
 ``stateEstimateZ`` (int16 mm, mm/s, mrad/s and a 32-bit packed quaternion: 22 bytes) in ONE
-block, so every sample is atomic and has one timestamp. Fallback when the TOC lacks it:
-position+velocity (6 floats, 24 B), quaternion (16 B) and gyro (12 B) in three blocks with the
-same period; a sample is complete when all three carry timestamps within one period.
+atomic block - a third of the radio traffic, but the int16 cast turns NaN into 0 on the vehicle
+(C float-to-int conversion), so a failed estimate can look like a valid one at the origin.
 
 Commands (ctbr): the generic commander's manual setpoint with the rate flag
 (crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder), sent by cflib's
@@ -169,8 +171,9 @@ class CrazyflieLink(Link):
         from cflib.crazyflie.log import LogConfig
 
         z_vars = [name for name, _ in Z_BLOCK]
+        float_vars = [v for _, vars_ in BLOCKS for v in vars_]
         if self.layout == "auto":
-            self.layout = "compressed" if all(self._toc_has(v) for v in z_vars) else "float"
+            self.layout = "float" if all(self._toc_has(v) for v in float_vars) else "compressed"
         if self.layout == "compressed":
             missing = [v for v in z_vars if not self._toc_has(v)]
         else:
@@ -295,10 +298,7 @@ class CrazyflieLink(Link):
         if cf is None:
             raise LinkError("link closed")
         cf.commander.send_setpoint(0, 0, 0, 0)  # thrust-lock release (commander.c: first setpoint must be 0)
-        try:
-            cf.platform.send_arming_request(True)
-        except Exception:  # noqa: BLE001 - firmware without the arming service: auto-armed
-            pass
+        self._arming_request(True)
         if self.spec.action_mode == "motors":
             if self.motor_path == "app_channel":
                 cf.param.set_value(RELAY_PARAM_MODE, "1")
@@ -307,6 +307,19 @@ class CrazyflieLink(Link):
                 warnings.warn(motor_params_warning(), RuntimeWarning, stacklevel=2)
                 self._warned_params = True
                 cf.param.set_value("motorPowerSet.enable", "1")
+
+    def _arming_request(self, arm: bool) -> None:
+        """Supervisor-port arming (CRTP protocol >= 12), else the legacy platform request."""
+        cf = self._cf
+        try:
+            if cf.platform.get_protocol_version() >= 12:
+                cf.supervisor.send_arming_request(arm)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    cf.platform.send_arming_request(arm)
+        except Exception:  # noqa: BLE001 - firmware without an arming service is auto-armed
+            pass
 
     def encode(self, command) -> dict:
         """Firmware-unit values for ``command``."""
@@ -389,10 +402,7 @@ class CrazyflieLink(Link):
         """Release the arming request (best effort)."""
         if self._cf is None or self.dry_run:
             return
-        try:
-            self._cf.platform.send_arming_request(False)
-        except Exception:  # noqa: BLE001
-            pass
+        self._arming_request(False)
 
 
 def motor_params_warning() -> str:

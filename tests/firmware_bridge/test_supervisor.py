@@ -91,7 +91,7 @@ def test_a_refusal_ends_in_done_without_arming():
     (sample(omega=(0, 0, 20.0)), 0, "body rate 20.0 rad/s"),
     (sample(vel=(math.inf, 0, 0)), 0, "non-finite state"),
     (sample(age_s=0.08), 0, "stale telemetry: 80 ms old (limit 50 ms)"),
-    (sample(), 5, "5 control deadlines missed in a row"),
+    (sample(), 10, "10 control deadlines missed in a row"),
     (None, 0, "no state estimate"),
 ])
 def test_in_flight_violations_trigger_failsafe_with_their_reason(s, missed, words):
@@ -105,8 +105,14 @@ def test_in_flight_violations_trigger_failsafe_with_their_reason(s, missed, word
     assert sup.transitions[-1].reason == reason
 
 
-def test_four_missed_deadlines_are_tolerated():
-    assert flight_violation(sample(), LIMITS, missed_in_row=4) is None
+def test_nine_missed_deadlines_are_tolerated():
+    assert flight_violation(sample(), LIMITS, missed_in_row=9) is None
+
+
+def test_stale_limit_is_a_few_periods_but_never_below_50_ms():
+    assert LIMITS.stale_s == pytest.approx(0.05)
+    assert Limits(control_period_s=0.002, battery_min_v=3.0).stale_s == pytest.approx(0.05)
+    assert Limits(control_period_s=0.02, battery_min_v=3.0).stale_s == pytest.approx(0.10)
 
 
 def test_link_loss_wins_over_everything_else():

@@ -1,0 +1,138 @@
+"""Shared pieces of the bridge's end-to-end tests: policies, twins, and running ``quadhil fly``.
+
+Policies: ``policies/<name>/`` holds either an exported ``*.tflite`` (used as is) or a training
+run (``config.json`` + ``actor_best.keras``), exported once per test session into a temporary
+directory with ``quadhil export``. ``QUADHIL_BRIDGE_CF_POLICY`` / ``QUADHIL_BRIDGE_PX4_POLICY``
+name a .tflite to use instead.
+
+Every process started here (twins, bridges) is ended by pid, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 30.0
+
+
+def _export(run_dir: Path, out: Path) -> Path:
+    cmd = [sys.executable, "-m", "quadhil", "export", str(run_dir), "--out", str(out), "--parity-obs", "500",
+           "--episodes", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"export of {run_dir} failed: {proc.stderr[-2000:]}")
+    return out
+
+
+def find_policy(name: str, env: str, tmp_factory) -> Path:
+    """A .tflite for ``policies/<name>`` (see the module docstring); skip if there is none."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    d = REPO / "policies" / name
+    tflites = sorted(d.glob("*.tflite")) if d.is_dir() else []
+    if tflites:
+        return tflites[0]
+    if (d / "config.json").exists() and (d / "actor_best.keras").exists():
+        return _export(d, tmp_factory.mktemp(name) / f"{name}.tflite")
+    pytest.skip(f"no trained policy in policies/{name} (neither a .tflite nor a training run): "
+                "the bridge's flight tests need one")
+
+
+@pytest.fixture(scope="session")
+def cf_policy(tmp_path_factory) -> Path:
+    """The committed Crazyflie hover policy as .tflite."""
+    return find_policy("crazyflie-hover", "QUADHIL_BRIDGE_CF_POLICY", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def px4_policy(tmp_path_factory) -> Path:
+    """The committed x500 hover policy as .tflite."""
+    return find_policy("x500-hover", "QUADHIL_BRIDGE_PX4_POLICY", tmp_path_factory)
+
+
+@contextlib.contextmanager
+def ready_process(cmd: list[str], timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
+    """Start ``cmd``, wait for its ``ready URI`` line (``.uri`` is set), end it by pid afterwards."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, cwd=REPO)
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout_s
+            line = ""
+            while not line.startswith("ready "):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or proc.poll() is not None:
+                    err.seek(0)
+                    raise RuntimeError(f"{cmd[:5]} not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
+                if sel.select(remaining):
+                    line = proc.stdout.readline()
+            sel.close()
+            proc.uri = line.split()[1].strip()  # type: ignore[attr-defined]
+            yield proc
+        finally:
+            stop(proc)
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate, then kill after 5 s; by pid, idempotent."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def fault_twin(*args: str):
+    """The Crazyflie twin with faults injected (tests/firmware_bridge/fault_twin.py)."""
+    return ready_process([sys.executable, "-m", "tests.firmware_bridge.fault_twin", *args])
+
+
+def crazyflie_twin(*args: str):
+    """The plain Crazyflie twin (``quadhil sitl crazyflie --port 0``)."""
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    return start_crazyflie_twin(0, *args)
+
+
+def fly_cmd(model: Path, uri: str, log_dir: Path, *extra: str) -> list[str]:
+    """``quadhil fly`` as a user types it, armed, JSON summary, no live status."""
+    return [sys.executable, "-m", "quadhil", "fly", "--model", str(model), "--link", uri, "--log", str(log_dir),
+            "--arm", "--json", "--quiet", "--connect-timeout", "10", *extra]
+
+
+def run_fly(cmd: list[str], timeout_s: float = 60.0) -> tuple[int, dict | None, str]:
+    """Run a bridge to completion; (exit status, the last-line JSON or None, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        stop(proc)
+    return proc.returncode, last_json(out), err
+
+
+def last_json(stdout: str) -> dict | None:
+    """The JSON object on the last non-empty line of ``stdout``, if any."""
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return None
