@@ -7,6 +7,8 @@ real time until Ctrl-C or SIGTERM. ``--port 0`` binds a free port and reports it
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import signal
 import sys
 
@@ -41,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="require an arming request (supervisor port) before motors run")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop after S seconds of wall time (default: run until stopped)")
+    parser.add_argument("--stats-json", default=None, metavar="PATH",
+                        help="write real-time and traffic figures to PATH (JSON) on exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
         stats = server.serve(duration_s=args.duration)
     finally:
         server.close()
+    if args.stats_json:
+        figures = dict(dataclasses.asdict(stats), late_tick_fraction=stats.late_tick_fraction,
+                       bad_packets=twin.bad_packets, log_samples=twin.log.samples_sent)
+        with open(args.stats_json, "w") as f:
+            json.dump(figures, f)
     print(f"stopped after {stats.ticks} ticks, late fraction {stats.late_tick_fraction:.4f}, "
           f"bad packets {twin.bad_packets}", file=sys.stderr, flush=True)
     return 0
