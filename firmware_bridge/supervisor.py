@@ -107,9 +107,14 @@ class Limits:
     tilt_max_rad: float = math.radians(60.0)  # in flight
     tumble_rad: float = math.radians(90.0)  # beyond this a descent is pointless: stop motors
     body_rate_max_rad_s: float = 12.0  # |omega| in flight
-    stale_periods: float = 5.0  # telemetry older than this many control periods -> failsafe ...
-    stale_min_s: float = 0.05  # ... but never less than this (500 Hz loops on a 100 Hz radio)
-    missed_deadlines_max: int = 10  # this many missed deadlines in a row -> failsafe
+    # Telemetry older than this many control periods -> failsafe, but never less than the floor
+    # (a 500 Hz loop on a 100 Hz radio). Radio links lose packets in bursts; 10 periods at 100 Hz
+    # is a fifth of the Crazyflie's own 500 ms setpoint watchdog (commander.c) and a tenth of
+    # PX4's default offboard-loss timeout COM_OF_LOSS_T (1 s).
+    stale_periods: float = 10.0
+    stale_min_s: float = 0.05
+    # This many missed deadlines in a row -> failsafe (200 ms of a degraded loop at 100 Hz).
+    missed_deadlines_max: int = 20
     level_max_rad: float = math.radians(10.0)  # preflight: level
     ground_height_max_m: float = 0.15  # preflight: on the ground (z of the estimate)
     ground_speed_max_mps: float = 0.25  # preflight: at rest

@@ -136,3 +136,42 @@ def last_json(stdout: str) -> dict | None:
         return json.loads(lines[-1])
     except json.JSONDecodeError:
         return None
+
+
+def free_udp_port() -> int:
+    """A UDP port that was free a moment ago on 127.0.0.1."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def px4_twin(*args: str, timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
+    """``quadhil sitl px4`` on free ports (onboard link only); ``.uri`` is the bridge's
+    ``udpin:`` link. Ended by pid afterwards."""
+    port, listen = free_udp_port(), free_udp_port()
+    cmd = [sys.executable, "-m", "quadhil", "sitl", "px4", "--port", str(port), "--listen-port", str(listen),
+           "--no-gcs", *args]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, cwd=REPO)
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout_s
+            line = ""
+            while not line.startswith("px4 twin"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or proc.poll() is not None:
+                    err.seek(0)
+                    raise RuntimeError(f"px4 twin not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
+                if sel.select(remaining):
+                    line = proc.stdout.readline()
+            sel.close()
+            proc.uri = f"udpin:127.0.0.1:{port}"  # type: ignore[attr-defined]
+            yield proc
+        finally:
+            stop(proc)
+            if proc.stdout:
+                proc.stdout.close()

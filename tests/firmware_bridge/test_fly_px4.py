@@ -1,0 +1,41 @@
+"""``quadhil fly`` against the PX4 twin through the real pymavlink: arm, OFFBOARD with body-rate
+setpoints, hover, land; geofence failsafe hands the vehicle to PX4's LAND mode."""
+
+from __future__ import annotations
+
+from firmware_bridge.flightlog import FlightLog
+from tests.firmware_bridge.bridge_support import (  # noqa: F401 - fixtures
+    cf_policy, fly_cmd, px4_policy, px4_twin, run_fly,
+)
+
+HOVER = ("--target", "0,0,1.5", "--takeoff-height", "1.5")
+
+
+def test_hover_10_s_in_the_px4_twin_through_pymavlink(px4_policy, tmp_path):
+    with px4_twin() as twin:
+        rc, summary, err = run_fly(fly_cmd(px4_policy, twin.uri, tmp_path, *HOVER, "--duration", "10"))
+    assert rc == 0, err
+    assert summary["failsafe"] is None and summary["final_state"] == "DONE"
+    assert summary["rmse_m"] < 0.10, summary
+    log = FlightLog.read(summary["log"])
+    assert [t["to"] for t in log.transitions] == ["PREFLIGHT", "ARMED", "FLYING", "LANDING", "DONE"]
+    assert log.header["spec"]["vehicle"] == "x500" and log.summary is not None
+    hover_s = sum(t["phase"] == "hover" for t in log.ticks) / log.header["rate_hz"]
+    assert abs(hover_s - 10.0) < 0.2
+    assert log.column("pos")[-1, 2] < 0.15
+
+
+def test_geofence_breach_hands_the_vehicle_to_px4_land(px4_policy, tmp_path):
+    with px4_twin("--wind", "6,0,0", "--gust-std", "1") as twin:
+        rc, summary, err = run_fly(fly_cmd(px4_policy, twin.uri, tmp_path, *HOVER,
+                                           "--geofence", "-0.2,0.2,-1,1,3"))
+    assert rc == 3, err
+    assert summary["failsafe"].startswith("geofence breach: x="), summary
+    assert summary["failsafe_action"] == "px4_land" and summary["failsafe_response_ms"] < 100.0
+    assert "FAILSAFE" in err
+
+
+def test_refuses_a_crazyflie_policy_on_a_px4_vehicle(cf_policy, tmp_path):
+    with px4_twin() as twin:
+        rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path))
+    assert rc == 2 and "refused to arm: wrong vehicle" in err, err
