@@ -221,6 +221,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a policy file is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -274,7 +277,8 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     result = ExportResult(out=str(out), quantization=quantization, parity=par, closed_loop=None, timings_s=timings)
     if not par.ok:
         result.refused = f"parity: max abs diff {par.max_abs_diff:.3g} > {par.tolerance:g}"
-        raise ExportRefused(f"refusing to write {out}: {result.refused}", result)
+        hint = {"int8": "; try --quantize float16 or none", "float16": "; try --quantize none"}.get(quantization, "")
+        raise ExportRefused(f"refusing to write {out}: {result.refused}{hint}", result)
 
     if episodes > 0:
         t0 = time.perf_counter()
