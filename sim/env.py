@@ -214,7 +214,9 @@ class HoverVecEnv(VectorEnv):
         info["final_obs"] = obs.copy()
         info["_final_obs"] = done
         if done.any():
-            obs = self.task.reset(done)
+            # only the ended rows restart; running rows keep the observation already returned
+            # (task.reset re-observes every env, which would draw fresh sensor noise for them)
+            obs = np.where(done[:, None], self.task.reset(done), obs)
         return obs, reward, terminated, truncated, info
 
 

@@ -133,3 +133,15 @@ def test_single_env_step_types():
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
     assert isinstance(info["success"], bool)
+
+
+def test_running_envs_keep_their_observation_when_another_env_autoresets():
+    """With sensor noise on, the obs returned for a running env equals its row of final_obs:
+    the transition (s, a, r, s') a trainer stores is the one the agent then acts from."""
+    env = HoverVecEnv("crazyflie", 3, seed=0)
+    env.reset()
+    env.task.tick[0] = env.task.max_ticks - 1  # env 0 reaches the time limit on the next step
+    obs, _, _, truncated, info = env.step(np.tile(env.task.hover, (3, 1)))
+    assert truncated[0] and not info["_final_obs"][1:].any()
+    np.testing.assert_array_equal(obs[1:], info["final_obs"][1:])
+    assert not np.array_equal(obs[0], info["final_obs"][0])
