@@ -30,8 +30,6 @@ from sim.contract import PolicySpec
 from train.networks import build_actor, build_critic
 
 ACTOR_LOSSES = ("q", "action_gradients")
-import os
-JIT = os.environ.get("QUADHIL_JIT", "0") == "1"
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,7 @@ class AgentConfig:
     target_noise_clip: float = 0.5
     policy_delay: int = 1  # TD3: actor/target update every k critic updates
     reward_scale: float = 1.0
+    jit: bool = True  # XLA-compile the update (about 1.5-2x the updates/s on a small CPU)
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -74,8 +73,8 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
         a = actor(obs, training=False)
         with tf.GradientTape() as inner:
             inner.watch(a)
-            q = critic([obs, a], training=False)
-        dq_da = tf.stop_gradient(inner.gradient(tf.reduce_sum(q), a))  # per-sample dQ_i/da_i
+            q_sum = tf.reduce_sum(critic([obs, a], training=False))  # sum: per-sample dQ_i/da_i
+        dq_da = tf.stop_gradient(inner.gradient(q_sum, a))
         with tf.GradientTape() as tape:
             mu = actor(obs, training=True)
             loss = -tf.reduce_mean(tf.reduce_sum(dq_da * mu, axis=1))
@@ -106,18 +105,23 @@ class DDPGAgent:
         self.actor_opt.build(self.actor.trainable_variables)
         self.critic_opt.build(self.critic_vars)
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
-        self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=JIT)
+        self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit)
 
     # --- one gradient step ------------------------------------------------------------------
 
-    def _critic_step(self, obs, act, rew, next_obs, mask, tnoise):
+    def td_targets(self, rew, next_obs, mask, tnoise=None):
+        """y = scale * r + gamma * mask * Q'(s', mu'(s') [+ clipped noise]), min over twin targets.
+        ``mask`` is 0 for terminated transitions (no bootstrap) and 1 for truncated or running ones."""
         c = self.config
         next_a = self.actor_target(next_obs, training=False)
-        if c.target_noise > 0:
+        if c.target_noise > 0 and tnoise is not None:
             next_a = tf.clip_by_value(next_a + tnoise, -1.0, 1.0)
         q_next = [ct([next_obs, next_a], training=False)[:, 0] for ct in self.critic_targets]
         q_next = q_next[0] if len(q_next) == 1 else tf.minimum(q_next[0], q_next[1])
-        y = tf.stop_gradient(c.reward_scale * rew + c.gamma * mask * q_next)
+        return tf.stop_gradient(c.reward_scale * rew + c.gamma * mask * q_next)
+
+    def _critic_step(self, obs, act, rew, next_obs, mask, tnoise):
+        y = self.td_targets(rew, next_obs, mask, tnoise)
         with tf.GradientTape() as tape:
             qs = [cr([obs, act], training=True)[:, 0] for cr in self.critics]
             loss = tf.add_n([tf.reduce_mean(tf.square(q - y)) for q in qs])
@@ -131,9 +135,6 @@ class DDPGAgent:
         for tgt, src in pairs:
             for t, s in zip(tgt.weights, src.weights):
                 t.assign(t * (1.0 - tau) + s * tau)
-
-    def _actor_step(self):
-        pass
 
     def _update_many(self, obs, act, rew, next_obs, mask, tnoise):
         """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q."""

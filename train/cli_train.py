@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_tensorflow()
     trainer = build_trainer(args)
+    trainer.log_evals = args.no_progress and not args.json
     result = trainer.run(_T_IMPORT, show_progress=not args.no_progress and not args.json)
     result["loadavg"] = os.getloadavg()
     result["out"] = str(trainer.out)
