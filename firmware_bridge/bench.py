@@ -1,17 +1,140 @@
-"""Placeholder: this command is built by a later issue and says so clearly."""
+"""``quadhil bench bridge``: fly a twin with the bridge's loop at 100 Hz and at 500 Hz.
+
+For each rate: start the twin (a subprocess, ended by pid), fly the policy armed for
+``--duration`` s of hover (plus takeoff and landing) through the real client library, and report
+the in-process latency from telemetry arrival to command sent (p50/p99, over ticks that had a
+fresh sample), the deadline miss rate, the share of ticks with a fresh sample, state age, policy
+inference time and the bridge process's CPU use. The Crazyflie streams state at most at 100 Hz
+(log period unit 10 ms), the PX4 twin at up to 250 Hz: at 500 Hz most ticks reuse a sample and
+``fresh_rate`` says how many did not. Benchmarks measure; nothing here is asserted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-from sim.errors import NotAvailable
+from sim.errors import QuadhilError
+from sim.report import emit_json, print_table
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY_DIRS = {"crazyflie": "crazyflie-hover", "px4": "x500-hover"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """Arguments of ``quadhil bench bridge``."""
+    parser.add_argument("--twin", choices=("crazyflie", "px4"), default="crazyflie", help="which twin to fly")
+    parser.add_argument("--model", default=None,
+                        help="policy .tflite (default: policies/crazyflie-hover or policies/x500-hover)")
+    parser.add_argument("--rates", default="100,500", help="control rates to run, Hz (default 100,500)")
+    parser.add_argument("--duration", type=float, default=30.0, help="hover seconds per rate (default 30)")
+    parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
+
+
+def _default_model(twin: str, tmp: Path) -> Path:
+    d = REPO / "policies" / POLICY_DIRS[twin]
+    tfl = sorted(d.glob("*.tflite")) if d.is_dir() else []
+    if tfl:
+        return tfl[0]
+    if (d / "config.json").exists():
+        out = tmp / "policy.tflite"
+        proc = subprocess.run([sys.executable, "-m", "quadhil", "export", str(d), "--out", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise QuadhilError(f"could not export {d}: {proc.stderr.strip().splitlines()[-1:]}")
+        return out
+    raise QuadhilError(f"no policy in {d}; pass --model")
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_twin(twin: str) -> tuple[subprocess.Popen, str]:
+    if twin == "crazyflie":
+        cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", "0"]
+        ready, uri_of = "ready ", lambda line: line.split()[1]
+    else:
+        port = _free_udp_port()
+        cmd = [sys.executable, "-m", "quadhil", "sitl", "px4", "--port", str(port), "--listen-port",
+               str(_free_udp_port()), "--no-gcs"]
+        ready, uri_of = "px4 twin", lambda line: f"udpin:127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + 30.0
+    line = ""
+    while not line.startswith(ready):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            _stop(proc)
+            raise QuadhilError(f"the {twin} twin did not start")
+        if sel.select(max(0.0, deadline - time.monotonic())):
+            line = proc.stdout.readline()
+    sel.close()
+    return proc, uri_of(line.strip())
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not yet available."""
-    raise NotAvailable("'firmware_bridge/bench' is not available yet in this build")
+    """Fly once per rate; print a table and (with --json) one JSON object."""
+    from firmware_bridge.flight import Flight, FlyConfig
+
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    if not rates or any(r <= 0 for r in rates):
+        raise QuadhilError(f"--rates must be positive numbers, got {args.rates!r}")
+    out: dict = {"twin": args.twin, "duration_s": args.duration, "rates": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else _default_model(args.twin, Path(tmp))
+        out["model"] = str(model)
+        target = "0,0,1" if args.twin == "crazyflie" else "0,0,1.5"
+        for rate in rates:
+            proc, uri = _start_twin(args.twin)
+            try:
+                cfg = FlyConfig(model=str(model), link=uri, target_w=tuple(float(v) for v in target.split(",")),
+                                duration_s=args.duration, arm=True, log_dir=str(Path(tmp) / "flights"),
+                                rate_hz=rate, status=False)
+                res = Flight(cfg).run()
+            finally:
+                _stop(proc)
+            out["rates"][f"{rate:g}"] = {
+                "latency_p50_ms": res.latency_p50_ms, "latency_p99_ms": res.latency_p99_ms,
+                "miss_rate": res.deadline_miss_rate, "fresh_rate": res.fresh_rate,
+                "state_age_p99_ms": res.state_age_p99_ms, "infer_p99_ms": res.infer_p99_ms,
+                "cpu_percent": res.cpu_percent, "ticks": res.ticks, "rmse_m": res.rmse_m,
+                "failsafe": res.failsafe,
+            }
+    out["loadavg"] = list(os.getloadavg())
+    rows = []
+    for rate, r in out["rates"].items():
+        rows += [(f"{rate} Hz latency p50 / p99 (ms)", f"{_f(r['latency_p50_ms'])} / {_f(r['latency_p99_ms'])}"),
+                 (f"{rate} Hz deadline miss rate", r["miss_rate"]), (f"{rate} Hz fresh-sample ticks", r["fresh_rate"]),
+                 (f"{rate} Hz bridge CPU (%)", r["cpu_percent"]), (f"{rate} Hz hover RMSE (m)", _f(r["rmse_m"])),
+                 (f"{rate} Hz failsafe", r["failsafe"] or "none")]
+    rows.append(("loadavg", " ".join(f"{v:.2f}" for v in out["loadavg"])))
+    print_table(f"quadhil bench bridge ({args.twin} twin)", rows)
+    if args.json:
+        emit_json(out)
+    return 0
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
