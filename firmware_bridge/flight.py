@@ -155,6 +155,15 @@ class _Status:
             self._live.stop()
 
 
+def check_link_for_spec(uri: str, spec) -> None:
+    """Refuse, before connecting, what no vehicle on this kind of link can fly."""
+    if link_kind(uri) == "mavlink" and spec.action_mode == "motors":
+        raise QuadhilError(
+            "a 'motors' policy cannot fly over MAVLink: PX4 v1.14+ takes no motor commands on that link. "
+            "Fly motor-level on PX4 onboard instead: `quadhil export RUN --format px4-nn` and run it in PX4's "
+            "mc_nn_control module")
+
+
 class Flight:
     """A single flight; :meth:`run` returns a :class:`FlightResult` or raises."""
 
@@ -162,15 +171,11 @@ class Flight:
         from deploy.runtime import Policy  # TF-free LiteRT runtime
 
         self.cfg = cfg
-        kind = link_kind(cfg.link)
+        link_kind(cfg.link)  # a bad URI is refused before the model is even read
         self.policy = Policy.load(cfg.model)
         self.spec = self.policy.spec
         self.vehicle = load_vehicle(self.spec.vehicle)
-        if kind == "mavlink" and self.spec.action_mode == "motors":
-            raise QuadhilError(
-                "a 'motors' policy cannot fly over MAVLink: PX4 v1.14+ takes no motor commands on that link. "
-                "Fly motor-level on PX4 onboard: export with `quadhil export --format px4-nn` (the onboard issue) "
-                "and run it in mc_nn_control")
+        check_link_for_spec(cfg.link, self.spec)
         self.rate_hz = float(cfg.rate_hz or self.spec.control_rate_hz)
         self.period_s = 1.0 / self.rate_hz
         battery_min = cfg.battery_min_v if cfg.battery_min_v is not None else self.vehicle.battery.low_voltage_v

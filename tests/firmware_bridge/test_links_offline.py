@@ -1,0 +1,89 @@
+"""Link selection and wire encodings that need no vehicle: URI parsing, the refusal of motor
+policies over MAVLink, the Crazyflie setpoint mapping and quaternion decompression."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from firmware_bridge.flight import check_link_for_spec
+from firmware_bridge.links import LinkError, link_kind
+from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, pwm_to_cflib_percent, quat_decompress
+from firmware_bridge.links.mavlink import MavlinkLink, parse_mavlink_uri, px4_thrust_setpoint
+from sim.contract import act_to_command, default_spec, hover_action
+from sim.errors import QuadhilError
+from sim.frames import quat_normalize
+from sim.vehicle import load_vehicle
+
+
+@pytest.mark.parametrize("uri, kind", [
+    ("radio://0/80/2M/E7E7E7E7E7", "cflib"), ("usb://0", "cflib"), ("udp://127.0.0.1:19850", "cflib"),
+    ("udpin:0.0.0.0:14540", "mavlink"), ("udpout:10.0.0.2:14550", "mavlink"), ("tcp:127.0.0.1:5760", "mavlink"),
+    ("serial:/dev/ttyAMA0:921600", "mavlink"),
+])
+def test_the_uri_picks_the_library(uri, kind):
+    assert link_kind(uri) == kind
+
+
+@pytest.mark.parametrize("uri", ["http://x", "/dev/ttyUSB0", "", "udp:127.0.0.1:1"])
+def test_unknown_links_are_refused_with_the_accepted_forms(uri):
+    with pytest.raises(LinkError, match="radio://"):
+        link_kind(uri)
+
+
+def test_serial_uri_needs_a_baud_rate():
+    assert parse_mavlink_uri("serial:/dev/ttyAMA0:921600") == ("/dev/ttyAMA0", {"baud": 921600})
+    with pytest.raises(LinkError, match="serial:/dev/DEVICE:BAUD"):
+        MavlinkLink("serial:/dev/ttyAMA0")
+
+
+def test_a_motors_policy_is_refused_over_mavlink_before_connecting():
+    spec = default_spec(load_vehicle("x500"), action_mode="motors")
+    with pytest.raises(QuadhilError, match="px4-nn"):
+        check_link_for_spec("udpin:0.0.0.0:14540", spec)
+    check_link_for_spec("udp://127.0.0.1:19850", default_spec(load_vehicle("crazyflie"), action_mode="motors"))
+
+
+def test_crazyflie_hover_action_maps_to_hover_pwm_and_zero_rates():
+    cf = load_vehicle("crazyflie")
+    spec = default_spec(cf)
+    sp = ctbr_to_manual_setpoint(act_to_command(hover_action(spec, cf)[None], spec, cf), cf)
+    per_motor_n = cf.command_to_thrust(sp["thrust_pwm"] / 65535.0)
+    assert 4 * per_motor_n == pytest.approx(cf.weight_n, rel=1e-6)
+    assert sp["roll_rate_deg_s"] == sp["pitch_rate_deg_s"] == sp["yaw_rate_deg_s"] == 0.0
+    # cflib's percentage maps back to the same PWM (10001 + pct/100 * 49999)
+    assert 10001 + sp["thrust_pct"] / 100 * 49999 == pytest.approx(sp["thrust_pwm"], abs=1)
+
+
+def test_crazyflie_rates_go_out_in_deg_s_with_flu_signs():
+    cf = load_vehicle("crazyflie")
+    spec = default_spec(cf)
+    a = np.array([[0.0, 0.1, -0.2, 0.3]])
+    sp = ctbr_to_manual_setpoint(act_to_command(a, spec, cf), cf)
+    assert sp["roll_rate_deg_s"] == pytest.approx(math.degrees(0.1 * 10.0))
+    assert sp["pitch_rate_deg_s"] == pytest.approx(math.degrees(-0.2 * 10.0))  # cflib negates on the wire
+    assert sp["yaw_rate_deg_s"] == pytest.approx(math.degrees(0.3 * 5.0))
+
+
+def test_cflib_thrust_percentage_clips_to_its_pwm_window():
+    assert pwm_to_cflib_percent(0) == 0.0 and pwm_to_cflib_percent(65535) == 100.0
+    assert pwm_to_cflib_percent(35000.5) == pytest.approx((35000.5 - 10001) / 49999 * 100)
+
+
+def test_px4_thrust_is_the_collective_fraction():
+    x5 = load_vehicle("x500")
+    spec = default_spec(x5)
+    cmd = act_to_command(hover_action(spec, x5)[None], spec, x5)
+    assert px4_thrust_setpoint(cmd) == pytest.approx(x5.hover_thrust_fraction)
+
+
+def test_quat_decompress_inverts_the_firmware_packing_to_within_its_9_bits():
+    from sim.sitl.crazyflie.twin import compress_quaternion  # the twin packs like quatcompress.h
+
+    rng = np.random.default_rng(3)
+    for q in quat_normalize(rng.normal(size=(200, 4))):
+        w, x, y, z = q
+        d = np.array(quat_decompress(compress_quaternion(x, y, z, w)))
+        assert np.allclose(d * np.sign(d @ [x, y, z, w]), [x, y, z, w], atol=3e-3)
