@@ -194,17 +194,34 @@ def closed_loop(keras_fn, policy: Policy, spec: PolicySpec, episodes: int, seed:
                             tflite_success=t.success_rate, keras_rmse_m=k.rmse_m, tflite_rmse_m=t.rmse_m)
 
 
+def schema_module():
+    """The TFLite schema's generated object API: LiteRT's copy, else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def quadhil_version() -> str:
+    """The installed quadhil distribution's version ('unknown' when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quadhil")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_provenance(run_dir: Path, keras_path: Path, quantization: str, weights_sha256: str,
                      par: ParityResult, cl: ClosedLoopResult | None) -> dict:
     """Where the file came from and how it was checked (stored in the file)."""
     import tensorflow as tf
 
-    from quadhil import __version__
-
     commit, dirty = git_commit()
     prov = {
         "run": str(run_dir.resolve()), "keras_file": keras_path.name, "keras_sha256": sha256_file(keras_path),
-        "quadhil_version": __version__, "git_commit": commit, "git_dirty": dirty,
+        "quadhil_version": quadhil_version(), "git_commit": commit, "git_dirty": dirty,
         "export_time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "quantization": quantization, "tensorflow_version": tf.__version__, "weights_sha256": weights_sha256,
         "parity": asdict(par),
@@ -267,7 +284,9 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     weights_sha = read_model(raw).weights_sha256
 
     # the interpreter runs the converted model through the runtime, with a provisional entry
-    provisional = embed_metadata(raw, make_document(spec, {"quantization": quantization, "weights_sha256": weights_sha}))
+    schema = schema_module()
+    provisional = embed_metadata(raw, make_document(spec, {"quantization": quantization, "weights_sha256": weights_sha}),
+                                 schema=schema)
     policy = Policy.from_bytes(provisional, source=f"converted {quantization} model")
     t0 = time.perf_counter()
     par = parity(keras_fn, policy, par_obs, quantization)
@@ -292,7 +311,7 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
             raise ExportRefused(f"refusing to write {out}: {result.refused}", result)
 
     prov = build_provenance(run_dir, keras_path, quantization, weights_sha, par, result.closed_loop)
-    data = embed_metadata(raw, make_document(spec, prov))
+    data = embed_metadata(raw, make_document(spec, prov), schema=schema)
     final = Policy.from_bytes(data, source=str(out))  # the shipped bytes load with the real runtime
     if final.spec != spec:
         raise QuadhilError("internal error: the spec read back from the file differs from the run's")

@@ -4,7 +4,8 @@ a name and the index of the ``Buffer`` that holds the bytes).
 
 Reading (:func:`read_policy_metadata`) uses only :mod:`deploy.tflite_format`, no TensorFlow.
 Writing (:func:`embed_metadata`) rebuilds the flatbuffer with the ``flatbuffers`` package and the
-TFLite schema's generated Python object API (shipped by ai_edge_litert, and by TensorFlow): the
+TFLite schema's generated Python object API (shipped by ai_edge_litert; the exporter falls back to
+TensorFlow's copy): the
 model is unpacked, one ``Buffer`` and one ``Metadata`` appended, and it is packed again. Buffer
 indices of the weights do not change, so :attr:`ModelInfo.weights_sha256` of the rebuilt file
 equals the digest of the converter's output, which the document records: a reader that finds a
@@ -41,21 +42,23 @@ def make_document(spec: PolicySpec, provenance: dict) -> bytes:
 
 
 def _schema():
-    """The TFLite schema's generated object API (a pure-Python module over ``flatbuffers``)."""
+    """The TFLite schema's generated object API (a pure-Python module over ``flatbuffers``) as
+    ai_edge_litert ships it; the exporter passes TensorFlow's copy where LiteRT is absent."""
     try:
         from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # the training machine always has TensorFlow's copy
-        from tensorflow.lite.python import schema_py_generated as schema
+    except ImportError:
+        raise PolicyFileError("writing quadhil metadata needs ai-edge-litert's TFLite schema module "
+                              "(or pass schema=)") from None
     return schema
 
 
-def embed_metadata(tflite: bytes, document: bytes, name: str = METADATA_NAME) -> bytes:
+def embed_metadata(tflite: bytes, document: bytes, name: str = METADATA_NAME, schema=None) -> bytes:
     """Return ``tflite`` with ``document`` stored as metadata entry ``name`` (an existing entry of
-    that name is replaced)."""
+    that name is replaced). ``schema``: a ``schema_py_generated`` module (default: LiteRT's)."""
     import flatbuffers
     import numpy as np
 
-    schema = _schema()
+    schema = schema or _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     if model.buffers is None:
         model.buffers = []
