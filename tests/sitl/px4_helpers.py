@@ -73,14 +73,17 @@ class Px4TwinProcess:
     def recv(self, types, timeout_s: float = 3.0, condition=None):
         """Next message of ``types`` (str or list) satisfying ``condition(msg)``, or None."""
         deadline = time.monotonic() + timeout_s
+        wanted = types if isinstance(types, (list, tuple, set)) else [types]
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            msg = self.client.recv_match(type=types, blocking=True, timeout=min(left, 0.2))
+            msg = self.client.recv_match(blocking=True, timeout=min(left, 0.2))
             if msg is None:
                 continue
-            if msg.get_type() == "STATUSTEXT" and "STATUSTEXT" not in (types if isinstance(types, list) else [types]):
+            if msg.get_type() == "STATUSTEXT":
+                self.statustexts.append(msg.text)
+            if msg.get_type() not in wanted:
                 continue
             if condition is None or condition(msg):
                 return msg
@@ -154,9 +157,14 @@ class Px4TwinProcess:
 
 @contextlib.contextmanager
 def px4_twin(*extra_args: str, ekf_init_s: float = 0.0, gcs: bool = True, sysid: int = 1,
-             ready_timeout_s: float = READY_TIMEOUT_S):
+             ready_timeout_s: float = READY_TIMEOUT_S, heartbeat_hz: float = 10.0):
     """Start ``python -m sim.sitl px4`` on free ports, wait for its first HEARTBEAT on the
-    offboard port, yield a :class:`Px4TwinProcess`; always stop it by pid."""
+    offboard port, yield a :class:`Px4TwinProcess`; always stop it by pid.
+
+    ``heartbeat_hz`` asks for HEARTBEAT at that rate on the offboard link with
+    MAV_CMD_SET_MESSAGE_INTERVAL (PX4 honours it), so mode changes show up quickly; pass 1.0
+    for PX4's default.
+    """
     client_port, listen_port, gcs_port, gcs_listen_port = free_udp_ports(4)
     client = mavutil.mavlink_connection(f"udpin:127.0.0.1:{client_port}", source_system=255, source_component=190)
     cmd = [sys.executable, "-m", "sim.sitl", "px4", "--port", str(client_port), "--listen-port", str(listen_port),
@@ -177,6 +185,10 @@ def px4_twin(*extra_args: str, ekf_init_s: float = 0.0, gcs: bool = True, sysid:
             raise TimeoutError(f"no HEARTBEAT from the twin within {ready_timeout_s} s")
         # the twin answers whoever talks to it: announce ourselves so replies come back here
         client.mav.heartbeat_send(6, 8, 0, 0, 0)
+        if heartbeat_hz != 1.0:
+            ack = twin.command(511, 0.0, 1e6 / heartbeat_hz)
+            if ack is None or ack.result != 0:
+                raise RuntimeError(f"twin refused a HEARTBEAT interval: {ack}")
         yield twin
     finally:
         stop_process(proc)

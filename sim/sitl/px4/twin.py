@@ -122,6 +122,7 @@ class Px4Twin:
             self.wind = Wind(1, RealismConfig(wind_mean_mps=tuple(c.wind_mps), wind_gust_std_mps=c.gust_std_mps),
                              self.rng)
         self.battery_fraction = float(c.battery_fraction)
+        self.commander.battery_fraction = self.battery_fraction
         self.battery_consumed_mah = 0.0
         self.battery_a = 0.0
         self.ticks = 0
