@@ -134,15 +134,11 @@ def test_refuses_a_policy_for_another_vehicle(px4_policy, tmp_path):
     assert summary["ticks"] == 0 and _log(summary).transitions[-1]["to"] == "DONE"
 
 
-def test_refuses_stale_telemetry(cf_policy, tmp_path):
-    with fault_twin("--stall-after", "0.1") as twin:
+def test_refuses_stale_telemetry_and_a_low_battery_and_lists_both(cf_policy, tmp_path):
+    with fault_twin("--stall-after", "0.1", "--battery-charge", "0.05") as twin:
         rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path))
-    assert rc == 2 and "state estimate is stale" in err, err
-    assert "stale" in _log(summary).transitions[-1]["reason"]
-
-
-def test_refuses_a_low_battery(cf_policy, tmp_path):
-    with fault_twin("--battery-charge", "0.05") as twin:
-        rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path))
-    assert rc == 2 and "battery low" in err, err
-    assert "battery low" in _log(summary).transitions[-1]["reason"]
+    assert rc == 2, err
+    assert "state estimate is stale" in err and "battery low: 3.0" in err, err
+    assert summary["refused"] and len(summary["refused"]) == 2
+    reason = _log(summary).transitions[-1]["reason"]
+    assert "stale" in reason and "battery low" in reason
