@@ -20,8 +20,11 @@ def _datagram(payload: bytes) -> bytes:
     return crtp.encode(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, payload)
 
 
-def _ready_twin() -> CrazyflieTwin:
+def _ready_twin(enable: bool = True) -> CrazyflieTwin:
     twin = CrazyflieTwin()
+    if enable:  # what the bridge does through cflib before flying motor-level
+        twin.params.set("quadhil.mode", 1)
+        twin.params.set("quadhil.enable", 1)
     for _ in range(200):  # pre-flight checks and auto-arming
         twin.tick()
     assert twin.supervisor.motors_allowed
@@ -125,14 +128,30 @@ def test_a_relay_flown_twin_lifts_off_and_the_supervisor_keeps_it_flying():
     assert twin.supervisor.state == State.FLYING
 
 
-def test_release_hands_the_motors_back():
-    twin = _ready_twin()
+def test_the_relay_runs_only_while_quadhil_enable_and_mode_say_so():
+    twin = _ready_twin(enable=False)
+    assert twin.params.get("quadhil.enable") == 0 and twin.params.get("quadhil.wdMs") == ac.DEFAULT_WATCHDOG_MS
     twin.handle_datagram(_datagram(ac.encode_motors(1, [0.5] * 4)))
     twin.tick()
-    app_relay.release(twin)
+    assert np.all(twin.motor_cmd_n == 0), "disabled: the PID controller (no setpoint) keeps the motors off"
+    twin.params.set("quadhil.enable", 1)
+    twin.handle_datagram(_datagram(ac.encode_motors(2, [0.5] * 4)))
     twin.tick()
-    assert app_relay.tick not in twin.tick_hooks
-    assert np.all(twin.motor_cmd_n == 0)  # the PID controller with no setpoint: motors off
+    assert np.all(twin.motor_cmd_n > 0)
+    twin.params.set("quadhil.mode", 2)  # onboard policy: not run by the twin, so the relay lets go
+    twin.tick()
+    assert np.all(twin.motor_cmd_n == 0)
+    assert _statuses(twin)[-1].event == ac.AppEvent.DISABLED
+
+
+def test_watchdog_period_is_the_wdms_parameter():
+    twin = _ready_twin()
+    twin.params.set("quadhil.wdMs", 20)
+    twin.handle_datagram(_datagram(ac.encode_motors(1, [0.0] * 4)))
+    for _ in range(30):
+        twin.tick()
+    rs = app_relay.relay_state(twin)
+    assert rs.watchdog_trips == 1 and rs.trip_ages_s[0] == pytest.approx(0.020, abs=1e-9)
 
 
 # ---------------------------------------------------------------------- end to end, real cflib
@@ -172,6 +191,11 @@ def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_moto
     cf.appchannel.packet_received.add_callback(on_status)
     a = _hover_action(twin, margin=1.05)
     with SyncCrazyflie(server.uri, cf=cf) as scf:
+        scf.cf.param.set_value("quadhil.mode", "1")  # as the bridge does (firmware_bridge/links/crazyflie.py)
+        scf.cf.param.set_value("quadhil.enable", "1")
+        deadline = time.monotonic() + 2.0
+        while twin.params.get("quadhil.enable") != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         z0 = float(twin.sim.state.pos_w[0, 2])
         t_end = time.monotonic() + 1.5
         seq = 0

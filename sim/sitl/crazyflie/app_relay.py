@@ -13,7 +13,11 @@ definition (:mod:`sim.sitl.app_channel`):
   motors drop to zero (safe output), the trip is counted, and a STATUS packet reports it on the
   app channel; the next valid packet resumes the relay (and is reported too).
 
-The relay never raises on a malformed packet: it refuses it and counts it, like the firmware.
+As in the app, packets are validated and stored as they arrive (:func:`handle`, the app task) and
+the motors follow in the 1 kHz loop (:func:`tick`, the controller), only while the ``quadhil``
+parameters that :func:`param_specs` adds to the twin's TOC say ``enable = 1`` and ``mode = 1``
+(what the bridge sets through cflib); otherwise the twin's own PID controller flies. The relay
+never raises on a malformed packet: it refuses it and counts it, like the firmware.
 The twin API used: ``set_motor_override(thrust_n (4,) | None)``, ``now_s()``, ``send_crtp(port,
 channel, data)``, ``tick_hooks``, ``vehicle`` (the nominal :class:`sim.vehicle.Vehicle`) and
 ``commander`` (fed a neutral setpoint per valid packet, as the app does; this uses the twin
@@ -47,6 +51,7 @@ class RelayState:
     trip_times_s: list = field(default_factory=list)  # twin time of each watchdog trip
     trip_ages_s: list = field(default_factory=list)  # time from the last valid packet to the trip
     last_error: str = ""
+    overriding: bool = False
 
 
 _ATTR = "_quadhil_app_relay"
@@ -106,8 +111,37 @@ def _apply(twin, rs: RelayState) -> None:
     twin.set_motor_override(thrust_n)
 
 
+def _param(twin, name: str, default: float) -> float:
+    params = getattr(twin, "params", None)
+    if params is None:
+        return default
+    try:
+        return float(params.get(f"quadhil.{name}"))
+    except KeyError:
+        return default
+
+
+def _active(twin) -> bool:
+    """quadhil.enable = 1 and quadhil.mode = 1 (the app's controller runs the relay)."""
+    return bool(_param(twin, "enable", 1.0)) and int(_param(twin, "mode", 1.0)) == 1
+
+
+def param_specs(twin) -> list:
+    """The app's ``quadhil`` parameter group (quadhil_app.c PARAM_GROUP_START(quadhil)) for the
+    twin's param TOC: enable (0), mode (1 relay, 2 policy), wdMs (50), thrustScale (1.0)."""
+    from sim.sitl.crazyflie.params import ParamSpec
+
+    return [
+        ParamSpec("quadhil", "enable", "uint8_t", 0),
+        ParamSpec("quadhil", "mode", "uint8_t", 1),
+        ParamSpec("quadhil", "wdMs", "uint16_t", ac.DEFAULT_WATCHDOG_MS),
+        ParamSpec("quadhil", "thrustScale", "float", 1.0),
+    ]
+
+
 def handle(twin, payload: bytes) -> None:
-    """One app-channel datagram from the client. Never raises for bad input."""
+    """One app-channel datagram from the client (the app task's handlePacket): validate and store.
+    The motors follow at the next tick. Never raises for bad input."""
     rs = relay_state(twin)
     try:
         packet = ac.decode(payload)
@@ -128,31 +162,47 @@ def handle(twin, payload: bytes) -> None:
     rs.last_rx_s = _now_s(twin)
     rs.motors = np.asarray(packet.motors, dtype=np.float64)
     rs.accepted += 1
-    _feed_commander(twin)
-    resumed = rs.state == ac.AppState.RELAY_TIMEOUT
-    _apply(twin, rs)
-    _set_state(twin, rs, ac.AppState.RELAY, ac.AppEvent.RESUMED if resumed else
-               (ac.AppEvent.STARTED if rs.state == ac.AppState.IDLE else rs.event))
+    if _active(twin):
+        _feed_commander(twin)
 
 
 def tick(twin) -> None:
-    """Per-tick watchdog: without a valid packet for ``watchdog_ms``, motors off and report."""
+    """The app's controller in mode 1, once per twin tick: apply the last valid packet, or, when
+    none arrived within ``watchdog_ms``, motors off and report. Disabled: hand the motors back."""
     rs = getattr(twin, _ATTR, None)
-    if rs is None or rs.state != ac.AppState.RELAY or rs.last_rx_s is None:
+    if rs is None:
+        return
+    if not _active(twin):
+        if rs.state != ac.AppState.IDLE or rs.overriding:
+            twin.set_motor_override(None)
+            rs.overriding = False
+            _set_state(twin, rs, ac.AppState.IDLE, ac.AppEvent.DISABLED)
+        return
+    rs.overriding = True
+    rs.watchdog_ms = _param(twin, "wdMs", rs.watchdog_ms)  # read every tick, like the app's statics
+    rs.thrust_scale = _param(twin, "thrustScale", rs.thrust_scale)
+    if rs.last_rx_s is None:
+        twin.set_motor_override(np.zeros(4))  # enabled, nothing received yet: motors off
         return
     now = _now_s(twin)
     age_s = now - rs.last_rx_s
     # whole microseconds, so 1 ms twin ticks compare exactly: trips when 50 ms have passed
     if round(age_s * 1e6) >= round(rs.watchdog_ms * 1e3):
-        rs.watchdog_trips += 1
-        rs.trip_times_s.append(now)
-        rs.trip_ages_s.append(age_s)
+        if rs.state != ac.AppState.RELAY_TIMEOUT:
+            rs.watchdog_trips += 1
+            rs.trip_times_s.append(now)
+            rs.trip_ages_s.append(age_s)
         twin.set_motor_override(np.zeros(4))  # safe output: motors off until a valid packet
         _set_state(twin, rs, ac.AppState.RELAY_TIMEOUT, ac.AppEvent.WATCHDOG)
+        return
+    event = {ac.AppState.RELAY_TIMEOUT: ac.AppEvent.RESUMED, ac.AppState.IDLE: ac.AppEvent.STARTED}.get(rs.state,
+                                                                                                       rs.event)
+    _apply(twin, rs)
+    _set_state(twin, rs, ac.AppState.RELAY, event)
 
 
 def release(twin) -> None:
-    """Hand the motors back to the twin's own controller and forget the relay (mode 0)."""
+    """Hand the motors back to the twin's own controller and forget the relay state."""
     rs = getattr(twin, _ATTR, None)
     if rs is not None:
         twin.set_motor_override(None)

@@ -147,14 +147,14 @@ class CrazyflieTwin:
         self.thrust_sp = 0.0
         self._prev_vel = self.sim.state.vel_w.copy()
         self._estimate()
-        self.params = ParamStore(self._param_specs())
-        self.log = LogSubsystem(self._log_vars())
         try:
             self._app_relay = importlib.import_module("sim.sitl.crazyflie.app_relay")
         except ModuleNotFoundError as exc:
             if exc.name != "sim.sitl.crazyflie.app_relay":
                 raise
             self._app_relay = None
+        self.params = ParamStore(self._param_specs())
+        self.log = LogSubsystem(self._log_vars())
 
     # ----------------------------------------------------------------- extension API
     def now_s(self) -> float:
@@ -219,7 +219,7 @@ class CrazyflieTwin:
             ParamSpec("cpu", "flash", "uint16_t", 1024, readonly=True),
             ParamSpec("firmware", "modified", "uint8_t", 0, readonly=True),
             ParamSpec("sitl", "seed", "uint32_t", self.config.seed & 0xFFFFFFFF, readonly=True),
-        ]
+        ] + (self._app_relay.param_specs(self) if self._app_relay is not None else [])  # quadhil.* of the app
 
     def _log_vars(self) -> list[LogVar]:
         t = self
@@ -268,6 +268,7 @@ class CrazyflieTwin:
         add("sys", "isTumbled", "uint8_t", lambda: t.supervisor.is_tumbled)
         add("sitl", "badPackets", "uint32_t", lambda: t.bad_packets)
         add("sitl", "lateTicks", "uint32_t", lambda: t.late_ticks)
+        add("sitl", "setpointAgeMs", "uint32_t", lambda: 1000.0 * t.commander.inactivity_s(t.now_s()))
         return v
 
     @property
