@@ -250,20 +250,21 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "none", parity_obs: int = 10_000,
                   calibration_obs: int = 4_000, episodes: int = 200, seed: int = 0, which: str = "best",
-                  log=print) -> ExportResult:
+                  log=print, parity_set: np.ndarray | None = None,
+                  calibration_set: np.ndarray | None = None) -> ExportResult:
     """Export a run's actor to ``out`` if both gates pass; see the module docstring.
 
     Returns an :class:`ExportResult`; raises :class:`ExportRefused` (after ``log``-ging the
     figures) if a gate fails, with nothing written. ``episodes`` 0 skips the closed-loop gate
-    (for tests only; the command line needs at least 1).
+    (for tests only; the command line needs at least 1). ``parity_set`` / ``calibration_set``:
+    observations already collected with this actor (tests reuse them across quantizations);
+    by default they are collected here.
     """
     from train.evaluate import collect_observations
     from train.networks import ACTOR_BEST, ACTOR_LAST, load_actor
 
     if quantization not in QUANTIZATIONS:
         raise QuadhilError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    if parity_obs < 10_000:
-        log(f"note: parity set of {parity_obs} observations is below the 10,000 the gate is specified with")
     run_dir, out = Path(run_dir), Path(out)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -273,10 +274,15 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    calib = collect_observations(keras_fn, spec, spec.vehicle, calibration_obs, seed=seed + 1) \
-        if quantization == "int8" else None
-    par_obs = collect_observations(keras_fn, spec, spec.vehicle, parity_obs, seed=seed + 2)
+    calib = calibration_set
+    if quantization == "int8" and calib is None:
+        calib = collect_observations(keras_fn, spec, spec.vehicle, calibration_obs, seed=seed + 1)
+    par_obs = parity_set
+    if par_obs is None:
+        par_obs = collect_observations(keras_fn, spec, spec.vehicle, parity_obs, seed=seed + 2)
     timings["collect"] = time.perf_counter() - t0
+    if len(par_obs) < 10_000:
+        log(f"note: parity set of {len(par_obs)} observations is below the 10,000 the gate is specified with")
 
     t0 = time.perf_counter()
     raw = convert(actor, quantization, calib)

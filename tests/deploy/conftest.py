@@ -44,14 +44,19 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exports(run_dir, tmp_path_factory) -> dict:
-    """quantization -> ExportResult of the fixture run (parity gate on 10,000 visited obs; the
-    closed-loop gate runs in test_cli_export, through the command line)."""
-    from deploy.export import export_policy
+def exports(run_dir, keras_actor, tmp_path_factory) -> dict:
+    """quantization -> ExportResult of the fixture run (parity gate on 10,000 visited obs, collected
+    once for all three; the closed-loop gate runs in test_cli.py, through the command line)."""
+    from deploy.export import export_policy, keras_act_fn
+    from train.evaluate import collect_observations
 
+    actor, spec = keras_actor
+    act = keras_act_fn(actor)
+    calibration = collect_observations(act, spec, spec.vehicle, 2_000, seed=1)
+    parity = collect_observations(act, spec, spec.vehicle, 10_000, seed=2)
     out_dir = tmp_path_factory.mktemp("exported")
-    return {q: export_policy(run_dir, out_dir / f"policy_{q}.tflite", q, parity_obs=10_000, calibration_obs=2_000,
-                             episodes=0, log=lambda *a: None)
+    return {q: export_policy(run_dir, out_dir / f"policy_{q}.tflite", q, episodes=0, log=lambda *a: None,
+                             parity_set=parity, calibration_set=calibration)
             for q in ("none", "float16", "int8")}
 
 

@@ -58,7 +58,7 @@ def test_int8_export_that_misses_the_parity_gate_writes_nothing(tmp_path):
     run = make_run(tmp_path / "wild", seed=1, weight_scale=1.0)
     out = tmp_path / "wild.tflite"
     with pytest.raises(ExportRefused, match="parity") as info:
-        export_policy(run, out, "int8", parity_obs=10_000, calibration_obs=2_000, episodes=0, log=lambda *a: None)
+        export_policy(run, out, "int8", parity_obs=2_000, calibration_obs=1_000, episodes=0, log=lambda *a: None)
     assert info.value.result.parity.max_abs_diff > 0.05
     assert not out.exists()
 
