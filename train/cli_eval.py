@@ -1,17 +1,91 @@
-"""Placeholder: this command is built by a later issue and says so clearly."""
+"""``quadhil eval RUN``: evaluate a trained policy in the simulator (deterministic actions,
+domain randomization and sensor noise on), write eval.json and a PNG of a few trajectories."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import time
+from pathlib import Path
 
-from sim.errors import NotAvailable
+from sim.errors import QuadhilError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """Arguments of ``quadhil eval``."""
+    parser.add_argument("run", help="run directory (config.json + actor_best.keras)")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="eval seed (training selects 'best' with another)")
+    parser.add_argument("--which", default="best", choices=("best", "last"))
+    parser.add_argument("--no-randomization", action="store_true", help="nominal vehicle, perfect state")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def plot_trajectories(result, path: Path, title: str) -> None:
+    """PNG of position vs time (x, y, z, world ENU) of the kept trajectories, target dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t = np.arange(result.pos_w.shape[1]) * result.dt_s
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    for i, name in enumerate("xyz"):
+        ax = axes[i]
+        for k in range(result.pos_w.shape[0]):
+            ax.plot(t, result.pos_w[k, :, i], lw=1, color=("tab:green" if result.success[k] else "tab:red"))
+        ax.axhline(result.target_w[i], ls="--", color="k", lw=0.8)
+        ax.set_ylabel(f"{name} [m]")
+    axes[-1].set_xlabel("time [s]")
+    axes[0].set_title(f"{title} (green: success, red: failure)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not yet available."""
-    raise NotAvailable("'train/cli_eval' is not available yet in this build")
+    """Evaluate; print a table (and one JSON line with --json)."""
+    import dataclasses
+
+    from sim.randomization import RealismConfig
+    from sim.report import emit_json, print_table
+    from train.evaluate import evaluate_policy
+    from train.loop import task_config_from_dict
+
+    if args.episodes < 1:
+        raise QuadhilError(f"--episodes must be >= 1, got {args.episodes}")
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise QuadhilError(f"{run_dir} is not a directory")
+    from train.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    from train.agent import NumpyActor
+    from train.networks import load_actor
+
+    actor, spec, config = load_actor(run_dir, args.which)
+    try:
+        act_fn = NumpyActor.from_keras(actor)
+    except ValueError:  # a layer the numpy copy does not know: use Keras itself
+        act_fn = lambda obs: actor(obs, training=False).numpy()  # noqa: E731
+    task = task_config_from_dict(config["task_config"]) if "task_config" in config else None
+    if task is not None:
+        task = dataclasses.replace(task, realism=RealismConfig())  # eval realism: the default, on
+    realism = RealismConfig.off() if args.no_randomization else None
+    t0 = time.perf_counter()
+    result = evaluate_policy(act_fn, spec, spec.vehicle, episodes=args.episodes, seed=args.seed,
+                             realism=realism, task=task)
+    summary = {**result.summary(), "vehicle": spec.vehicle, "action_mode": spec.action_mode,
+               "layout": spec.layout, "actor": args.which, "seed": args.seed,
+               "randomization": not args.no_randomization, "eval_s": time.perf_counter() - t0,
+               "loadavg": os.getloadavg()}
+    (run_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if not args.no_plot:
+        plot_trajectories(result, run_dir / "eval.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
+    print_table(f"quadhil eval {run_dir}", [(k, v) for k, v in summary.items() if k != "loadavg"])
+    if args.json:
+        emit_json(summary)
+    return 0

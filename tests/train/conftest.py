@@ -27,7 +27,9 @@ def cf_spec(crazyflie):
 TINY = [
     "--no-progress", "--num-envs", "4", "--batch-size", "16", "--updates-per-step", "1",
     "--set", "agent.actor_hidden=[8,8]", "--set", "agent.critic_hidden=[8,8]", "--set", "agent.jit=false",
-    "--set", "train.warmup_steps=40", "--set", "train.chunk=5", "--set", "train.eval_every_steps=200",
+    "--set", "train.warmup_steps=40", "--set", "train.chunk=5", "--set", "train.eval_every_steps=160",
     "--set", "train.eval_episodes=4", "--set", "train.checkpoint_every_steps=100000",
     "--set", "train.replay_capacity=1000",
+    # 0.4 s episodes (hold 0.1 s) so evaluations and episode ends come quickly
+    "--set", "task.episode_s=0.4", "--set", "task.hold_s=0.1",
 ]

@@ -1,0 +1,139 @@
+"""A training run end to end through the CLI: smoke, checkpoints, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quadhil.cli import run_command
+from tests.train.conftest import TINY
+
+
+def _train(out, *extra, vehicle="crazyflie"):
+    return run_command("train", ["--vehicle", vehicle, "--out", str(out), *TINY, *extra])
+
+
+def _agent_arrays(run_dir):
+    with np.load(run_dir / "checkpoint" / "agent.npz") as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    assert _train(out, "--max-steps", "400") == 0
+    return out
+
+
+def test_smoke_training_moves_the_losses_and_writes_a_run(smoke_run):
+    from train.networks import load_actor
+
+    cfg = json.loads((smoke_run / "config.json").read_text())
+    res = cfg["result"]
+    assert res["env_steps"] >= 400 and res["updates"] > 0
+    assert res["last_stats"] is not None
+    assert all(np.isfinite(v) for v in res["last_stats"].values())
+    for name in ("actor_best.keras", "actor_last.keras", "config.json"):
+        assert (smoke_run / name).exists()
+    assert cfg["spec"]["action_mode"] == "ctbr" and cfg["spec"]["control_rate_hz"] == 100.0
+    # the trained actor's weights moved away from their initialization
+    init = _agent_arrays(smoke_run)  # any finite checkpoint
+    assert all(np.all(np.isfinite(a)) for a in init)
+    actor, spec, _ = load_actor(smoke_run, "last")
+    obs = np.tile(np.asarray(spec.obs_mean, np.float32), (3, 1))
+    assert np.all(np.isfinite(actor(obs).numpy()))
+
+
+def test_checkpoint_save_load_gives_identical_actions(smoke_run):
+    from train.agent import NumpyActor
+    from train.networks import load_actor
+
+    actor, spec, _ = load_actor(smoke_run, "last")
+    again, _, _ = load_actor(smoke_run, "last")
+    rng = np.random.default_rng(0)
+    obs = rng.normal(np.asarray(spec.obs_mean), np.asarray(spec.obs_std), (16, spec.obs_dim)).astype(np.float32)
+    np.testing.assert_array_equal(actor(obs).numpy(), again(obs).numpy())
+    np.testing.assert_allclose(NumpyActor.from_keras(actor)(obs), actor(obs).numpy(), atol=1e-5)
+
+
+def test_a_randomly_initialised_actor_saves_as_a_run_directory(tmp_path, cf_spec):
+    """The layout the exporter relies on: build_actor + config.json with 'spec'."""
+    from train.networks import ACTOR_BEST, CONFIG, build_actor, load_actor
+
+    actor = build_actor(cf_spec)
+    actor.save(tmp_path / ACTOR_BEST)
+    (tmp_path / CONFIG).write_text(json.dumps({"spec": cf_spec.to_dict()}))
+    loaded, spec, _ = load_actor(tmp_path)
+    assert spec == cf_spec
+    obs = np.zeros((2, cf_spec.obs_dim), np.float32)
+    np.testing.assert_array_equal(loaded(obs).numpy(), actor(obs).numpy())
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _train(straight, "--max-steps", "320") == 0
+    assert _train(split, "--max-steps", "160") == 0
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(split), "--resume", "--max-steps", "320",
+                                 "--no-progress"]) == 0
+    a, b = _agent_arrays(straight), _agent_arrays(split)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    ra = json.loads((straight / "config.json").read_text())["result"]
+    rb = json.loads((split / "config.json").read_text())["result"]
+    assert (ra["env_steps"], ra["updates"], ra["episodes"]) == (rb["env_steps"], rb["updates"], rb["episodes"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vehicle", "hexacopter"], "unknown vehicle 'hexacopter'"),
+    (["--task", "backflip"], "unknown task 'backflip'"),
+    (["--budget-minutes", "0"], "--budget-minutes must be > 0"),
+    (["--layout", "nope"], "unknown layout 'nope'"),
+])
+def test_bad_arguments_are_refused_with_a_clear_error(tmp_path, capsys, args, message):
+    argv = ["--vehicle", "crazyflie", "--out", str(tmp_path / "r"), "--no-progress", *args]
+    assert run_command("train", argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_holding_a_run_of_another_vehicle_is_refused(smoke_run, capsys):
+    assert run_command("train", ["--vehicle", "x500", "--out", str(smoke_run), "--no-progress"]) == 2
+    assert "holds a run of vehicle 'crazyflie', not 'x500'" in capsys.readouterr().err
+
+
+def test_out_holding_a_run_without_resume_is_refused(smoke_run, capsys):
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(smoke_run), "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_from_a_corrupt_checkpoint_is_refused(tmp_path, capsys):
+    out = tmp_path / "corrupt"
+    assert _train(out, "--max-steps", "80") == 0
+    (out / "checkpoint" / "agent.npz").write_bytes(b"not a zip file")
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "checkpoint is corrupt" in capsys.readouterr().err
+
+
+def test_resume_without_a_run_is_refused(tmp_path, capsys):
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(tmp_path / "none"), "--resume",
+                                 "--no-progress"]) == 2
+    assert "holds no run" in capsys.readouterr().err
+
+
+def test_eval_cli_writes_eval_json_and_a_plot(smoke_run, capsys):
+    assert run_command("eval", [str(smoke_run), "--episodes", "6", "--json"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    figures = json.loads(last)
+    for key in ("success_rate", "rmse_m", "crash_rate", "episodes"):
+        assert key in figures
+    assert figures["episodes"] == 6
+    assert json.loads((smoke_run / "eval.json").read_text())["episodes"] == 6
+    assert (smoke_run / "eval.png").stat().st_size > 1000
+
+
+def test_eval_of_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
+    assert run_command("eval", [str(tmp_path)]) == 2
+    assert "not a training run" in capsys.readouterr().err
