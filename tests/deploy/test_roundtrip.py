@@ -96,3 +96,16 @@ def test_the_tensorflow_backend_gives_the_same_actions(policy_path, visited_obs)
     tf_lite = Policy.load(policy_path, backend="tensorflow")
     assert (litert.backend, tf_lite.backend) == ("ai_edge_litert", "tensorflow")
     np.testing.assert_allclose(tf_lite.act(visited_obs[:100]), litert.act(visited_obs[:100]), atol=1e-5, rtol=0)
+
+
+def test_a_missing_interpreter_backend_is_named_with_its_requirement():
+    import importlib.util
+
+    from deploy.runtime import load_interpreter_class
+    from sim.errors import QuadhilError
+
+    if importlib.util.find_spec("tflite_runtime") is not None:
+        pytest.skip("tflite_runtime is installed here")
+    with pytest.raises(QuadhilError, match="tflite_runtime: ModuleNotFoundError.*install ai-edge-litert|"
+                                           "install ai-edge-litert.*tflite_runtime: ModuleNotFoundError"):
+        load_interpreter_class("tflite_runtime")
