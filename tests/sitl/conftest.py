@@ -60,7 +60,8 @@ def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIM
 
 
 def connect_cflib(uri: str, rw_cache: str | None = None, timeout_s: float = 5.0):
-    """A fully connected ``SyncCrazyflie`` on ``uri`` or AssertionError after ``timeout_s``.
+    """A fully connected ``SyncCrazyflie`` on ``uri`` (TOCs fetched and every parameter value
+    read: cflib's ``fully_connected``) or AssertionError after ``timeout_s``.
 
     The caller closes it (``scf.close_link()``).
     """
@@ -70,8 +71,11 @@ def connect_cflib(uri: str, rw_cache: str | None = None, timeout_s: float = 5.0)
 
     cflib.crtp.init_drivers()
     cf = Crazyflie(rw_cache=rw_cache)
+    fully_connected = threading.Event()
+    cf.fully_connected.add_callback(lambda _uri: fully_connected.set())
     scf = SyncCrazyflie(uri, cf=cf)
     errors: list[BaseException] = []
+    deadline = time.monotonic() + timeout_s
 
     def _open() -> None:
         try:
@@ -82,7 +86,8 @@ def connect_cflib(uri: str, rw_cache: str | None = None, timeout_s: float = 5.0)
     t = threading.Thread(target=_open, daemon=True)
     t.start()
     t.join(timeout_s)
-    if t.is_alive() or errors or not scf.is_link_open():
+    fully_connected.wait(max(deadline - time.monotonic(), 0.0))
+    if t.is_alive() or errors or not scf.is_link_open() or not fully_connected.is_set():
         with contextlib.suppress(Exception):
             scf.close_link()
         raise AssertionError(f"cflib did not connect to {uri} within {timeout_s} s: {errors}")

@@ -50,8 +50,12 @@ def test_cflib_connects_within_2_s_and_the_tocs_hold_the_names(crazyflie_twin, t
 def test_param_round_trip_and_read_only(crazyflie_twin):
     scf = connect_cflib(crazyflie_twin.uri)
     try:
+        written = threading.Event()
+        scf.cf.param.add_update_callback(group="commander", name="enHighLevel", cb=lambda name, value: value == "1" and written.set())
         scf.cf.param.set_value("flightmode.stabModeYaw", 1)
         scf.cf.param.set_value("powerDist.idleThrust", 1234)
+        scf.cf.param.set_value("commander.enHighLevel", 1)  # writes are queued in order
+        assert written.wait(5.0), "no write echo"
         with pytest.raises(AttributeError):
             scf.cf.param.set_value("cpu.flash", 1)
     finally:
@@ -60,6 +64,7 @@ def test_param_round_trip_and_read_only(crazyflie_twin):
     try:
         assert scf.cf.param.get_value("flightmode.stabModeYaw") == "1"
         assert scf.cf.param.get_value("powerDist.idleThrust") == "1234"
+        assert scf.cf.param.get_value("commander.enHighLevel") == "1"
         assert scf.cf.param.get_value("cpu.flash") == "1024"
     finally:
         scf.close_link()
@@ -85,12 +90,14 @@ def test_a_10_ms_log_block_delivers_95_to_105_samples_per_second(crazyflie_twin)
         samples = collect(scf, ["stateEstimate.z", "stateEstimate.vz", "pm.vbat", "motor.m1"], 10, 2.5)
     finally:
         scf.close_link()
-    steady = [s for s in samples if s[0] >= samples[0][0] + 0.5]
-    rate = (len(steady) - 1) / (steady[-1][0] - steady[0][0])
+    # Rate on the vehicle's clock (the 24-bit ms timestamps): what the firmware's log timer
+    # delivers, independent of how promptly a busy test machine schedules this client.
+    stamps = [ts for _, ts, _ in samples]
+    rate = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000.0)
     assert 95 <= rate <= 105
-    stamps = [ts for _, ts, _ in steady]
-    assert all(b - a == 10 for a, b in zip(stamps, stamps[1:]))  # 24-bit ms timestamps
-    assert 3.0 < steady[-1][2]["pm.vbat"] <= 4.2
+    assert all(b - a == 10 for a, b in zip(stamps, stamps[1:]))  # none lost, none doubled
+    assert len(samples) > 150
+    assert 3.0 < samples[-1][2]["pm.vbat"] <= 4.2
 
 
 def test_two_twins_on_two_ports_at_once():
@@ -113,10 +120,10 @@ def test_watchdog_levels_out_then_cuts_motors_2_s_after_the_last_setpoint(crazyf
     try:
         cf = scf.cf
         conf = LogConfig("wd", 10)
-        for n in ("motor.m1", "supervisor.info", "stateEstimate.z"):
+        for n in ("motor.m1", "supervisor.info", "sitl.setpointAgeMs"):
             conf.add_variable(n)
         samples = []
-        conf.data_received_cb.add_callback(lambda ts, data, _: samples.append((time.monotonic(), data)))
+        conf.data_received_cb.add_callback(lambda ts, data, _: samples.append(data))
         cf.log.add_config(conf)
         conf.start()
         cf.commander.send_setpoint(0, 0, 0, 0)  # unlock thrust
@@ -124,14 +131,14 @@ def test_watchdog_levels_out_then_cuts_motors_2_s_after_the_last_setpoint(crazyf
         while time.monotonic() < end:
             cf.commander.send_setpoint(0, 0, 0, 42000)
             time.sleep(0.01)
-        last_setpoint = time.monotonic()
         time.sleep(2.6)
         conf.stop()
     finally:
         scf.close_link()
-    def motors_at(t):
-        return [d["motor.m1"] for ts, d in samples if abs(ts - (last_setpoint + t)) < 0.05]
-    assert min(motors_at(1.0)) > 0  # levelled out, still flying on the last thrust
-    cut = next(ts for ts, d in samples if ts > last_setpoint and d["motor.m1"] == 0) - last_setpoint
-    assert 1.9 < cut < 2.3
-    assert samples[-1][1]["supervisor.info"] & (1 << 6)  # locked until restart
+    flying = [d for d in samples if d["sitl.setpointAgeMs"] < 400]
+    assert flying and min(d["motor.m1"] for d in flying) > 0
+    levelled = [d for d in samples if 600 <= d["sitl.setpointAgeMs"] <= 1900]
+    assert levelled and min(d["motor.m1"] for d in levelled) > 0  # levelled out on the last thrust
+    cut = next(d["sitl.setpointAgeMs"] for d in samples if d["sitl.setpointAgeMs"] > 400 and d["motor.m1"] == 0)
+    assert 2000 <= cut <= 2100  # supervisor runs at 100 Hz
+    assert samples[-1]["supervisor.info"] & (1 << 6)  # locked until restart

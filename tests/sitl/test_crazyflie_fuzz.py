@@ -95,7 +95,7 @@ def test_random_datagrams_then_cflib_still_connects_and_flies(crazyflie_twin):
         sock.close()
     assert sent[0] >= 10_000
 
-    scf = connect_cflib(crazyflie_twin.uri)
+    scf = connect_cflib(crazyflie_twin.uri, timeout_s=10.0)
     try:
         cf = scf.cf
         conf = LogConfig("after", 10)
