@@ -33,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Benchmark options."""
     parser.add_argument("--duration", type=float, default=15.0, help="streaming time, s")
     parser.add_argument("--rate-hz", type=float, default=100.0, help="setpoint rate")
+    parser.add_argument("--realtime", action="store_true", help="run the twin with --realtime")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
 
 
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError("--duration and --rate-hz must be > 0")
     stats_path = tempfile.mktemp(prefix="quadhil-sitl-bench-", suffix=".json")
     cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", "0", "--stats-json", stats_path]
+    if args.realtime:
+        cmd.append("--realtime")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         if not select.select([proc.stdout], [], [], 60)[0]:
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "log_rate_hz": c.log_packets / window,
         "duration_s": window,
         "loadavg_1min": os.getloadavg()[0],
+        "realtime": bool(args.realtime),
     }
     print_table("Crazyflie twin under a 100 Hz client", list(figures.items()))
     if args.json:
