@@ -340,8 +340,10 @@ class CrazyflieLink(Link):
             cf.commander.send_setpoint_manual(enc["roll_rate_deg_s"], enc["pitch_rate_deg_s"],
                                               enc["yaw_rate_deg_s"], enc["thrust_pct"], True)
         elif self.motor_path == "app_channel":
-            pwm = [int(round(enc[f"m{i}_pwm"])) for i in range(1, 5)]
-            cf.appchannel.send_packet(self._relay.encode_motor_packet(pwm))
+            # the relay takes the contract's normalized action: a = 2 f - 1 (sim.contract)
+            action = 2.0 * np.asarray(command.thrust_fraction, dtype=np.float64).reshape(-1)[:4] - 1.0
+            self._relay_seq = (self._relay_seq + 1) & 0xFFFF
+            cf.appchannel.send_packet(self._relay.encode_motors(self._relay_seq, np.clip(action, -1.0, 1.0)))
         else:
             if not self._warned_params:
                 warnings.warn("motor commands through motorPowerSet params: each write takes ~15 ms on the "
