@@ -117,7 +117,7 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         f"#define QH_ACTION_HISTORY {spec.action_history}",
         f"#define QH_POSITION_ERROR_CLIP_M {_c_float(spec.position_error_clip_m)}",
         f"#define QH_THRUST_MAX_N {_c_float(spec.thrust_max_n)}",
-        f"/* {vehicle.id} thrust curve T(u) = c2 u^2 + c1 u + c0 (N), u = PWM/65535 ({vehicle.source_path}) */",
+        f"/* {vehicle.id} thrust curve T(u) = c2 u^2 + c1 u + c0 (N), u = PWM/65535 (sim/vehicles/{Path(vehicle.source_path).name}) */",
         f"#define QH_THRUST_CURVE_C0 {_c_float(c0)}",
         f"#define QH_THRUST_CURVE_C1 {_c_float(c1)}",
         f"#define QH_THRUST_CURVE_C2 {_c_float(c2)}",
@@ -151,6 +151,28 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         "crazyflie_app_accepts": spec.vehicle == "crazyflie" and spec.action_mode == "motors",
     }
     return "\n".join(out), figures
+
+
+PLACEHOLDER_VEHICLE = "none: run quadhil export --format c"
+
+
+def placeholder_header() -> str:
+    """The policy_weights.h committed with the app before any policy is exported: a Crazyflie
+    motor-level network shape with zero weights whose vehicle is not "crazyflie", so the app
+    builds, the relay (mode 1) works, and mode 2 refuses to fly it."""
+    import keras
+
+    from sim.contract import SPEC_LAYOUTS
+    from train.networks import build_actor
+
+    vehicle = load_vehicle("crazyflie")
+    spec = SPEC_LAYOUTS["default"](vehicle, "motors", 500.0)
+    actor = build_actor(spec)
+    for layer in actor.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    text, _ = render_header(actor, spec, vehicle, source="PLACEHOLDER: no policy exported yet, mode 2 refuses it")
+    return text.replace('#define QH_POLICY_VEHICLE "crazyflie"', f'#define QH_POLICY_VEHICLE "{PLACEHOLDER_VEHICLE}"')
 
 
 def export_c(args: argparse.Namespace) -> int:

@@ -53,14 +53,24 @@ def make_actor(vehicle_id: str = "crazyflie", action_mode: str = "motors", seed:
     return build_actor(spec), spec, vehicle
 
 
+def stage_sources(workdir: Path, header_text: str) -> Path:
+    """Write ``header_text`` as workdir/policy_weights.h next to a copy of quadhil_nn.c, so that
+    its ``#include "policy_weights.h"`` finds this one and not the app's committed placeholder
+    (a quoted include searches the including file's directory first)."""
+    (workdir / "policy_weights.h").write_text(header_text)
+    nn_c = workdir / "quadhil_nn.c"
+    shutil.copyfile(APP / "src" / "quadhil_nn.c", nn_c)
+    return nn_c
+
+
 def compile_harness(workdir: Path, header_text: str) -> Path:
     """gcc -std=c11 -O2 -Wall -Wextra -Werror the harness against ``header_text``."""
     gcc = shutil.which("gcc")
     if gcc is None:
         raise RuntimeError("gcc not found")
-    (workdir / "policy_weights.h").write_text(header_text)
+    nn_c = stage_sources(workdir, header_text)
     exe = workdir / "harness"
-    cmd = [gcc, *HOST_CFLAGS, f"-I{workdir}", f"-I{APP / 'src'}", str(APP / "src" / "quadhil_nn.c"),
+    cmd = [gcc, *HOST_CFLAGS, f"-I{workdir}", f"-I{APP / 'src'}", str(nn_c),
            str(APP / "host" / "harness.c"), "-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:

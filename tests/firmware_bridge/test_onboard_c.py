@@ -100,8 +100,8 @@ def _arm_gcc():
 def test_cortex_m4_build_of_the_default_actor_fits_in_32_kb_of_flash(built):
     gcc, size = _arm_gcc()
     obj = built.workdir / "quadhil_nn.o"
-    cmd = [gcc, *ARM_CFLAGS, f"-I{built.workdir}", f"-I{APP / 'src'}", "-c", str(APP / "src" / "quadhil_nn.c"),
-           "-o", str(obj)]
+    nn_c = built.workdir / "quadhil_nn.c"  # staged next to the generated policy_weights.h
+    cmd = [gcc, *ARM_CFLAGS, f"-I{built.workdir}", f"-I{APP / 'src'}", "-c", str(nn_c), "-o", str(obj)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
     objs = [obj]
@@ -109,3 +109,12 @@ def test_cortex_m4_build_of_the_default_actor_fits_in_32_kb_of_flash(built):
     text, data, bss = (int(x) for x in out.splitlines()[1].split()[:3])
     print(f"Cortex-M4 quadhil_nn.o: text {text} B, data {data} B, bss {bss} B (flash {text + data} B)")
     assert text + data <= 32 * 1024
+
+
+def test_the_committed_placeholder_builds_and_the_app_refuses_to_fly_it(tmp_path):
+    from tests.firmware_bridge.onboard_support import compile_harness
+
+    header = (APP / "src" / "policy_weights.h").read_text()
+    harness = compile_harness(tmp_path, header)
+    out = subprocess.run([str(harness), "info"], capture_output=True, text=True, timeout=30).stdout.split()
+    assert out[-1] == "0", "the placeholder must not pass the app's is-for-crazyflie check"
