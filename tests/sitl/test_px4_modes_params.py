@@ -1,0 +1,56 @@
+"""PX4 custom-mode encoding and the parameter encoding the twin uses on the wire."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pymavlink import mavutil
+
+from sim.sitl.px4.modes import NavState, decode_custom_mode, encode_custom_mode, nav_state_from_custom
+from sim.sitl.px4.params import (MAV_PARAM_TYPE_INT32, MAV_PARAM_TYPE_REAL32, PARAM_DEFS, ParamError, ParamStore,
+                                 decode_value, encode_value)
+
+
+def test_custom_mode_is_main_mode_shifted_16_and_sub_mode_shifted_24():
+    assert NavState.OFFBOARD.custom_mode == 6 << 16 == 393216
+    assert NavState.POSCTL.custom_mode == 3 << 16
+    assert NavState.AUTO_TAKEOFF.custom_mode == 4 << 16 | 2 << 24
+    assert NavState.AUTO_LAND.custom_mode == 4 << 16 | 6 << 24
+    assert decode_custom_mode(encode_custom_mode(4, 3)) == (4, 3)
+
+
+@pytest.mark.parametrize("state, name", [(NavState.POSCTL, "POSCTL"), (NavState.OFFBOARD, "OFFBOARD"),
+                                         (NavState.AUTO_LOITER, "AUTO.LOITER"), (NavState.AUTO_LAND, "AUTO.LAND"),
+                                         (NavState.AUTO_TAKEOFF, "AUTO.TAKEOFF")])
+def test_pymavlink_decodes_our_heartbeats_to_the_px4_mode_names(state, name):
+    hb = mavutil.mavlink.MAVLink_heartbeat_message(2, 12, state.base_mode(armed=True), state.custom_mode, 4, 3)
+    assert mavutil.mode_string_v10(hb) == name
+    assert hb.base_mode & 128 and hb.base_mode & 1
+
+
+def test_do_set_mode_mapping_follows_commander():
+    assert nav_state_from_custom(4, 0) == NavState.AUTO_MISSION  # AUTO without sub mode
+    assert nav_state_from_custom(4, 77) is None  # "Unsupported auto mode"
+    assert nav_state_from_custom(42, 0) is None  # unmapped main mode: no change
+
+
+def test_int32_parameters_travel_bytewise_and_floats_as_floats():
+    assert decode_value(encode_value(4, MAV_PARAM_TYPE_INT32), MAV_PARAM_TYPE_INT32) == 4
+    assert encode_value(4, MAV_PARAM_TYPE_INT32) != 4.0
+    assert encode_value(2.5, MAV_PARAM_TYPE_REAL32) == 2.5
+
+
+def test_param_store_refuses_unknown_names_nan_and_out_of_range():
+    p = ParamStore()
+    assert len(p) == len(PARAM_DEFS) and all(len(n) <= 16 for n in PARAM_DEFS)
+    with pytest.raises(ParamError, match="unknown"):
+        p.set("NOPE", 1.0)
+    with pytest.raises(ParamError, match="not finite"):
+        p.set("COM_OF_LOSS_T", math.nan)
+    with pytest.raises(ParamError, match="outside"):
+        p.set("MPC_XY_P", 99.0)
+    seen = []
+    p.on_change(lambda n, v: seen.append((n, v)))
+    assert p.set("COM_OBL_RC_ACT", 4.4) == 4.0
+    assert seen == [("COM_OBL_RC_ACT", 4.0)]
