@@ -21,8 +21,8 @@ def test_custom_mode_is_main_mode_shifted_16_and_sub_mode_shifted_24():
 
 
 @pytest.mark.parametrize("state, name", [(NavState.POSCTL, "POSCTL"), (NavState.OFFBOARD, "OFFBOARD"),
-                                         (NavState.AUTO_LOITER, "AUTO.LOITER"), (NavState.AUTO_LAND, "AUTO.LAND"),
-                                         (NavState.AUTO_TAKEOFF, "AUTO.TAKEOFF")])
+                                         (NavState.AUTO_LOITER, "LOITER"), (NavState.AUTO_LAND, "LAND"),
+                                         (NavState.AUTO_TAKEOFF, "TAKEOFF")])
 def test_pymavlink_decodes_our_heartbeats_to_the_px4_mode_names(state, name):
     hb = mavutil.mavlink.MAVLink_heartbeat_message(2, 12, state.base_mode(armed=True), state.custom_mode, 4, 3)
     assert mavutil.mode_string_v10(hb) == name
