@@ -280,7 +280,7 @@ class Flight:
 
         if cfg.arm:
             try:
-                link.arm(hold_s=0.5)
+                link.arm(hold_s=0.5, airborne=cfg.handover)
             except LinkError as exc:
                 return self._failsafe_and_finish(sigs, status, cpu0, wall0, [], f"arming failed: {exc}",
                                                  time.monotonic())

@@ -119,8 +119,9 @@ class Link:
         self.spec = spec
         self.vehicle = vehicle
 
-    def arm(self, hold_s: float) -> None:
-        """Arm the vehicle and enter the mode that takes our commands (PX4: stream, then OFFBOARD)."""
+    def arm(self, hold_s: float, airborne: bool = False) -> None:
+        """Arm the vehicle and enter the mode that takes our commands (PX4: stream, then OFFBOARD);
+        ``airborne``: taking over a vehicle in the air (stream hover thrust, not idle)."""
         raise NotImplementedError
 
     def send(self, command) -> dict:

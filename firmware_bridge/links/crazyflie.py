@@ -291,7 +291,7 @@ class CrazyflieLink(Link):
                 "motor_path": self.motor_path}
 
     # -- flight ----------------------------------------------------------------------------
-    def arm(self, hold_s: float) -> None:
+    def arm(self, hold_s: float, airborne: bool = False) -> None:
         """Unlock the commander (a zero setpoint, as cflib's examples do) and request arming."""
         self.dry_run = False
         cf = self._cf

@@ -69,6 +69,7 @@ class MavlinkLink(Link):
         self.mode = ""
         self.autopilot: int | None = None
         self._last_pair = (None, None)
+        self._next_land_request_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -224,10 +225,12 @@ class MavlinkLink(Link):
             time.sleep(0.01)
         return pred()
 
-    def arm(self, hold_s: float) -> None:
-        """Stream idle setpoints, arm, switch to OFFBOARD (PX4's order), keep streaming."""
+    def arm(self, hold_s: float, airborne: bool = False) -> None:
+        """Stream setpoints (idle on the ground, hover thrust when taking over in the air), arm,
+        switch to OFFBOARD (PX4's order), keep streaming."""
         self.dry_run = False
-        idle = CtbrCommand(np.zeros(1), np.zeros(1), np.zeros((1, 3)))
+        frac = self.vehicle.hover_thrust_fraction if airborne else 0.0
+        idle = CtbrCommand(np.array([frac * 4 * self.vehicle.max_thrust_n]), np.array([frac]), np.zeros((1, 3)))
         self._wait(lambda: False, max(hold_s, 0.5), stream=lambda: self.send(idle))
         self._m.arducopter_arm()  # MAV_CMD_COMPONENT_ARM_DISARM param1=1 (name aside, generic)
         if not self._wait(lambda: self.armed, 3.0, stream=lambda: self.send(idle)):
@@ -280,10 +283,12 @@ class MavlinkLink(Link):
             return True
         if self.mode == "LAND" or not self.armed or t_since_s > 1.0:
             return True
-        try:
-            self._m.set_mode("LAND")
-        except OSError:
-            return True
+        if t_since_s >= self._next_land_request_s:
+            self._next_land_request_s = t_since_s + 0.1  # at most 10 requests per second
+            try:
+                self._m.set_mode("LAND")
+            except OSError:
+                return True
         return False
 
     def disarm(self) -> None:
