@@ -26,6 +26,7 @@ from sim.randomization import RealismConfig
 from sim.reward import RewardWeights
 from sim.vehicle import Vehicle, known_vehicles, load_vehicle
 from train.evaluate import evaluate_policy
+from train.nstep import NStepAccumulator
 from train.noise import make_noise
 from train.obs_scale import with_fixed_obs_scales
 from train.replay import ReplayBuffer
@@ -60,11 +61,13 @@ class TrainConfig:
     curriculum_steps: int = 0  # env steps over which pos/action reward weights ramp to final
     curriculum_start: float = 0.2  # fraction of the final pos/action weights at step 0
     log_every_s: float = 2.0
+    n_step: int = 1  # TD target over n rewards (train/nstep.py)
     # Trainer-side shaping on top of sim.reward: + precision_bonus * exp(-(d / precision_scale_m)^2)
     # for every non-terminal tick, d the true distance to the target. The quadratic position cost
     # is flat near the target; this term rewards the last centimetres the success test asks for.
     precision_bonus: float = 0.0
     precision_scale_m: float = 0.1
+    distance_cost: float = 0.0  # - distance_cost * d: a constant pull toward the target (m^-1)
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -134,6 +137,12 @@ class Progress:
     next_checkpoint_steps: int = 0
 
 
+def shaping(distance_m: np.ndarray, tc: TrainConfig) -> np.ndarray:
+    """Trainer-side reward shaping added on non-terminal ticks (see TrainConfig)."""
+    d = np.nan_to_num(distance_m, nan=10.0)
+    return tc.precision_bonus * np.exp(-np.square(d / tc.precision_scale_m)) - tc.distance_cost * d
+
+
 def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) -> RewardWeights:
     """Reward weights at ``env_steps``: pos and action weights ramp linearly from
     ``curriculum_start`` x final to final over ``curriculum_steps`` (off when 0)."""
@@ -171,6 +180,7 @@ class Trainer:
                      "decay_steps": train_config.noise_decay_steps})
         self.noise = make_noise(train_config.noise, train_config.num_envs, **noise_kw)
         self.buffer = ReplayBuffer(train_config.replay_capacity, spec.obs_dim)
+        self.nstep = NStepAccumulator(train_config.num_envs, spec.obs_dim, train_config.n_step, agent_config.gamma)
         self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
                                  next_checkpoint_steps=train_config.checkpoint_every_steps)
         self.ep_return = np.zeros(train_config.num_envs)
@@ -226,7 +236,7 @@ class Trainer:
         np.savez(tmp / "agent.npz", *values)
         np.savez(tmp / "replay.npz", **self.buffer.state_dict())
         with open(tmp / "state.pkl", "wb") as f:
-            pickle.dump({"rng": self.rng, "env_task": self.env.task, "obs": self.obs, "noise": self.noise,
+            pickle.dump({"rng": self.rng, "env_task": self.env.task, "obs": self.obs, "noise": self.noise, "nstep": self.nstep,
                          "progress": self.progress, "ep_return": self.ep_return}, f)
         (tmp / "done").write_text("ok")
         if ck.exists():
@@ -253,7 +263,7 @@ class Trainer:
                 self.buffer.load_state_dict(z)
             with open(ck / "state.pkl", "rb") as f:
                 st = pickle.load(f)
-            self.rng, self.obs, self.noise = st["rng"], st["obs"], st["noise"]
+            self.rng, self.obs, self.noise, self.nstep = st["rng"], st["obs"], st["noise"], st["nstep"]
             self.env.task = st["env_task"]
             self.progress, self.ep_return = st["progress"], st["ep_return"]
         except QuadhilError:
@@ -286,10 +296,10 @@ class Trainer:
         for _ in range(tc.chunk):
             action = self._act(actor)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
-            if tc.precision_bonus:
-                reward = reward + np.where(terminated, 0.0, tc.precision_bonus * np.exp(
-                    -np.square(info["distance_m"] / tc.precision_scale_m))).astype(np.float32)
-            self.buffer.add_batch(self.obs, action, reward, info["final_obs"], terminated)
+            if tc.precision_bonus or tc.distance_cost:
+                reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc)).astype(np.float32)
+            o, a, r, o2, m = self.nstep.step(self.obs, action, reward, info["final_obs"], terminated, truncated)
+            self.buffer.add_batch(o, a, r, o2, 1.0 - m, discount_mask=m)
             self.ep_return += reward
             done = terminated | truncated
             if done.any():

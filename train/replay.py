@@ -9,7 +9,7 @@ class ReplayBuffer:
     """Fixed-capacity ring of transitions (obs, action, reward, next_obs, discount_mask).
 
     ``discount_mask`` is 0 where the episode *terminated* (crash, out of bounds: no future) and 1
-    otherwise, including time-limit truncation, where ``next_obs`` is the ended episode's last
+    (g^(k-1) for k-step transitions) otherwise, including time-limit truncation, where ``next_obs`` is the ended episode's last
     observation (``info["final_obs"]``) and the TD target bootstraps through it.
     """
 
@@ -28,19 +28,22 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add_batch(self, obs, action, reward, next_obs, terminated) -> None:
-        """Insert N transitions at once (wrapping around the ring); arrays batched first."""
+    def add_batch(self, obs, action, reward, next_obs, terminated, discount_mask=None) -> None:
+        """Insert N transitions at once (wrapping around the ring); arrays batched first.
+        ``discount_mask`` (n-step transitions, train/nstep.py) overrides 1 - terminated."""
         n = len(reward)
+        if n == 0:
+            return
+        mask = 1.0 - np.asarray(terminated, dtype=np.float32) if discount_mask is None else discount_mask
         if n > self.capacity:  # only the newest `capacity` survive anyway
-            obs, action, reward, next_obs, terminated = (x[-self.capacity:] for x in
-                                                         (obs, action, reward, next_obs, terminated))
+            obs, action, reward, next_obs, mask = (x[-self.capacity:] for x in (obs, action, reward, next_obs, mask))
             n = self.capacity
         idx = (self.pos + np.arange(n)) % self.capacity
         self.obs[idx] = obs
         self.action[idx] = action
         self.reward[idx] = reward
         self.next_obs[idx] = next_obs
-        self.mask[idx] = 1.0 - np.asarray(terminated, dtype=np.float32)
+        self.mask[idx] = mask
         self.pos = int((self.pos + n) % self.capacity)
         self.size = int(min(self.size + n, self.capacity))
 
