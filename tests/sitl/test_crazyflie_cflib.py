@@ -21,13 +21,20 @@ PARAM_NAMES = ["stabilizer.controller", "stabilizer.estimator", "stabilizer.stop
                "powerDist.idleThrust", "kalman.resetEstimation"]
 
 
+@pytest.fixture(scope="module")
+def shared_twin():
+    """One twin for the tests that leave it flyable (each twin start costs seconds)."""
+    with start_crazyflie_twin() as proc:
+        yield proc
+
+
 def toc_names(toc):
     return {f"{g}.{n}" for g, names in toc.toc.items() for n in names}
 
 
-def test_cflib_connects_within_2_s_and_the_tocs_hold_the_names(crazyflie_twin, tmp_path):
+def test_cflib_connects_within_2_s_and_the_tocs_hold_the_names(shared_twin, tmp_path):
     start = time.monotonic()
-    scf = connect_cflib(crazyflie_twin.uri, rw_cache=str(tmp_path), timeout_s=2.0)
+    scf = connect_cflib(shared_twin.uri, rw_cache=str(tmp_path), timeout_s=2.0)
     try:
         assert time.monotonic() - start < 2.0
         assert scf.cf.platform.get_protocol_version() == 12
@@ -40,15 +47,15 @@ def test_cflib_connects_within_2_s_and_the_tocs_hold_the_names(crazyflie_twin, t
     # cflib cached both TOCs by CRC; a second connection loads them from the cache
     cached = sorted(p.name for p in tmp_path.iterdir())
     assert len(cached) == 2 and all(name.endswith(".json") for name in cached)
-    scf = connect_cflib(crazyflie_twin.uri, rw_cache=str(tmp_path), timeout_s=2.0)
+    scf = connect_cflib(shared_twin.uri, rw_cache=str(tmp_path), timeout_s=2.0)
     try:
         assert set(LOG_NAMES) <= toc_names(scf.cf.log.toc)
     finally:
         scf.close_link()
 
 
-def test_param_round_trip_and_read_only(crazyflie_twin):
-    scf = connect_cflib(crazyflie_twin.uri)
+def test_param_round_trip_and_read_only(shared_twin):
+    scf = connect_cflib(shared_twin.uri)
     try:
         written = threading.Event()
         scf.cf.param.add_update_callback(group="commander", name="enHighLevel", cb=lambda name, value: value == "1" and written.set())
@@ -60,7 +67,7 @@ def test_param_round_trip_and_read_only(crazyflie_twin):
             scf.cf.param.set_value("cpu.flash", 1)
     finally:
         scf.close_link()
-    scf = connect_cflib(crazyflie_twin.uri)  # a fresh connection reads the values back
+    scf = connect_cflib(shared_twin.uri)  # a fresh connection reads the values back
     try:
         assert scf.cf.param.get_value("flightmode.stabModeYaw") == "1"
         assert scf.cf.param.get_value("powerDist.idleThrust") == "1234"
@@ -84,8 +91,8 @@ def collect(scf, names, period_ms, seconds):
     return samples
 
 
-def test_a_10_ms_log_block_delivers_95_to_105_samples_per_second(crazyflie_twin):
-    scf = connect_cflib(crazyflie_twin.uri)
+def test_a_10_ms_log_block_delivers_95_to_105_samples_per_second(shared_twin):
+    scf = connect_cflib(shared_twin.uri)
     try:
         samples = collect(scf, ["stateEstimate.z", "stateEstimate.vz", "pm.vbat", "motor.m1"], 10, 2.5)
     finally:
@@ -100,8 +107,9 @@ def test_a_10_ms_log_block_delivers_95_to_105_samples_per_second(crazyflie_twin)
     assert 3.0 < samples[-1][2]["pm.vbat"] <= 4.2
 
 
-def test_two_twins_on_two_ports_at_once():
-    with start_crazyflie_twin() as a, start_crazyflie_twin() as b:
+def test_two_twins_on_two_ports_at_once(shared_twin):
+    with start_crazyflie_twin() as b:
+        a = shared_twin
         assert a.port != b.port
         scf_a, scf_b = connect_cflib(a.uri), connect_cflib(b.uri)
         try:
