@@ -63,6 +63,7 @@ def test_param_round_trip_and_read_only(shared_twin):
         scf.cf.param.set_value("powerDist.idleThrust", 1234)
         scf.cf.param.set_value("commander.enHighLevel", 1)  # writes are queued in order
         assert written.wait(5.0), "no write echo"
+        scf.cf.param.set_value_raw("motorPowerSet.m3", 0x09, 777)  # set-by-name, no reply awaited
         with pytest.raises(AttributeError):
             scf.cf.param.set_value("cpu.flash", 1)
     finally:
@@ -72,6 +73,7 @@ def test_param_round_trip_and_read_only(shared_twin):
         assert scf.cf.param.get_value("flightmode.stabModeYaw") == "1"
         assert scf.cf.param.get_value("powerDist.idleThrust") == "1234"
         assert scf.cf.param.get_value("commander.enHighLevel") == "1"
+        assert scf.cf.param.get_value("motorPowerSet.m3") == "777"
         assert scf.cf.param.get_value("cpu.flash") == "1024"
     finally:
         scf.close_link()

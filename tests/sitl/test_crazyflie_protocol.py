@@ -194,3 +194,23 @@ def test_battery_sags_under_load(twin):
     run_ms(twin, 300, rpyt(50000))
     assert twin.battery.vbat_v < idle_v - 0.3
     assert twin.battery.current_a > 2.0
+
+
+def test_state_estimate_pitch_has_the_legacy_sign(twin):
+    from sim.frames import quat_from_euler
+
+    # nose up is a negative rotation about the FLU y axis; the firmware logs it as positive pitch
+    twin.sim.state.quat_wb[0] = quat_from_euler(0.0, np.radians(-10.0), 0.0)
+    twin._estimate()
+    roll, pitch, yaw = twin.est_rpy_deg
+    assert pitch == pytest.approx(10.0) and roll == pytest.approx(0.0, abs=1e-9)
+
+
+def test_notify_setpoint_stop_keeps_the_setpoint_until_the_watchdog(twin):
+    twin.handle_datagram(rpyt(0))
+    run_ms(twin, 500, rpyt(42000))
+    twin.handle_datagram(crtp.encode(7, 1, struct.pack("<BI", 0, 0)))
+    run_ms(twin, 300)
+    assert twin.motor_pwm.min() > 0 and twin.supervisor.state == State.FLYING
+    run_ms(twin, 1800)
+    assert twin.supervisor.is_locked
