@@ -16,6 +16,10 @@ class PolicyInputError(QuadhilError, ValueError):
     """An observation given to ``Policy.act`` has the wrong shape or dtype, or is not finite."""
 
 
+class PolicyRuntimeError(QuadhilError, RuntimeError):
+    """The interpreter failed while running a policy that loaded fine (the bridge fails safe)."""
+
+
 class ExportRefused(QuadhilError):
     """The exporter refused to write the file: a parity or closed-loop gate failed. ``result``
     holds the figures that made it refuse."""

@@ -14,6 +14,7 @@ different digest knows a weight byte changed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -24,6 +25,11 @@ from sim.contract import PolicySpec, SpecError
 METADATA_NAME = "quadhil_policy"
 FORMAT = "quadhil-policy"
 FORMAT_VERSION = 1
+# The document's "content_sha256" is the sha256 of the whole file with these 64 hex digits written
+# as zeros: every byte of the file (structure, tensor shapes, quantization parameters, op options,
+# the JSON itself) is covered, not only what this reader parses.
+_DIGEST_KEY = b'"content_sha256": "'
+_UNSEALED = b"0" * 64
 
 
 @dataclass
@@ -37,8 +43,35 @@ class PolicyMetadata:
 
 def make_document(spec: PolicySpec, provenance: dict) -> bytes:
     """The JSON document stored in the file (UTF-8)."""
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.to_dict(), "provenance": provenance}
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.to_dict(), "provenance": provenance,
+           "content_sha256": _UNSEALED.decode()}
     return json.dumps(doc, sort_keys=True).encode("utf-8")
+
+
+def _digest_position(model: ModelInfo) -> int | None:
+    """Byte offset in the file of the document's content_sha256 hex digits, or None."""
+    span = model.metadata_spans.get(METADATA_NAME)
+    raw = model.metadata.get(METADATA_NAME, b"")
+    k = raw.find(_DIGEST_KEY)
+    if span is None or k < 0 or k + len(_DIGEST_KEY) + 64 > len(raw):
+        return None
+    return span[0] + k + len(_DIGEST_KEY)
+
+
+def _content_digest(data: bytes, at: int) -> str:
+    blank = bytearray(data)
+    blank[at:at + 64] = _UNSEALED
+    return hashlib.sha256(blank).hexdigest()
+
+
+def seal(data: bytes) -> bytes:
+    """Write the file's content digest into its quadhil document (in place: same length)."""
+    at = _digest_position(read_model(data))
+    if at is None:
+        return data
+    out = bytearray(data)
+    out[at:at + 64] = _content_digest(data, at).encode()
+    return bytes(out)
 
 
 def _schema():
@@ -77,7 +110,7 @@ def embed_metadata(tflite: bytes, document: bytes, name: str = METADATA_NAME, sc
         model.metadata.append(meta)
     builder = flatbuffers.Builder(len(tflite) + len(document) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    return bytes(builder.Output())
+    return seal(bytes(builder.Output()))
 
 
 def read_policy_metadata(data: bytes, source: str = "file") -> PolicyMetadata:
@@ -109,6 +142,15 @@ def read_policy_metadata(data: bytes, source: str = "file") -> PolicyMetadata:
         raise PolicyFileError(
             f"{source}: the weights differ from those exported (weights digest {model.weights_sha256[:12]}..., "
             f"recorded {expected[:12]}...): corrupt file")
+    recorded = doc.get("content_sha256")
+    at = _digest_position(model)
+    if not isinstance(recorded, str) or len(recorded) != 64 or at is None:
+        raise PolicyFileError(f"{source}: the quadhil entry has no content digest (corrupt, or not written by "
+                              "quadhil export)")
+    actual = _content_digest(data, at)
+    if actual != recorded:
+        raise PolicyFileError(f"{source}: the file's bytes differ from those exported (content digest "
+                              f"{actual[:12]}..., recorded {recorded[:12]}...): corrupt or edited file")
     return PolicyMetadata(spec=spec, provenance=provenance, model=model)
 
 

@@ -8,7 +8,8 @@ The interpreter comes from ``ai_edge_litert`` (LiteRT, the maintained successor 
 tflite-runtime), else ``tflite_runtime`` (its wheels are built against numpy 1.x and fail to
 import under numpy 2), else ``tensorflow.lite`` when TensorFlow is installed anyway.
 
-Input rules of :meth:`Policy.act` (the bridge turns a :class:`PolicyInputError` into a failsafe):
+Input rules of :meth:`Policy.act` (the bridge turns a :class:`PolicyInputError`, like any
+:class:`QuadhilError`, into a failsafe; an interpreter failure raises :class:`PolicyRuntimeError`):
 
 * a numpy array of dtype **float32**, exactly. float64 (or anything else) is *refused*, not
   converted: :func:`sim.contract.observe` returns float32, so another dtype means the caller
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import PolicyFileError, PolicyInputError
+from deploy.errors import PolicyFileError, PolicyInputError, PolicyRuntimeError
 from deploy.metadata import PolicyMetadata, check_tensors, read_policy_metadata
 from deploy.tflite_format import TensorInfo
 from sim.errors import QuadhilError
@@ -40,7 +41,7 @@ from sim.errors import QuadhilError
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _FLOAT32 = np.dtype(np.float32)
 
-__all__ = ["Policy", "PolicyFileError", "PolicyInputError", "load_interpreter_class", "BACKENDS"]
+__all__ = ["Policy", "PolicyFileError", "PolicyInputError", "PolicyRuntimeError", "load_interpreter_class", "BACKENDS"]
 
 
 def load_interpreter_class(prefer: str | None = None) -> tuple[type, str]:
@@ -188,15 +189,23 @@ class Policy:
             s = obs.dot(obs)
             if s - s == 0.0 and self._in_view is not None:
                 self._in_row[...] = obs
-                self._raw_invoke()
+                try:
+                    self._raw_invoke()
+                except (RuntimeError, ValueError) as exc:
+                    raise PolicyRuntimeError(f"{self.source}: the interpreter failed: {exc}") from None
                 return self._out_row.copy()
         obs2 = self._check(obs)
-        if obs2.shape[0] == 1 and self._in_view is not None:
-            self._in_view[...] = obs2
-            self._raw_invoke()
-            out = self._out_view.copy()
-        else:
-            out = self._run_batch(obs2)
+        try:
+            if obs2.shape[0] == 1 and self._in_view is not None:
+                self._in_view[...] = obs2
+                self._raw_invoke()
+                out = self._out_view.copy()
+            else:
+                out = self._run_batch(obs2)
+        except QuadhilError:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            raise PolicyRuntimeError(f"{self.source}: the interpreter failed: {exc}") from None
         return out[0] if obs.ndim == 1 else out
 
     def _run_batch(self, obs2: np.ndarray) -> np.ndarray:

@@ -57,6 +57,7 @@ class ModelInfo:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     metadata: dict[str, bytes] = field(default_factory=dict)
+    metadata_spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (offset, length)
     weights_sha256: str = ""  # over every buffer no metadata entry refers to (see weights_digest)
     n_buffers: int = 0
     buffer_spans: list[tuple[int, int]] = field(default_factory=list)  # (byte offset, length) per buffer
@@ -199,6 +200,7 @@ def read_model(data: bytes) -> ModelInfo:
         version = r.scalar(root, _MODEL_VERSION, "I", 0)
         buffers = r.tables(root, _MODEL_BUFFERS)
         metadata: dict[str, bytes] = {}
+        metadata_spans: dict[str, tuple[int, int]] = {}
         meta_buffers: set[int] = set()
         for m in r.tables(root, _MODEL_METADATA):
             name = r.string(m, _METADATA_NAME)
@@ -207,6 +209,7 @@ def read_model(data: bytes) -> ModelInfo:
                 raise PolicyFileError(f"not a valid .tflite: metadata {name!r} points to buffer {idx} "
                                       f"of {len(buffers)} (corrupt)")
             metadata[name] = _buffer_bytes(r, buffers[idx])
+            metadata_spans[name] = _buffer_span(r, buffers[idx])
             meta_buffers.add(idx)
         subgraphs = r.tables(root, _MODEL_SUBGRAPHS)
         if not subgraphs:
@@ -234,4 +237,5 @@ def read_model(data: bytes) -> ModelInfo:
     except (struct.error, RecursionError, IndexError) as exc:  # belt and braces: _need guards reads
         raise PolicyFileError(f"not a valid .tflite: {exc} (corrupt)") from None
     return ModelInfo(schema_version=version, inputs=inputs, outputs=outputs, metadata=metadata,
+                     metadata_spans=metadata_spans,
                      weights_sha256=digest.hexdigest(), n_buffers=len(buffers), buffer_spans=spans)

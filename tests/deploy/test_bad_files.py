@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deploy.metadata import METADATA_NAME, embed_metadata, make_document
@@ -117,3 +118,23 @@ def test_embedding_replaces_an_existing_entry_instead_of_adding_one(good):
     assert list(model.metadata).count(METADATA_NAME) == 1
     assert json.loads(model.metadata[METADATA_NAME])["provenance"] == {"note": "second"}
     assert model.weights_sha256 == read_model(good).weights_sha256
+
+
+def test_any_changed_byte_is_refused(good):
+    # the document's content digest covers every byte of the file: 300 seeded corruptions of 1-3
+    # bytes anywhere (structure, shapes, quantization, op options, JSON) are all refused at load
+    rng = np.random.default_rng(2026)
+    for _ in range(300):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(0, len(data)))
+            data[at] = (data[at] + int(rng.integers(1, 256))) % 256  # always a different value
+        with pytest.raises(PolicyFileError):
+            Policy.from_bytes(bytes(data))
+
+
+def test_a_document_without_a_content_digest_is_refused(bare, tmp_path):
+    doc = json.loads(make_document(default_spec(load_vehicle("crazyflie")), {}))
+    del doc["content_sha256"]
+    with pytest.raises(PolicyFileError, match="no content digest"):
+        _load(embed_metadata(bare, json.dumps(doc).encode()), tmp_path)
