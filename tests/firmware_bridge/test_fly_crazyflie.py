@@ -71,7 +71,7 @@ def test_hover_10_s_in_the_twin_through_cflib(cf_policy, tmp_path):
 
 def test_dry_run_sends_nothing_that_spins_motors(cf_policy, tmp_path):
     with crazyflie_twin() as twin:
-        cmd = [c for c in fly_cmd(cf_policy, twin.uri, tmp_path, "--target", "0,0,0.3", "--duration", "1")
+        cmd = [c for c in fly_cmd(cf_policy, twin.uri, tmp_path, "--target", "0,0,0.2", "--duration", "0.5")
                if c != "--arm"]
         rc, summary, err = run_fly(cmd)
     assert rc == 0, err
@@ -87,7 +87,7 @@ def test_killing_the_twin_mid_flight_ends_in_failsafe(cf_policy, tmp_path):
         bridge = subprocess.Popen(fly_cmd(cf_policy, twin.uri, tmp_path, *HOVER), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            _wait_for_flight(tmp_path, 1.5)
+            _wait_for_flight(tmp_path, 1.0)
             stop(twin)
             out, err = bridge.communicate(timeout=30)
         finally:
@@ -101,7 +101,7 @@ def test_killing_the_twin_mid_flight_ends_in_failsafe(cf_policy, tmp_path):
 
 
 def test_nan_state_estimate_ends_in_controlled_descent(cf_policy, tmp_path):
-    with fault_twin("--nan-after", "1.5") as twin:
+    with fault_twin("--nan-after", "1.0") as twin:
         rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path, *HOVER))
     _assert_failsafe(rc, summary, err, "non-finite state estimate", "controlled_descent")
 
@@ -119,7 +119,7 @@ def test_sigint_to_the_bridge_ends_in_failsafe(cf_policy, tmp_path):
         bridge = subprocess.Popen(fly_cmd(cf_policy, twin.uri, tmp_path, *HOVER), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            _wait_for_flight(tmp_path, 1.0)
+            _wait_for_flight(tmp_path, 0.8)
             bridge.send_signal(signal.SIGINT)
             out, err = bridge.communicate(timeout=30)
         finally:
