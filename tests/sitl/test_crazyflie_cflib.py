@@ -123,6 +123,7 @@ def test_two_twins_on_two_ports_at_once(shared_twin):
         finally:
             scf_a.close_link()
             scf_b.close_link()
+    assert b.returncode == 0  # SIGTERM ends a twin cleanly
 
 
 def test_watchdog_levels_out_then_cuts_motors_2_s_after_the_last_setpoint(crazyflie_twin):

@@ -18,7 +18,9 @@ import collections
 import select
 import socket
 import threading
+import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 from sim.sitl.crazyflie.twin import PHYSICS_RATE_HZ, CrazyflieTwin
@@ -131,7 +133,12 @@ class CrazyflieServer:
         while self._inbox and self._inbox[0][0] <= now:
             _, data, addr = self._inbox.popleft()
             self.peer = addr
-            self.twin.handle_datagram(data)
+            try:
+                self.twin.handle_datagram(data)
+            except Exception:  # noqa: BLE001 - a bad packet must never stop the twin
+                self.twin.counters["internal_error"] += 1
+                if self.twin.counters["internal_error"] <= 3:
+                    traceback.print_exc(file=sys.stderr)
         self._flush(now)
 
     def _flush(self, now: float) -> None:
