@@ -42,6 +42,10 @@ def test_cflib_connects_within_2_s_and_the_tocs_hold_the_names(shared_twin, tmp_
         assert set(PARAM_NAMES) <= toc_names(scf.cf.param.toc)
         assert scf.cf.log.toc.get_element_by_complete_name("motor.m1").ctype == "uint32_t"
         assert scf.cf.param.toc.get_element_by_complete_name("cpu.flash").get_readable_access() == "RO"
+        bits = scf.cf.supervisor.read_bitfield()  # supervisor port, protocol >= 12
+        assert "Is armed" in scf.cf.supervisor.decode_bitfield(bits)
+        assert "Can fly" in scf.cf.supervisor.decode_bitfield(bits)
+        assert "Is locked" not in scf.cf.supervisor.decode_bitfield(bits)
     finally:
         scf.close_link()
     # cflib cached both TOCs by CRC; a second connection loads them from the cache
