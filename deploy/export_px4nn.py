@@ -19,8 +19,9 @@ the converted model, fed PX4's inputs, gives the actor's actions (refused otherw
 are checked against the module's resolver.
 
 Writes into DIR: ``control_net.tflite``, ``control_net.cpp``, ``control_net.hpp`` (drop-in
-replacements for the module's files), ``px4_params.txt`` (MC_NN_* values for the vehicle) and
-``px4nn_export.json`` (figures). TensorFlow is imported only here and in deploy/export.py.
+replacements for the module's files), ``px4_params.txt`` (MC_NN_* values for the vehicle),
+``control_net.npz`` (the same layers for the PX4 twin's ``--controller mc_nn:DIR/control_net.npz``)
+and ``px4nn_export.json`` (figures). TensorFlow is imported only here and in deploy/export.py.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ import numpy as np
 
 from deploy.errors import ExportRefused
 from sim.contract import PolicySpec
+from sim.sitl.px4.nn_control import THRUST_COEFF_SCALE, px4_rescale  # actions_rescale.hpp, shared with the twin
 from sim.vehicle import GRAVITY_MPS2, Vehicle, load_vehicle
 
 PX4_INPUT_ORDER = ("position_error_w", "rotation_matrix_rows01_wb", "velocity_w", "omega_b")
 ALLOWED_OPS = {"FULLY_CONNECTED", "RELU", "ADD"}
 PARITY_TOLERANCE = 1e-5
-RESCALE_A = 0.8  # actions_rescale.hpp: a * x^2 + (1 - a) * x
-THRUST_COEFF_SCALE = 1e5  # MC_NN_THRST_COEF is stored x 1e5
 
 
 def check_spec(spec: PolicySpec) -> None:
@@ -109,6 +109,25 @@ def run_tflite(tflite: bytes, x: np.ndarray) -> np.ndarray:
     return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
 
 
+def write_npz(path: Path, net, spec: PolicySpec, params: dict) -> None:
+    """The PX4 network's layers for the PX4 twin's mc_nn_control (sim/sitl/px4/nn_control.py),
+    which may not import TensorFlow/LiteRT: kernels, biases, activations, vehicle, MC_NN_* values."""
+    import keras
+
+    arrays: dict = {"vehicle": np.array(spec.vehicle)}
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    arrays["n_layers"] = np.array(len(dense))
+    for i, layer in enumerate(dense):
+        k, b = layer.get_weights()
+        arrays[f"kernel_{i}"] = np.asarray(k, np.float32)
+        arrays[f"bias_{i}"] = np.asarray(b, np.float32)
+        arrays[f"activation_{i}"] = np.array(layer.get_config()["activation"])
+    for key in ("MC_NN_THRST_COEF", "MC_NN_MIN_RPM", "MC_NN_MAX_RPM", "THR_MDL_FAC"):
+        arrays[key] = np.array(float(params[key]))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
 def c_array_sources(tflite: bytes) -> tuple[str, str]:
     """(control_net.cpp, control_net.hpp) in the module's own layout."""
     rows = [", ".join(f"0x{b:02x}" for b in tflite[i:i + 12]) for i in range(0, len(tflite), 12)]
@@ -120,14 +139,6 @@ def c_array_sources(tflite: bytes) -> tuple[str, str]:
            f"constexpr unsigned int control_net_tflite_size = {len(tflite)};\n"
            "extern const unsigned char control_net_tflite[];\n")
     return cpp, hpp
-
-
-def px4_rescale(action: np.ndarray, thrust_coeff_raw: float, min_rpm: float, max_rpm: float) -> np.ndarray:
-    """actions_rescale.hpp ``rescale_action``: network action -> actuator_motors command in [0, 1]."""
-    a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-    rpm = 60.0 * np.sqrt((a + 1.0) / (thrust_coeff_raw / THRUST_COEFF_SCALE))
-    x = np.clip((rpm - min_rpm) / (max_rpm - min_rpm), 0.0, 1.0)
-    return RESCALE_A * x * x + (1.0 - RESCALE_A) * x
 
 
 def recommended_params(vehicle: Vehicle, spec: PolicySpec) -> dict:
@@ -211,6 +222,7 @@ def export_px4nn(args: argparse.Namespace) -> int:
     (out / "control_net.tflite").write_bytes(tflite)
     (out / "control_net.cpp").write_text(cpp)
     (out / "control_net.hpp").write_text(hpp)
+    write_npz(out / "control_net.npz", net, spec, params)
     lines = [f"# mc_nn_control parameters for {spec.vehicle} (quadhil export --format px4-nn; see docs/onboard.md)"]
     lines += [f"param set {k} {v}" for k, v in params.items() if k.isupper()]
     lines.append(f"# thrust error left by the module's 0.8x^2+0.2x compensation: max {params['max_thrust_error_fraction']:.3f}"

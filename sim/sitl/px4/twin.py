@@ -114,9 +114,14 @@ class Px4Twin:
         self.start_w = np.asarray(c.start_enu_m, dtype=np.float64)
         self.sim.state.pos_w[0] = self.start_w
         self.commander = Commander(self.params, self.start_w, ekf_init_s=c.ekf_init_s)
-        if c.controller not in CONTROLLERS:
-            raise ValueError(f"unknown controller {c.controller!r}; known: {sorted(CONTROLLERS)}")
-        self.controller = CONTROLLERS[c.controller](self.vehicle, self.params)
+        if c.controller.startswith("mc_nn:"):  # mc_nn_control flying an exported px4-nn network (docs/onboard.md)
+            from sim.sitl.px4.nn_control import NeuralControl
+
+            self.controller = NeuralControl(self.vehicle, self.params, c.controller.split(":", 1)[1])
+        elif c.controller not in CONTROLLERS:
+            raise ValueError(f"unknown controller {c.controller!r}; known: {sorted(CONTROLLERS)}, mc_nn:PATH.npz")
+        else:
+            self.controller = CONTROLLERS[c.controller](self.vehicle, self.params)
         self.wind = None
         if c.wind_mps is not None:
             self.wind = Wind(1, RealismConfig(wind_mean_mps=tuple(c.wind_mps), wind_gust_std_mps=c.gust_std_mps),

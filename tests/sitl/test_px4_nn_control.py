@@ -1,0 +1,96 @@
+"""The PX4 twin's mc_nn_control: runs the exported px4-nn network (numpy, from control_net.npz)
+exactly as the .tflite PX4 embeds, on PX4's inputs, through the module's action rescaling."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from quadhil.cli import main
+from sim.errors import QuadhilError
+from sim.sitl.px4.controllers import Estimate, Setpoint
+from sim.sitl.px4.nn_control import NeuralControl, px4_rescale, thrust_model_to_esc
+from sim.sitl.px4.twin import Px4Twin, TwinConfig
+from sim.vehicle import load_vehicle
+from tests.firmware_bridge.onboard_support import make_actor
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("px4nn")
+    actor, spec, _ = make_actor("x500", layout="px4-nn", control_rate_hz=200.0, seed=3)
+    run = tmp / "run"
+    run.mkdir()
+    actor.save(run / "actor_best.keras")
+    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    out = tmp / "px4"
+    assert main(["export", "--format", "px4-nn", str(run), "--out", str(out), "--parity-obs", "1000"]) == 0
+    return out
+
+
+def _estimate(rng):
+    q = rng.normal(size=4)
+    return Estimate(rng.uniform(-2, 2, 3), rng.uniform(-2, 2, 3), q / np.linalg.norm(q), rng.uniform(-3, 3, 3))
+
+
+def test_numpy_network_is_the_tflite_px4_embeds(exported):
+    from deploy.export_px4nn import run_tflite
+
+    ctrl = NeuralControl(load_vehicle("x500"), {}, exported / "control_net.npz")
+    x = np.random.default_rng(6).normal(size=(10_000, 15)).astype(np.float32) * 2
+    ref = run_tflite((exported / "control_net.tflite").read_bytes(), x)
+    assert np.max(np.abs(ctrl.forward(x) - ref)) <= 1e-5
+
+
+def test_motor_thrust_follows_the_modules_rescale_and_the_thrust_model(exported):
+    vehicle = load_vehicle("x500")
+    ctrl = NeuralControl(vehicle, {}, exported / "control_net.npz")
+    rng = np.random.default_rng(7)
+    est = _estimate(rng)
+    sp = Setpoint("trajectory", pos_w=np.array([0.5, -0.5, 2.0]))
+    thrust = ctrl.motor_thrust_n(est, sp, 0.002)
+    x = np.concatenate([sp.pos_w - est.pos_w, *(q for q in _rows(est)), est.vel_w, est.omega_b]).astype(np.float32)
+    assert np.allclose(ctrl.last_input, x, atol=1e-6)
+    d = ctrl.defaults
+    u = px4_rescale(ctrl.forward(x[None])[0], d["MC_NN_THRST_COEF"], d["MC_NN_MIN_RPM"], d["MC_NN_MAX_RPM"])
+    expected = vehicle.command_to_thrust(thrust_model_to_esc(u, d["THR_MDL_FAC"]))
+    assert np.allclose(thrust, expected)
+    assert np.all(ctrl.motor_thrust_n(est, Setpoint("idle"), 0.002) == 0)
+
+
+def _rows(est):
+    from sim.frames import quat_to_rotmat
+
+    r = quat_to_rotmat(est.quat_wb)
+    return r[0], r[1]
+
+
+def test_without_a_position_setpoint_it_holds_where_it_took_over(exported):
+    ctrl = NeuralControl(load_vehicle("x500"), {}, exported / "control_net.npz")
+    est = _estimate(np.random.default_rng(8))
+    ctrl.motor_thrust_n(est, Setpoint("attitude"), 0.002)
+    assert np.allclose(ctrl.last_input[:3], 0.0)  # setpoint - position with the latched setpoint
+
+
+def test_thrust_model_inverts_thr_mdl_fac():
+    e = np.linspace(0, 1, 11)
+    for fac in (0.0, 0.3, 1.0):
+        assert np.allclose(thrust_model_to_esc(fac * e * e + (1 - fac) * e, fac), e)
+
+
+def test_px4_twin_runs_mc_nn_as_its_controller(exported):
+    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{exported / 'control_net.npz'}"), open_links=False)
+    try:
+        assert twin.controller.name == "mc_nn_control"
+        for _ in range(50):
+            twin.tick()
+        assert np.all(np.isfinite(twin.sim.state.pos_w))
+    finally:
+        twin.close()
+    with pytest.raises(QuadhilError, match="cannot load"):
+        Px4Twin(TwinConfig(controller="mc_nn:/nonexistent.npz"), open_links=False)
+    with pytest.raises(QuadhilError, match="vehicle"):
+        Px4Twin(TwinConfig(vehicle="crazyflie", controller=f"mc_nn:{exported / 'control_net.npz'}"), open_links=False)
