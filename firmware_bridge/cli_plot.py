@@ -33,12 +33,7 @@ def _mark_transitions(ax, log) -> None:
 
 def _to_flight_time(log, t_log: float) -> float:
     """Transitions carry time since the bridge started; ticks carry time since takeoff."""
-    off = log.header.get("_flight_t0")
-    if off is None:
-        first = next((tr for tr in log.transitions if tr["to"] == "FLYING"), None)
-        off = first["t"] if first else 0.0
-        log.header["_flight_t0"] = off
-    return t_log - off
+    return t_log - log.t_takeoff
 
 
 def plot_flight(path: str | Path, out_dir: str | Path | None = None) -> list[Path]:

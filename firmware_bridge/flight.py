@@ -301,7 +301,9 @@ class Flight:
         history = np.tile(hover_action(spec, vehicle), (1, spec.action_history)).astype(np.float64)
         sched = Scheduler.start(self.rate_hz)
         t_fly0 = sched.t0_s
-        last_seq = 0
+        log.write({"type": "takeoff", "t": t_fly0 - self._t0})  # tick times count from here
+        latest = link.telemetry.latest()
+        last_seq = latest.seq if latest is not None else 0  # tick 0 waits for a sample of its own
         missed_in_row = 0
         rows: list[dict] = []
         ground_since: float | None = None
@@ -379,10 +381,17 @@ class Flight:
                                               "infer_ms", "deadline_met")})
             self._record_transitions(n_tr)
             n_tr = len(sup.transitions)
-            err = float(np.linalg.norm(s.pos_w - target))
-            status.update(f"{sup.state.value:8s} {phase:6s} t={t_rel:5.1f}s err={100 * err:5.1f}cm "
-                          f"age={row['state_age_ms']:5.1f}ms infer={row['infer_ms']:.2f}ms "
-                          f"missed={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'}")
+            if status.enabled and sched.k % 10 == 0:
+                recent = rows[-int(self.rate_hz):]
+                span = recent[-1]["t"] - recent[0]["t"] if len(recent) > 1 else 0.0
+                loop_hz = (len(recent) - 1) / span if span > 0 else 0.0
+                fresh_pct = 100.0 * sum(r["latency_ms"] is not None for r in recent) / len(recent)
+                err = float(np.linalg.norm(s.pos_w - target))
+                status.update(
+                    f"{sup.state.value:8s} {phase:6s} t={t_rel:5.1f}s err={100 * err:5.1f}cm loop={loop_hz:5.1f}Hz "
+                    f"latency={row['latency_ms'] or 0.0:5.2f}ms age={row['state_age_ms']:5.1f}ms "
+                    f"missed={sum(not r['deadline_met'] for r in rows)} "
+                    f"link={'ok' if link.alive else 'LOST'} fresh={fresh_pct:3.0f}%")
             if fresh:
                 sched.lock_phase(tel.t_arrival_s)
             sched.advance(time.monotonic())

@@ -75,6 +75,7 @@ class FlightLog:
     transitions: list[dict] = field(default_factory=list)
     failsafes: list[dict] = field(default_factory=list)
     summary: dict | None = None
+    events: list[dict] = field(default_factory=list)  # link, reference, takeoff, ...
     torn_lines: int = 0
 
     @classmethod
@@ -108,7 +109,14 @@ class FlightLog:
                 log.failsafes.append(r)
             elif kind == "summary":
                 log.summary = r
+            else:
+                log.events.append(r)
         return log
+
+    @property
+    def t_takeoff(self) -> float:
+        """Bridge time (s, as in transitions) at which tick time 0 starts."""
+        return next((e["t"] for e in self.events if e.get("type") == "takeoff"), 0.0)
 
     def column(self, name: str) -> np.ndarray:
         """Tick field ``name`` stacked into an array (missing values -> NaN)."""
