@@ -129,6 +129,7 @@ class CrazyflieLink(Link):
         self._relay = None
         self._warned_params = False
         self._relay_seq = 0
+        self._motor_output_released = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -378,6 +379,8 @@ class CrazyflieLink(Link):
         if action == "motor_stop":
             self.stop_motors()
             return True
+        if not self._motor_output_released:
+            self._release_motor_output()
         hover_pwm = float(thrust_to_firmware_units(np.array([self.vehicle.weight_n / 4.0]), self.vehicle)[0])
         fresh = latest is not None and time.monotonic() - latest.t_arrival_s < 0.1 and \
             np.all(np.isfinite(latest.pos_w)) and np.all(np.isfinite(latest.vel_w))
@@ -399,6 +402,21 @@ class CrazyflieLink(Link):
         except Exception:  # noqa: BLE001
             return True
         return False
+
+    def _release_motor_output(self) -> None:
+        """Hand the motors back to the stock controller (relay app or motorPowerSet off), so the
+        commander's descent setpoints fly; without this a motor-level failsafe could only cut."""
+        self._motor_output_released = True
+        spec = getattr(self, "spec", None)
+        if spec is None or spec.action_mode != "motors":
+            return
+        try:
+            if self.motor_path == "app_channel":
+                self._cf.param.set_value(RELAY_PARAM_ENABLE, "0")
+            elif self.motor_path == "motor_power_params":
+                self._cf.param.set_value("motorPowerSet.enable", "0")
+        except Exception:  # noqa: BLE001 - best effort on a failing link
+            pass
 
     def disarm(self) -> None:
         """Release the arming request (best effort)."""
