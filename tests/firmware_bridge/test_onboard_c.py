@@ -109,6 +109,26 @@ def test_cortex_m4_build_of_the_default_actor_fits_in_32_kb_of_flash(built):
     text, data, bss = (int(x) for x in out.splitlines()[1].split()[:3])
     print(f"Cortex-M4 quadhil_nn.o: text {text} B, data {data} B, bss {bss} B (flash {text + data} B)")
     assert text + data <= 32 * 1024
+    # linked with newlib's libm (tanhf), minus an empty program: what the policy adds to a firmware image
+    link = [gcc, *ARM_CFLAGS, "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
+            "-ffunction-sections", "-fdata-sections", f"-I{built.workdir}", f"-I{APP / 'src'}"]
+    main_c, base_c = built.workdir / "main_arm.c", built.workdir / "base_arm.c"
+    main_c.write_text('#include "quadhil_nn.h"\nvolatile float in_[QH_OBS_DIM_MAX], out_[4];\nint main(void) {\n'
+                      '  float o[QH_OBS_DIM_MAX], a[4];\n  for (int i = 0; i < QH_OBS_DIM_MAX; i++) o[i] = in_[i];\n'
+                      '  qh_forward(o, a);\n  for (int i = 0; i < 4; i++) out_[i] = a[i];\n  return 0;\n}\n')
+    base_c.write_text("volatile float in_[64], out_[4];\nint main(void) {\n  out_[0] = in_[0];\n  return 0;\n}\n")
+    full = subprocess.run([*link, str(nn_c), str(main_c), "-o", str(built.workdir / "full.elf"), "-lm"],
+                          capture_output=True, text=True, timeout=120)
+    base = subprocess.run([*link, str(base_c), "-o", str(built.workdir / "base.elf")], capture_output=True, text=True,
+                          timeout=120)
+    if full.returncode == 0 and base.returncode == 0:
+        sizes = subprocess.run([size, str(built.workdir / "full.elf"), str(built.workdir / "base.elf")],
+                               capture_output=True, text=True, timeout=30).stdout.splitlines()[1:]
+        (ft, fd, _), (bt, bd, _) = ([int(x) for x in line.split()[:3]] for line in sizes)
+        print(f"Cortex-M4 linked with libm (tanhf): policy adds {ft + fd - bt - bd} B of flash")
+        assert ft + fd - bt - bd <= 32 * 1024
+    else:
+        print(f"(link with newlib skipped: {full.stderr.strip()[:200] or base.stderr.strip()[:200]})")
 
 
 def test_the_committed_placeholder_builds_and_the_app_refuses_to_fly_it(tmp_path):
