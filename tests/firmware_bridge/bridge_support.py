@@ -36,8 +36,8 @@ def _export(run_dir: Path, out: Path) -> Path:
     return out
 
 
-def find_policy(name: str, env: str, tmp_factory) -> Path:
-    """A .tflite for ``policies/<name>`` (see the module docstring); skip if there is none."""
+def find_policy(name: str, env: str, tmp_factory) -> Path | None:
+    """A .tflite for ``policies/<name>`` (see the module docstring), or None."""
     if os.environ.get(env):
         return Path(os.environ[env])
     d = REPO / "policies" / name
@@ -46,20 +46,52 @@ def find_policy(name: str, env: str, tmp_factory) -> Path:
         return tflites[0]
     if (d / "config.json").exists() and (d / "actor_best.keras").exists():
         return _export(d, tmp_factory.mktemp(name) / f"{name}.tflite")
-    pytest.skip(f"no trained policy in policies/{name} (neither a .tflite nor a training run): "
-                "the bridge's flight tests need one")
+    return None
+
+
+def untrained_policy(vehicle: str, tmp_factory) -> Path:
+    """A real exported policy whose actor never learned anything (a few hundred env steps, no
+    updates): for tests whose outcome does not depend on how well it flies (refusals, dry run)."""
+    d = tmp_factory.mktemp(f"untrained-{vehicle}")
+    proc = subprocess.run([sys.executable, "-m", "quadhil", "train", "--vehicle", vehicle, "--out", str(d / "run"),
+                           "--max-steps", "200", "--no-progress"], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"quadhil train failed: {proc.stderr[-2000:]}")
+    return _export(d / "run", d / "policy.tflite")
+
+
+def _trained(name: str, env: str, tmp_factory) -> Path:
+    p = find_policy(name, env, tmp_factory)
+    if p is None:
+        pytest.skip(f"no trained policy in policies/{name} (neither a .tflite nor a training run): "
+                    "this test needs one that flies")
+    return p
 
 
 @pytest.fixture(scope="session")
 def cf_policy(tmp_path_factory) -> Path:
-    """The committed Crazyflie hover policy as .tflite."""
-    return find_policy("crazyflie-hover", "QUADHIL_BRIDGE_CF_POLICY", tmp_path_factory)
+    """The committed Crazyflie hover policy as .tflite (tests that need it to fly well)."""
+    return _trained("crazyflie-hover", "QUADHIL_BRIDGE_CF_POLICY", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def px4_policy(tmp_path_factory) -> Path:
-    """The committed x500 hover policy as .tflite."""
-    return find_policy("x500-hover", "QUADHIL_BRIDGE_PX4_POLICY", tmp_path_factory)
+    """The committed x500 hover policy as .tflite (tests that need it to fly well)."""
+    return _trained("x500-hover", "QUADHIL_BRIDGE_PX4_POLICY", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def any_cf_policy(tmp_path_factory) -> Path:
+    """The committed Crazyflie policy, else an untrained one (refusals, dry runs)."""
+    return (find_policy("crazyflie-hover", "QUADHIL_BRIDGE_CF_POLICY", tmp_path_factory)
+            or untrained_policy("crazyflie", tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def any_px4_policy(tmp_path_factory) -> Path:
+    """The committed x500 policy, else an untrained one (refusals)."""
+    return (find_policy("x500-hover", "QUADHIL_BRIDGE_PX4_POLICY", tmp_path_factory)
+            or untrained_policy("x500", tmp_path_factory))
 
 
 @contextlib.contextmanager

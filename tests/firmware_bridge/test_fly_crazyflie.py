@@ -14,7 +14,7 @@ import numpy as np
 from firmware_bridge.cli_plot import plot_flight
 from firmware_bridge.flightlog import FlightLog
 from tests.firmware_bridge.bridge_support import (  # noqa: F401 - fixtures
-    REPO, cf_policy, crazyflie_twin, fault_twin, fly_cmd, last_json, px4_policy, run_fly, stop,
+    REPO, any_cf_policy, any_px4_policy, cf_policy, crazyflie_twin, fault_twin, fly_cmd, last_json, run_fly, stop,
 )
 
 HOVER = ("--target", "0,0,1", "--takeoff-height", "1")
@@ -69,9 +69,9 @@ def test_hover_10_s_in_the_twin_through_cflib(cf_policy, tmp_path):
     assert len(plot_flight(summary["log"], tmp_path / "png")) == 4
 
 
-def test_dry_run_sends_nothing_that_spins_motors(cf_policy, tmp_path):
+def test_dry_run_sends_nothing_that_spins_motors(any_cf_policy, tmp_path):
     with crazyflie_twin() as twin:
-        cmd = [c for c in fly_cmd(cf_policy, twin.uri, tmp_path, "--target", "0,0,0.2", "--duration", "0.5")
+        cmd = [c for c in fly_cmd(any_cf_policy, twin.uri, tmp_path, "--target", "0,0,0.2", "--duration", "0.5")
                if c != "--arm"]
         rc, summary, err = run_fly(cmd)
     assert rc == 0, err
@@ -127,16 +127,16 @@ def test_sigint_to_the_bridge_ends_in_failsafe(cf_policy, tmp_path):
     _assert_failsafe(bridge.returncode, last_json(out), err, "interrupted by SIGINT", "controlled_descent")
 
 
-def test_refuses_a_policy_for_another_vehicle(px4_policy, tmp_path):
+def test_refuses_a_policy_for_another_vehicle(any_px4_policy, tmp_path):
     with crazyflie_twin() as twin:
-        rc, summary, err = run_fly(fly_cmd(px4_policy, twin.uri, tmp_path))
+        rc, summary, err = run_fly(fly_cmd(any_px4_policy, twin.uri, tmp_path))
     assert rc == 2 and "refused to arm: wrong vehicle" in err, err
     assert summary["ticks"] == 0 and _log(summary).transitions[-1]["to"] == "DONE"
 
 
-def test_refuses_stale_telemetry_and_a_low_battery_and_lists_both(cf_policy, tmp_path):
+def test_refuses_stale_telemetry_and_a_low_battery_and_lists_both(any_cf_policy, tmp_path):
     with fault_twin("--stall-after", "0.1", "--battery-charge", "0.05") as twin:
-        rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path))
+        rc, summary, err = run_fly(fly_cmd(any_cf_policy, twin.uri, tmp_path))
     assert rc == 2, err
     assert "state estimate is stale" in err and "battery low: 3.0" in err, err
     assert summary["refused"] and len(summary["refused"]) == 2
