@@ -94,3 +94,74 @@ def test_px4_twin_runs_mc_nn_as_its_controller(exported):
         Px4Twin(TwinConfig(controller="mc_nn:/nonexistent.npz"), open_links=False)
     with pytest.raises(QuadhilError, match="vehicle"):
         Px4Twin(TwinConfig(vehicle="crazyflie", controller=f"mc_nn:{exported / 'control_net.npz'}"), open_links=False)
+
+
+def _linear_hover_actor(vehicle, spec):
+    """A px4-nn actor whose ReLU layers carry a hand-made linear hover controller (PD on position,
+    tilt and rates; yaw held), in the contract's action units. ReLU pairs pass x through exactly:
+    relu(x) - relu(-x) = x. It lets the twin fly the whole mc_nn path without a trained policy."""
+    from train.networks import build_actor
+
+    m, g, J = vehicle.mass_kg, 9.80665, vehicle.inertia_kgm2
+    kp, kd, kp_z = 2.25, 2.4, 4.0
+    w_att, w_yaw = 8.0, 4.0
+    # wrench [T, tau_x, tau_y, tau_z] = M @ x_px4 + c, x_px4 = [t - p, R row 0, R row 1, v, omega]
+    M = np.zeros((4, 15))
+    c = np.array([m * g, 0.0, 0.0, 0.0])
+    M[0, 2], M[0, 11] = m * kp_z, -m * kd  # T = m (g + a_z)
+    k_th = J[:2] * w_att ** 2
+    k_om = J * 2 * 0.8 * np.array([w_att, w_att, w_yaw])
+    # tau_y = k (zx_des - R02) - k_om wy, zx_des = a_x / g = (kp (t-p)_x - kd v_x) / g
+    M[2, 0], M[2, 9], M[2, 5], M[2, 13] = k_th[1] * kp / g, -k_th[1] * kd / g, -k_th[1], -k_om[1]
+    # tau_x = -k (zy_des - R12) - k_om wx
+    M[1, 1], M[1, 10], M[1, 8], M[1, 12] = -k_th[0] * kp / g, k_th[0] * kd / g, k_th[0], -k_om[0]
+    # tau_z = -k sin(yaw) - k_om wz, sin(yaw) ~ R10
+    M[3, 6], M[3, 14] = -J[2] * w_yaw ** 2, -k_om[2]
+    a_inv = np.linalg.inv(vehicle.allocation_matrix())
+    k_px4 = (2.0 / spec.thrust_max_n) * a_inv @ M
+    const = (2.0 / spec.thrust_max_n) * a_inv @ c - 1.0
+    k_c = k_px4.copy()
+    k_c[:, :3] *= -1.0  # contract feeds p - t
+    actor = build_actor(spec, hidden=(30, 30))
+    std = np.asarray(spec.obs_std)
+    actor.get_layer("hidden_0").set_weights([np.hstack([np.diag(std), -np.diag(std)]).astype(np.float32),
+                                             np.zeros(30, np.float32)])
+    actor.get_layer("hidden_1").set_weights([np.eye(30, dtype=np.float32), np.zeros(30, np.float32)])
+    actor.get_layer("action_raw").set_weights([np.vstack([k_c.T, -k_c.T]).astype(np.float32),
+                                               const.astype(np.float32)])
+    return actor
+
+
+def test_px4_twin_flies_an_exported_network_through_mc_nn_to_its_setpoint(tmp_path):
+    from sim.contract import SPEC_LAYOUTS
+    from sim.env import HoverTaskConfig
+    from sim.sitl.px4.modes import NavState
+    from train.obs_scale import with_fixed_obs_scales
+
+    vehicle = load_vehicle("x500")
+    spec = with_fixed_obs_scales(SPEC_LAYOUTS["px4-nn"](vehicle, "motors", 200.0), vehicle, HoverTaskConfig())
+    run = tmp_path / "run"
+    run.mkdir()
+    _linear_hover_actor(vehicle, spec).save(run / "actor_best.keras")
+    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    out = tmp_path / "px4"
+    assert main(["export", "--format", "px4-nn", str(run), "--out", str(out), "--parity-obs", "1000"]) == 0
+
+    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{out / 'control_net.npz'}"), open_links=False)
+    target = np.array([0.5, -0.3, 1.5])
+    try:
+        twin.advance(1.2)  # EKF init
+        sp = Setpoint("trajectory", pos_w=target)
+        twin.commander.offboard_setpoint(sp)
+        assert twin.commander.request_mode(NavState.OFFBOARD)
+        assert twin.commander.arm()
+        for _ in range(80):  # 8 s, offboard setpoints at 10 Hz
+            twin.commander.offboard_setpoint(sp)
+            twin.advance(0.1)
+        pos, vel = twin.sim.state.pos_w[0], twin.sim.state.vel_w[0]
+    finally:
+        twin.close()
+    err = np.linalg.norm(pos - target)
+    print(f"PX4 twin on mc_nn_control: {err:.3f} m from the setpoint after 8 s (error {np.round(pos - target, 3)} m), "
+          f"speed {np.linalg.norm(vel):.3f} m/s")
+    assert err < 0.25 and np.linalg.norm(vel) < 0.2
