@@ -61,6 +61,13 @@ MOTOR_POWER_WRITE_S = 0.015  # one param write round trip on the radio, measured
 logger = logging.getLogger(__name__)
 
 
+def _one_line(msg) -> str:
+    """cflib's link errors carry a traceback: keep the message and the exception line."""
+    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+    head = lines[:2] if len(lines) > 1 and lines[1].startswith("Exception") else lines[:1]
+    return " - ".join(head) or "unknown error"
+
+
 def quat_decompress(comp: int) -> tuple[float, float, float, float]:
     """crazyflie-firmware src/utils/interface/quatcompress.h quatdecompress: (x, y, z, w).
 
@@ -156,11 +163,11 @@ class CrazyflieLink(Link):
         self._start_logging()
 
     def _on_failed(self, uri, msg) -> None:
-        self._failed = str(msg)
+        self._failed = _one_line(msg)
         self._connected.set()
 
     def _on_lost(self, uri, msg) -> None:
-        self.lost_reason = f"cflib reports connection lost: {msg}"
+        self.lost_reason = f"cflib reports connection lost: {_one_line(msg)}"
         self.telemetry.wake()
 
     def _toc_has(self, name: str, toc=None) -> bool:
