@@ -1,14 +1,36 @@
-"""Per-vehicle default hyper-parameters (the measured ones; see docs/training.md)."""
+"""Per-vehicle default hyper-parameters: the measured recipe (see docs/training.md).
+
+What made the difference, measured on this project's 2-core CPU (crazyflie, ctbr, seed 0):
+one-step TD plateaued at ~0.3 m RMSE with 0 % success after 3 minutes; 5-step TD targets reached
+95 % success in ~100 s. Few envs with 2 updates per tick (64 samples per transition) beat many envs
+with fewer updates, because the update step, not the simulator, is the scarce resource.
+Reward: the simulator's shape with a stronger position weight, alive bonus = max cost (reward never
+negative while flying, so crashing is never the better deal), plus a trainer-side precision bonus
+that rewards the last centimetres the success test asks for.
+"""
 
 from __future__ import annotations
 
+COMMON = {
+    "train": {
+        "num_envs": 8, "batch_size": 128, "updates_per_step": 2.0, "n_step": 5, "chunk": 10,
+        "warmup_steps": 5_000, "sigma_start": 0.2, "sigma_end": 0.05, "noise_decay_steps": 300_000,
+        "precision_bonus": 1.0, "precision_scale_m": 0.15, "eval_every_steps": 50_000, "eval_episodes": 100,
+        "checkpoint_every_steps": 250_000,
+    },
+    "agent": {},
+    "reward": {"pos": 5.0, "alive_bonus": 2.0, "max_cost": 2.0},
+}
+
+PER_VEHICLE: dict[str, dict] = {}
+
 
 def preset(vehicle_id: str, action_mode: str) -> dict:
-    """{'name', 'train', 'agent', 'reward'} overrides for TrainConfig, AgentConfig, RewardWeights."""
-    base = {
+    """{'name', 'train', 'agent', 'reward'}: overrides of TrainConfig, AgentConfig, RewardWeights."""
+    own = PER_VEHICLE.get(vehicle_id, {})
+    return {
         "name": f"{vehicle_id}-{action_mode}-v1",
-        "train": {},
-        "agent": {},
-        "reward": {},
+        "train": {**COMMON["train"], **own.get("train", {})},
+        "agent": {**COMMON["agent"], **own.get("agent", {})},
+        "reward": {**COMMON["reward"], **own.get("reward", {})},
     }
-    return base
