@@ -70,11 +70,14 @@ typedef struct {
 
 static shared_t shared;
 
-/* --- state for log and STATUS (written by the controller, read by the app task) --- */
-static volatile uint8_t appState = QH_STATE_IDLE;
-static volatile uint8_t lastEvent = QH_EVENT_NONE;
-static volatile uint32_t watchdogTrips = 0;
-static volatile uint32_t rejected = 0;
+/* --- state for log and STATUS (written by the controller, read by the app task). Word-sized,
+ * so reads and writes are single instructions on the Cortex-M4; not volatile because LOG_ADD
+ * stores their address as a plain pointer (log.h), and the app task re-reads them after each
+ * call into the app channel anyway. --- */
+static uint8_t appState = QH_STATE_IDLE;
+static uint8_t lastEvent = QH_EVENT_NONE;
+static uint32_t watchdogTrips = 0;
+static uint32_t rejected = 0;
 static volatile bool statusDirty = false;
 static float pwmRatio[4];
 static float lastAction[4];
