@@ -87,3 +87,39 @@ def test_quat_decompress_inverts_the_firmware_packing_to_within_its_9_bits():
         w, x, y, z = q
         d = np.array(quat_decompress(compress_quaternion(x, y, z, w)))
         assert np.allclose(d * np.sign(d @ [x, y, z, w]), [x, y, z, w], atol=3e-3)
+
+
+def _blocks(link, t_ms, pos=(1.0, 2.0, 3.0), quat=(1.0, 0.0, 0.0, 0.0), gyro=(0.0, 0.0, 0.0), order=(0, 1, 2)):
+    from firmware_bridge.links.crazyflie import BLOCKS
+
+    values = {"posvel": (*pos, 0.1, 0.2, 0.3), "quat": quat, "gyro": gyro}
+    for i in order:
+        name, vars_ = BLOCKS[i]
+        link._make_block_cb(name, vars_)(t_ms, dict(zip(vars_, values[name])), None)
+
+
+def test_crazyflie_float_blocks_make_one_sample_per_firmware_tick_with_increasing_timestamps():
+    from firmware_bridge.links.crazyflie import CrazyflieLink
+
+    link = CrazyflieLink("udp://127.0.0.1:1")
+    _blocks(link, 1000, order=(0, 1))
+    assert link.telemetry.latest() is None  # gyro block missing: no sample yet
+    _blocks(link, 1000, order=(2,), gyro=(90.0, 0.0, -90.0))
+    s = link.telemetry.latest()
+    assert s.seq == 1 and s.t_vehicle_s == 1.0 and np.allclose(s.pos_w, [1, 2, 3])
+    assert np.allclose(s.omega_b, [math.pi / 2, 0, -math.pi / 2])  # gyro deg/s -> rad/s
+    _blocks(link, 1000)  # the same firmware tick again: refused
+    assert link.telemetry.latest().seq == 1 and link.telemetry.rejected == 1
+    _blocks(link, 1010, order=(0,))
+    _blocks(link, 1030, order=(1, 2))  # pieces 20 ms apart belong to different ticks
+    assert link.telemetry.latest().seq == 1
+    _blocks(link, 1030, order=(0,))
+    assert link.telemetry.latest().seq == 2 and link.telemetry.latest().t_vehicle_s == 1.03
+
+
+def test_crazyflie_float_blocks_carry_nan_through():
+    from firmware_bridge.links.crazyflie import CrazyflieLink
+
+    link = CrazyflieLink("udp://127.0.0.1:1")
+    _blocks(link, 500, pos=(math.nan, 0.0, 0.0))
+    assert math.isnan(link.telemetry.latest().pos_w[0])
