@@ -138,3 +138,22 @@ def test_the_committed_placeholder_builds_and_the_app_refuses_to_fly_it(tmp_path
     harness = compile_harness(tmp_path, header)
     out = subprocess.run([str(harness), "info"], capture_output=True, text=True, timeout=30).stdout.split()
     assert out[-1] == "0", "the placeholder must not pass the app's is-for-crazyflie check"
+
+
+def test_app_source_compiles_against_the_firmware_prototypes(tmp_path):
+    """quadhil_app.c with -Wall -Wextra -Wdouble-promotion -Werror against stub headers carrying
+    crazyflie-firmware's prototypes (tests/firmware_bridge/cf_stubs); for the Cortex-M4 too when
+    arm-none-eabi-gcc is installed. Not a firmware build: that needs a crazyflie-firmware checkout."""
+    from pathlib import Path
+
+    stubs = Path(__file__).parent / "cf_stubs"
+    flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wdouble-promotion", "-Werror", f"-I{stubs}",
+             f"-I{APP / 'src'}", "-c", str(APP / "src" / "quadhil_app.c")]
+    compilers = [(shutil.which("gcc"), [])]
+    arm = _arm_gcc()[0]
+    if arm is not None:
+        compilers.append((arm, ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]))
+    for i, (cc, extra) in enumerate(compilers):
+        proc = subprocess.run([cc, *extra, *flags, "-o", str(tmp_path / f"app{i}.o")], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, f"{cc}: {proc.stderr}"
