@@ -33,7 +33,9 @@ from sim.sitl.px4.commander import Commander
 from sim.sitl.px4.controllers import Estimate, Px4Cascade, Setpoint
 from sim.sitl.px4.links import LinkConfig, MavlinkUdpLink
 from sim.sitl.px4.params import PARAM_DEFS, ParamError, ParamStore, decode_value, encode_value
-from sim.sitl.px4.streams import MAV_STATE_ACTIVE, MAV_STATE_CRITICAL, MAV_STATE_STANDBY, Snapshot, StreamSchedule, build
+from sim.sitl.px4.modes import decode_custom_mode
+from sim.sitl.px4.streams import (MAV_STATE_ACTIVE, MAV_STATE_CRITICAL, MAV_STATE_STANDBY, NAMES_BY_ID, Snapshot,
+                                  StreamSchedule, build)
 
 TICK_S = 0.004
 RATE_LOOP_S = 0.002
@@ -391,7 +393,6 @@ class Px4Twin:
             link.send(link.mav.autopilot_version_encode(caps, PX4_VERSION, PX4_VERSION, 0, 0, [0] * 8, [0] * 8,
                                                         [0] * 8, 0, 0, 0x5154 << 16 | self.sysid))
             return True
-        from sim.sitl.px4.streams import NAMES_BY_ID
         name = NAMES_BY_ID.get(message_id)
         if name is None:
             return False
@@ -402,7 +403,6 @@ class Px4Twin:
         if msg.target_system not in (0, self.sysid):
             self.counters["rx_wrong_target"] += 1
             return
-        from sim.sitl.px4.modes import decode_custom_mode
         main, sub = decode_custom_mode(msg.custom_mode)
         result = self.commander.handle_command(cmdr.CMD_DO_SET_MODE, (float(msg.base_mode), float(main), float(sub)))
         self._ack(link, msg, cmdr.CMD_DO_SET_MODE, result)
