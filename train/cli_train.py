@@ -36,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-at-target", action="store_true", help="stop at the first eval >= 95%% success")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train./agent./reward. setting, e.g. --set train.chunk=20")
+    parser.add_argument("--eval-episodes", type=int, default=200, help="episodes of the final evaluation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -142,12 +143,21 @@ def run(args: argparse.Namespace) -> int:
     trainer = build_trainer(args)
     trainer.log_evals = args.no_progress and not args.json
     result = trainer.run(_T_IMPORT, show_progress=not args.no_progress and not args.json)
+    t_eval = time.perf_counter()
+    final = trainer.final_eval(episodes=args.eval_episodes)
+    result["eval"] = final
+    result["success_rate"] = final["success_rate"]
+    result["rmse_m"] = final["rmse_m"]
+    result["crash_rate"] = final["crash_rate"]
+    result["final_eval_s"] = time.perf_counter() - t_eval
+    result["wall_s"] = result["train_wall_s"] + result["final_eval_s"]
     result["loadavg"] = os.getloadavg()
     result["out"] = str(trainer.out)
     trainer.write_config(result)
     rows = [("vehicle", trainer.vehicle.id), ("wall s", result["wall_s"]), ("env steps", result["env_steps"]),
-            ("gradient updates", result["updates"]), ("best eval success", result["success_rate"]),
-            ("best eval rmse m", result["rmse_m"] if result["rmse_m"] is not None else float("nan")),
+            ("gradient updates", result["updates"]), ("final eval success", result["success_rate"]),
+            ("final eval rmse m", result["rmse_m"]),
+            ("final eval crash rate", result["crash_rate"]),
             ("time to 95% s", result["time_to_target_s"] if result["time_to_target_s"] is not None else "not reached")]
     print_table(f"quadhil train -> {trainer.out}", rows)
     if args.json:

@@ -279,6 +279,23 @@ class Trainer:
         return evaluate_policy(self.agent.numpy_actor(), self.spec, self.vehicle.id, episodes=episodes,
                                seed=self.tc.eval_seed, task=base)
 
+    def final_eval(self, episodes: int = 200, seed: int = 0) -> dict:
+        """Evaluate actor_best on fresh episodes (a seed the periodic selection never saw), with
+        the default realism (randomization and sensor noise on); writes eval.json."""
+        import keras
+
+        from train.agent import NumpyActor
+        from train.networks import ACTOR_BEST
+
+        actor = keras.models.load_model(self.out / ACTOR_BEST, compile=False)
+        task = dataclasses.replace(self.task, realism=RealismConfig())
+        res = evaluate_policy(NumpyActor.from_keras(actor), self.spec, self.vehicle.id, episodes=episodes,
+                              seed=seed, task=task)
+        summary = {**res.summary(), "vehicle": self.vehicle.id, "action_mode": self.spec.action_mode,
+                   "layout": self.spec.layout, "actor": "best", "seed": seed, "randomization": True}
+        (self.out / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        return summary
+
     # --- the loop -------------------------------------------------------------------------------
 
     def _act(self, actor) -> np.ndarray:
@@ -423,12 +440,13 @@ class Trainer:
         if writer is not None:
             writer.flush()
         return {
+            "train_wall_s": p.elapsed_s,
             "wall_s": p.elapsed_s,
             "env_steps": p.env_steps,
             "updates": p.updates,
             "episodes": p.episodes,
-            "success_rate": p.best_success,
-            "rmse_m": p.best_rmse_m if np.isfinite(p.best_rmse_m) else None,
+            "best_periodic_success": p.best_success,
+            "best_periodic_rmse_m": p.best_rmse_m if np.isfinite(p.best_rmse_m) else None,
             "best_env_steps": p.best_env_steps,
             "time_to_target_s": p.time_to_target_s,
             "steps_to_target": p.steps_to_target,

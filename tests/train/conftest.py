@@ -25,7 +25,7 @@ def cf_spec(crazyflie):
 
 # A few hundred env transitions of tiny nets: enough to exercise every code path in seconds.
 TINY = [
-    "--no-progress", "--num-envs", "4", "--batch-size", "16", "--updates-per-step", "1",
+    "--no-progress", "--eval-episodes", "4", "--num-envs", "4", "--batch-size", "16", "--updates-per-step", "1",
     "--set", "agent.actor_hidden=[8,8]", "--set", "agent.critic_hidden=[8,8]", "--set", "agent.jit=false",
     "--set", "train.warmup_steps=40", "--set", "train.chunk=5", "--set", "train.eval_every_steps=160",
     "--set", "train.eval_episodes=4", "--set", "train.checkpoint_every_steps=100000",

@@ -33,6 +33,8 @@ def test_smoke_training_moves_the_losses_and_writes_a_run(smoke_run):
     cfg = json.loads((smoke_run / "config.json").read_text())
     res = cfg["result"]
     assert res["env_steps"] >= 400 and res["updates"] > 0
+    assert res["eval"]["episodes"] == 4 and 0.0 <= res["success_rate"] <= 1.0
+    assert json.loads((smoke_run / "eval.json").read_text())["episodes"] == 4
     assert res["last_stats"] is not None
     assert all(np.isfinite(v) for v in res["last_stats"].values())
     for name in ("actor_best.keras", "actor_last.keras", "config.json"):
@@ -76,7 +78,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert _train(straight, "--max-steps", "320") == 0
     assert _train(split, "--max-steps", "160") == 0
     assert run_command("train", ["--vehicle", "crazyflie", "--out", str(split), "--resume", "--max-steps", "320",
-                                 "--no-progress"]) == 0
+                                 "--no-progress", "--eval-episodes", "4"]) == 0
     a, b = _agent_arrays(straight), _agent_arrays(split)
     assert len(a) == len(b)
     for x, y in zip(a, b):
