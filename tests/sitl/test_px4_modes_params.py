@@ -54,3 +54,22 @@ def test_param_store_refuses_unknown_names_nan_and_out_of_range():
     p.on_change(lambda n, v: seen.append((n, v)))
     assert p.set("COM_OBL_RC_ACT", 4.4) == 4.0
     assert seen == [("COM_OBL_RC_ACT", 4.0)]
+
+
+def test_cli_refuses_bad_arguments_with_one_line_and_exit_2():
+    import socket
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "sim.sitl", "px4", "--duration", "0.1", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = run("--param", "NOPE=1")
+    assert r.returncode == 2 and "unknown parameter 'NOPE'" in r.stderr
+    r = run("--battery", "1.5")
+    assert r.returncode == 2 and "--battery" in r.stderr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        r = run("--listen-port", str(busy.getsockname()[1]), "--no-gcs")
+    assert r.returncode == 2 and "cannot listen" in r.stderr

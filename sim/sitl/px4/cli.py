@@ -45,7 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remote-host", default="127.0.0.1", help="address telemetry goes to first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", action="store_true", help="noisy state estimate (vehicle file's EKF noise)")
-    parser.add_argument("--wind", type=_triple, default=None, metavar="E,N,U", help="mean wind, m/s ENU")
+    parser.add_argument("--wind", type=_triple, nargs="?", const=(2.0, 0.0, 0.0), default=None, metavar="E,N,U",
+                        help="mean wind, m/s ENU (bare --wind: 2 m/s from the west)")
     parser.add_argument("--gust-std", type=float, default=0.0, help="gust std with --wind, m/s")
     parser.add_argument("--start", type=_triple, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
                         help="start position, m ENU (world frame; PX4's local origin is here)")

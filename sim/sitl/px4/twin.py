@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import select
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -323,6 +324,10 @@ class Px4Twin:
         except (ValueError, TypeError, OverflowError, ZeroDivisionError) as exc:
             self.counters["rejected_malformed"] += 1
             self.commander.messages.append((cmdr.SEV_WARNING, f"{kind} rejected: {exc}"[:50]))
+        except Exception:  # a twin bug must not take the vehicle down: count it, show it once
+            self.counters["handler_errors"] += 1
+            if self.counters["handler_errors"] == 1:
+                traceback.print_exc()
 
     def _on_heartbeat(self, msg, link) -> None:
         self.counters["rx_heartbeat"] += 1
