@@ -223,3 +223,58 @@ def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_moto
     assert np.all(twin.motor_cmd_n == 0)
     assert any(s.event == ac.AppEvent.WATCHDOG and s.state == ac.AppState.RELAY_TIMEOUT for s in statuses), \
         "the client must hear about the watchdog trip"
+
+
+def test_killing_the_bridge_mid_flight_drops_the_twins_motors_50_ms_after_its_last_packet(served_twin, tmp_path):
+    """The bridge (quadhil fly, a separate process) flies the twin motor-level through cflib's app
+    channel; SIGKILL (no goodbye, like a crashed companion computer) leaves only the relay's
+    watchdog to stop the motors."""
+    import json
+    import subprocess
+    import sys
+
+    from deploy.export import export_policy
+    from tests.firmware_bridge.onboard_support import make_actor
+
+    twin, server = served_twin
+    actor, spec, vehicle = make_actor("crazyflie", "motors")
+    # a constant, slightly-above-hover action: enough to keep the bridge's loop streaming motor packets
+    hover = np.clip(_hover_action(twin, margin=1.02), -0.99, 0.99)
+    last = actor.get_layer("action")
+    last.set_weights([np.zeros_like(last.get_weights()[0]), np.full(4, np.arctanh(hover), np.float32)])
+    run = tmp_path / "run"
+    run.mkdir()
+    actor.save(run / "actor_best.keras")
+    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    model = tmp_path / "hover.tflite"
+    export_policy(run, model, "none", parity_obs=500, episodes=0, log=lambda *a, **k: None)
+
+    cmd = [sys.executable, "-m", "quadhil", "fly", "--model", str(model), "--link", server.uri, "--arm",
+           "--duration", "20", "--quiet", "--log", str(tmp_path / "flights")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 40.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            rs = getattr(twin, "_quadhil_app_relay", None)
+            if rs is not None and rs.accepted >= 30 and rs.state == ac.AppState.RELAY:
+                break
+            time.sleep(0.01)
+        rs = app_relay.relay_state(twin)
+        assert proc.poll() is None, f"the bridge ended early: {proc.stderr.read().decode()[-1500:]}"
+        assert rs.accepted >= 30, f"the bridge sent only {rs.accepted} relay packets"
+        assert np.all(twin.motor_cmd_n > 0)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 2.0
+        while rs.watchdog_trips == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert rs.watchdog_trips == 1
+    print(f"bridge killed after {rs.accepted} relay packets: motors off {rs.trip_ages_s[0] * 1000:.1f} ms (twin time) "
+          f"after its last packet")
+    assert rs.trip_ages_s[0] == pytest.approx(0.050, abs=1e-6)
+    time.sleep(0.05)
+    assert np.all(twin.motor_cmd_n == 0)
