@@ -238,7 +238,9 @@ static void runRelay(control_t *control) {
     setState(QH_STATE_RELAY_TIMEOUT, QH_EVENT_WATCHDOG);
     return;
   }
-  setState(QH_STATE_RELAY, appState == QH_STATE_RELAY_TIMEOUT ? QH_EVENT_RESUMED : lastEvent);
+  const uint8_t event = appState == QH_STATE_RELAY_TIMEOUT ? QH_EVENT_RESUMED
+                        : (appState == QH_STATE_RELAY ? lastEvent : QH_EVENT_STARTED);
+  setState(QH_STATE_RELAY, event);
   applyActions(control, motors);
 }
 
