@@ -11,7 +11,6 @@ import socket
 import struct
 import time
 
-import numpy as np
 from cflib.crazyflie.log import LogConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
