@@ -214,3 +214,30 @@ def test_notify_setpoint_stop_keeps_the_setpoint_until_the_watchdog(twin):
     assert twin.motor_pwm.min() > 0 and twin.supervisor.state == State.FLYING
     run_ms(twin, 1800)
     assert twin.supervisor.is_locked
+
+
+def fly(twin, ms, thrust=37000):
+    twin.handle_datagram(rpyt(0))
+    run_ms(twin, ms, rpyt(thrust))
+
+
+def test_same_seed_same_flight_and_noise_only_in_the_estimate():
+    from sim.sitl.crazyflie.twin import TwinConfig
+
+    a, b = CrazyflieTwin(TwinConfig(seed=3, noise=True)), CrazyflieTwin(TwinConfig(seed=3, noise=True))
+    fly(a, 800)
+    fly(b, 800)
+    np.testing.assert_array_equal(a.sim.state.pos_w, b.sim.state.pos_w)
+    assert a.est_pos != a.sim.state.pos_w[0].tolist()  # the estimate is noisy...
+    np.testing.assert_allclose(a.est_pos, a.sim.state.pos_w[0], atol=0.02)  # ...around the truth
+
+
+def test_wind_pushes_a_hovering_twin_downwind_and_start_sets_the_position():
+    from sim.sitl.crazyflie.twin import TwinConfig
+
+    calm = CrazyflieTwin(TwinConfig(start_m=(1.0, 2.0, 0.0)))
+    windy = CrazyflieTwin(TwinConfig(start_m=(1.0, 2.0, 0.0), wind_mps=2.0))
+    assert calm.est_pos == [1.0, 2.0, 0.0]
+    fly(calm, 1500)
+    fly(windy, 1500)
+    assert windy.sim.state.vel_w[0, 0] > calm.sim.state.vel_w[0, 0] + 0.05

@@ -88,11 +88,15 @@ class Commander:
         """Seconds since the last accepted setpoint (commanderGetInactivityTime)."""
         return now_s - self.last_update_s
 
-    def _set(self, sp: Setpoint, now_s: float) -> None:
+    def set_setpoint(self, sp: Setpoint, now_s: float) -> None:
+        """commanderSetSetpoint at CRTP priority: the stabilizer uses ``sp`` from now on and the
+        watchdog restarts (also what an onboard app feeding setpoints calls)."""
         self.setpoint = sp
         self.last_update_s = now_s
         self.priority = PRIORITY_CRTP
         self.accepted += 1
+
+    _set = set_setpoint  # name used by sim.sitl.crazyflie.app_relay
 
     def handle_rpyt(self, channel: int, data: bytes, now_s: float, stab_roll_angle: bool,
                     stab_pitch_angle: bool) -> None:
