@@ -28,7 +28,8 @@ def wait_for(predicate, timeout_s):
 
 
 def test_mavsdk_reads_params_arms_takes_off_and_lands():
-    with px4_twin("--param", "MIS_TAKEOFF_ALT=1.5", "--param", "MPC_LAND_SPEED=1.5", heartbeat_hz=1.0) as twin:
+    with px4_twin("--param", "MIS_TAKEOFF_ALT=1.0", "--param", "MPC_TKO_SPEED=2.5", "--param", "MPC_LAND_SPEED=1.5",
+                  "--param", "COM_DISARM_LAND=0.5", heartbeat_hz=1.0) as twin:
         twin.client.close()  # MAVSDK takes the offboard port over
         sdk = Mavsdk(Configuration.create_with_component_type(ComponentType.GROUND_STATION))
         try:
@@ -43,7 +44,7 @@ def test_mavsdk_reads_params_arms_takes_off_and_lands():
             assert wait_for(lambda: telemetry.flight_mode() == FlightMode.POSCTL, 3.0)
             action.arm()
             action.takeoff()
-            assert wait_for(lambda: telemetry.position().relative_altitude_m > 1.3, 8.0)
+            assert wait_for(lambda: telemetry.position().relative_altitude_m > 0.85, 8.0)
             assert wait_for(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
             assert telemetry.in_air()
             action.land()

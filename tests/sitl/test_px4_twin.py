@@ -131,7 +131,7 @@ def test_losing_the_offboard_stream_triggers_position_hold_after_com_of_loss_t()
 
 
 def test_takeoff_then_land_then_auto_disarm():
-    with px4_twin("--param", "MIS_TAKEOFF_ALT=1.5", "--param", "MPC_LAND_SPEED=1.5",
+    with px4_twin("--param", "MIS_TAKEOFF_ALT=1.5", "--param", "MPC_TKO_SPEED=2.5", "--param", "MPC_LAND_SPEED=1.5",
                   "--param", "COM_DISARM_LAND=0.5") as twin:
         assert twin.arm() == ACCEPTED
         assert twin.command(22, 0, 0, 0, math.nan, math.nan, math.nan, math.nan).result == ACCEPTED
