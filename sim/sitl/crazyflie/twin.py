@@ -293,8 +293,8 @@ class CrazyflieTwin:
         self.est_pos = pos[0].tolist()
         self.est_vel = vel[0].tolist()
         self.est_acc_w_g = (acc_w / GRAVITY_MPS2).tolist()
-        # kalman_core.c kalmanCoreExternalizeState: pitch = -pitch "for the legacy CF2 body
-        # coordinate system", so stateEstimate.pitch is nose-up positive
+        # kalman_core.c (kalmanCoreExternalizeState) stores -pitch, adjusting to the legacy CF2
+        # body frame: stateEstimate.pitch is nose-up positive
         self.est_rpy_deg = [math.degrees(roll), -math.degrees(pitch), math.degrees(yaw)]
         q = quat[0]
         self.est_quat_xyzw = [float(q[1]), float(q[2]), float(q[3]), float(q[0])]
