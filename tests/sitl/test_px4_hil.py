@@ -73,6 +73,9 @@ def test_hil_sensor_at_250_hz_before_px4_speaks_then_actuator_controls_move_the_
         assert rest.fields_updated & 0b111111111 == 0b111111111
         gps = conn.recv_match(type="HIL_GPS", blocking=True, timeout=1.0)
         assert gps.fix_type == 3 and abs(gps.lat / 1e7 - 47.397742) < 1e-5
+        # garbage and NaN controls on the TCP stream are dropped; the stream resynchronizes
+        conn.write(np.random.default_rng(5).integers(0, 256, 3000).astype(np.uint8).tobytes())
+        conn.mav.hil_actuator_controls_send(0, [math.nan] * 16, ARMED, LOCKSTEP)
         # act as PX4 in lockstep: answer every HIL_SENSOR with armed motor outputs above hover
         u = 0.85  # hover is sqrt(0.574) = 0.757 on the gz x500 thrust curve
         zacc, t_end = [], time.monotonic() + 1.5
