@@ -98,3 +98,15 @@ def test_ned_setpoints_arrive_in_the_simulator_as_enu(twin):
     sp = twin.commander.offboard.setpoint
     assert sp.kind == "attitude"
     assert math.degrees(quat_to_euler(sp.quat_wb)[2]) == pytest.approx(0.0, abs=1e-4)  # ENU: east is yaw 0
+
+
+def test_body_ned_velocity_is_rotated_by_the_attitude(twin):
+    twin.sim.state.quat_wb[0] = quat_from_euler(0.0, 0.0, math.radians(90))  # nose north
+    twin.estimate = twin._estimate()
+    mav = mavlink.MAVLink(None, srcSystem=255, srcComponent=190)
+    msg = roundtrip(mav.set_position_target_local_ned_encode(0, 1, 1, 8, 0b0000_1101_1100_0111, 0, 0, 0,
+                                                             1.0, 0, 0, 0, 0, 0, 0, 0))
+    twin.handle(msg, link=None)
+    sp = twin.commander.offboard.setpoint
+    assert sp.vel_w == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)  # body forward = north = ENU +y
+    assert np.all(np.isnan(sp.pos_w))

@@ -279,8 +279,6 @@ class Commander:
                 self._took_off = True
                 if self.armed:
                     self._say(SEV_INFO, "Takeoff detected")
-        if on_ground and self.landed:
-            self._ground_since = min(self._ground_since, now)
 
     def _failsafes(self) -> None:
         if self.nav_state == NavState.OFFBOARD and not self.offboard_signal_present():

@@ -467,9 +467,13 @@ class Px4Twin:
             pos_w = ned_to_enu(pos_ned) + self.start_w
             vel_w, acc_w = ned_to_enu(vel_ned), ned_to_enu(acc_ned)
         elif msg.coordinate_frame == MAV_FRAME_BODY_NED:
+            # PX4 rotates body velocity/acceleration only when none of the three is ignored
+            # (ignore_velocity = type_mask & (VX|VY|VZ)); NaN values stay NaN after rotation
             rot = quat_to_rotmat(quat_enu_flu_to_ned_frd(self.estimate.quat_wb))
-            vel_w = ned_to_enu(rot @ np.nan_to_num(vel_ned)) if np.any(np.isfinite(vel_ned)) else np.full(3, math.nan)
-            acc_w = ned_to_enu(rot @ np.nan_to_num(acc_ned)) if np.any(np.isfinite(acc_ned)) else np.full(3, math.nan)
+            ignore_vel = mask & (POS_IGNORE["vx"] | POS_IGNORE["vy"] | POS_IGNORE["vz"])
+            ignore_acc = mask & (POS_IGNORE["afx"] | POS_IGNORE["afy"] | POS_IGNORE["afz"])
+            vel_w = np.full(3, math.nan) if ignore_vel else ned_to_enu(rot @ vel_ned)
+            acc_w = np.full(3, math.nan) if ignore_acc else ned_to_enu(rot @ acc_ned)
             pos_w = np.full(3, math.nan)
         else:
             self.counters["rx_unsupported_frame"] += 1
