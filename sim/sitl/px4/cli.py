@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--battery", type=float, default=1.0, help="initial battery charge fraction 0..1")
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                         help="set a PX4 parameter at boot (repeatable)")
-    parser.add_argument("--controller", default="px4", help="flight controller (px4)")
+    parser.add_argument("--controller", default="px4",
+                        help="flight controller: px4 (PX4's cascade) or mc_nn:PATH.npz (mc_nn_control, docs/onboard.md)")
     parser.add_argument("--duration", type=float, default=None, help="exit after this many seconds")
     parser.add_argument("--json", action="store_true", help="print a JSON status line at exit")
 
