@@ -197,23 +197,40 @@ def _rate_hz(twin, msg_type, seconds=1.0):
     return n / seconds
 
 
+def _interval_us(twin, msg_id):
+    twin.drain()
+    twin.client.mav.command_long_send(1, 1, 510, 0, msg_id, 0, 0, 0, 0, 0, 0)  # GET_MESSAGE_INTERVAL
+    return twin.recv("MESSAGE_INTERVAL", 2.0, lambda m: m.message_id == msg_id).interval_us
+
+
 def test_default_onboard_rates_and_requested_rates(shared_twin):
     twin = shared_twin
-    # ONBOARD defaults: ATTITUDE 100 Hz, LOCAL_POSITION_NED 30 Hz. Bounds are wide because a
-    # loaded CI host delays delivery; the ratio pins which stream is configured faster.
+    ml = mavutil.mavlink
+    # ONBOARD defaults (mavlink_main.cpp): ATTITUDE 100 Hz, ATTITUDE_QUATERNION and HIGHRES_IMU 50 Hz,
+    # LOCAL_POSITION_NED and ODOMETRY 30 Hz, ALTITUDE 10 Hz. Received rates depend on the host's
+    # load and are measured by `quadhil bench sitl-px4`; here the configuration is checked.
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_ATTITUDE) == 10000
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_ATTITUDE_QUATERNION) == 20000
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_HIGHRES_IMU) == 20000
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_LOCAL_POSITION_NED) == 33333
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_ODOMETRY) == 33333
+    assert _interval_us(twin, ml.MAVLINK_MSG_ID_ALTITUDE) == 100000
     att, lpn = _rate_hz(twin, "ATTITUDE"), _rate_hz(twin, "LOCAL_POSITION_NED")
-    assert 40 <= att <= 115 and 12 <= lpn <= 36 and att > 2 * lpn, (att, lpn)
-    hid = mavutil.mavlink.MAVLINK_MSG_ID_HIGHRES_IMU
+    assert att > lpn > 0, (att, lpn)
+    hid = ml.MAVLINK_MSG_ID_HIGHRES_IMU
     assert twin.command(511, hid, 100000).result == ACCEPTED  # 10 Hz
-    assert 4 <= _rate_hz(twin, "HIGHRES_IMU") <= 13
+    assert _interval_us(twin, hid) == 100000
+    assert 0 < _rate_hz(twin, "HIGHRES_IMU", 0.5) <= 14  # 10 Hz, not the 50 Hz default
     assert twin.command(511, hid, -1).result == ACCEPTED
+    assert _interval_us(twin, hid) == -1
     assert _rate_hz(twin, "HIGHRES_IMU", 0.5) == 0
+    assert twin.command(511, hid, 0).result == ACCEPTED  # 0 restores the default
+    assert _interval_us(twin, hid) == 20000
     assert twin.command(511, 9999, 100000).result == FAILED  # no such stream
     twin.drain()
-    twin.client.mav.command_long_send(1, 1, 512, 0, mavutil.mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION, 0, 0, 0, 0,
-                                      0, 0)
+    twin.client.mav.command_long_send(1, 1, 512, 0, ml.MAVLINK_MSG_ID_AUTOPILOT_VERSION, 0, 0, 0, 0, 0, 0)
     av = twin.recv("AUTOPILOT_VERSION")
-    assert av.capabilities & mavutil.mavlink.MAV_PROTOCOL_CAPABILITY_MAVLINK2
+    assert av.capabilities & ml.MAV_PROTOCOL_CAPABILITY_MAVLINK2
     assert twin.command(512, 60000).result == FAILED
 
 
