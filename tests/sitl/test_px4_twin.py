@@ -231,6 +231,7 @@ def test_default_onboard_rates_and_requested_rates(shared_twin):
     twin.client.mav.command_long_send(1, 1, 512, 0, ml.MAVLINK_MSG_ID_AUTOPILOT_VERSION, 0, 0, 0, 0, 0, 0)
     av = twin.recv("AUTOPILOT_VERSION")
     assert av.capabilities & ml.MAV_PROTOCOL_CAPABILITY_MAVLINK2
+    assert twin.recv("COMMAND_ACK", 2.0, lambda m: m.command == 512).result == ACCEPTED  # after the message
     assert twin.command(512, 60000).result == FAILED
 
 
