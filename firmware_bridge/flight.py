@@ -37,7 +37,15 @@ BATTERY_WAIT_S = 1.5  # preflight: how long to wait for a battery reading
 PREFLIGHT_OBSERVE_S = 0.3  # preflight: watch telemetry this long before judging it
 SETTLE_S = 1.0  # hover RMSE ignores the first second after the approach ramp ends
 GROUND_TOUCH_M = 0.05  # landed when this close to the ground height
-GROUND_WAIT_S = 2.0  # ... or this long after the landing ramp reached the ground
+# Takeoff and touch-down fly on the vehicle's own stabilization (Link.assist): a hover policy was
+# trained in the air and has never seen ground contact. It takes over above HANDOVER_M and hands
+# back TOUCHDOWN_M above the ground.
+HANDOVER_M = 0.4
+TOUCHDOWN_M = 0.25
+CLIMB_MPS = 0.6
+SINK_MPS = 0.3
+TAKEOFF_TIMEOUT_S = 5.0
+TOUCHDOWN_TIMEOUT_S = 4.0
 WAIT_MARGIN = 0.25  # a tick stops waiting for fresh state this fraction of a period before its deadline
 
 
@@ -155,6 +163,19 @@ class _Status:
             self._live.stop()
 
 
+@dataclass
+class _Plan:
+    """Where the flight starts, goes and lands (world ENU, m)."""
+
+    start_w: np.ndarray
+    target_w: np.ndarray
+    takeoff_h: float
+    ground_z: float
+    assisted: bool  # armed: takeoff and touch-down on the vehicle's own stabilization
+    handover: bool
+    handover_z: float  # the policy takes over above this height
+
+
 def check_link_for_spec(uri: str, spec) -> None:
     """Refuse, before connecting, what no vehicle on this kind of link can fly."""
     if link_kind(uri) == "mavlink" and spec.action_mode == "motors":
@@ -179,7 +200,10 @@ class Flight:
         self.rate_hz = float(cfg.rate_hz or self.spec.control_rate_hz)
         self.period_s = 1.0 / self.rate_hz
         battery_min = cfg.battery_min_v if cfg.battery_min_v is not None else self.vehicle.battery.low_voltage_v
-        self.limits = Limits(control_period_s=self.period_s, battery_min_v=battery_min, geofence=cfg.geofence)
+        # a body rate twice what the policy can command means lost control, not a manoeuvre
+        rate_limit = 2.0 * float(np.linalg.norm(self.spec.body_rate_max_rad_s))
+        self.limits = Limits(control_period_s=self.period_s, battery_min_v=battery_min, geofence=cfg.geofence,
+                             body_rate_max_rad_s=rate_limit)
         self.sup = Supervisor(self.limits)
         self.link: Link = make_link(cfg.link)
         self.log: FlightLogWriter | None = None
@@ -273,10 +297,11 @@ class Flight:
             h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else 1.0
             target = np.array([start[0], start[1], start[2] + h if cfg.handover else h])
         takeoff_h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else float(target[2])
-        ref = Reference.build(start, target, takeoff_h, cfg.duration_s, cfg.handover,
-                              ground_z_m=None if not cfg.handover else 0.0)
-        self.log.write({"type": "reference", "t": self._t(), "waypoints_w": ref.waypoints_w,
-                        "hover_s": ref.hover_s, "ground_z_m": ref.ground_z_m, "ramp_s": ref.ramp_s})
+        ground_z = 0.0 if cfg.handover else float(start[2])
+        plan = _Plan(start_w=start, target_w=target, takeoff_h=takeoff_h, ground_z=ground_z,
+                     assisted=cfg.arm, handover=cfg.handover,
+                     handover_z=ground_z + min(HANDOVER_M, 0.6 * max(float(target[2]) - ground_z, 0.0)))
+        self.log.write({"type": "plan", "t": self._t(), **plan.__dict__})
 
         if cfg.arm:
             try:
@@ -291,11 +316,21 @@ class Flight:
         gc.collect()
         gc.disable()
         try:
-            return self._loop(ref, sigs, status, cpu0, wall0)
+            return self._loop(plan, sigs, status, cpu0, wall0)
         finally:
             gc.enable()
 
-    def _loop(self, ref: Reference, sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
+    def _reference(self, plan: "_Plan", from_w: np.ndarray) -> Reference:
+        """The policy's reference from ``from_w`` (where it takes over): climb, target, hover,
+        descend to TOUCHDOWN_M above the ground (an armed flight) or to the ground (dry run)."""
+        floor = plan.ground_z + (TOUCHDOWN_M if plan.assisted else 0.0)
+        ref = Reference.build(from_w, plan.target_w, plan.takeoff_h, self.cfg.duration_s, handover=plan.handover,
+                              ground_z_m=floor)
+        self.log.write({"type": "reference", "t": self._t(), "waypoints_w": ref.waypoints_w,
+                        "hover_s": ref.hover_s, "floor_z_m": ref.ground_z_m, "ramp_s": ref.ramp_s})
+        return ref
+
+    def _loop(self, plan: "_Plan", sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
         spec, vehicle, link, sup, log = self.spec, self.vehicle, self.link, self.sup, self.log
         policy = self.policy
         history = np.tile(hover_action(spec, vehicle), (1, spec.action_history)).astype(np.float64)
@@ -306,8 +341,12 @@ class Flight:
         last_seq = latest.seq if latest is not None else 0  # tick 0 waits for a sample of its own
         missed_in_row = 0
         rows: list[dict] = []
-        ground_since: float | None = None
         n_tr = len(sup.transitions)
+        # "takeoff" (assisted climb) -> "policy" -> "touchdown" (assisted) -> landed
+        mode = "takeoff" if plan.assisted and not plan.handover else "policy"
+        ref = self._reference(plan, plan.start_w) if mode == "policy" else None
+        t_ref0 = t_fly0
+        t_touchdown0 = None
         while True:
             sched.wait_release()
             deadline = sched.deadline()
@@ -333,19 +372,48 @@ class Flight:
                 self._record_transitions(n_tr)
                 return self._failsafe_and_finish(sigs, status, cpu0, wall0, rows, reason, t_detect, tel=tel)
             # -- phase ----------------------------------------------------------------------
-            phase = ref.phase(t_rel)
-            if phase in ("land", "ground") and sup.state == State.FLYING:
-                sup.land(now, f"hover of {ref.hover_s:.1f} s complete, landing")
-            if phase == "ground":
-                ground_since = ground_since if ground_since is not None else now
-                if s.pos_w[2] - ref.ground_z_m < GROUND_TOUCH_M or now - ground_since > GROUND_WAIT_S \
-                        or not self.cfg.arm:
+            if mode == "takeoff" and s.pos_w[2] >= plan.handover_z:
+                mode, t_ref0 = "policy", now
+                ref = self._reference(plan, s.pos_w)
+            if mode == "takeoff" and t_rel > TAKEOFF_TIMEOUT_S:
+                self._record_transitions(n_tr)
+                return self._failsafe_and_finish(
+                    sigs, status, cpu0, wall0, rows,
+                    f"assisted takeoff did not reach z={plan.handover_z:.2f} m in {TAKEOFF_TIMEOUT_S:.0f} s", now, tel=tel)
+            if mode == "policy":
+                phase = ref.phase(now - t_ref0)
+                if phase in ("land", "ground") and sup.state == State.FLYING:
+                    sup.land(now, f"hover of {ref.hover_s:.1f} s complete, landing")
+                if phase == "ground":
+                    if not self.cfg.arm:
+                        link.stop_motors()
+                        sup.landed(time.monotonic(), "dry run complete, nothing was sent")
+                        self._record_transitions(n_tr)
+                        break
+                    mode, t_touchdown0 = "touchdown", now
+            if mode == "touchdown":
+                if s.pos_w[2] - plan.ground_z < GROUND_TOUCH_M or now - t_touchdown0 > TOUCHDOWN_TIMEOUT_S:
                     link.stop_motors()
                     link.disarm()
                     sup.landed(time.monotonic(), "landed, motors stopped")
                     self._record_transitions(n_tr)
                     break
-            target = ref.at(t_rel)
+            if mode != "policy":  # takeoff or touch-down on the vehicle's own stabilization
+                vz = CLIMB_MPS if mode == "takeoff" else -SINK_MPS
+                sent = link.assist(vz, tel)
+                t_send = time.monotonic()
+                met = t_send <= deadline
+                missed_in_row = 0 if met else missed_in_row + 1
+                target = np.array([plan.start_w[0], plan.start_w[1], plan.handover_z]) if mode == "takeoff" \
+                    else np.array([s.pos_w[0], s.pos_w[1], plan.ground_z])
+                row = self._row(sched.k, t_rel, mode, fresh, tel, s, target, None, None, sent, t_send, None, None, met,
+                                missed_in_row)
+                self._after_tick(row, rows, sched, fresh, tel, status, link, n_tr)
+                n_tr = len(sup.transitions)
+                missed_in_row += sched.skipped
+                sched.skipped = 0
+                continue
+            target = ref.at(now - t_ref0)
             # -- policy ---------------------------------------------------------------------
             obs = observe(s.pos_w[None], s.vel_w[None], s.quat_wb[None], s.omega_b[None], target,
                           history, spec)[0]
@@ -366,39 +434,47 @@ class Flight:
             history = push_action_history(history, action[None])
             met = t_send <= deadline
             missed_in_row = 0 if met else missed_in_row + 1
-            row = {
-                "type": "tick", "k": sched.k, "t": t_rel, "state": sup.state.value, "phase": phase,
-                "fresh": fresh, "t_vehicle": None if tel is None else tel.t_vehicle_s,
-                "pos": s.pos_w, "vel": s.vel_w, "quat": s.quat_wb, "omega": s.omega_b, "target": target,
-                "obs": obs, "action": action, "cmd": sent,
-                "state_age_ms": 1e3 * (t_send - tel.t_arrival_s),
-                "latency_ms": 1e3 * (t_send - tel.t_arrival_s) if fresh else None,
-                "infer_ms": 1e3 * (t_inf1 - t_inf0), "send_ms": 1e3 * (t_send - t_inf1),
-                "deadline_met": met, "missed_in_row": missed_in_row,
-            }
-            log.write(row)
-            rows.append({k: row[k] for k in ("phase", "t", "pos", "target", "state_age_ms", "latency_ms",
-                                              "infer_ms", "deadline_met")})
-            self._record_transitions(n_tr)
+            row = self._row(sched.k, t_rel, phase, fresh, tel, s, target, obs, action, sent, t_send,
+                            t_inf1 - t_inf0, t_send - t_inf1, met, missed_in_row)
+            self._after_tick(row, rows, sched, fresh, tel, status, link, n_tr)
             n_tr = len(sup.transitions)
-            if status.enabled and sched.k % 10 == 0:
-                recent = rows[-int(self.rate_hz):]
-                span = recent[-1]["t"] - recent[0]["t"] if len(recent) > 1 else 0.0
-                loop_hz = (len(recent) - 1) / span if span > 0 else 0.0
-                fresh_pct = 100.0 * sum(r["latency_ms"] is not None for r in recent) / len(recent)
-                err = float(np.linalg.norm(s.pos_w - target))
-                status.update(
-                    f"{sup.state.value:8s} {phase:6s} t={t_rel:5.1f}s err={100 * err:5.1f}cm loop={loop_hz:5.1f}Hz "
-                    f"latency={row['latency_ms'] or 0.0:5.2f}ms age={row['state_age_ms']:5.1f}ms "
-                    f"missed={sum(not r['deadline_met'] for r in rows)} "
-                    f"link={'ok' if link.alive else 'LOST'} fresh={fresh_pct:3.0f}%")
-            if fresh:
-                sched.lock_phase(tel.t_arrival_s)
-            sched.advance(time.monotonic())
-            if sched.skipped:
-                missed_in_row += sched.skipped
-                sched.skipped = 0
+            missed_in_row += sched.skipped
+            sched.skipped = 0
         return self._finish(rows, cpu0, wall0)
+
+    def _row(self, k, t_rel, phase, fresh, tel, s, target, obs, action, sent, t_send, infer_s, send_s, met,
+             missed_in_row) -> dict:
+        return {
+            "type": "tick", "k": k, "t": t_rel, "state": self.sup.state.value, "phase": phase,
+            "fresh": fresh, "t_vehicle": tel.t_vehicle_s,
+            "pos": s.pos_w, "vel": s.vel_w, "quat": s.quat_wb, "omega": s.omega_b, "target": target,
+            "obs": obs, "action": action, "cmd": sent,
+            "state_age_ms": 1e3 * (t_send - tel.t_arrival_s),
+            "latency_ms": 1e3 * (t_send - tel.t_arrival_s) if fresh else None,
+            "infer_ms": None if infer_s is None else 1e3 * infer_s, "send_ms": None if send_s is None else 1e3 * send_s,
+            "deadline_met": met, "missed_in_row": missed_in_row,
+        }
+
+    def _after_tick(self, row, rows, sched, fresh, tel, status, link, n_tr) -> None:
+        """Log the tick, record transitions, update the status line, move the schedule."""
+        self.log.write(row)
+        rows.append({k: row[k] for k in ("phase", "t", "pos", "target", "state_age_ms", "latency_ms",
+                                          "infer_ms", "deadline_met")})
+        self._record_transitions(n_tr)
+        if status.enabled and sched.k % 10 == 0:
+            recent = rows[-int(self.rate_hz):]
+            span = recent[-1]["t"] - recent[0]["t"] if len(recent) > 1 else 0.0
+            loop_hz = (len(recent) - 1) / span if span > 0 else 0.0
+            fresh_pct = 100.0 * sum(r["latency_ms"] is not None for r in recent) / len(recent)
+            err = float(np.linalg.norm(np.asarray(row["pos"]) - np.asarray(row["target"])))
+            status.update(
+                f"{self.sup.state.value:8s} {row['phase']:9s} t={row['t']:5.1f}s err={100 * err:5.1f}cm "
+                f"loop={loop_hz:5.1f}Hz latency={row['latency_ms'] or 0.0:5.2f}ms age={row['state_age_ms']:5.1f}ms "
+                f"missed={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'} "
+                f"fresh={fresh_pct:3.0f}%")
+        if fresh:
+            sched.lock_phase(tel.t_arrival_s)
+        sched.advance(time.monotonic())
 
     def _failsafe_and_finish(self, sigs, status, cpu0, wall0, rows, reason, t_detect, tel=None) -> FlightResult:
         """Enter FAILSAFE, carry out the action at once and to completion, then report."""
@@ -452,7 +528,7 @@ class Flight:
             deadline_miss_rate=(sum(not r["deadline_met"] for r in rows) / len(rows)) if rows else 0.0,
             latency_p50_ms=_pct(lat, 50), latency_p99_ms=_pct(lat, 99),
             state_age_p99_ms=_pct([r["state_age_ms"] for r in rows], 99),
-            infer_p99_ms=_pct([r["infer_ms"] for r in rows], 99),
+            infer_p99_ms=_pct([r["infer_ms"] for r in rows if r["infer_ms"] is not None], 99),
             fresh_rate=(len(lat) / len(rows)) if rows else 0.0, rate_hz=self.rate_hz, dry_run=not self.cfg.arm,
             cpu_percent=100.0 * (time.process_time() - cpu0) / wall if wall > 0 else None,
         )

@@ -104,9 +104,9 @@ class Limits:
     control_period_s: float
     battery_min_v: float
     geofence: Geofence | None = None
-    tilt_max_rad: float = math.radians(60.0)  # in flight
+    tilt_max_rad: float = math.radians(75.0)  # in flight (hover policies train from 60 deg throws)
     tumble_rad: float = math.radians(90.0)  # beyond this a descent is pointless: stop motors
-    body_rate_max_rad_s: float = 12.0  # |omega| in flight
+    body_rate_max_rad_s: float = 12.0  # |omega| in flight; the bridge sets 2 x |spec's rate range|
     # Telemetry older than this many control periods -> failsafe, but never less than the floor
     # (a 500 Hz loop on a 100 Hz radio). Radio links lose packets in bursts; 10 periods at 100 Hz
     # is a fifth of the Crazyflie's own 500 ms setpoint watchdog (commander.c) and a tenth of

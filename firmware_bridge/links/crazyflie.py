@@ -136,7 +136,7 @@ class CrazyflieLink(Link):
         self._relay = None
         self._warned_params = False
         self._relay_seq = 0
-        self._motor_output_released = False
+        self._relay_active = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -307,14 +307,9 @@ class CrazyflieLink(Link):
             raise LinkError("link closed")
         cf.commander.send_setpoint(0, 0, 0, 0)  # thrust-lock release (commander.c: first setpoint must be 0)
         self._arming_request(True)
-        if self.spec.action_mode == "motors":
-            if self.motor_path == "app_channel":
-                cf.param.set_value(RELAY_PARAM_MODE, "1")
-                cf.param.set_value(RELAY_PARAM_ENABLE, "1")
-            elif self.motor_path == "motor_power_params":
-                warnings.warn(motor_params_warning(), RuntimeWarning, stacklevel=2)
-                self._warned_params = True
-                cf.param.set_value("motorPowerSet.enable", "1")
+        if self.spec.action_mode == "motors" and self.motor_path == "motor_power_params":
+            warnings.warn(motor_params_warning(), RuntimeWarning, stacklevel=2)
+            self._warned_params = True
 
     def _arming_request(self, arm: bool) -> None:
         """Supervisor-port arming (CRTP protocol >= 12), else the legacy platform request."""
@@ -347,16 +342,14 @@ class CrazyflieLink(Link):
         if isinstance(command, CtbrCommand):
             cf.commander.send_setpoint_manual(enc["roll_rate_deg_s"], enc["pitch_rate_deg_s"],
                                               enc["yaw_rate_deg_s"], enc["thrust_pct"], True)
+        elif not self._motor_output_ours():
+            return enc
         elif self.motor_path == "app_channel":
             # the relay takes the contract's normalized action: a = 2 f - 1 (sim.contract)
             action = 2.0 * np.asarray(command.thrust_fraction, dtype=np.float64).reshape(-1)[:4] - 1.0
             self._relay_seq = (self._relay_seq + 1) & 0xFFFF
             cf.appchannel.send_packet(self._relay.encode_motors(self._relay_seq, np.clip(action, -1.0, 1.0)))
         else:
-            if not self._warned_params:
-                warnings.warn("motor commands through motorPowerSet params: each write takes ~15 ms on the "
-                              "radio, far too slow for closed-loop control at 100 Hz", RuntimeWarning, stacklevel=2)
-                self._warned_params = True
             for i in range(1, 5):
                 cf.param.set_value(f"motorPowerSet.m{i}", str(int(round(enc[f"m{i}_pwm"]))))
         return enc
@@ -368,11 +361,7 @@ class CrazyflieLink(Link):
             return
         try:
             cf.commander.send_stop_setpoint()
-            if getattr(self, "spec", None) is not None and self.spec.action_mode == "motors":
-                if self.motor_path == "motor_power_params":
-                    cf.param.set_value("motorPowerSet.enable", "0")
-                elif self.motor_path == "app_channel":
-                    cf.param.set_value(RELAY_PARAM_ENABLE, "0")
+            self._motor_output_to_stock()
             cf.commander.send_notify_setpoint_stop()
         except Exception:  # noqa: BLE001 - best effort on a dying link
             pass
@@ -386,9 +375,7 @@ class CrazyflieLink(Link):
         if action == "motor_stop":
             self.stop_motors()
             return True
-        if not self._motor_output_released:
-            self._release_motor_output()
-        hover_pwm = float(thrust_to_firmware_units(np.array([self.vehicle.weight_n / 4.0]), self.vehicle)[0])
+        self._motor_output_to_stock()
         fresh = latest is not None and time.monotonic() - latest.t_arrival_s < 0.1 and \
             np.all(np.isfinite(latest.pos_w)) and np.all(np.isfinite(latest.vel_w))
         if fresh and (latest.pos_w[2] < 0.05 or t_since_s > 3.0):
@@ -397,26 +384,64 @@ class CrazyflieLink(Link):
         if not fresh and t_since_s > 2.0:
             self.stop_motors()
             return True
-        if fresh:
-            vz_ref = -0.4  # m/s down
-            scale = 1.0 + 0.5 * (vz_ref - float(latest.vel_w[2]))
-            pwm = hover_pwm * min(1.1, max(0.6, scale))
-        else:
-            pwm = hover_pwm * max(0.6, 0.9 - 0.1 * t_since_s)
         try:
-            # legacy RPYT setpoint: roll/pitch angles 0 deg (the firmware levels), yaw rate 0
-            self._cf.commander.send_setpoint(0.0, 0.0, 0.0, int(min(60000, max(0, pwm))))
+            if fresh:
+                self._level_vz(-0.4, float(latest.vel_w[2]))
+            else:  # no usable estimate: level, and ramp the thrust down open loop
+                self._level_thrust(self._hover_pwm() * max(0.6, 0.9 - 0.1 * t_since_s))
         except Exception:  # noqa: BLE001
             return True
         return False
 
-    def _release_motor_output(self) -> None:
-        """Hand the motors back to the stock controller (relay app or motorPowerSet off), so the
-        commander's descent setpoints fly; without this a motor-level failsafe could only cut."""
-        self._motor_output_released = True
-        spec = getattr(self, "spec", None)
-        if spec is None or spec.action_mode != "motors":
+    def _hover_pwm(self) -> float:
+        return float(thrust_to_firmware_units(np.array([self.vehicle.weight_n / 4.0]), self.vehicle)[0])
+
+    def _level_thrust(self, pwm: float) -> dict:
+        """Legacy RPYT setpoint in angle mode: roll = pitch = 0 deg (the firmware's attitude loop
+        levels the vehicle, crtp_commander_rpyt.c with flightmode.stabModeRoll/Pitch = 1), yaw
+        rate 0, thrust in PWM counts."""
+        thrust = int(min(60000, max(0, pwm)))
+        self._cf.commander.send_setpoint(0.0, 0.0, 0.0, thrust)
+        return {"roll_deg": 0.0, "pitch_deg": 0.0, "yaw_rate_deg_s": 0.0, "thrust_pwm": float(thrust)}
+
+    def _level_vz(self, vz_ref_mps: float, vz_mps: float) -> dict:
+        """Level attitude, thrust around hover closed on vertical speed (world z, m/s)."""
+        scale = 1.0 + 0.8 * (vz_ref_mps - vz_mps)
+        return self._level_thrust(self._hover_pwm() * min(1.3, max(0.6, scale)))
+
+    def assist(self, vz_ref_mps: float, latest: Telemetry) -> dict:
+        """Climb or descend at ``vz_ref_mps`` (world z, m/s) on the firmware's own attitude
+        control, for takeoff and touch-down, where a hover policy is out of its training range
+        (ground contact); returns the wire values (nothing is sent in a dry run)."""
+        if self._cf is None or self.dry_run:
+            return {"vz_ref_mps": vz_ref_mps}
+        self._motor_output_to_stock()
+        return {"vz_ref_mps": vz_ref_mps, **self._level_vz(vz_ref_mps, float(latest.vel_w[2]))}
+
+    def _motor_output_ours(self) -> bool:
+        """Switch the motors to our motor-level commands (relay app mode 1, or motorPowerSet) if
+        they are not yet; False if that failed."""
+        if self._relay_active:
+            return True
+        try:
+            if self.motor_path == "app_channel":
+                self._cf.param.set_value(RELAY_PARAM_MODE, "1")
+                self._cf.param.set_value(RELAY_PARAM_ENABLE, "1")
+            elif self.motor_path == "motor_power_params":
+                self._cf.param.set_value("motorPowerSet.enable", "1")
+            else:
+                return False
+        except Exception:  # noqa: BLE001 - a failing link: the supervisor will see it
+            return False
+        self._relay_active = True
+        return True
+
+    def _motor_output_to_stock(self) -> None:
+        """Hand the motors back to the stock controller (relay app or motorPowerSet off), so
+        commander setpoints (assisted takeoff/touch-down, failsafe descent) fly."""
+        if not self._relay_active:
             return
+        self._relay_active = False
         try:
             if self.motor_path == "app_channel":
                 self._cf.param.set_value(RELAY_PARAM_ENABLE, "0")

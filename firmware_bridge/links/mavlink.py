@@ -17,11 +17,15 @@ import numpy as np
 
 from firmware_bridge.links.base import Link, LinkError, Telemetry
 from sim.contract import CtbrCommand
-from sim.frames import flu_to_frd, frd_to_flu, ned_to_enu, quat_ned_frd_to_enu_flu, quat_rotate
+from sim.frames import enu_to_ned, flu_to_frd, frd_to_flu, ned_to_enu, quat_ned_frd_to_enu_flu, quat_rotate
 
 HEARTBEAT_TIMEOUT_S = 1.5  # no heartbeat for this long: the link is lost
 MAV_FRAME_BODY_FRD = 12
 ATTITUDE_IGNORE = 128  # ATTITUDE_TARGET_TYPEMASK_ATTITUDE_IGNORE
+MAV_FRAME_LOCAL_NED = 1
+# POSITION_TARGET_TYPEMASK: ignore x, y, z (1, 2, 4), ax, ay, az (64, 128, 256), yaw (1024),
+# yaw rate (2048): a velocity-only setpoint
+VELOCITY_ONLY = 1 | 2 | 4 | 64 | 128 | 256 | 1024 | 2048
 
 
 def parse_mavlink_uri(uri: str) -> tuple[str, dict]:
@@ -262,6 +266,22 @@ class MavlinkLink(Link):
         except OSError as exc:
             self.lost_reason = f"MAVLink send failed: {exc}"
         return enc
+
+    def assist(self, vz_ref_mps: float, latest: Telemetry) -> dict:
+        """Climb or descend at ``vz_ref_mps`` (world z up, m/s) on PX4's own velocity control
+        (SET_POSITION_TARGET_LOCAL_NED, velocity only, still in OFFBOARD), for takeoff and
+        touch-down where a hover policy is out of its training range (ground contact)."""
+        vel_ned = enu_to_ned(np.array([0.0, 0.0, vz_ref_mps]))
+        m = self._m
+        if not self.dry_run and m is not None:
+            t_ms = int(1e3 * (time.monotonic() - self._t0)) & 0xFFFFFFFF
+            try:
+                m.mav.set_position_target_local_ned_send(t_ms, m.target_system, m.target_component,
+                                                         MAV_FRAME_LOCAL_NED, VELOCITY_ONLY, 0.0, 0.0, 0.0,
+                                                         *vel_ned, 0.0, 0.0, 0.0, 0.0, 0.0)
+            except OSError as exc:
+                self.lost_reason = f"MAVLink send failed: {exc}"
+        return {"vz_ref_mps": vz_ref_mps, "vz_ned_mps": float(vel_ned[2])}
 
     def stop_motors(self) -> None:
         """Zero thrust, then disarm; if PX4 refuses, hand over to its LAND mode."""

@@ -87,7 +87,7 @@ def test_a_refusal_ends_in_done_without_arming():
 @pytest.mark.parametrize("s, missed, words", [
     (sample(pos=(1.5, 0, 1)), 0, "geofence breach: x=1.50 m > xmax=1"),
     (sample(pos=(0, 0, 2.5)), 0, "geofence breach: z=2.50 m > zmax=2"),
-    (sample(quat=quat_from_euler(1.2, 0, 0)), 0, "tilt 69 deg > limit 60 deg"),
+    (sample(quat=quat_from_euler(1.4, 0, 0)), 0, "tilt 80 deg > limit 75 deg"),
     (sample(omega=(0, 0, 20.0)), 0, "body rate 20.0 rad/s"),
     (sample(vel=(math.inf, 0, 0)), 0, "non-finite state"),
     (sample(age_s=0.13), 0, "stale telemetry: 130 ms old (limit 100 ms)"),
