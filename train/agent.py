@@ -167,6 +167,11 @@ class DDPGAgent:
                               tf.constant(mask), tf.constant(tnoise, dtype=tf.float32))
         return {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
 
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale both learning rates to ``factor`` x their configured values."""
+        self.actor_opt.learning_rate.assign(self.config.actor_lr * factor)
+        self.critic_opt.learning_rate.assign(self.config.critic_lr * factor)
+
     # --- acting without TF overhead --------------------------------------------------------
 
     def numpy_actor(self):

@@ -62,6 +62,10 @@ class TrainConfig:
     curriculum_start: float = 0.2  # fraction of the final pos/action weights at step 0
     log_every_s: float = 2.0
     n_step: int = 1  # TD target over n rewards (train/nstep.py)
+    # learning rates decay linearly to lr_end_fraction x their start over lr_decay_steps env steps
+    lr_decay_steps: int = 0
+    lr_end_fraction: float = 1.0
+    eval_target_actor: bool = True  # also evaluate the Polyak-averaged target actor as a candidate
     # Trainer-side shaping on top of sim.reward: + precision_bonus * exp(-(d / precision_scale_m)^2)
     # for every non-terminal tick, d the true distance to the target. The quadratic position cost
     # is flat near the target; this term rewards the last centimetres the success test asks for.
@@ -128,6 +132,7 @@ class Progress:
     best_success: float = -1.0
     best_rmse_m: float = float("inf")
     best_env_steps: int = 0
+    best_which: str = "actor"
     time_to_target_s: float | None = None
     steps_to_target: int | None = None
     last_eval: dict = field(default_factory=dict)
@@ -273,11 +278,25 @@ class Trainer:
 
     # --- evaluation ----------------------------------------------------------------------------
 
-    def evaluate(self, episodes: int):
-        """Deterministic eval of the current actor (randomization on, the task's realism)."""
-        base = dataclasses.replace(self.task, reward=self.task.reward)
-        return evaluate_policy(self.agent.numpy_actor(), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed, task=base)
+    def evaluate(self, episodes: int, model=None):
+        """Deterministic eval of ``model`` (default: the actor) with the task's realism."""
+        from train.agent import NumpyActor
+
+        model = model or self.agent.actor
+        return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
+                               seed=self.tc.eval_seed, task=self.task)
+
+    def _save_actor_copy(self, model, path: Path) -> None:
+        """Save ``model``'s weights as a model named 'actor' (the target net is saved the same way)."""
+        if model is self.agent.actor:
+            model.save(path)
+            return
+        if not hasattr(self, "_scratch_actor"):
+            from train.networks import build_actor
+
+            self._scratch_actor = build_actor(self.spec, hidden=tuple(self.ac.actor_hidden))
+        self._scratch_actor.set_weights(model.get_weights())
+        self._scratch_actor.save(path)
 
     def final_eval(self, episodes: int = 200, seed: int = 0) -> dict:
         """Evaluate actor_best on fresh episodes (a seed the periodic selection never saw), with
@@ -333,6 +352,9 @@ class Trainer:
         if p.env_steps < tc.warmup_steps or len(self.buffer) < tc.batch_size:
             return None
         k = max(1, int(round(tc.chunk * tc.updates_per_step)))
+        if tc.lr_decay_steps > 0:
+            frac = min(1.0, p.env_steps / tc.lr_decay_steps)
+            self.agent.set_lr_factor(1.0 + frac * (tc.lr_end_fraction - 1.0))
         obs, act, rew, nobs, mask = self.buffer.sample(self.rng, (k, tc.batch_size))
         tnoise = None
         if self.ac.target_noise > 0:
@@ -351,12 +373,19 @@ class Trainer:
             return
         while p.next_eval_steps <= p.env_steps:
             p.next_eval_steps += tc.eval_every_steps
-        res = self.evaluate(tc.eval_episodes)
-        p.last_eval = {**res.summary(), "env_steps": p.env_steps, "wall_s": t_run_s}
-        rmse = res.rmse_m if np.isfinite(res.rmse_m) else float("inf")
-        if (res.success_rate, -rmse) > (p.best_success, -p.best_rmse_m):
-            p.best_success, p.best_rmse_m, p.best_env_steps = res.success_rate, rmse, p.env_steps
-            self.agent.actor.save(self.out / ACTOR_BEST)
+        candidates = [("actor", self.agent.actor)]
+        if tc.eval_target_actor and p.updates > 0:
+            candidates.append(("target", self.agent.actor_target))
+        for which, model in candidates:
+            r = self.evaluate(tc.eval_episodes, model)
+            rmse = r.rmse_m if np.isfinite(r.rmse_m) else float("inf")
+            if which == "actor" or (r.success_rate, -rmse) > (res.success_rate, -(res.rmse_m if np.isfinite(res.rmse_m) else float("inf"))):
+                res, res_which = r, which
+            if (r.success_rate, -rmse) > (p.best_success, -p.best_rmse_m):
+                p.best_success, p.best_rmse_m, p.best_env_steps = r.success_rate, rmse, p.env_steps
+                p.best_which = which
+                self._save_actor_copy(model, self.out / ACTOR_BEST)
+        p.last_eval = {**res.summary(), "env_steps": p.env_steps, "wall_s": t_run_s, "which": res_which}
         if p.time_to_target_s is None and res.success_rate >= tc.target_success:
             p.time_to_target_s, p.steps_to_target = t_run_s, p.env_steps
         if writer is not None:
@@ -448,6 +477,7 @@ class Trainer:
             "best_periodic_success": p.best_success,
             "best_periodic_rmse_m": p.best_rmse_m if np.isfinite(p.best_rmse_m) else None,
             "best_env_steps": p.best_env_steps,
+            "best_which": p.best_which,
             "time_to_target_s": p.time_to_target_s,
             "steps_to_target": p.steps_to_target,
             "last_eval": p.last_eval,
