@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="policy .tflite (default: policies/crazyflie-hover or policies/x500-hover)")
     parser.add_argument("--rates", default="100,500", help="control rates to run, Hz (default 100,500)")
     parser.add_argument("--duration", type=float, default=30.0, help="hover seconds per rate (default 30)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="real-time priority for the twin and the bridge (busy machines)")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
 
 
@@ -60,9 +62,9 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_twin(twin: str) -> tuple[subprocess.Popen, str]:
+def _start_twin(twin: str, realtime: bool) -> tuple[subprocess.Popen, str]:
     if twin == "crazyflie":
-        cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", "0"]
+        cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", "0"] + (["--realtime"] if realtime else [])
         ready, uri_of = "ready ", lambda line: line.split()[1]
     else:
         port = _free_udp_port()
@@ -107,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
         out["model"] = str(model)
         target = "0,0,1" if args.twin == "crazyflie" else "0,0,1.5"
         for rate in rates:
-            proc, uri = _start_twin(args.twin)
+            proc, uri = _start_twin(args.twin, args.realtime)
             try:
                 cfg = FlyConfig(model=str(model), link=uri, target_w=tuple(float(v) for v in target.split(",")),
                                 duration_s=args.duration, arm=True, log_dir=str(Path(tmp) / "flights"),
-                                rate_hz=rate, status=False)
+                                rate_hz=rate, status=False, realtime=args.realtime)
                 res = Flight(cfg).run()
             finally:
                 _stop(proc)
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 "failsafe": res.failsafe,
             }
     out["loadavg"] = list(os.getloadavg())
+    out["realtime"] = bool(args.realtime)
     rows = []
     for rate, r in out["rates"].items():
         rows += [(f"{rate} Hz latency p50 / p99 (ms)", f"{_f(r['latency_p50_ms'])} / {_f(r['latency_p99_ms'])}"),

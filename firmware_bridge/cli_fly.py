@@ -68,6 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-timeout", type=_positive, default=10.0, help="s (default 10)")
     parser.add_argument("--rate", type=_positive, default=None,
                         help="control rate override, Hz (default: the policy's own; for benchmarks)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="raise the bridge's scheduling priority (SCHED_FIFO, else nice -5) on a busy computer")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = FlyConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                     arm=args.arm, geofence=args.geofence, log_dir=args.log, takeoff_height_m=args.takeoff_height,
                     handover=args.handover, connect_timeout_s=args.connect_timeout, battery_min_v=args.battery_min,
-                    rate_hz=args.rate, status=not args.quiet)
+                    rate_hz=args.rate, status=not args.quiet, realtime=args.realtime)
     flight = Flight(cfg)
     try:
         result = flight.run()

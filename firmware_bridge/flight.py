@@ -74,6 +74,7 @@ class FlyConfig:
     battery_min_v: float | None = None
     rate_hz: float | None = None  # override the spec's control rate (benchmarks)
     status: bool = True  # live status line on stderr
+    realtime: bool = False  # raise the bridge's scheduling priority (SCHED_FIFO, else nice)
 
 
 @dataclass
@@ -237,6 +238,10 @@ class Flight:
                 "battery_min_v": self.limits.battery_min_v},
             "limits": {k: v for k, v in self.limits.__dict__.items() if k != "geofence"},
         }
+        if cfg.realtime:
+            from firmware_bridge.realtime import raise_priority
+
+            header["priority"] = raise_priority()
         self.log = FlightLogWriter.in_dir(cfg.log_dir, header)
         status = _Status(cfg.status)
         cpu0, wall0 = time.process_time(), time.monotonic()

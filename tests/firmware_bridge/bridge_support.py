@@ -131,22 +131,27 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+# Twins and bridges run at real-time priority where the machine allows it (as root in CI): the
+# tests share 2 cores with everything else, and a twin that misses its 1 kHz ticks or a bridge
+# that stalls makes telemetry stale, which the supervisor rightly answers with a failsafe.
+
+
 def fault_twin(*args: str):
     """The Crazyflie twin with faults injected (tests/firmware_bridge/fault_twin.py)."""
-    return ready_process([sys.executable, "-m", "tests.firmware_bridge.fault_twin", *args])
+    return ready_process([sys.executable, "-m", "tests.firmware_bridge.fault_twin", "--realtime", *args])
 
 
 def crazyflie_twin(*args: str):
-    """The plain Crazyflie twin (``quadhil sitl crazyflie --port 0``)."""
+    """The plain Crazyflie twin (``quadhil sitl crazyflie --port 0 --realtime``)."""
     from tests.sitl.conftest import start_crazyflie_twin
 
-    return start_crazyflie_twin(0, *args)
+    return start_crazyflie_twin(0, "--realtime", *args)
 
 
 def fly_cmd(model: Path, uri: str, log_dir: Path, *extra: str) -> list[str]:
     """``quadhil fly`` as a user types it, armed, JSON summary, no live status."""
     return [sys.executable, "-m", "quadhil", "fly", "--model", str(model), "--link", uri, "--log", str(log_dir),
-            "--arm", "--json", "--quiet", "--connect-timeout", "10", *extra]
+            "--arm", "--json", "--quiet", "--realtime", "--connect-timeout", "10", *extra]
 
 
 def run_fly(cmd: list[str], timeout_s: float = 60.0) -> tuple[int, dict | None, str]:
@@ -170,6 +175,14 @@ def last_json(stdout: str) -> dict | None:
         return None
 
 
+def _boost(pid: int) -> None:
+    """Real-time priority for a twin that has no flag for it (best effort)."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(10))
+    except (AttributeError, PermissionError, OSError):
+        pass
+
+
 def free_udp_port() -> int:
     """A UDP port that was free a moment ago on 127.0.0.1."""
     import socket
@@ -188,6 +201,7 @@ def px4_twin(*args: str, timeout_s: float = READY_TIMEOUT_S) -> Iterator[subproc
            "--no-gcs", *args]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, cwd=REPO)
+        _boost(proc.pid)
         try:
             sel = selectors.DefaultSelector()
             sel.register(proc.stdout, selectors.EVENT_READ)

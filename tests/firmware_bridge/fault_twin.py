@@ -8,7 +8,7 @@ Runs the real twin (:class:`sim.sitl.crazyflie.twin.CrazyflieTwin` behind its UD
 * ``--stall-after S``: S seconds after the first log block started, the twin stops sending log
   data (telemetry goes stale; the link itself keeps answering).
 * ``--battery-charge F``: start with the battery at charge fraction F (0..1).
-* ``--wind MPS``: mean wind along +x, as the twin's own flag.
+* ``--wind MPS``: mean wind along +x, as the twin's own flag; ``--realtime`` as the twin's own.
 
 Prints ``ready udp://HOST:PORT`` like the twin, then serves until SIGTERM.
 """
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-after", type=float, default=None)
     p.add_argument("--battery-charge", type=float, default=None)
     p.add_argument("--wind", type=float, default=0.0)
+    p.add_argument("--realtime", action="store_true")
     args = p.parse_args(argv)
 
     twin = CrazyflieTwin(TwinConfig(wind_mps=args.wind))
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         twin.log.due = stalling_due  # type: ignore[method-assign]
 
     server = CrazyflieServer(twin, "127.0.0.1", 0)
+    if args.realtime:
+        from sim.sitl.crazyflie.cli import _raise_priority  # the twin's own --realtime
+
+        _raise_priority()
     signal.signal(signal.SIGTERM, lambda s, f: server.stop_event.set())
     signal.signal(signal.SIGINT, lambda s, f: server.stop_event.set())
     print(f"ready {server.uri}", flush=True)
