@@ -194,10 +194,14 @@ class Trainer:
     def _bias_actor_to_hover(self) -> None:
         """Start the actor's output at the nominal hover action (zero rates), so early episodes
         fly instead of falling; pure initialization, the contract is unchanged."""
-        layer = self.agent.actor.get_layer("action")
-        w, b = layer.get_weights()
         hover = np.clip(hover_action(self.spec, self.vehicle), -0.99, 0.99)
-        layer.set_weights([w * 0.1, np.arctanh(hover).astype(np.float32)])
+        names = [layer.name for layer in self.agent.actor.layers]
+        if "action_raw" in names:  # linear output followed by a frozen clip (px4-nn layout)
+            layer, bias = self.agent.actor.get_layer("action_raw"), hover
+        else:  # tanh output
+            layer, bias = self.agent.actor.get_layer("action"), np.arctanh(hover)
+        w, _ = layer.get_weights()
+        layer.set_weights([w * 0.1, bias.astype(np.float32)])
         self.agent.actor_target.set_weights(self.agent.actor.get_weights())
 
     # --- config -----------------------------------------------------------------------------
