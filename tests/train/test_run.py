@@ -139,3 +139,23 @@ def test_eval_cli_writes_eval_json_and_a_plot(smoke_run, capsys):
 def test_eval_of_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert run_command("eval", [str(tmp_path)]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+def test_hover_initialisation_keeps_the_px4nn_clip_layers_intact(tmp_path):
+    """px4-nn's 'action' layer is a frozen clip; the hover bias goes into 'action_raw'."""
+    from sim.env import HoverTaskConfig
+    from sim.vehicle import load_vehicle
+    from train.agent import AgentConfig
+    from train.loop import TrainConfig, Trainer, make_spec
+
+    x500 = load_vehicle("x500")
+    spec = make_spec(x500, "px4-nn", "motors", 100.0, HoverTaskConfig())
+    trainer = Trainer(tmp_path, x500, spec, HoverTaskConfig(), 0,
+                      AgentConfig(actor_hidden=(8,), critic_hidden=(8,), jit=False), TrainConfig(num_envs=2))
+    clip = trainer.agent.actor.get_layer("action").get_weights()
+    np.testing.assert_array_equal(clip[1], -np.ones(4, np.float32))
+    np.testing.assert_array_equal(clip[0], np.vstack([np.eye(4), -np.eye(4)]).astype(np.float32))
+    from sim.contract import hover_action
+
+    out = trainer.agent.numpy_actor()(np.tile(np.asarray(spec.obs_mean, np.float32), (1, 1)))
+    np.testing.assert_allclose(out[0], hover_action(spec, x500), atol=0.05)
