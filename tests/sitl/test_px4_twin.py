@@ -102,14 +102,14 @@ def test_a_body_rate_thrust_stream_lifts_and_holds_and_losing_it_triggers_positi
         fly_altitude_hold(twin, 1.5, 3.5)
         heights = []
         for _ in range(5):
-            fly_altitude_hold(twin, 1.5, 0.2)
             heights.append(-twin.local_position().z)
+            fly_altitude_hold(twin, 1.5, 0.2)
+        t_stop = time.monotonic()  # the last setpoint went out just before
         assert all(1.2 < h < 1.8 for h in heights), heights
         att = twin.recv("ATTITUDE")
         assert abs(att.roll) < 0.05 and abs(att.pitch) < 0.05
         assert twin.recv("EXTENDED_SYS_STATE").landed_state == mavutil.mavlink.MAV_LANDED_STATE_IN_AIR
-        # the stream stops: after COM_OF_LOSS_T (1.0 s) COM_OBL_RC_ACT = 0 switches to Position hold
-        t_stop = time.monotonic()
+        # the stream has stopped: after COM_OF_LOSS_T (1.0 s) COM_OBL_RC_ACT = 0 -> Position hold
         hb = twin.recv("HEARTBEAT", 4.0, lambda m: decode_custom_mode(m.custom_mode) == (MAIN_POSCTL, 0))
         elapsed = time.monotonic() - t_stop
         assert hb is not None
