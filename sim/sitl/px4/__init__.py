@@ -4,7 +4,9 @@ physics as the simulator of a real PX4 SITL over simulator_mavlink (``quadhil si
 Modules: ``modes`` (px4_custom_mode), ``params`` (the PX4 parameters the twin honours),
 ``controllers`` (mc_pos/att/rate_control approximations), ``commander`` (arming, modes,
 offboard, failsafes, land detection), ``streams`` (telemetry encoders and rates), ``links``
-(UDP MAVLink endpoints), ``twin`` (the real-time loop), ``hil`` (simulator_mavlink server).
+(UDP MAVLink endpoints), ``twin`` (the real-time loop), ``cli`` (``quadhil sitl px4``), ``hil`` +
+``hil_cli`` (simulator_mavlink server, ``quadhil sitl px4-hil``), ``bench`` (figures), and
+``nn_control`` (PX4 mc_nn_control flying an exported network, ``--controller mc_nn:PATH``).
 
 Dialect: the twin packs and parses with ``pymavlink.dialects.v20.common`` (MAVLink 2, the
 dialect PX4 builds its default targets with for the messages used here); it never touches
