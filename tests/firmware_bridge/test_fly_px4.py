@@ -8,7 +8,7 @@ from tests.firmware_bridge.bridge_support import (  # noqa: F401 - fixtures
     fly_cmd, px4_policy, px4_twin, run_fly,
 )
 
-HOVER = ("--target", "0,0,1.5", "--takeoff-height", "1.5")
+HOVER = ("--target", "0,0,1", "--takeoff-height", "1")
 
 
 def test_hover_10_s_in_the_px4_twin_through_pymavlink(px4_policy, tmp_path):

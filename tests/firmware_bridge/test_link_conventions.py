@@ -19,7 +19,7 @@ from tests.firmware_bridge.bridge_support import crazyflie_twin, px4_twin
 TARGET_W = np.array([0.3, -0.2, 0.8])
 
 
-def _pd_flight(uri: str, vehicle_id: str, seconds: float = 3.0) -> np.ndarray:
+def _pd_flight(uri: str, vehicle_id: str, seconds: float = 2.5) -> np.ndarray:
     vehicle = load_vehicle(vehicle_id)
     link = make_link(uri)
     link.connect(10.0)
