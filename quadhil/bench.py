@@ -14,6 +14,7 @@ TARGETS = {
     "train": ("train.bench", "gradient updates/s and env-steps/s of the training loop"),
     "policy": ("deploy.bench", "latency of Policy.act vs raw interpreter, numpy and Keras"),
     "sitl": ("sim.sitl.bench", "Crazyflie twin real-time quality and CPU while a client streams"),
+    "sitl-px4": ("sim.sitl.px4.bench", "PX4 twin and px4-hil: command RTT, CPU, hold error, failsafe delay, lockstep rate"),
     "bridge": ("firmware_bridge.bench", "bridge loop latency and deadline misses against the twin"),
 }
 
