@@ -46,7 +46,11 @@ CLIMB_MPS = 0.6
 SINK_MPS = 0.3
 TAKEOFF_TIMEOUT_S = 5.0
 TOUCHDOWN_TIMEOUT_S = 4.0
-WAIT_MARGIN = 0.25  # a tick stops waiting for fresh state this fraction of a period before its deadline
+# A tick stops waiting for fresh state this fraction of a period (at least WAIT_MARGIN_MIN_S)
+# before its deadline: waking from a timed wait takes up to a few hundred microseconds on a busy
+# machine, which at 500 Hz is a large part of the period.
+WAIT_MARGIN = 0.25
+WAIT_MARGIN_MIN_S = 0.001
 
 
 class RefusedToArm(QuadhilError):
@@ -355,7 +359,8 @@ class Flight:
         while True:
             sched.wait_release()
             deadline = sched.deadline()
-            tel = link.telemetry.wait_newer(last_seq, deadline - WAIT_MARGIN * self.period_s)
+            wait_until = max(sched.release(), deadline - max(WAIT_MARGIN * self.period_s, WAIT_MARGIN_MIN_S))
+            tel = link.telemetry.wait_newer(last_seq, wait_until)
             now = time.monotonic()
             fresh = tel is not None and tel.seq > last_seq
             if tel is not None:
