@@ -72,6 +72,11 @@ def _start_twin(twin: str, realtime: bool) -> tuple[subprocess.Popen, str]:
                str(_free_udp_port()), "--no-gcs"]
         ready, uri_of = "px4 twin", lambda line: f"udpin:127.0.0.1:{port}"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    if realtime and twin == "px4":  # the PX4 twin has no --realtime flag: set its priority from here
+        try:
+            os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(10))
+        except (AttributeError, PermissionError, OSError):
+            pass
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + 30.0
