@@ -356,6 +356,7 @@ class Flight:
         ref = self._reference(plan, plan.start_w) if mode == "policy" else None
         t_ref0 = t_fly0
         t_touchdown0 = None
+        hold_xy = None  # where takeoff / touch-down hold the horizontal position
         while True:
             sched.wait_release()
             deadline = sched.deadline()
@@ -400,7 +401,7 @@ class Flight:
                         sup.landed(time.monotonic(), "dry run complete, nothing was sent")
                         self._record_transitions(n_tr)
                         break
-                    mode, t_touchdown0 = "touchdown", now
+                    mode, t_touchdown0, hold_xy = "touchdown", now, None
             if mode == "touchdown":
                 if s.pos_w[2] - plan.ground_z < GROUND_TOUCH_M or now - t_touchdown0 > TOUCHDOWN_TIMEOUT_S:
                     link.stop_motors()
@@ -410,7 +411,9 @@ class Flight:
                     break
             if mode != "policy":  # takeoff or touch-down on the vehicle's own stabilization
                 vz = CLIMB_MPS if mode == "takeoff" else -SINK_MPS
-                sent = link.assist(vz, tel)
+                if hold_xy is None:
+                    hold_xy = (plan.start_w if mode == "takeoff" else s.pos_w)[:2].copy()
+                sent = link.assist(vz, tel, hold_xy)
                 t_send = time.monotonic()
                 met = t_send <= deadline
                 missed_in_row = 0 if met else missed_in_row + 1

@@ -132,9 +132,10 @@ class Link:
         """Firmware-unit values ``send`` would put on the wire (used by dry runs too)."""
         raise NotImplementedError
 
-    def assist(self, vz_ref_mps: float, latest: Telemetry) -> dict:
-        """Climb/descend at ``vz_ref_mps`` (world z up) on the vehicle's own stabilization:
-        takeoff and touch-down, where a hover policy is out of its training range."""
+    def assist(self, vz_ref_mps: float, latest: Telemetry, hold_xy_w: np.ndarray | None = None) -> dict:
+        """Climb/descend at ``vz_ref_mps`` (world z up) on the vehicle's own stabilization,
+        holding ``hold_xy_w`` (ENU, m) where the vehicle can: takeoff and touch-down, where a
+        hover policy is out of its training range."""
         raise NotImplementedError
 
     def stop_motors(self) -> None:

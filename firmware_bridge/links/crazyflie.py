@@ -409,10 +409,11 @@ class CrazyflieLink(Link):
         scale = 1.0 + 0.8 * (vz_ref_mps - vz_mps)
         return self._level_thrust(self._hover_pwm() * min(1.3, max(0.6, scale)))
 
-    def assist(self, vz_ref_mps: float, latest: Telemetry) -> dict:
+    def assist(self, vz_ref_mps: float, latest: Telemetry, hold_xy_w: np.ndarray | None = None) -> dict:
         """Climb or descend at ``vz_ref_mps`` (world z, m/s) on the firmware's own attitude
         control, for takeoff and touch-down, where a hover policy is out of its training range
-        (ground contact); returns the wire values (nothing is sent in a dry run)."""
+        (ground contact); returns the wire values (nothing is sent in a dry run). The stock
+        firmware without a position controller cannot hold ``hold_xy_w``: it only levels."""
         if self._cf is None or self.dry_run:
             return {"vz_ref_mps": vz_ref_mps}
         self._motor_output_to_stock()

@@ -26,6 +26,8 @@ MAV_FRAME_LOCAL_NED = 1
 # POSITION_TARGET_TYPEMASK: ignore x, y, z (1, 2, 4), ax, ay, az (64, 128, 256), yaw (1024),
 # yaw rate (2048): a velocity-only setpoint
 VELOCITY_ONLY = 1 | 2 | 4 | 64 | 128 | 256 | 1024 | 2048
+# ... ignore z position, vx, vy (4, 8, 16), accelerations, yaw, yaw rate: hold x, y, climb at vz
+XY_POSITION_Z_VELOCITY = 4 | 8 | 16 | 64 | 128 | 256 | 1024 | 2048
 
 
 def parse_mavlink_uri(uri: str) -> tuple[str, dict]:
@@ -267,21 +269,28 @@ class MavlinkLink(Link):
             self.lost_reason = f"MAVLink send failed: {exc}"
         return enc
 
-    def assist(self, vz_ref_mps: float, latest: Telemetry) -> dict:
-        """Climb or descend at ``vz_ref_mps`` (world z up, m/s) on PX4's own velocity control
-        (SET_POSITION_TARGET_LOCAL_NED, velocity only, still in OFFBOARD), for takeoff and
-        touch-down where a hover policy is out of its training range (ground contact)."""
+    def assist(self, vz_ref_mps: float, latest: Telemetry, hold_xy_w: np.ndarray | None = None) -> dict:
+        """Climb or descend at ``vz_ref_mps`` (world z up, m/s) on PX4's own position/velocity
+        control (SET_POSITION_TARGET_LOCAL_NED, still in OFFBOARD), holding the horizontal
+        position ``hold_xy_w`` (ENU, m) if given: takeoff and touch-down, where a hover policy is
+        out of its training range (ground contact)."""
+        if hold_xy_w is None:
+            mask, pos_ned = VELOCITY_ONLY, np.zeros(3)
+        else:
+            mask = XY_POSITION_Z_VELOCITY
+            pos_ned = enu_to_ned(np.array([hold_xy_w[0], hold_xy_w[1], 0.0]))
         vel_ned = enu_to_ned(np.array([0.0, 0.0, vz_ref_mps]))
         m = self._m
         if not self.dry_run and m is not None:
             t_ms = int(1e3 * (time.monotonic() - self._t0)) & 0xFFFFFFFF
             try:
                 m.mav.set_position_target_local_ned_send(t_ms, m.target_system, m.target_component,
-                                                         MAV_FRAME_LOCAL_NED, VELOCITY_ONLY, 0.0, 0.0, 0.0,
-                                                         *vel_ned, 0.0, 0.0, 0.0, 0.0, 0.0)
+                                                         MAV_FRAME_LOCAL_NED, mask, *pos_ned, *vel_ned,
+                                                         0.0, 0.0, 0.0, 0.0, 0.0)
             except OSError as exc:
                 self.lost_reason = f"MAVLink send failed: {exc}"
-        return {"vz_ref_mps": vz_ref_mps, "vz_ned_mps": float(vel_ned[2])}
+        return {"vz_ref_mps": vz_ref_mps, "vz_ned_mps": float(vel_ned[2]),
+                "x_ned_m": float(pos_ned[0]), "y_ned_m": float(pos_ned[1])}
 
     def stop_motors(self) -> None:
         """Zero thrust, then disarm; if PX4 refuses, hand over to its LAND mode."""
