@@ -481,10 +481,10 @@ class Flight:
             fresh_pct = 100.0 * sum(r["latency_ms"] is not None for r in recent) / len(recent)
             err = float(np.linalg.norm(np.asarray(row["pos"]) - np.asarray(row["target"])))
             status.update(
-                f"{self.sup.state.value:8s} {row['phase']:9s} t={row['t']:5.1f}s err={100 * err:5.1f}cm "
-                f"loop={loop_hz:5.1f}Hz latency={row['latency_ms'] or 0.0:5.2f}ms age={row['state_age_ms']:5.1f}ms "
-                f"missed={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'} "
-                f"fresh={fresh_pct:3.0f}%")
+                f"{self.sup.state.value} {row['phase']} t={row['t']:.1f}s err={100 * err:.1f}cm {loop_hz:.0f}Hz "
+                f"lat={row['latency_ms'] or 0.0:.2f}ms age={row['state_age_ms']:.1f}ms "
+                f"miss={sum(not r['deadline_met'] for r in rows)} link={'ok' if link.alive else 'LOST'} "
+                f"fresh={fresh_pct:.0f}%")
         if fresh:
             sched.lock_phase(tel.t_arrival_s)
         sched.advance(time.monotonic())
