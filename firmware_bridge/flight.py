@@ -26,7 +26,7 @@ from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_li
 from firmware_bridge.reference import Reference
 from firmware_bridge.scheduler import Scheduler
 from firmware_bridge.supervisor import (
-    FailsafeAction, Geofence, Limits, PreflightInputs, State, StateSample, Supervisor, failsafe_action,
+    Geofence, Limits, PreflightInputs, State, StateSample, Supervisor, failsafe_action,
 )
 from sim.contract import act_to_command, hover_action, observe, push_action_history
 from sim.errors import QuadhilError

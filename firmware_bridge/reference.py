@@ -81,8 +81,3 @@ class Reference:
                 return a + (b - a) * (dist / seg)
             dist -= seg
         return self.target_w.copy()
-
-    def landing_from(self, t_s: float, pos_w: np.ndarray) -> "Reference":
-        """A profile that lands now from ``pos_w`` (used when a flight is cut short)."""
-        return Reference(np.stack([np.asarray(pos_w, dtype=np.float64)]), 0.0, self.ground_z_m,
-                         self.climb_speed_mps, self.land_speed_mps)
