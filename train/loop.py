@@ -448,9 +448,10 @@ class Trainer:
                 steps_at_log, t_at_log, last_log = p.env_steps, now, now
                 ret = float(np.mean(p.recent_returns)) if p.recent_returns else float("nan")
                 succ = float(np.mean(p.recent_success)) if p.recent_success else float("nan")
-                left = max(0.0, tc.budget_s - run_time()) if budget_steps is None else float("nan")
+                left = (f"{max(0.0, tc.budget_s - run_time()):.0f}s" if budget_steps is None
+                        else f"{max(0, budget_steps - p.env_steps):,} steps")
                 bar.set_postfix_str(f"{sps:,.0f} steps/s  ret {ret:.1f}  succ {succ:.0%}  "
-                                    f"eval {p.last_eval.get('success_rate', float('nan')):.0%}  left {left:.0f}s")
+                                    f"eval {p.last_eval.get('success_rate', float('nan')):.0%}  left {left}")
                 bar.n = int(min(run_time(), tc.budget_s)) if budget_steps is None else p.env_steps
                 bar.refresh()
                 if writer is not None:
