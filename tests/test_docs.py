@@ -1,7 +1,7 @@
 """The docs cannot drift from the command line.
 
-Pages: every ``docs/*.md`` that README.md links as ``[text](docs/NAME.md)``, plus every page that
-``docs/index.md`` links as ``[text](NAME.md)``. For each page, every ``quadhil ...`` command in a
+Pages: README.md itself, every ``docs/*.md`` that README.md links as ``[text](docs/NAME.md)``, and
+every page that ``docs/index.md`` links as ``[text](NAME.md)``. For each page, every ``quadhil ...`` command in a
 fenced code block (a line, or a ``&&``/``;``/``|`` segment of one, starting with ``quadhil``,
 ``$ quadhil``, ``.venv/bin/quadhil`` or ``python -m quadhil``) is checked against the real CLI:
 
@@ -54,8 +54,8 @@ def index_pages() -> list[str]:
 
 
 def listed_pages() -> list[str]:
-    """Every page the README or docs/index.md lists (docs/index.md itself included)."""
-    pages = readme_pages() + index_pages()
+    """README.md, and every page it or docs/index.md lists (docs/index.md itself included)."""
+    pages = ["README.md"] + readme_pages() + index_pages()
     if (DOCS / "index.md").exists():
         pages.append("docs/index.md")
     return list(dict.fromkeys(pages))
