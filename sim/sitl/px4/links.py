@@ -46,6 +46,9 @@ class MavlinkUdpLink:
     def __init__(self, config: LinkConfig, sysid: int, compid: int):
         self.config = config
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A deeper receive queue than the default (~270 small datagrams) so a burst from a busy
+        # client is not dropped by the kernel while the 1 kHz loop waits for a core.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         try:
             self.sock.bind((config.bind_host, config.listen_port))
         except OSError as exc:
