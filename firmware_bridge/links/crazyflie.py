@@ -11,17 +11,18 @@ atomic block - a third of the radio traffic, but the int16 cast turns NaN into 0
 (C float-to-int conversion), so a failed estimate can look like a valid one at the origin.
 
 Commands (ctbr): the generic commander's manual setpoint with the rate flag
-(crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder), sent by cflib's
-``Commander.send_setpoint_manual``: roll/pitch/yaw rates in deg/s, thrust in PWM counts through
-cflib's percentage (10001 + pct/100 * (60000 - 10001)). Signs: the firmware's PID rate loop
-compares the pitch-rate setpoint with ``-gyro.y`` (controller_pid.c) and cflib negates pitch on
-the wire, so FLU body rates go in unchanged.
+(crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder) through cflib's
+link: roll/pitch/yaw rates in deg/s, thrust as the raw uint16 PWM count (see
+:func:`manual_rate_packet` for why not ``send_setpoint_manual``). Signs: the firmware's PID rate
+loop compares the pitch-rate setpoint with ``-gyro.y`` (controller_pid.c) and the wire carries
+``-pitch`` as cflib's commander does, so FLU body rates go in unchanged.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import struct
 import tempfile
 import threading
 import time
@@ -33,9 +34,11 @@ import numpy as np
 from firmware_bridge.links.base import Link, LinkError, Telemetry
 from sim.contract import CtbrCommand, MotorCommand, thrust_to_firmware_units
 
-# cflib Commander.send_setpoint_manual maps 0..100 % to these PWM counts.
-CFLIB_MANUAL_PWM_MIN = 10001
-CFLIB_MANUAL_PWM_MAX = 60000
+# Generic commander setpoint (crtp_commander_generic.c): port 7 channel 0, type 11 = manual,
+# payload <BfffHB: type, roll, pitch, yaw rate, thrust (raw uint16), rate flag.
+GENERIC_SETPOINT_CHANNEL = 0
+TYPE_MANUAL = 11
+MANUAL_PACKET = struct.Struct("<BfffHB")
 LOG_PERIOD_MS = 10  # 100 Hz: the fastest a log block can run (10 ms period unit)
 BLOCKS = (
     ("posvel", ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z",
@@ -89,10 +92,23 @@ def quat_decompress(comp: int) -> tuple[float, float, float, float]:
     return q[0], q[1], q[2], q[3]
 
 
-def pwm_to_cflib_percent(pwm: float) -> float:
-    """Per-motor PWM count -> the thrust percentage ``send_setpoint_manual`` takes (clipped)."""
-    pct = (pwm - CFLIB_MANUAL_PWM_MIN) / (CFLIB_MANUAL_PWM_MAX - CFLIB_MANUAL_PWM_MIN) * 100.0
-    return float(min(100.0, max(0.0, pct)))
+def manual_rate_packet(enc: dict):
+    """The generic commander's manual setpoint with the rate flag, as a cflib CRTPPacket.
+
+    cflib's ``Commander.send_setpoint_manual`` builds this same packet but takes thrust as a
+    percentage mapped to PWM 10001..60000, so it cannot command less than ~20 % of the
+    Crazyflie's hover thrust: a policy's "thrust -1" would climb. The firmware's manualDecoder
+    takes the raw uint16 (crtp_commander_generic.c), so the bridge packs the packet itself, with
+    cflib's pitch negation (cflib/crazyflie/commander.py), and sends it through cflib's link.
+    """
+    from cflib.crtp.crtpstack import CRTPPacket, CRTPPort
+
+    pk = CRTPPacket()
+    pk.port = CRTPPort.COMMANDER_GENERIC
+    pk.channel = GENERIC_SETPOINT_CHANNEL
+    pk.data = MANUAL_PACKET.pack(TYPE_MANUAL, enc["roll_rate_deg_s"], -enc["pitch_rate_deg_s"],
+                                 enc["yaw_rate_deg_s"], enc["thrust_u16"], 1)
+    return pk
 
 
 def ctbr_to_manual_setpoint(cmd: CtbrCommand, vehicle) -> dict:
@@ -110,7 +126,7 @@ def ctbr_to_manual_setpoint(cmd: CtbrCommand, vehicle) -> dict:
         "pitch_rate_deg_s": float(rates_deg_s[1]),
         "yaw_rate_deg_s": float(rates_deg_s[2]),
         "thrust_pwm": pwm,
-        "thrust_pct": pwm_to_cflib_percent(pwm),
+        "thrust_u16": int(round(min(65535.0, max(0.0, pwm)))),
     }
 
 
@@ -340,8 +356,7 @@ class CrazyflieLink(Link):
             return enc
         cf = self._cf
         if isinstance(command, CtbrCommand):
-            cf.commander.send_setpoint_manual(enc["roll_rate_deg_s"], enc["pitch_rate_deg_s"],
-                                              enc["yaw_rate_deg_s"], enc["thrust_pct"], True)
+            cf.send_packet(manual_rate_packet(enc))
         elif not self._motor_output_ours():
             return enc
         elif self.motor_path == "app_channel":

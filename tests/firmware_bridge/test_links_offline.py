@@ -10,7 +10,7 @@ import pytest
 
 from firmware_bridge.flight import check_link_for_spec
 from firmware_bridge.links import LinkError, link_kind
-from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, pwm_to_cflib_percent, quat_decompress
+from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, manual_rate_packet, quat_decompress
 from firmware_bridge.links.mavlink import MavlinkLink, parse_mavlink_uri, px4_thrust_setpoint
 from sim.contract import act_to_command, default_spec, hover_action
 from sim.errors import QuadhilError
@@ -53,8 +53,7 @@ def test_crazyflie_hover_action_maps_to_hover_pwm_and_zero_rates():
     per_motor_n = cf.command_to_thrust(sp["thrust_pwm"] / 65535.0)
     assert 4 * per_motor_n == pytest.approx(cf.weight_n, rel=1e-6)
     assert sp["roll_rate_deg_s"] == sp["pitch_rate_deg_s"] == sp["yaw_rate_deg_s"] == 0.0
-    # cflib's percentage maps back to the same PWM (10001 + pct/100 * 49999)
-    assert 10001 + sp["thrust_pct"] / 100 * 49999 == pytest.approx(sp["thrust_pwm"], abs=1)
+    assert sp["thrust_u16"] == round(sp["thrust_pwm"])
 
 
 def test_crazyflie_rates_go_out_in_deg_s_with_flu_signs():
@@ -67,9 +66,22 @@ def test_crazyflie_rates_go_out_in_deg_s_with_flu_signs():
     assert sp["yaw_rate_deg_s"] == pytest.approx(math.degrees(0.3 * 5.0))
 
 
-def test_cflib_thrust_percentage_clips_to_its_pwm_window():
-    assert pwm_to_cflib_percent(0) == 0.0 and pwm_to_cflib_percent(65535) == 100.0
-    assert pwm_to_cflib_percent(35000.5) == pytest.approx((35000.5 - 10001) / 49999 * 100)
+def test_the_manual_rate_packet_is_what_cflib_would_send_but_with_the_full_thrust_range():
+    import struct
+
+    from cflib.crtp.crtpstack import CRTPPort
+
+    cf = load_vehicle("crazyflie")
+    spec = default_spec(cf)
+    zero = ctbr_to_manual_setpoint(act_to_command(np.array([[-1.0, 0.1, -0.2, 0.3]]), spec, cf), cf)
+    pk = manual_rate_packet(zero)
+    assert pk.port == CRTPPort.COMMANDER_GENERIC and pk.channel == 0
+    kind, roll, pitch, yaw, thrust, rate = struct.unpack("<BfffHB", bytes(pk.data))
+    assert (kind, rate, thrust) == (11, 1, 0)  # thrust -1 is zero thrust, not cflib's 10001 floor
+    assert roll == pytest.approx(zero["roll_rate_deg_s"]) and yaw == pytest.approx(zero["yaw_rate_deg_s"])
+    assert pitch == pytest.approx(-zero["pitch_rate_deg_s"])  # cflib's (and the firmware's) pitch sign
+    full = ctbr_to_manual_setpoint(act_to_command(np.array([[1.0, 0, 0, 0]]), spec, cf), cf)
+    assert full["thrust_u16"] == 65535
 
 
 def test_px4_thrust_is_the_collective_fraction():
