@@ -75,7 +75,9 @@ class HoverTask:
         self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
         self.hover = hover_action(spec, vehicle)
         self.history = np.tile(self.hover, (n, spec.action_history))
-        self.latency_queue = np.tile(self.hover, (realism.latency_ticks + 1, n, 1))
+        self.latency_range = (realism.latency_ticks, max(realism.latency_ticks, realism.latency_ticks_max or 0))
+        self.latency_queue = np.tile(self.hover, (self.latency_range[1] + 1, n, 1))
+        self.latency_env = np.full(n, realism.latency_ticks, dtype=np.int64)
         self.tick = np.zeros(n, dtype=np.int64)
         self.hold = np.zeros(n, dtype=np.int64)
         self.prev_action = np.tile(self.hover, (n, 1))
@@ -109,6 +111,9 @@ class HoverTask:
                 self.rate_ctrl.reset(mask, start.omega_b)
             self.history[mask] = np.tile(self.hover, self.spec.action_history)
             self.latency_queue[:, mask] = self.hover
+            lo, hi = self.latency_range
+            if hi > lo:
+                self.latency_env[mask] = rng.integers(lo, hi + 1, size=k)
             self.prev_action[mask] = self.hover
             self.tick[mask] = 0
             self.hold[mask] = 0
@@ -133,7 +138,7 @@ class HoverTask:
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.n, 4), -1.0, 1.0)
         # action latency: the command applied now is the one chosen latency_ticks ago
         self.latency_queue = np.concatenate([action[None], self.latency_queue[:-1]], axis=0)
-        applied = self.latency_queue[-1]
+        applied = self.latency_queue[self.latency_env, np.arange(self.n)]
         cmd = act_to_command(applied, self.spec, self.vehicle)
         physics_dt = self.sim.dt_s
         wind = self.wind.step(self.dt_s)

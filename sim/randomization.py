@@ -20,6 +20,9 @@ class RealismConfig:
     sensor_noise: bool = True
     noise_scale: float = 1.0
     latency_ticks: int = 0  # action latency, control ticks
+    # If set, each episode draws its latency uniformly from [latency_ticks, latency_ticks_max]:
+    # a real link's delay is not one fixed number, and a policy trained on exactly one breaks on the other.
+    latency_ticks_max: int | None = None
     wind_mean_mps: tuple[float, float, float] = (0.0, 0.0, 0.0)
     wind_gust_std_mps: float = 0.0  # std of the gust (Ornstein-Uhlenbeck) component
     wind_gust_tau_s: float = 1.0

@@ -119,6 +119,20 @@ def test_action_latency_delays_the_applied_command():
     assert abs(z_after(6, 5) - z0) < 1e-6  # still flying the hover command queued at reset
 
 
+def test_latency_range_draws_a_latency_per_episode():
+    config = HoverTaskConfig(realism=RealismConfig(randomize=False, sensor_noise=False, latency_ticks=0,
+                                                   latency_ticks_max=2))
+    env = HoverVecEnv("crazyflie", 300, config=config, seed=0)
+    env.reset()
+    assert set(np.unique(env.task.latency_env)) == {0, 1, 2}
+    perfect_start(env)
+    for _ in range(5):
+        env.step(np.ones((300, 4)))
+    z = env.task.sim.state.pos_w[:, 2]
+    lat = env.task.latency_env
+    assert z[lat == 0].min() > z[lat == 2].max()  # a longer delay climbs later
+
+
 def test_sensor_noise_changes_what_the_policy_sees_not_the_vehicle():
     noisy = HoverVecEnv("crazyflie", 1, config=HoverTaskConfig(realism=RealismConfig(randomize=False)), seed=0)
     obs, _ = noisy.reset()
