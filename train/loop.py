@@ -72,6 +72,9 @@ class TrainConfig:
     precision_bonus: float = 0.0
     precision_scale_m: float = 0.1
     distance_cost: float = 0.0  # - distance_cost * d: a constant pull toward the target (m^-1)
+    # > 0: the precision bonus also asks for stillness, x exp(-(|v| / precision_speed_mps)^2), |v|
+    # from the observed (estimated) velocity of the tick's end state (the success test's 0.2 m/s)
+    precision_speed_mps: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -142,10 +145,13 @@ class Progress:
     next_checkpoint_steps: int = 0
 
 
-def shaping(distance_m: np.ndarray, tc: TrainConfig) -> np.ndarray:
+def shaping(distance_m: np.ndarray, tc: TrainConfig, speed_mps: np.ndarray | None = None) -> np.ndarray:
     """Trainer-side reward shaping added on non-terminal ticks (see TrainConfig)."""
     d = np.nan_to_num(distance_m, nan=10.0)
-    return tc.precision_bonus * np.exp(-np.square(d / tc.precision_scale_m)) - tc.distance_cost * d
+    bonus = tc.precision_bonus * np.exp(-np.square(d / tc.precision_scale_m))
+    if tc.precision_speed_mps > 0 and speed_mps is not None:
+        bonus = bonus * np.exp(-np.square(np.nan_to_num(speed_mps, nan=10.0) / tc.precision_speed_mps))
+    return bonus - tc.distance_cost * d
 
 
 def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) -> RewardWeights:
@@ -189,6 +195,8 @@ class Trainer:
         self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
                                  next_checkpoint_steps=train_config.checkpoint_every_steps)
         self.ep_return = np.zeros(train_config.num_envs)
+        names = [f.name for f in spec.observation]
+        self._vel_slice = spec.obs_slice("velocity_w") if "velocity_w" in names else None
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
 
     def _bias_actor_to_hover(self) -> None:
@@ -337,7 +345,8 @@ class Trainer:
             action = self._act(actor)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             if tc.precision_bonus or tc.distance_cost:
-                reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc)).astype(np.float32)
+                speed = np.linalg.norm(info["final_obs"][:, self._vel_slice], axis=1) if self._vel_slice else None
+                reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
             o, a, r, o2, m = self.nstep.step(self.obs, action, reward, info["final_obs"], terminated, truncated)
             self.buffer.add_batch(o, a, r, o2, 1.0 - m, discount_mask=m)
             self.ep_return += reward
