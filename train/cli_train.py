@@ -35,14 +35,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-randomization", action="store_true", help="train on the nominal vehicle, no noise")
     parser.add_argument("--stop-at-target", action="store_true", help="stop at the first eval >= 95%% success")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a train./agent./reward. setting, e.g. --set train.chunk=20")
+                        help="override a train./agent./reward./task./realism. setting, e.g. --set train.chunk=20")
     parser.add_argument("--eval-episodes", type=int, default=200, help="episodes of the final evaluation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
 def _parse_overrides(items: list[str]) -> dict[str, dict]:
-    out: dict[str, dict] = {"train": {}, "agent": {}, "reward": {}, "task": {}}
+    out: dict[str, dict] = {"train": {}, "agent": {}, "reward": {}, "task": {}, "realism": {}}
     for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise QuadhilError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
@@ -111,6 +111,8 @@ def build_trainer(args: argparse.Namespace):
         task = dataclasses.replace(task, realism=RealismConfig.off())
     reward = dataclasses.replace(task.reward, **{**p["reward"], **ov["reward"]})
     task = dataclasses.replace(task, reward=reward, **ov["task"])
+    if ov["realism"]:  # e.g. --set realism.latency_ticks_max=1
+        task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, **ov["realism"]))
     train_kw = {**p["train"], **budget, **ov["train"]}
     for flag, key in ((args.num_envs, "num_envs"), (args.batch_size, "batch_size"),
                       (args.updates_per_step, "updates_per_step"), (args.noise, "noise")):
