@@ -89,7 +89,7 @@ def _twin(vehicle: str, out: Path):
             line = proc.stdout.readline()
             if not line:
                 raise QuadhilError(f"the {vehicle} twin exited early; see {log.name}")
-            if line.startswith("ready"):
+            if line.startswith("ready") or line.startswith("px4 twin sysid"):
                 break
         else:
             raise QuadhilError(f"the {vehicle} twin did not become ready within 60 s")
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     summary["export_max_abs_diff"] = exported.get("max_abs_diff")
     with _twin(args.vehicle, out) as uri:
         flown = _quadhil("fly", "--model", str(model), "--link", uri, "--duration", str(args.flight_s),
-                         "--arm", "--log", str(out / "flights"), step="fly")
+                         "--arm", "--realtime", "--quiet", "--log", str(out / "flights"), step="fly")
     summary["hover_rmse_m"] = flown.get("rmse_m")
     summary["failsafe"] = flown.get("failsafe")
     summary["loop_latency_p99_ms"] = flown.get("latency_p99_ms")
