@@ -111,8 +111,9 @@ def build_trainer(args: argparse.Namespace):
         task = dataclasses.replace(task, realism=RealismConfig.off())
     reward = dataclasses.replace(task.reward, **{**p["reward"], **ov["reward"]})
     task = dataclasses.replace(task, reward=reward, **ov["task"])
-    if ov["realism"]:  # e.g. --set realism.latency_ticks_max=1
-        task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, **ov["realism"]))
+    if not args.no_randomization:  # the preset's realism (action latency), then --set realism.KEY=VALUE
+        realism_kw = {**p["realism"], **ov["realism"]}
+        task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, **realism_kw))
     train_kw = {**p["train"], **budget, **ov["train"]}
     for flag, key in ((args.num_envs, "num_envs"), (args.batch_size, "batch_size"),
                       (args.updates_per_step, "updates_per_step"), (args.noise, "noise")):
