@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path("policies") / f"{args.vehicle}-hover"
     else:
         run_dir = out / "run"
+        if run_dir.exists():  # a previous demo's run: the demo trains from scratch every time
+            shutil.rmtree(run_dir)
         trained = _quadhil("train", "--vehicle", args.vehicle, "--task", "hover", "--budget-minutes",
                            str(args.budget_minutes), "--seed", str(args.seed), "--out", str(run_dir),
                            "--stop-at-target", step="train")
