@@ -115,12 +115,13 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
     t0 = time.monotonic()
     summary: dict = {"vehicle": args.vehicle}
-    if args.skip_training:
-        run_dir = Path("policies") / f"{args.vehicle}-hover"
+    run_dir = out / "run"
+    if run_dir.exists():  # a previous demo's run: the demo starts from scratch every time
+        shutil.rmtree(run_dir)
+    if args.skip_training:  # a copy, so eval's figures never overwrite the committed ones
+        shutil.copytree(Path("policies") / f"{args.vehicle}-hover", run_dir,
+                        ignore=shutil.ignore_patterns("*.tflite"))
     else:
-        run_dir = out / "run"
-        if run_dir.exists():  # a previous demo's run: the demo trains from scratch every time
-            shutil.rmtree(run_dir)
         trained = _quadhil("train", "--vehicle", args.vehicle, "--task", "hover", "--budget-minutes",
                            str(args.budget_minutes), "--seed", str(args.seed), "--out", str(run_dir),
                            "--stop-at-target", step="train")
