@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from sim.errors import QuadhilError
+from sim.sitl.processes import stop_process, twin_command, wait_ready
 from sim.report import emit_json, print_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,41 +63,20 @@ def _free_udp_port() -> int:
 
 def _start_twin(twin: str, realtime: bool) -> tuple[subprocess.Popen, str]:
     if twin == "crazyflie":
-        cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", "0"] + (["--realtime"] if realtime else [])
-        ready, uri_of = "ready ", lambda line: line.split()[1]
+        cmd = twin_command("crazyflie", "--port", "0", *(["--realtime"] if realtime else []))
     else:
-        port = _free_udp_port()
-        cmd = [sys.executable, "-m", "quadhil", "sitl", "px4", "--port", str(port), "--listen-port",
-               str(_free_udp_port()), "--no-gcs"]
-        ready, uri_of = "px4 twin", lambda line: f"udpin:127.0.0.1:{port}"
+        cmd = twin_command("px4", "--port", str(_free_udp_port()), "--listen-port", str(_free_udp_port()), "--no-gcs")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     if realtime and twin == "px4":  # the PX4 twin has no --realtime flag: set its priority from here
         try:
             os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(10))
         except (AttributeError, PermissionError, OSError):
             pass
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 30.0
-    line = ""
-    while not line.startswith(ready):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            _stop(proc)
-            raise QuadhilError(f"the {twin} twin did not start")
-        if sel.select(max(0.0, deadline - time.monotonic())):
-            line = proc.stdout.readline()
-    sel.close()
-    return proc, uri_of(line.strip())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    try:
+        return proc, wait_ready(proc, 30.0)
+    except RuntimeError:
+        stop_process(proc)
+        raise QuadhilError(f"the {twin} twin did not start") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                                 rate_hz=rate, status=False, realtime=args.realtime)
                 res = Flight(cfg).run()
             finally:
-                _stop(proc)
+                stop_process(proc)
             out["rates"][f"{rate:g}"] = {
                 "latency_p50_ms": res.latency_p50_ms, "latency_p99_ms": res.latency_p99_ms,
                 "miss_rate": res.deadline_miss_rate, "fresh_rate": res.fresh_rate,

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
+from sim.sitl.processes import ready_process, twin_command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,41 +71,20 @@ def _quadhil(*args: str, step: str) -> dict:
 
 @contextmanager
 def _twin(vehicle: str, out: Path):
-    """Start the vehicle's twin on free loopback ports; yields the bridge's link URI."""
-    log = open(out / f"twin-{vehicle}.log", "w")
+    """Start the vehicle's twin on free loopback ports; yields the bridge's link URI. The twin is
+    ended by pid on the way out."""
     if vehicle == "crazyflie":
-        port = _free_port()
-        args = ["crazyflie", "--port", str(port)]
-        uri = f"udp://127.0.0.1:{port}"
+        cmd = twin_command("crazyflie", "--port", "0")
     else:
-        client, listen, gcs, gcs_listen = (_free_port() for _ in range(4))
-        args = ["px4", "--port", str(client), "--listen-port", str(listen),
-                "--gcs-port", str(gcs), "--gcs-listen-port", str(gcs_listen)]
-        uri = f"udpin:127.0.0.1:{client}"
-    proc = subprocess.Popen([sys.executable, "-m", "quadhil", "sitl", *args], stdout=subprocess.PIPE,
-                            stderr=log, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise QuadhilError(f"the {vehicle} twin exited early; see {log.name}")
-            if line.startswith("ready") or line.startswith("px4 twin sysid"):
-                break
-        else:
-            raise QuadhilError(f"the {vehicle} twin did not become ready within 60 s")
-        print(f"twin: {line.strip()}", flush=True)
-        yield uri
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
+        cmd = twin_command("px4", "--port", str(_free_port()), "--listen-port", str(_free_port()),
+                           "--gcs-port", str(_free_port()), "--gcs-listen-port", str(_free_port()))
+    with open(out / f"twin-{vehicle}.log", "w+") as log:
+        try:
+            with ready_process(cmd, timeout_s=60.0, stderr=log) as proc:
+                print(f"twin: ready {proc.uri}", flush=True)
+                yield proc.uri
+        except RuntimeError as exc:
+            raise QuadhilError(f"the {vehicle} twin did not start: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

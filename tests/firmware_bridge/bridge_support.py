@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from sim.sitl import processes
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
@@ -97,38 +97,11 @@ def any_px4_policy(tmp_path_factory) -> Path:
 @contextlib.contextmanager
 def ready_process(cmd: list[str], timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
     """Start ``cmd``, wait for its ``ready URI`` line (``.uri`` is set), end it by pid afterwards."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, cwd=REPO)
-        try:
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + timeout_s
-            line = ""
-            while not line.startswith("ready "):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or proc.poll() is not None:
-                    err.seek(0)
-                    raise RuntimeError(f"{cmd[:5]} not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
-                if sel.select(remaining):
-                    line = proc.stdout.readline()
-            sel.close()
-            proc.uri = line.split()[1].strip()  # type: ignore[attr-defined]
-            yield proc
-        finally:
-            stop(proc)
-            if proc.stdout:
-                proc.stdout.close()
+    with tempfile.TemporaryFile() as err, processes.ready_process(cmd, timeout_s, stderr=err, cwd=str(REPO)) as proc:
+        yield proc
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate, then kill after 5 s; by pid, idempotent."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+stop = processes.stop_process  # terminate, then kill after 5 s; by pid, idempotent
 
 
 # Twins and bridges run at real-time priority where the machine allows it (as root in CI): the
@@ -196,28 +169,8 @@ def free_udp_port() -> int:
 def px4_twin(*args: str, timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
     """``quadhil sitl px4`` on free ports (onboard link only); ``.uri`` is the bridge's
     ``udpin:`` link. Ended by pid afterwards."""
-    port, listen = free_udp_port(), free_udp_port()
-    cmd = [sys.executable, "-m", "quadhil", "sitl", "px4", "--port", str(port), "--listen-port", str(listen),
-           "--no-gcs", *args]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, cwd=REPO)
+    cmd = processes.twin_command("px4", "--port", str(free_udp_port()), "--listen-port", str(free_udp_port()),
+                                 "--no-gcs", *args)
+    with ready_process(cmd, timeout_s) as proc:
         _boost(proc.pid)
-        try:
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + timeout_s
-            line = ""
-            while not line.startswith("px4 twin"):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or proc.poll() is not None:
-                    err.seek(0)
-                    raise RuntimeError(f"px4 twin not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
-                if sel.select(remaining):
-                    line = proc.stdout.readline()
-            sel.close()
-            proc.uri = f"udpin:127.0.0.1:{port}"  # type: ignore[attr-defined]
-            yield proc
-        finally:
-            stop(proc)
-            if proc.stdout:
-                proc.stdout.close()
+        yield proc

@@ -9,15 +9,15 @@ deadline: cflib's open_link waits forever on a silent server.
 from __future__ import annotations
 
 import contextlib
-import selectors
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from typing import Iterator
 
 import pytest
+
+from sim.sitl.processes import ready_process, twin_command
 
 READY_TIMEOUT_S = 30.0
 
@@ -27,36 +27,12 @@ def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIM
     """Run one twin process; yields the Popen with ``.uri`` and ``.port`` set once it is ready.
 
     ``port`` 0 lets the twin pick a free port. Extra ``args`` go to ``quadhil sitl crazyflie``.
+    The process is ended by pid on the way out, also when the test fails.
     """
-    cmd = [sys.executable, "-m", "quadhil", "sitl", "crazyflie", "--port", str(port), *args]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-        try:
-            sel = selectors.DefaultSelector()
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + timeout_s
-            line = ""
-            while not line.startswith("ready "):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or proc.poll() is not None:
-                    err.seek(0)
-                    raise RuntimeError(f"twin not ready (rc={proc.poll()}): {err.read().decode()[-2000:]}")
-                if sel.select(remaining):
-                    line = proc.stdout.readline()
-            sel.close()
-            proc.uri = line.split()[1].strip()  # type: ignore[attr-defined]
-            proc.port = int(proc.uri.rsplit(":", 1)[1])  # type: ignore[attr-defined]
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            if proc.stdout:
-                proc.stdout.close()
+    cmd = twin_command("crazyflie", "--port", str(port), *args)
+    with tempfile.TemporaryFile() as err, ready_process(cmd, timeout_s, stderr=err) as proc:
+        proc.port = int(proc.uri.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+        yield proc
 
 
 def connect_cflib(uri: str, rw_cache: str | None = None, timeout_s: float = 5.0):

@@ -13,8 +13,6 @@ has a timeout. Ports are picked by binding port 0, so tests run in parallel with
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pymavlink import mavutil
 
 from sim.sitl.px4.modes import decode_custom_mode, encode_custom_mode, MODE_FLAG_CUSTOM_MODE_ENABLED
+from sim.sitl.processes import stop_process  # noqa: F401  (re-exported for the PX4 tests)
 
 READY_TIMEOUT_S = 20.0
 
@@ -41,19 +40,6 @@ def free_udp_ports(n: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
-    """SIGTERM by pid, then SIGKILL after ``timeout_s``; always reaps."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"px4 twin sysid {twin.sysid}: onboard udp {c.bind_host}:{c.onboard_listen_port} -> {c.remote_host}:"
           f"{c.onboard_remote_port}" + (f", gcs udp {c.bind_host}:{c.gcs_listen_port} -> {c.remote_host}:"
                                         f"{c.gcs_remote_port}" if c.gcs else ""), flush=True)
+    print(f"ready udpin:{c.remote_host}:{c.onboard_remote_port}", flush=True)  # sim.sitl.processes
     try:
         twin.run(duration_s=args.duration, should_stop=lambda: stop["flag"])
         status = twin.status()
