@@ -11,19 +11,9 @@ import math
 import sys
 
 from sim.errors import QuadhilError
-from sim.report import emit_json, print_table
+from sim.report import emit_json, print_table, xyz_arg
 
 EXIT_FAILSAFE = 3
-
-
-def _triple(text: str) -> tuple[float, float, float]:
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected x,y,z in metres, got {text!r}") from None
-    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected three finite numbers x,y,z, got {text!r}")
-    return vals  # type: ignore[return-value]
 
 
 def _geofence(text: str):
@@ -52,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850 (Crazyflie, cflib); "
                              "udpin:0.0.0.0:14540, udpout:HOST:PORT, tcp:HOST:PORT, serial:/dev/ttyAMA0:921600 "
                              "(PX4, pymavlink)")
-    parser.add_argument("--target", type=_triple, default=None,
+    parser.add_argument("--target", type=xyz_arg, default=None,
                         help="hover target x,y,z in m, world ENU (default: above the start at the takeoff height)")
     parser.add_argument("--duration", type=_positive, default=10.0, help="hover time at the target, s (default 10)")
     parser.add_argument("--arm", action="store_true",

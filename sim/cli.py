@@ -11,15 +11,8 @@ import argparse
 import numpy as np
 
 from sim.dynamics import QuadSim
-from sim.report import emit_json, print_table
+from sim.report import emit_json, print_table, xyz_arg
 from sim.vehicle import load_vehicle
-
-
-def _xyz(text: str) -> np.ndarray:
-    parts = [float(x) for x in text.split(",")]
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError("expected x,y,z in metres")
-    return np.array(parts)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--command", choices=["hover", "off", "full"], default="hover",
                         help="open-loop motor command held for the whole run")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of simulated time")
-    parser.add_argument("--start", type=_xyz, default=np.array([0.0, 0.0, 1.0]), help="x,y,z start (m, ENU)")
+    parser.add_argument("--start", type=xyz_arg, default=(0.0, 0.0, 1.0), help="x,y,z start (m, ENU)")
     parser.add_argument("--physics-rate", type=float, default=1000.0, help="physics rate, Hz")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
 
@@ -37,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate and print the final state."""
     vehicle = load_vehicle(args.vehicle)
     sim = QuadSim.create(vehicle, 1, physics_rate_hz=args.physics_rate)
-    sim.state.pos_w[0] = args.start
+    sim.state.pos_w[0] = np.asarray(args.start)
     sim.state.on_ground[0] = args.start[2] <= 0
     hover = sim.hover_thrust_n()
     cmd = {"hover": hover, "off": np.zeros((1, 4)), "full": np.full((1, 4), vehicle.max_thrust_n)}[args.command]

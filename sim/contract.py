@@ -201,7 +201,13 @@ def default_observation(action_history: int = 1) -> tuple[ObsField, ...]:
 def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: float = 100.0,
                  action_history: int = 1, position_error_clip_m: float = 1.0) -> PolicySpec:
     """A spec for ``vehicle`` with the default layout and identity normalization."""
-    obs = default_observation(action_history)
+    return _spec_for(vehicle, default_observation(action_history), action_mode, control_rate_hz,
+                     action_history, position_error_clip_m, layout="default")
+
+
+def _spec_for(vehicle: Vehicle, obs: tuple[ObsField, ...], action_mode: str, control_rate_hz: float,
+              action_history: int, position_error_clip_m: float, layout: str) -> PolicySpec:
+    """A validated spec of ``layout`` for the nominal ``vehicle``, identity normalization."""
     dim = sum(f.size for f in obs)
     spec = PolicySpec(
         vehicle=vehicle.id,
@@ -214,6 +220,7 @@ def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: f
         body_rate_max_rad_s=tuple(float(x) for x in vehicle.rate_controller.body_rate_max_rad_s),
         obs_mean=(0.0,) * dim,
         obs_std=(1.0,) * dim,
+        layout=layout,
     )
     spec.validate()
     return spec
@@ -246,23 +253,8 @@ def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: 
     """
     if action_mode != "motors":
         raise SpecError("layout 'px4-nn' drives PX4's actuator_motors: action_mode must be 'motors'")
-    obs = px4_nn_observation()
-    dim = sum(f.size for f in obs)
-    spec = PolicySpec(
-        vehicle=vehicle.id,
-        action_mode=action_mode,
-        control_rate_hz=float(control_rate_hz),
-        observation=obs,
-        action_history=0,
-        position_error_clip_m=float(position_error_clip_m),
-        thrust_max_n=vehicle.max_thrust_n,
-        body_rate_max_rad_s=tuple(float(x) for x in vehicle.rate_controller.body_rate_max_rad_s),
-        obs_mean=(0.0,) * dim,
-        obs_std=(1.0,) * dim,
-        layout="px4-nn",
-    )
-    spec.validate()
-    return spec
+    return _spec_for(vehicle, px4_nn_observation(), action_mode, control_rate_hz, 0, position_error_clip_m,
+                     layout="px4-nn")
 
 
 # Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].

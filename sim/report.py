@@ -44,3 +44,27 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
     for k, v in rows:
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(table)
+
+
+def xyz_arg(text: str) -> tuple[float, float, float]:
+    """argparse type for ``x,y,z``: three finite numbers (metres, or m/s, world ENU)."""
+    import argparse
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,z numbers, got {text!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected three finite comma-separated numbers x,y,z, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def start_arg(text: str) -> tuple[float, float, float]:
+    """argparse type for a start position ``x,y,z`` (m, ENU) on or above the ground (z >= 0)."""
+    import argparse
+
+    values = xyz_arg(text)
+    if values[2] < 0:
+        raise argparse.ArgumentTypeError("--start z must be >= 0 (the ground is z = 0)")
+    return values

@@ -14,18 +14,7 @@ import signal
 import sys
 
 from sim.errors import QuadhilError
-
-
-def _start(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--start must be x,y,z in metres, got {text!r}") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"--start must be x,y,z in metres, got {text!r}")
-    if parts[2] < 0:
-        raise argparse.ArgumentTypeError("--start z must be >= 0 (the ground is z = 0)")
-    return parts  # type: ignore[return-value]
+from sim.report import start_arg
 
 
 def _raise_priority() -> None:
@@ -52,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="mean wind along +x in m/s (default 0.5 when given) with gusts")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="extra one-way link latency, each direction, ms")
-    parser.add_argument("--start", type=_start, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
+    parser.add_argument("--start", type=start_arg, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
                         help="start position, world ENU metres")
     parser.add_argument("--no-auto-arm", action="store_true",
                         help="require an arming request (supervisor port) before motors run")

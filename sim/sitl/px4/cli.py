@@ -8,17 +8,7 @@ import signal
 import sys
 
 from sim.errors import QuadhilError
-from sim.report import emit_json
-
-
-def _triple(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected x,y,z numbers, got {text!r}") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}")
-    return parts  # type: ignore[return-value]
+from sim.report import emit_json, start_arg, xyz_arg
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -45,10 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remote-host", default="127.0.0.1", help="address telemetry goes to first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", action="store_true", help="noisy state estimate (vehicle file's EKF noise)")
-    parser.add_argument("--wind", type=_triple, nargs="?", const=(2.0, 0.0, 0.0), default=None, metavar="E,N,U",
+    parser.add_argument("--wind", type=xyz_arg, nargs="?", const=(2.0, 0.0, 0.0), default=None, metavar="E,N,U",
                         help="mean wind, m/s ENU (bare --wind: 2 m/s from the west)")
     parser.add_argument("--gust-std", type=float, default=0.0, help="gust std with --wind, m/s")
-    parser.add_argument("--start", type=_triple, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
+    parser.add_argument("--start", type=start_arg, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
                         help="start position, m ENU (world frame; PX4's local origin is here)")
     parser.add_argument("--ekf-init-s", type=float, default=1.0, help="seconds before arming is allowed")
     parser.add_argument("--battery", type=float, default=1.0, help="initial battery charge fraction 0..1")
@@ -67,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.battery <= 1.0:
         raise QuadhilError(f"--battery must be within 0..1, got {args.battery}")
-    if args.start[2] < 0:
-        raise QuadhilError("--start z must be >= 0 (the ground is z = 0)")
     config = TwinConfig(
         vehicle=args.vehicle, instance=args.instance, sysid=args.sysid, bind_host=args.bind,
         remote_host=args.remote_host, onboard_listen_port=args.listen_port, onboard_remote_port=args.port,
