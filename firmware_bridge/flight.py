@@ -362,6 +362,13 @@ class Flight:
             deadline = sched.deadline()
             wait_until = max(sched.release(), deadline - max(WAIT_MARGIN * self.period_s, WAIT_MARGIN_MIN_S))
             tel = link.telemetry.wait_newer(last_seq, wait_until)
+            if tel is not None and tel.seq > last_seq and tel.t_arrival_s < sched.release() - 0.5 * self.period_s:
+                # A sample from the previous period was still unconsumed: taking it would lock the
+                # loop one sample behind for good (the phase lock cannot tell the two apart modulo
+                # a period; seen as ~9 ms latency at 100 Hz). Wait for this period's sample.
+                newer = link.telemetry.wait_newer(tel.seq, wait_until)
+                if newer is not None and newer.seq > tel.seq:
+                    tel = newer
             now = time.monotonic()
             fresh = tel is not None and tel.seq > last_seq
             if tel is not None:
