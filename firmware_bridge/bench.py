@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sim.errors import QuadhilError
-from sim.sitl.processes import stop_process, twin_command, wait_ready
+from sim.sitl.processes import free_port, stop_process, twin_command, wait_ready
 from sim.report import emit_json, print_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,19 +53,11 @@ def _default_model(twin: str, tmp: Path) -> Path:
     raise QuadhilError(f"no policy in {d}; pass --model")
 
 
-def _free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_twin(twin: str, realtime: bool) -> tuple[subprocess.Popen, str]:
     if twin == "crazyflie":
         cmd = twin_command("crazyflie", "--port", "0", *(["--realtime"] if realtime else []))
     else:
-        cmd = twin_command("px4", "--port", str(_free_udp_port()), "--listen-port", str(_free_udp_port()), "--no-gcs")
+        cmd = twin_command("px4", "--port", str(free_port()), "--listen-port", str(free_port()), "--no-gcs")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     if realtime and twin == "px4":  # the PX4 twin has no --realtime flag: set its priority from here
         try:

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
-from sim.sitl.processes import ready_process, twin_command
+from sim.sitl.processes import free_port, ready_process, twin_command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-training", action="store_true",
                         help="fly the committed policy in policies/VEHICLE-hover instead of training one")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
-
-
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _quadhil(*args: str, step: str) -> dict:
@@ -76,8 +69,8 @@ def _twin(vehicle: str, out: Path):
     if vehicle == "crazyflie":
         cmd = twin_command("crazyflie", "--port", "0")
     else:
-        cmd = twin_command("px4", "--port", str(_free_port()), "--listen-port", str(_free_port()),
-                           "--gcs-port", str(_free_port()), "--gcs-listen-port", str(_free_port()))
+        cmd = twin_command("px4", "--port", str(free_port()), "--listen-port", str(free_port()),
+                           "--gcs-port", str(free_port()), "--gcs-listen-port", str(free_port()))
     with open(out / f"twin-{vehicle}.log", "w+") as log:
         try:
             with ready_process(cmd, timeout_s=60.0, stderr=log) as proc:

@@ -88,3 +88,28 @@ def ready_process(cmd: list[str], timeout_s: float = 30.0, stderr: IO | None = N
 def twin_command(twin: str, *args: str) -> list[str]:
     """``python -m quadhil sitl TWIN ARGS`` with this interpreter."""
     return [sys.executable, "-m", "quadhil", "sitl", twin, *args]
+
+
+def stop_on_signals(event: "threading.Event | None" = None) -> "threading.Event":
+    """Make SIGTERM and SIGINT set ``event`` (a new one if None) instead of killing the process,
+    so a twin's loop can finish its tick and close its sockets; returns the event."""
+    import signal
+    import threading
+
+    event = event if event is not None else threading.Event()
+
+    def _set(signum, frame):  # noqa: ARG001
+        event.set()
+
+    signal.signal(signal.SIGTERM, _set)
+    signal.signal(signal.SIGINT, _set)
+    return event
+
+
+def free_port(kind: int | None = None) -> int:
+    """A port on 127.0.0.1 that was free a moment ago (UDP unless ``kind`` is SOCK_STREAM)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind is None else kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -156,20 +156,11 @@ def _boost(pid: int) -> None:
         pass
 
 
-def free_udp_port() -> int:
-    """A UDP port that was free a moment ago on 127.0.0.1."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def px4_twin(*args: str, timeout_s: float = READY_TIMEOUT_S) -> Iterator[subprocess.Popen]:
     """``quadhil sitl px4`` on free ports (onboard link only); ``.uri`` is the bridge's
     ``udpin:`` link. Ended by pid afterwards."""
-    cmd = processes.twin_command("px4", "--port", str(free_udp_port()), "--listen-port", str(free_udp_port()),
+    cmd = processes.twin_command("px4", "--port", str(processes.free_port()), "--listen-port", str(processes.free_port()),
                                  "--no-gcs", *args)
     with ready_process(cmd, timeout_s) as proc:
         _boost(proc.pid)

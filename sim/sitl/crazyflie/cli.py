@@ -10,11 +10,11 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import sys
 
 from sim.errors import QuadhilError
 from sim.report import start_arg
+from sim.sitl.processes import stop_on_signals
 
 
 def _raise_priority() -> None:
@@ -72,13 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise QuadhilError(f"cannot bind UDP {args.host}:{args.port}: {exc.strerror}") from None
 
-    def _stop(signum, frame):  # noqa: ARG001
-        server.stop_event.set()
-
     if args.realtime:
         _raise_priority()
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_on_signals(server.stop_event)
     print(f"ready {server.uri}", flush=True)
     try:
         stats = server.serve(duration_s=args.duration)

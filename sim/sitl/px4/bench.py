@@ -25,14 +25,9 @@ from pymavlink import mavutil
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
+from sim.sitl.processes import free_port
 
 HOVER_FRACTION = 2.0 * 9.80665 / (4 * 8.54858)  # x500
-
-
-def _free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_s(pid: int) -> float:
@@ -63,7 +58,7 @@ def _recv(conn, types, timeout_s, cond=None):
 
 def bench_twin(hold_s: float) -> dict:
     """Run one twin and measure it (see module docstring)."""
-    cport, lport = _free_port(), _free_port()
+    cport, lport = free_port(), free_port()
     conn = mavutil.mavlink_connection(f"udpin:127.0.0.1:{cport}", source_system=255, source_component=190)
     proc = subprocess.Popen([sys.executable, "-m", "sim.sitl", "px4", "--port", str(cport), "--listen-port",
                              str(lport), "--no-gcs", "--ekf-init-s", "0", "--json"],
@@ -127,7 +122,7 @@ def bench_twin(hold_s: float) -> dict:
 
 def bench_hil(duration_s: float) -> dict:
     """Run px4-hil with a lockstep pymavlink 'PX4' and measure it."""
-    port = _free_port(socket.SOCK_STREAM)
+    port = free_port(socket.SOCK_STREAM)
     proc = subprocess.Popen([sys.executable, "-m", "sim.sitl", "px4-hil", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conn = None

@@ -4,11 +4,11 @@ until Ctrl-C / SIGTERM (or ``--duration``)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, start_arg, xyz_arg
+from sim.sitl.processes import stop_on_signals
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -68,20 +68,14 @@ def run(args: argparse.Namespace) -> int:
         twin = Px4Twin(config)
     except (ParamError, ValueError) as exc:
         raise QuadhilError(str(exc)) from None
-    stop = {"flag": False}
-
-    def _stop(signum, frame):
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     c = twin.config
     print(f"px4 twin sysid {twin.sysid}: onboard udp {c.bind_host}:{c.onboard_listen_port} -> {c.remote_host}:"
           f"{c.onboard_remote_port}" + (f", gcs udp {c.bind_host}:{c.gcs_listen_port} -> {c.remote_host}:"
                                         f"{c.gcs_remote_port}" if c.gcs else ""), flush=True)
     print(f"ready udpin:{c.remote_host}:{c.onboard_remote_port}", flush=True)  # sim.sitl.processes
     try:
-        twin.run(duration_s=args.duration, should_stop=lambda: stop["flag"])
+        twin.run(duration_s=args.duration, should_stop=stop.is_set)
         status = twin.status()
     finally:
         twin.close()

@@ -7,10 +7,10 @@ connects to TCP 4560 (+ instance). See docs/sitl-px4.md.
 from __future__ import annotations
 
 import argparse
-import signal
 
 from sim.errors import QuadhilError
 from sim.report import emit_json
+from sim.sitl.processes import stop_on_signals
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,16 +37,10 @@ def run(args: argparse.Namespace) -> int:
     server = HilServer(HilConfig(vehicle=args.vehicle, instance=args.instance, port=args.port, bind_host=args.bind,
                                  seed=args.seed, noise=not args.no_noise, speed=args.speed,
                                  lockstep_timeout_s=args.lockstep_timeout))
-    stop = {"flag": False}
-
-    def _stop(signum, frame):
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     print(f"px4-hil: waiting for PX4 on tcp {args.bind}:{server.port} (simulator_mavlink)", flush=True)
     try:
-        server.run(duration_s=args.duration, should_stop=lambda: stop["flag"])
+        server.run(duration_s=args.duration, should_stop=stop.is_set)
         status = server.status()
     finally:
         server.close()
