@@ -251,9 +251,3 @@ class HoverEnv(gym.Env):
         obs, reward, terminated, truncated, info = self.task.step(np.asarray(action)[None])
         info = {k: v[0].item() for k, v in info.items()}
         return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
-
-
-def register() -> None:
-    """Register ``quadhil/Hover-v0`` with Gymnasium (idempotent)."""
-    if "quadhil/Hover-v0" not in gym.registry:
-        gym.register(id="quadhil/Hover-v0", entry_point="sim.env:HoverEnv")
