@@ -182,6 +182,10 @@ class Trainer:
         self.tf = tf
         self.agent = DDPGAgent(spec, agent_config)
         self._bias_actor_to_hover()
+        from train.agent import observation_noise_std
+
+        self._obs_noise_std = observation_noise_std(spec, vehicle.sensor_noise,
+                                                    agent_config.smooth_noise_scale * task.realism.noise_scale)
         self.rng = np.random.default_rng([seed, 1])
         self.env = HoverVecEnv(vehicle, train_config.num_envs, spec=spec, config=task, seed=seed)
         self.obs, _ = self.env.reset()
@@ -373,7 +377,10 @@ class Trainer:
         if self.ac.target_noise > 0:
             tnoise = np.clip(self.ac.target_noise * self.rng.standard_normal(act.shape), -self.ac.target_noise_clip,
                              self.ac.target_noise_clip).astype(np.float32)
-        stats = self.agent.update(obs, act, rew, nobs, mask, tnoise)
+        snoise = None
+        if self.ac.smooth_weight > 0:
+            snoise = (self.rng.standard_normal(obs.shape) * self._obs_noise_std).astype(np.float32)
+        stats = self.agent.update(obs, act, rew, nobs, mask, tnoise, snoise)
         p.updates += k
         return stats
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train.agent import AgentConfig, DDPGAgent, actor_gradients
+from train.agent import AgentConfig, DDPGAgent, actor_gradients, observation_noise_std
 from train.networks import build_actor, build_critic
 
 
@@ -49,6 +49,50 @@ def test_actor_step_leaves_every_critic_weight_bit_for_bit_unchanged(cf_spec, fo
     for before, after in zip(critic_before, agent.critics[0].get_weights()):
         assert np.array_equal(before, after)
     assert any(not np.array_equal(x, y) for x, y in zip(actor_before, agent.actor.get_weights()))
+
+
+def test_smoothness_term_is_the_same_in_both_forms_and_pulls_toward_a_flat_policy(cf_spec):
+    """CAPS spatial term: both loss forms add the same penalty (their gradients still agree), and
+    a step on the penalty alone makes mu(s) and mu(s + eps) closer."""
+    import keras
+
+    from sim.vehicle import load_vehicle
+
+    keras.utils.set_random_seed(3)
+    actor = build_actor(cf_spec, hidden=(16, 16))
+    critic = build_critic(cf_spec, hidden=(16, 16))
+    obs = _random_batch(cf_spec, seed=3)
+    std = observation_noise_std(cf_spec, load_vehicle("crazyflie").sensor_noise, scale=50.0)
+    noise = tf.constant(np.random.default_rng(3).standard_normal(obs.shape).astype(np.float32) * std)
+    _, g_q = actor_gradients(actor, critic, obs, "q", smooth_weight=10.0, obs_noise=noise)
+    _, g_ag = actor_gradients(actor, critic, obs, "action_gradients", smooth_weight=10.0, obs_noise=noise)
+    _, g_plain = actor_gradients(actor, critic, obs, "q")
+    for a, b in zip(g_q, g_ag):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(g_q, g_plain))
+
+    def gap():
+        return float(tf.reduce_mean(tf.reduce_sum(tf.square(actor(obs) - actor(obs + noise)), axis=1)))
+
+    before = gap()
+    opt = keras.optimizers.Adam(0.01)
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.reduce_sum(tf.square(actor(obs) - actor(obs + noise)), axis=1))
+        opt.apply_gradients(zip(tape.gradient(loss, actor.trainable_variables), actor.trainable_variables))
+    assert gap() < 0.5 * before
+
+
+def test_observation_noise_std_follows_the_sensor_noise_per_field(cf_spec):
+    from sim.vehicle import load_vehicle
+
+    sn = load_vehicle("crazyflie").sensor_noise
+    std = observation_noise_std(cf_spec, sn, scale=2.0)
+    assert std.shape == (cf_spec.obs_dim,)
+    np.testing.assert_allclose(std[cf_spec.obs_slice("position_error_w")], 2 * sn.position_m)
+    np.testing.assert_allclose(std[cf_spec.obs_slice("velocity_w")], 2 * sn.velocity_mps)
+    np.testing.assert_allclose(std[cf_spec.obs_slice("omega_b")], 2 * sn.gyro_rad_s)
+    assert np.all(std[cf_spec.obs_slice("last_actions")] == 0)  # the action history is exact
 
 
 def test_actor_gradients_reject_an_unknown_form(cf_spec):
