@@ -4,7 +4,21 @@ The Crazyflie's PID rate loop (crazyflie-firmware src/modules/src/controller/pid
 attitude_pid_controller.c) and PX4's mc_rate_control (src/modules/mc_rate_control/) are both
 PID on body-rate error with an integrator limit, followed by a mixer. Gains are taken from the
 vehicle file in the firmware's units and converted to SI torque gains in ``sim.vehicle``; the
-mixer here is the inverse of the vehicle's allocation matrix, clipped to [0, max thrust].
+mixer is the inverse of the vehicle's allocation matrix followed by what each firmware does when
+a motor would saturate (a plain per-motor clip would distort the torque exactly when it matters):
+
+* PX4 (``MC_AIRMODE`` 0, the default): ``ControlAllocationSequentialDesaturation::mixAirmodeDisabled``
+  (src/modules/control_allocator/ControlAllocation/ControlAllocationSequentialDesaturation.cpp):
+  mix thrust + roll + pitch; shift along the thrust axis, only ever reducing thrust; then shrink
+  roll, then pitch, until the outputs fit; add yaw and shrink it (allowing 15 % over the top);
+  reduce thrust once more; clip.
+* Crazyflie: each axis' PID output saturates at int16 (``attitudeControllerCorrectRatePID`` in
+  src/modules/src/controller/attitude_pid_controller.c, the vehicle file's ``output_limit``), then
+  ``powerDistributionCap`` (src/modules/src/power_distribution_quadrotor.c): if the
+  highest motor is over the maximum, every motor is lowered by the excess (torque differences
+  kept, collective sacrificed), then floored at zero. The firmware does this on PWM after its
+  legacy mix; here it is done on thrust in N, the same rule on a different scale.
+
 D acts on the measured rate (as PX4 does) so rate-setpoint steps do not kick the motors.
 """
 
@@ -30,6 +44,7 @@ class RateController:
         self.ki = rc.ki_nm_per_rad
         self.kd = rc.kd_nm_s_per_rad
         self.integral_limit = rc.integral_limit_rad
+        self.output_limit = rc.output_limit_nm
         self.max_thrust_n = vehicle.max_thrust_n
         self.mixer = np.linalg.inv(vehicle.allocation_matrix())  # (4, 4): [T, tau] -> thrusts
         self.integral = np.zeros((n, 3))
@@ -52,6 +67,62 @@ class RateController:
         d_omega = (omega_b - self.prev_omega_b) / dt_s
         self.prev_omega_b = omega_b.copy()
         torque = self.kp * err + self.ki * self.integral - self.kd * d_omega
-        wrench = np.concatenate([collective_thrust_n[:, None], torque], axis=1)
-        thrust = wrench @ self.mixer.T
-        return np.clip(thrust, 0.0, self.max_thrust_n)
+        torque = np.clip(torque, -self.output_limit, self.output_limit)
+        return self.mix(collective_thrust_n, torque)
+
+    def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray) -> np.ndarray:
+        """(N,) collective thrust in N and (N, 3) body torque in N*m (FLU) -> (N, 4) motor thrusts
+        in N within [0, max], desaturated the way the vehicle's firmware does it (module docstring)."""
+        if self.vehicle.firmware == "px4":
+            return px4_mix_airmode_disabled(self.mixer, collective_thrust_n, torque_b, self.max_thrust_n)
+        thrust = np.concatenate([collective_thrust_n[:, None], torque_b], axis=1) @ self.mixer.T
+        return crazyflie_cap(thrust, self.max_thrust_n)
+
+
+def crazyflie_cap(thrust_n: np.ndarray, max_thrust_n: float) -> np.ndarray:
+    """Crazyflie ``powerDistributionCap``: lower all four motors by the top one's excess over
+    ``max_thrust_n``, then floor at 0. (N, 4) N -> (N, 4) N."""
+    excess = np.maximum(thrust_n.max(axis=1, keepdims=True) - max_thrust_n, 0.0)
+    return np.clip(thrust_n - excess, 0.0, max_thrust_n)
+
+
+def _desaturation_gain(u: np.ndarray, v: np.ndarray, upper: float) -> np.ndarray:
+    """PX4 ``computeDesaturationGain`` for a batch: (N, 4) outputs u in [0, upper] wanted, (4,)
+    direction v -> (N,) gain k with u + k v as unsaturated as one shift along v can make it."""
+    safe_v = np.where(v == 0.0, 1.0, v)
+    k = np.where(u < 0.0, -u / safe_v, np.where(u > upper, (upper - u) / safe_v, 0.0))
+    k = np.where(v == 0.0, 0.0, k)
+    return np.minimum(k.min(axis=1), 0.0) + np.maximum(k.max(axis=1), 0.0)
+
+
+def _desaturate(u: np.ndarray, v: np.ndarray, increase_only: bool = False, upper: float = 1.0) -> np.ndarray:
+    """PX4 ``desaturateActuators``: one full and one half step along v (skipped entirely for a
+    vehicle whose first gain is negative when ``increase_only``)."""
+    gain = _desaturation_gain(u, v, upper)
+    if increase_only:
+        gain_ok = gain >= 0.0
+        gain = np.where(gain_ok, gain, 0.0)
+    u = u + gain[:, None] * v
+    half = 0.5 * _desaturation_gain(u, v, upper)
+    if increase_only:
+        half = np.where(gain_ok, half, 0.0)
+    return u + half[:, None] * v
+
+
+def px4_mix_airmode_disabled(mixer: np.ndarray, collective_thrust_n: np.ndarray, torque_b: np.ndarray,
+                             max_thrust_n: float) -> np.ndarray:
+    """PX4 ``mixAirmodeDisabled`` + ``mixYaw`` + clip, on outputs normalized to the motor's max.
+
+    mixer (4, 4): [T, tau_x, tau_y, tau_z] -> motor thrusts (N). Returns (N, 4) thrusts in N.
+    """
+    cols = mixer / max_thrust_n  # columns: per-unit change of each normalized output
+    less_thrust = -cols[:, 0]  # PX4's THRUST_Z column points down (NED): "increase" = less thrust
+    u = (collective_thrust_n[:, None] * cols[:, 0] + torque_b[:, 0:1] * cols[:, 1]
+         + torque_b[:, 1:2] * cols[:, 2])
+    u = _desaturate(u, less_thrust, increase_only=True)
+    u = _desaturate(u, cols[:, 1])
+    u = _desaturate(u, cols[:, 2])
+    u = u + torque_b[:, 2:3] * cols[:, 3]
+    u = _desaturate(u, cols[:, 3], upper=1.15)  # some yaw authority at full thrust
+    u = _desaturate(u, less_thrust, increase_only=True)
+    return np.clip(u, 0.0, 1.0) * max_thrust_n

@@ -8,7 +8,7 @@ naming the file and the field: there are no silent defaults for physics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,8 @@ class RateControllerParams:
     firmware_ki: np.ndarray
     firmware_kd: np.ndarray
     gain_unit: str
+    # (3,) |torque| the firmware's rate loop can output per axis, N*m (inf: not limited there)
+    output_limit_nm: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerP
         firmware_ki=ki,
         firmware_kd=kd,
         gain_unit=unit,
+        output_limit_nm=(_vector(table, "output_limit", path, s, (3,)) * torque_per_unit
+                         if "output_limit" in table else np.full(3, np.inf)),
     )
 
 

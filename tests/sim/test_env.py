@@ -111,7 +111,7 @@ def test_action_latency_delays_the_applied_command():
         env.reset()
         perfect_start(env)
         for _ in range(ticks):
-            env.step(np.ones((1, 4)))  # full thrust up
+            env.step(np.array([[1.0, 0.0, 0.0, 0.0]]))  # full thrust up, no rotation
         return env.task.sim.state.pos_w[0, 2]
 
     z0 = HoverTaskConfig().target_w[2]
@@ -127,7 +127,7 @@ def test_latency_range_draws_a_latency_per_episode():
     assert set(np.unique(env.task.latency_env)) == {0, 1, 2}
     perfect_start(env)
     for _ in range(5):
-        env.step(np.ones((300, 4)))
+        env.step(np.tile([1.0, 0.0, 0.0, 0.0], (300, 1)))  # full thrust, no rotation
     z = env.task.sim.state.pos_w[:, 2]
     lat = env.task.latency_env
     assert z[lat == 0].min() > z[lat == 2].max()  # a longer delay climbs later

@@ -38,3 +38,61 @@ def test_zero_rate_hover_command_gives_equal_motor_thrusts():
     cmd = act_to_command(np.array([[2 * vehicle.hover_thrust_fraction - 1, 0, 0, 0]]), spec, vehicle)
     thrust = RateController(vehicle, 1).update(np.zeros((1, 3)), cmd.body_rate_b, cmd.collective_thrust_n, 0.002)
     np.testing.assert_allclose(thrust[0], vehicle.weight_n / 4)
+
+
+def _wrench(vehicle, thrust_n):
+    return thrust_n @ vehicle.allocation_matrix().T  # (N, 4): [T, tau_x, tau_y, tau_z]
+
+
+@pytest.mark.parametrize("name", ["crazyflie", "x500"])
+def test_mixer_reproduces_any_wrench_the_motors_can_make(name):
+    """Inside the motors' range both firmware mixers are the plain inverse allocation. (PX4 mixes
+    yaw last, so its check uses wrenches without yaw: a yaw-free mix outside the range is
+    desaturated before yaw is added, as in PX4.)"""
+    vehicle = load_vehicle(name)
+    rng = np.random.default_rng(0)
+    motors = rng.uniform(0.05, 0.95, (400, 4)) * vehicle.max_thrust_n
+    w = _wrench(vehicle, motors)
+    if vehicle.firmware == "px4":
+        w[:, 3] = 0.0
+        motors = w @ np.linalg.inv(vehicle.allocation_matrix()).T
+        inside = np.all((motors >= 0) & (motors <= vehicle.max_thrust_n), axis=1)
+        motors, w = motors[inside], w[inside]
+        assert len(w) > 100
+    out = RateController(vehicle, len(w)).mix(w[:, 0], w[:, 1:])
+    np.testing.assert_allclose(out, motors, rtol=1e-9, atol=1e-9)
+
+
+def test_px4_mixer_keeps_roll_pitch_torque_and_gives_up_thrust_when_a_motor_saturates():
+    """ControlAllocationSequentialDesaturation, MC_AIRMODE 0: thrust is only ever reduced, and
+    roll/pitch win over it; a per-motor clip would have cut the torque instead."""
+    vehicle = load_vehicle("x500")
+    rc = RateController(vehicle, 1)
+    max_n = vehicle.max_thrust_n
+    collective = np.array([3.6 * max_n])  # 90 % on every motor
+    torque = np.array([[0.6, -0.4, 0.0]])  # needs +-0.86 N differentials per motor: over the top
+    out = rc.mix(collective, torque)
+    achieved = _wrench(vehicle, out)[0]
+    assert out.max() <= max_n + 1e-12 and out.min() >= 0.0
+    np.testing.assert_allclose(achieved[1:3], torque[0, :2], rtol=1e-9)  # roll/pitch kept exactly
+    assert achieved[0] < collective[0]  # thrust paid for it
+    low = rc.mix(np.array([0.2 * max_n]), np.array([[0.5, 0.0, 0.0]]))  # a motor would go below 0
+    assert _wrench(vehicle, low)[0, 0] <= 0.2 * max_n + 1e-9  # never raises thrust (airmode off)
+
+
+def test_px4_mixer_shrinks_roll_when_even_zero_thrust_cannot_make_it():
+    vehicle = load_vehicle("x500")
+    out = RateController(vehicle, 1).mix(np.array([2.0 * vehicle.max_thrust_n]), np.array([[50.0, 0.0, 0.0]]))
+    achieved = _wrench(vehicle, out)[0]
+    assert out.min() >= 0.0 and out.max() <= vehicle.max_thrust_n
+    assert 0 < achieved[1] < 50.0
+
+
+def test_crazyflie_cap_lowers_all_motors_by_the_excess():
+    """powerDistributionCap: differences between motors survive, the top motor sits at max."""
+    vehicle = load_vehicle("crazyflie")
+    max_n = vehicle.max_thrust_n
+    motors = np.array([[1.2, 1.0, 0.9, 1.1]]) * max_n
+    w = _wrench(vehicle, motors)
+    out = RateController(vehicle, 1).mix(w[:, 0], w[:, 1:])
+    np.testing.assert_allclose(out, motors - 0.2 * max_n)
