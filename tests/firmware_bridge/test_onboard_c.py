@@ -147,7 +147,9 @@ def test_app_source_compiles_against_the_firmware_prototypes(tmp_path):
     from pathlib import Path
 
     stubs = Path(__file__).parent / "cf_stubs"
-    flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wdouble-promotion", "-Werror", f"-I{stubs}",
+    # CONFIG_CONTROLLER_OOT: the app-config's setting, which kbuild hands every file through autoconf.h
+    flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wdouble-promotion", "-Werror", "-DCONFIG_CONTROLLER_OOT=1",
+             f"-I{stubs}",
              f"-I{APP / 'src'}", "-c", str(APP / "src" / "quadhil_app.c")]
     compilers = [(shutil.which("gcc"), [])]
     arm = _arm_gcc()[0]

@@ -17,6 +17,8 @@
  * src/modules/interface/stabilizer_types.h, which power_distribution_quadrotor.c
  * (powerDistributionForce) maps to PWM = f * UINT16_MAX, and the app channel API of
  * src/modules/interface/app_channel.h (appchannelReceiveDataPacket / appchannelSendDataPacket).
+ * Compiled against those real headers (crazyflie-firmware 7185a75f and neighbours, see
+ * check_against_firmware.sh and docs/onboard.md) with the firmware's own flags and -Wextra -Werror.
  *
  * The supervisor (src/modules/src/supervisor.c) levels out and then locks a flying Crazyflie whose
  * commander has had no setpoint for 500 ms / 2 s. Relay packets are not commander setpoints, so
@@ -107,7 +109,9 @@ static void sendStatus(void) {
   s.time_ms = (uint32_t)T2M(xTaskGetTickCount());
   uint8_t buf[QH_PACKET_SIZE];
   qh_encode_status(&s, buf);
-  appchannelSendDataPacket(buf, QH_PACKET_SIZE);
+  /* appchannelSendDataPacket does not block: it returns 0 (errQUEUE_FULL) when the CRTP TX queue is
+   * full and drops the packet, so mark the status dirty again to retry on the next loop. */
+  if (appchannelSendDataPacket(buf, QH_PACKET_SIZE) == 0) statusDirty = true;
 }
 
 static void feedCommander(void) {
