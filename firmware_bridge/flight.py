@@ -28,7 +28,7 @@ from firmware_bridge.scheduler import Scheduler
 from firmware_bridge.supervisor import (
     Geofence, Limits, PreflightInputs, State, StateSample, Supervisor, failsafe_action,
 )
-from sim.contract import act_to_command, hover_action, observe, push_action_history
+from sim.contract import act_to_command, hover_action, integrate_position_error, observe, push_action_history
 from sim.errors import QuadhilError
 from sim.vehicle import load_vehicle
 
@@ -343,6 +343,7 @@ class Flight:
         spec, vehicle, link, sup, log = self.spec, self.vehicle, self.link, self.sup, self.log
         policy = self.policy
         history = np.tile(hover_action(spec, vehicle), (1, spec.action_history)).astype(np.float64)
+        pos_integral = np.zeros((1, 3))  # position-error integral (layouts that observe it), m*s
         sched = Scheduler.start(self.rate_hz)
         t_fly0 = sched.t0_s
         log.write({"type": "takeoff", "t": t_fly0 - self._t0})  # tick times count from here
@@ -435,8 +436,10 @@ class Flight:
                 continue
             target = ref.at(now - t_ref0)
             # -- policy ---------------------------------------------------------------------
+            if spec.uses_position_integral:  # advanced once per policy tick, as in training
+                pos_integral = integrate_position_error(pos_integral, s.pos_w[None], target, spec)
             obs = observe(s.pos_w[None], s.vel_w[None], s.quat_wb[None], s.omega_b[None], target,
-                          history, spec)[0]
+                          history, spec, position_error_integral=pos_integral)[0]
             t_inf0 = time.monotonic()
             try:
                 action = np.asarray(policy.act(obs), dtype=np.float64)

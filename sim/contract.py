@@ -13,6 +13,18 @@ RLtools "Learning to Fly in Seconds")::
     omega_b            3   rad/s   body FLU
     last_actions       4*h -       the last h normalized actions, newest first
 
+Layout ``integral`` adds, after the default fields::
+
+    position_error_integral_w 3 m*s  sum of position_error_w * dt over the ticks the vehicle was
+                                     within INTEGRAL_RADIUS_M of the target, clipped per axis to
+                                     +-INTEGRAL_LIMIT_M_S (:func:`integrate_position_error`)
+
+It is the one piece of memory a trim error needs: nominal-constant actions on an airframe that is
+heavier or weaker than nominal leave a steady offset that a memoryless policy can only shrink by
+stiffness (docs/training.md). The caller holds the integral, as it holds the action history, and
+zeroes it when the policy takes over; integrating only near the target keeps a throw (or a takeoff)
+from winding it up.
+
 Actions are four numbers in [-1, 1]:
 
 * ``motors``: per-motor thrust fraction f = (a + 1) / 2 of the *nominal* vehicle's max thrust,
@@ -60,7 +72,11 @@ _FIELD_UNITS = {
     "velocity_w": "m/s",
     "omega_b": "rad/s",
     "last_actions": "1",
+    "position_error_integral_w": "m*s",
 }
+
+INTEGRAL_RADIUS_M = 0.3  # integrate only within this distance of the target
+INTEGRAL_LIMIT_M_S = 0.5  # per-axis clip of the integral (anti-windup)
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,11 @@ class PolicySpec:
         if len(self.body_rate_max_rad_s) != 3:
             raise SpecError("body_rate_max_rad_s must have 3 entries")
 
+    @property
+    def uses_position_integral(self) -> bool:
+        """True if the observation holds ``position_error_integral_w`` (the caller keeps it)."""
+        return any(f.name == "position_error_integral_w" for f in self.observation)
+
     def obs_slice_sizes(self) -> dict[str, int]:
         """Field name -> size."""
         return {f.name: f.size for f in self.observation}
@@ -226,6 +247,33 @@ def _spec_for(vehicle: Vehicle, obs: tuple[ObsField, ...], action_mode: str, con
     return spec
 
 
+def integral_observation(action_history: int = 1) -> tuple[ObsField, ...]:
+    """The default layout plus ``position_error_integral_w`` (module docstring)."""
+    return default_observation(action_history) + (ObsField("position_error_integral_w", 3, "m*s"),)
+
+
+def integral_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: float = 100.0,
+                  action_history: int = 1, position_error_clip_m: float = 1.0) -> PolicySpec:
+    """A spec with layout "integral": the default observation plus the position-error integral."""
+    return _spec_for(vehicle, integral_observation(action_history), action_mode, control_rate_hz,
+                     action_history, position_error_clip_m, layout="integral")
+
+
+def integrate_position_error(integral: np.ndarray, pos_w: np.ndarray, target_w: np.ndarray,
+                             spec: PolicySpec) -> np.ndarray:
+    """One control tick of the position-error integral: (N, 3) m*s -> (N, 3) m*s.
+
+    pos_w (N, 3) world ENU m (the estimate the observation uses), target_w (3,) or (N, 3) m. Adds
+    (pos - target) / control_rate_hz where the vehicle is within INTEGRAL_RADIUS_M of the target,
+    then clips each axis to +-INTEGRAL_LIMIT_M_S. Returns a new array.
+    """
+    pos_w = np.atleast_2d(pos_w)
+    err = pos_w - np.broadcast_to(target_w, pos_w.shape)
+    near = np.linalg.norm(err, axis=1, keepdims=True) < INTEGRAL_RADIUS_M
+    step = np.where(near, err, 0.0) / spec.control_rate_hz
+    return np.clip(np.asarray(integral, dtype=np.float64) + step, -INTEGRAL_LIMIT_M_S, INTEGRAL_LIMIT_M_S)
+
+
 def px4_nn_observation() -> tuple[ObsField, ...]:
     """The 15 inputs of PX4's ``mc_nn_control`` in its order (PX4-Autopilot
     src/modules/mc_nn_control/mc_nn_control.cpp, PopulateInputTensor): position error, the first
@@ -263,18 +311,23 @@ def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: 
 SPEC_LAYOUTS = {
     "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: default_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
+    "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: integral_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
     "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0: px4_nn_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
 }
 
 
 def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: np.ndarray,
-            target_w: np.ndarray, last_actions: np.ndarray, spec: PolicySpec) -> np.ndarray:
+            target_w: np.ndarray, last_actions: np.ndarray, spec: PolicySpec,
+            position_error_integral: np.ndarray | None = None) -> np.ndarray:
     """Build the (N, obs_dim) float32 observation for a batch of state estimates.
 
     pos_w, vel_w: (N, 3) world ENU, m and m/s; quat_wb: (N, 4) body-to-world (w, x, y, z);
     omega_b: (N, 3) body FLU rad/s; target_w: (3,) or (N, 3) m; last_actions: (N, 4*h), newest
-    first. Raw values: normalization lives inside the model.
+    first; position_error_integral: (N, 3) m*s, already advanced for this tick by
+    :func:`integrate_position_error` (needed only by layouts that hold it). Raw values:
+    normalization lives inside the model.
     """
     pos_w = np.atleast_2d(pos_w)
     n = pos_w.shape[0]
@@ -294,6 +347,11 @@ def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: 
             parts.append(np.atleast_2d(omega_b))
         elif f.name == "last_actions":
             parts.append(np.atleast_2d(last_actions)[:, : f.size])
+        elif f.name == "position_error_integral_w":
+            if position_error_integral is None:
+                raise SpecError("this policy's observation holds the position-error integral: pass "
+                                "position_error_integral (sim.contract.integrate_position_error)")
+            parts.append(np.broadcast_to(np.atleast_2d(position_error_integral), (n, 3)))
         else:  # pragma: no cover - validate() refuses unknown fields
             raise SpecError(f"unknown observation field {f.name!r}")
     return np.concatenate(parts, axis=1).astype(np.float32)

@@ -16,7 +16,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from sim.contract import PolicySpec, act_to_command, default_spec, hover_action, observe, push_action_history
+from sim.contract import (PolicySpec, act_to_command, default_spec, hover_action, integrate_position_error, observe,
+                          push_action_history)
 from sim.dynamics import QuadSim, QuadState
 from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
 from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
@@ -81,6 +82,7 @@ class HoverTask:
         self.tick = np.zeros(n, dtype=np.int64)
         self.hold = np.zeros(n, dtype=np.int64)
         self.prev_action = np.tile(self.hover, (n, 1))
+        self.pos_integral = np.zeros((n, 3))  # position-error integral, for layouts that observe it
 
     # --- episode start ---------------------------------------------------------------------
 
@@ -115,19 +117,29 @@ class HoverTask:
             if hi > lo:
                 self.latency_env[mask] = rng.integers(lo, hi + 1, size=k)
             self.prev_action[mask] = self.hover
+            self.pos_integral[mask] = 0.0
             self.tick[mask] = 0
             self.hold[mask] = 0
-        return self.observe()
+        return self.observe(advance_integral=mask)
 
     # --- one control tick ------------------------------------------------------------------
 
-    def observe(self) -> np.ndarray:
-        """Observation of every env from the (noisy, if enabled) state estimate."""
+    def observe(self, advance_integral: np.ndarray | None = None) -> np.ndarray:
+        """Observation of every env from the (noisy, if enabled) state estimate.
+
+        For layouts with the position-error integral, the integral of the envs selected by
+        ``advance_integral`` (all if None) advances one tick from this estimate, exactly once per
+        control tick: a step advances every env, a reset only the envs it restarted.
+        """
         s = self.sim.state
         est = (s.pos_w, s.vel_w, s.quat_wb, s.omega_b)
         if self.config.realism.sensor_noise:
             est = noisy_estimate(*est, self.vehicle, self.rng, self.config.realism.noise_scale)
-        return observe(*est, self.target_w, self.history, self.spec)
+        if self.spec.uses_position_integral:
+            advanced = integrate_position_error(self.pos_integral, est[0], self.target_w, self.spec)
+            rows = slice(None) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
+            self.pos_integral[rows] = advanced[rows]
+        return observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral)
 
     def step(self, action: np.ndarray):
         """Apply (N, 4) actions for one control tick.

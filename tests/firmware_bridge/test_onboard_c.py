@@ -159,3 +159,17 @@ def test_app_source_compiles_against_the_firmware_prototypes(tmp_path):
         proc = subprocess.run([cc, *extra, *flags, "-o", str(tmp_path / f"app{i}.o")], capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0, f"{cc}: {proc.stderr}"
+
+
+def test_a_layout_the_c_observation_builder_does_not_know_is_refused():
+    """The app builds the observation itself; a field it has no builder for (the position-error
+    integral of layout "integral") must stop the export, not reach the vehicle half-built."""
+    from deploy.export_c import ExportRefused, render_header
+    from sim.contract import integral_spec
+    from sim.vehicle import load_vehicle
+    from train.networks import build_actor
+
+    vehicle = load_vehicle("crazyflie")
+    spec = integral_spec(vehicle, action_mode="motors", control_rate_hz=500.0)
+    with pytest.raises(ExportRefused, match="position_error_integral_w"):
+        render_header(build_actor(spec, hidden=(4,)), spec, vehicle)

@@ -119,3 +119,41 @@ def test_firmware_units():
     pwm = thrust_to_firmware_units(np.array([0.0, CF.max_thrust_n]), CF)
     np.testing.assert_allclose(pwm, [0.0, 65535.0], atol=1e-6)
     np.testing.assert_allclose(thrust_to_firmware_units(np.array([X500.max_thrust_n / 4]), X500), [0.5])
+
+
+# --- layout "integral": the position-error integral the caller keeps ---------------------------
+
+def test_integral_layout_is_the_default_layout_plus_the_integral_and_round_trips():
+    from sim.contract import SPEC_LAYOUTS
+
+    spec = SPEC_LAYOUTS["integral"](X500)
+    assert [f.name for f in spec.observation][:-1] == [f.name for f in default_spec(X500).observation]
+    assert spec.obs_slice("position_error_integral_w") == slice(22, 25) and spec.uses_position_integral
+    assert not default_spec(X500).uses_position_integral
+    assert PolicySpec.from_json(spec.to_json()) == spec
+
+
+def test_integrate_position_error_adds_error_times_dt_only_near_the_target_and_clips():
+    from sim.contract import INTEGRAL_LIMIT_M_S, INTEGRAL_RADIUS_M, integral_spec, integrate_position_error
+
+    spec = integral_spec(CF, control_rate_hz=100.0)
+    target = np.array([0.0, 0.0, 1.0])
+    pos = np.array([[0.1, -0.2, 1.05], [INTEGRAL_RADIUS_M + 0.01, 0.0, 1.0]])
+    out = integrate_position_error(np.zeros((2, 3)), pos, target, spec)
+    np.testing.assert_allclose(out[0], [0.001, -0.002, 0.0005])  # error * 10 ms
+    np.testing.assert_array_equal(out[1], 0.0)  # outside the radius: a throw does not wind it up
+    far = np.full((1, 3), INTEGRAL_LIMIT_M_S - 1e-4)
+    out = integrate_position_error(far, np.array([[0.1, 0.1, 1.1]]), target, spec)
+    np.testing.assert_allclose(out, INTEGRAL_LIMIT_M_S)  # clipped per axis (anti-windup)
+
+
+def test_observe_refuses_an_integral_layout_without_the_integral():
+    from sim.contract import integral_spec
+
+    spec = integral_spec(CF)
+    args = (np.zeros((1, 3)), np.zeros((1, 3)), np.array([[1.0, 0, 0, 0]]), np.zeros((1, 3)), np.zeros(3),
+            np.zeros((1, 4)), spec)
+    with pytest.raises(SpecError, match="position_error_integral"):
+        observe(*args)
+    obs = observe(*args, position_error_integral=np.array([[0.1, 0.2, 0.3]]))
+    np.testing.assert_allclose(obs[0, spec.obs_slice("position_error_integral_w")], [0.1, 0.2, 0.3])

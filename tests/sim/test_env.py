@@ -159,3 +159,24 @@ def test_running_envs_keep_their_observation_when_another_env_autoresets():
     assert truncated[0] and not info["_final_obs"][1:].any()
     np.testing.assert_array_equal(obs[1:], info["final_obs"][1:])
     assert not np.array_equal(obs[0], info["final_obs"][0])
+
+
+def test_position_integral_starts_at_zero_and_advances_once_per_tick():
+    """Layout "integral": each episode starts from zero and every control tick adds error * dt,
+    the same rule the bridge applies (sim.contract.integrate_position_error)."""
+    from sim.contract import SPEC_LAYOUTS, hover_action
+    from sim.vehicle import load_vehicle
+
+    env_vehicle = load_vehicle("x500")
+    config = HoverTaskConfig(realism=RealismConfig(randomize=False, sensor_noise=False))
+    env = HoverVecEnv(env_vehicle, 2, spec=SPEC_LAYOUTS["integral"](env_vehicle), config=config, seed=0)
+    obs, _ = env.reset()
+    sl = env.task.spec.obs_slice("position_error_integral_w")
+    perfect_start(env)
+    env.task.sim.state.pos_w[:] += [0.1, 0.0, 0.0]
+    env.task.pos_integral[:] = 0.0
+    for _ in range(20):
+        obs, *_ = env.step(np.tile(hover_action(env.task.spec, env_vehicle), (2, 1)))
+    assert 0.015 < obs[0, sl][0] < 0.021  # ~0.1 m for 20 ticks of 10 ms, drifting a little
+    env.task.reset(np.array([True, False]))
+    assert np.all(env.task.pos_integral[0] == 0.0) and env.task.pos_integral[1, 0] > 0.015
