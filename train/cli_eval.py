@@ -48,11 +48,9 @@ def plot_trajectories(result, path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print a table (and one JSON line with --json)."""
-    import dataclasses
-
     from sim.randomization import RealismConfig
     from sim.report import emit_json, print_table
-    from train.evaluate import evaluate_policy
+    from train.evaluate import eval_task_config, evaluate_policy
     from train.loop import task_config_from_dict
 
     if args.episodes < 1:
@@ -72,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:  # a layer the numpy copy does not know: use Keras itself
         act_fn = lambda obs: actor(obs, training=False).numpy()  # noqa: E731
     task = task_config_from_dict(config["task_config"]) if "task_config" in config else None
-    if task is not None:
-        task = dataclasses.replace(task, realism=RealismConfig())  # eval realism: the default, on
+    task = eval_task_config(task)  # eval realism: the default, on; no latency
     realism = RealismConfig.off() if args.no_randomization else None
     t0 = time.perf_counter()
     result = evaluate_policy(act_fn, spec, spec.vehicle, episodes=args.episodes, seed=args.seed,

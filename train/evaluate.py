@@ -57,6 +57,14 @@ class EvalResult:
         }
 
 
+def eval_task_config(task: HoverTaskConfig | None) -> HoverTaskConfig:
+    """The task ``quadhil eval`` flies for a run trained on ``task``: the same task with the
+    default realism (randomization and sensor noise on, no action latency, no wind), whatever
+    realism training used. The trainer's periodic evaluations use it too, so "time to 95 %" is
+    the first moment the actor would pass ``quadhil eval``."""
+    return replace(task or HoverTaskConfig(), realism=RealismConfig())
+
+
 def _make_env(spec: PolicySpec, vehicle_id: str, n: int, seed: int, realism: RealismConfig | None,
               task: HoverTaskConfig | None) -> HoverVecEnv:
     task = task or HoverTaskConfig()

@@ -25,7 +25,7 @@ from sim.errors import QuadhilError
 from sim.randomization import RealismConfig
 from sim.reward import RewardWeights
 from sim.vehicle import Vehicle, known_vehicles, load_vehicle
-from train.evaluate import evaluate_policy
+from train.evaluate import eval_task_config, evaluate_policy
 from train.nstep import NStepAccumulator
 from train.noise import make_noise
 from train.obs_scale import with_fixed_obs_scales
@@ -295,12 +295,13 @@ class Trainer:
     # --- evaluation ----------------------------------------------------------------------------
 
     def evaluate(self, episodes: int, model=None):
-        """Deterministic eval of ``model`` (default: the actor) with the task's realism."""
+        """Deterministic eval of ``model`` (default: the actor) on the task ``quadhil eval`` flies
+        (:func:`train.evaluate.eval_task_config`: training's latency range is not part of it)."""
         from train.agent import NumpyActor
 
         model = model or self.agent.actor
         return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed, task=self.task)
+                               seed=self.tc.eval_seed, task=eval_task_config(self.task))
 
     def _save_actor_copy(self, model, path: Path) -> None:
         """Save ``model``'s weights as a model named 'actor' (the target net is saved the same way)."""
