@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="eval seed (training selects 'best' with another)")
     parser.add_argument("--which", default="best", choices=("best", "last"))
     parser.add_argument("--no-randomization", action="store_true", help="nominal vehicle, perfect state")
+    parser.add_argument("--latency-ticks", type=int, default=0,
+                        help="delay every action by N control ticks (what a radio link or a slow loop adds)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -48,6 +50,8 @@ def plot_trajectories(result, path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print a table (and one JSON line with --json)."""
+    import dataclasses
+
     from sim.randomization import RealismConfig
     from sim.report import emit_json, print_table
     from train.evaluate import eval_task_config, evaluate_policy
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise QuadhilError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.latency_ticks < 0:
+        raise QuadhilError(f"--latency-ticks must be >= 0, got {args.latency_ticks}")
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise QuadhilError(f"{run_dir} is not a directory")
@@ -71,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         act_fn = lambda obs: actor(obs, training=False).numpy()  # noqa: E731
     task = task_config_from_dict(config["task_config"]) if "task_config" in config else None
     task = eval_task_config(task)  # eval realism: the default, on; no latency
-    realism = RealismConfig.off() if args.no_randomization else None
+    realism = RealismConfig.off() if args.no_randomization else task.realism
+    realism = dataclasses.replace(realism, latency_ticks=args.latency_ticks)
     t0 = time.perf_counter()
     result = evaluate_policy(act_fn, spec, spec.vehicle, episodes=args.episodes, seed=args.seed,
                              realism=realism, task=task)
     summary = {**result.summary(), "vehicle": spec.vehicle, "action_mode": spec.action_mode,
                "layout": spec.layout, "actor": args.which, "seed": args.seed,
-               "randomization": not args.no_randomization, "eval_s": time.perf_counter() - t0,
+               "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks, "eval_s": time.perf_counter() - t0,
                "loadavg": os.getloadavg()}
     (run_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not args.no_plot:

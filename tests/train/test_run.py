@@ -136,6 +136,14 @@ def test_eval_cli_writes_eval_json_and_a_plot(smoke_run, capsys):
     assert (smoke_run / "eval.png").stat().st_size > 1000
 
 
+def test_eval_with_link_latency_reports_it_and_refuses_a_negative_one(smoke_run, capsys):
+    assert run_command("eval", [str(smoke_run), "--episodes", "4", "--latency-ticks", "1", "--no-plot",
+                                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["latency_ticks"] == 1
+    assert run_command("eval", [str(smoke_run), "--latency-ticks", "-1"]) == 2
+    assert "--latency-ticks" in capsys.readouterr().err
+
+
 def test_eval_of_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert run_command("eval", [str(tmp_path)]) == 2
     assert "not a training run" in capsys.readouterr().err
