@@ -24,6 +24,7 @@ D acts on the measured rate (as PX4 does) so rate-setpoint steps do not kick the
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from sim.vehicle import Vehicle
@@ -86,27 +87,51 @@ def crazyflie_cap(thrust_n: np.ndarray, max_thrust_n: float) -> np.ndarray:
     return np.clip(thrust_n - excess, 0.0, max_thrust_n)
 
 
-def _desaturation_gain(u: np.ndarray, v: np.ndarray, upper: float) -> np.ndarray:
-    """PX4 ``computeDesaturationGain`` for a batch: (N, 4) outputs u in [0, upper] wanted, (4,)
-    direction v -> (N,) gain k with u + k v as unsaturated as one shift along v can make it."""
-    safe_v = np.where(v == 0.0, 1.0, v)
-    k = np.where(u < 0.0, -u / safe_v, np.where(u > upper, (upper - u) / safe_v, 0.0))
-    k = np.where(v == 0.0, 0.0, k)
-    return np.minimum(k.min(axis=1), 0.0) + np.maximum(k.max(axis=1), 0.0)
+@numba.njit(cache=True)
+def _desaturation_gain(u: np.ndarray, v: np.ndarray, upper: float) -> float:
+    """PX4 ``computeDesaturationGain`` for one vehicle: outputs u (4,) wanted in [0, upper],
+    direction v (4,) -> gain k such that u + k v is as unsaturated as one shift along v makes it."""
+    k_min = 0.0
+    k_max = 0.0
+    for i in range(u.shape[0]):
+        if v[i] == 0.0:
+            continue
+        k = 0.0
+        if u[i] < 0.0:
+            k = -u[i] / v[i]
+        elif u[i] > upper:
+            k = (upper - u[i]) / v[i]
+        else:
+            continue
+        k_min = min(k_min, k)
+        k_max = max(k_max, k)
+    return k_min + k_max
 
 
-def _desaturate(u: np.ndarray, v: np.ndarray, increase_only: bool = False, upper: float = 1.0) -> np.ndarray:
-    """PX4 ``desaturateActuators``: one full and one half step along v (skipped entirely for a
-    vehicle whose first gain is negative when ``increase_only``)."""
+@numba.njit(cache=True)
+def _desaturate(u: np.ndarray, v: np.ndarray, increase_only: bool, upper: float) -> None:
+    """PX4 ``desaturateActuators`` in place: one full and one half step along v (nothing at all
+    when ``increase_only`` and the first gain is negative)."""
     gain = _desaturation_gain(u, v, upper)
-    if increase_only:
-        gain_ok = gain >= 0.0
-        gain = np.where(gain_ok, gain, 0.0)
-    u = u + gain[:, None] * v
-    half = 0.5 * _desaturation_gain(u, v, upper)
-    if increase_only:
-        half = np.where(gain_ok, half, 0.0)
-    return u + half[:, None] * v
+    if increase_only and gain < 0.0:
+        return
+    u += gain * v
+    u += 0.5 * _desaturation_gain(u, v, upper) * v
+
+
+@numba.njit(cache=True)
+def _px4_mix_kernel(cols: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> None:
+    less_thrust = -cols[:, 0]  # PX4's THRUST_Z column points down (NED): "increase" = less thrust
+    for n in range(wrench.shape[0]):
+        u = cols[:, 0] * wrench[n, 0] + cols[:, 1] * wrench[n, 1] + cols[:, 2] * wrench[n, 2]
+        _desaturate(u, less_thrust, True, 1.0)
+        _desaturate(u, cols[:, 1].copy(), False, 1.0)
+        _desaturate(u, cols[:, 2].copy(), False, 1.0)
+        u += cols[:, 3] * wrench[n, 3]
+        _desaturate(u, cols[:, 3].copy(), False, 1.15)  # some yaw authority at full thrust
+        _desaturate(u, less_thrust, True, 1.0)
+        for i in range(u.shape[0]):
+            out[n, i] = min(max(u[i], 0.0), 1.0)
 
 
 def px4_mix_airmode_disabled(mixer: np.ndarray, collective_thrust_n: np.ndarray, torque_b: np.ndarray,
@@ -114,15 +139,11 @@ def px4_mix_airmode_disabled(mixer: np.ndarray, collective_thrust_n: np.ndarray,
     """PX4 ``mixAirmodeDisabled`` + ``mixYaw`` + clip, on outputs normalized to the motor's max.
 
     mixer (4, 4): [T, tau_x, tau_y, tau_z] -> motor thrusts (N). Returns (N, 4) thrusts in N.
+    Compiled (numba): it runs at the rate loop's rate for every vehicle of a training batch.
     """
-    cols = mixer / max_thrust_n  # columns: per-unit change of each normalized output
-    less_thrust = -cols[:, 0]  # PX4's THRUST_Z column points down (NED): "increase" = less thrust
-    u = (collective_thrust_n[:, None] * cols[:, 0] + torque_b[:, 0:1] * cols[:, 1]
-         + torque_b[:, 1:2] * cols[:, 2])
-    u = _desaturate(u, less_thrust, increase_only=True)
-    u = _desaturate(u, cols[:, 1])
-    u = _desaturate(u, cols[:, 2])
-    u = u + torque_b[:, 2:3] * cols[:, 3]
-    u = _desaturate(u, cols[:, 3], upper=1.15)  # some yaw authority at full thrust
-    u = _desaturate(u, less_thrust, increase_only=True)
-    return np.clip(u, 0.0, 1.0) * max_thrust_n
+    cols = np.ascontiguousarray(mixer / max_thrust_n)  # per-unit change of each normalized output
+    wrench = np.ascontiguousarray(np.concatenate([np.asarray(collective_thrust_n, dtype=np.float64)[:, None],
+                                                  np.asarray(torque_b, dtype=np.float64)], axis=1))
+    out = np.empty((wrench.shape[0], 4))
+    _px4_mix_kernel(cols, wrench, out)
+    return out * max_thrust_n
