@@ -84,6 +84,12 @@ class HoverTask:
         self.prev_action = np.tile(self.hover, (n, 1))
         self.pos_integral = np.zeros((n, 3))  # position-error integral, for layouts that observe it
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle (training checkpoints), filling state that older versions did not have."""
+        self.__dict__.update(state)
+        if "pos_integral" not in state:  # checkpoints from before the "integral" layout
+            self.pos_integral = np.zeros((self.n, 3))
+
     # --- episode start ---------------------------------------------------------------------
 
     def reset(self, mask: np.ndarray | None = None) -> np.ndarray:

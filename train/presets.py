@@ -7,6 +7,10 @@ with fewer updates, because the update step, not the simulator, is the scarce re
 Reward: the simulator's shape with a stronger position weight, alive bonus = max cost (reward never
 negative while flying, so crashing is never the better deal), plus a trainer-side precision bonus
 that rewards the last centimetres the success test asks for.
+Smoothness (agent.smooth_weight, CAPS spatial term): once the simulator desaturated motors the
+way the firmware does, the high-gain, noise-driven policies DDPG learned without it lost collective
+thrust whenever a motor saturated; with the term the actions change ~5x less per tick in hover
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ COMMON = {
         "precision_bonus": 1.0, "precision_scale_m": 0.15, "eval_every_steps": 50_000, "eval_episodes": 100,
         "checkpoint_every_steps": 250_000,
     },
-    "agent": {},
+    "agent": {"smooth_weight": 10.0},
     "reward": {"pos": 5.0, "alive_bonus": 2.0, "max_cost": 2.0},
     # Action latency of 0 or 1 control ticks, drawn per episode. A real link delivers the command
     # 1-3 ms after the state was sampled; policies trained with none limit-cycled in the twins
@@ -40,7 +44,7 @@ def preset(vehicle_id: str, action_mode: str) -> dict:
     RewardWeights and RealismConfig."""
     own = PER_VEHICLE.get(vehicle_id, {})
     return {
-        "name": f"{vehicle_id}-{action_mode}-v2",
+        "name": f"{vehicle_id}-{action_mode}-v3",
         "realism": {**COMMON["realism"], **own.get("realism", {})},
         "train": {**COMMON["train"], **own.get("train", {})},
         "agent": {**COMMON["agent"], **own.get("agent", {})},

@@ -180,3 +180,18 @@ def test_position_integral_starts_at_zero_and_advances_once_per_tick():
     assert 0.015 < obs[0, sl][0] < 0.021  # ~0.1 m for 20 ticks of 10 ms, drifting a little
     env.task.reset(np.array([True, False]))
     assert np.all(env.task.pos_integral[0] == 0.0) and env.task.pos_integral[1, 0] > 0.015
+
+
+def test_a_task_pickled_before_the_integral_existed_still_loads():
+    """Training checkpoints pickle the task; one written by an older quadhil (no pos_integral)
+    must resume, not fail on the first observation."""
+    import pickle
+
+    env = HoverVecEnv("crazyflie", 3, seed=0)
+    env.reset()
+    state = dict(env.task.__dict__)
+    del state["pos_integral"]
+    old = object.__new__(type(env.task))
+    old.__dict__.update(state)
+    task = pickle.loads(pickle.dumps(old))
+    assert task.pos_integral.shape == (3, 3) and task.observe().shape == (3, env.task.spec.obs_dim)

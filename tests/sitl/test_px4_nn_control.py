@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,35 @@ def test_px4_twin_flies_an_exported_network_through_mc_nn_to_its_setpoint(tmp_pa
     print(f"PX4 twin on mc_nn_control: {err:.3f} m from the setpoint after 8 s (error {np.round(pos - target, 3)} m), "
           f"speed {np.linalg.norm(vel):.3f} m/s")
     assert err < 0.25 and np.linalg.norm(vel) < 0.2
+
+
+COMMITTED_PX4NN = Path(__file__).resolve().parents[2] / "policies" / "x500-px4nn"
+
+
+@pytest.mark.skipif(not (COMMITTED_PX4NN / "actor_best.keras").exists(), reason="no committed px4-nn policy")
+def test_px4_twin_flies_the_committed_trained_px4nn_policy_from_the_ground(tmp_path):
+    """The trained x500 px4-nn actor, exported as PX4 embeds it, takes off from the ground under
+    mc_nn_control (its input convention, action rescale and thrust model, none of which training
+    saw) and holds the offboard setpoint."""
+    from sim.sitl.px4.modes import NavState
+
+    out = tmp_path / "px4"
+    assert main(["export", "--format", "px4-nn", str(COMMITTED_PX4NN), "--out", str(out), "--parity-obs", "2000"]) == 0
+    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{out / 'control_net.npz'}"), open_links=False)
+    target = np.array([0.3, -0.2, 1.0])
+    try:
+        twin.advance(1.2)  # EKF init
+        sp = Setpoint("trajectory", pos_w=target)
+        twin.commander.offboard_setpoint(sp)
+        assert twin.commander.request_mode(NavState.OFFBOARD)
+        assert twin.commander.arm()
+        for _ in range(80):  # 8 s, offboard setpoints at 10 Hz
+            twin.commander.offboard_setpoint(sp)
+            twin.advance(0.1)
+        pos, vel = twin.sim.state.pos_w[0], twin.sim.state.vel_w[0]
+    finally:
+        twin.close()
+    err = np.linalg.norm(pos - target)
+    print(f"trained px4-nn policy on the PX4 twin's mc_nn_control: {err:.3f} m from the setpoint after 8 s "
+          f"(error {np.round(pos - target, 3)} m), speed {np.linalg.norm(vel):.3f} m/s")
+    assert err < 0.15 and np.linalg.norm(vel) < 0.2
