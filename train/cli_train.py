@@ -105,7 +105,7 @@ def build_trainer(args: argparse.Namespace):
     if existing is not None:
         raise QuadhilError(f"{out} already holds a run; use --resume to continue it or pick another --out")
     ov = _parse_overrides(args.set)
-    p = preset(vehicle.id, args.action_mode)
+    p = preset(vehicle.id, args.action_mode, args.control_rate_hz)
     task = HoverTaskConfig()
     if args.no_randomization:
         task = dataclasses.replace(task, realism=RealismConfig.off())

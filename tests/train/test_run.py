@@ -167,3 +167,12 @@ def test_hover_initialisation_keeps_the_px4nn_clip_layers_intact(tmp_path):
 
     out = trainer.agent.numpy_actor()(np.tile(np.asarray(spec.obs_mean, np.float32), (1, 1)))
     np.testing.assert_allclose(out[0], hover_action(spec, x500), atol=0.05)
+
+
+def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
+    """gamma and the n-step window were tuned at 100 Hz; at 200 Hz they cover the same 1 s / 50 ms."""
+    from train.presets import preset
+
+    at_100, at_200 = preset("x500", "motors", 100.0), preset("x500", "motors", 200.0)
+    assert "gamma" not in at_100["agent"] and at_100["train"]["n_step"] == 5
+    assert at_200["agent"]["gamma"] == 0.995 and at_200["train"]["n_step"] == 10
