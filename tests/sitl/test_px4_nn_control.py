@@ -133,10 +133,29 @@ def _linear_hover_actor(vehicle, spec):
     return actor
 
 
+def _fly_offboard_under_mc_nn(npz, target_w, seconds=8.0):
+    """A PX4 twin whose controller is mc_nn_control running ``npz``: EKF init, then OFFBOARD with
+    a position setpoint streamed at 10 Hz, armed on the ground. Returns (pos_w, vel_w) at the end."""
+    from sim.sitl.px4.modes import NavState
+
+    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{npz}"), open_links=False)
+    try:
+        twin.advance(1.2)  # EKF init
+        sp = Setpoint("trajectory", pos_w=np.asarray(target_w, dtype=np.float64))
+        twin.commander.offboard_setpoint(sp)
+        assert twin.commander.request_mode(NavState.OFFBOARD)
+        assert twin.commander.arm()
+        for _ in range(int(round(seconds / 0.1))):
+            twin.commander.offboard_setpoint(sp)
+            twin.advance(0.1)
+        return twin.sim.state.pos_w[0].copy(), twin.sim.state.vel_w[0].copy()
+    finally:
+        twin.close()
+
+
 def test_px4_twin_flies_an_exported_network_through_mc_nn_to_its_setpoint(tmp_path):
     from sim.contract import SPEC_LAYOUTS
     from sim.env import HoverTaskConfig
-    from sim.sitl.px4.modes import NavState
     from train.obs_scale import with_fixed_obs_scales
 
     vehicle = load_vehicle("x500")
@@ -148,20 +167,8 @@ def test_px4_twin_flies_an_exported_network_through_mc_nn_to_its_setpoint(tmp_pa
     out = tmp_path / "px4"
     assert main(["export", "--format", "px4-nn", str(run), "--out", str(out), "--parity-obs", "1000"]) == 0
 
-    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{out / 'control_net.npz'}"), open_links=False)
     target = np.array([0.5, -0.3, 1.5])
-    try:
-        twin.advance(1.2)  # EKF init
-        sp = Setpoint("trajectory", pos_w=target)
-        twin.commander.offboard_setpoint(sp)
-        assert twin.commander.request_mode(NavState.OFFBOARD)
-        assert twin.commander.arm()
-        for _ in range(80):  # 8 s, offboard setpoints at 10 Hz
-            twin.commander.offboard_setpoint(sp)
-            twin.advance(0.1)
-        pos, vel = twin.sim.state.pos_w[0], twin.sim.state.vel_w[0]
-    finally:
-        twin.close()
+    pos, vel = _fly_offboard_under_mc_nn(out / "control_net.npz", target)
     err = np.linalg.norm(pos - target)
     print(f"PX4 twin on mc_nn_control: {err:.3f} m from the setpoint after 8 s (error {np.round(pos - target, 3)} m), "
           f"speed {np.linalg.norm(vel):.3f} m/s")
@@ -176,24 +183,10 @@ def test_px4_twin_flies_the_committed_trained_px4nn_policy_from_the_ground(tmp_p
     """The trained x500 px4-nn actor, exported as PX4 embeds it, takes off from the ground under
     mc_nn_control (its input convention, action rescale and thrust model, none of which training
     saw) and holds the offboard setpoint."""
-    from sim.sitl.px4.modes import NavState
-
     out = tmp_path / "px4"
     assert main(["export", "--format", "px4-nn", str(COMMITTED_PX4NN), "--out", str(out), "--parity-obs", "2000"]) == 0
-    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{out / 'control_net.npz'}"), open_links=False)
     target = np.array([0.3, -0.2, 1.0])
-    try:
-        twin.advance(1.2)  # EKF init
-        sp = Setpoint("trajectory", pos_w=target)
-        twin.commander.offboard_setpoint(sp)
-        assert twin.commander.request_mode(NavState.OFFBOARD)
-        assert twin.commander.arm()
-        for _ in range(80):  # 8 s, offboard setpoints at 10 Hz
-            twin.commander.offboard_setpoint(sp)
-            twin.advance(0.1)
-        pos, vel = twin.sim.state.pos_w[0], twin.sim.state.vel_w[0]
-    finally:
-        twin.close()
+    pos, vel = _fly_offboard_under_mc_nn(out / "control_net.npz", target)
     err = np.linalg.norm(pos - target)
     print(f"trained px4-nn policy on the PX4 twin's mc_nn_control: {err:.3f} m from the setpoint after 8 s "
           f"(error {np.round(pos - target, 3)} m), speed {np.linalg.norm(vel):.3f} m/s")
