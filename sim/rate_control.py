@@ -48,6 +48,10 @@ class RateController:
         self.output_limit = rc.output_limit_nm
         self.max_thrust_n = vehicle.max_thrust_n
         self.mixer = np.linalg.inv(vehicle.allocation_matrix())  # (4, 4): [T, tau] -> thrusts
+        # PX4 desaturates in outputs normalized to the motor's max: row j is the change of the four
+        # outputs per unit of wrench axis j (contiguous rows for the compiled kernel)
+        self._px4_axes = np.ascontiguousarray(self.mixer.T / self.max_thrust_n)
+        self._px4 = vehicle.firmware == "px4"
         self.integral = np.zeros((n, 3))
         self.prev_omega_b = np.zeros((n, 3))
 
@@ -74,10 +78,11 @@ class RateController:
     def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray) -> np.ndarray:
         """(N,) collective thrust in N and (N, 3) body torque in N*m (FLU) -> (N, 4) motor thrusts
         in N within [0, max], desaturated the way the vehicle's firmware does it (module docstring)."""
-        if self.vehicle.firmware == "px4":
-            return px4_mix_airmode_disabled(self.mixer, collective_thrust_n, torque_b, self.max_thrust_n)
-        thrust = np.concatenate([collective_thrust_n[:, None], torque_b], axis=1) @ self.mixer.T
-        return crazyflie_cap(thrust, self.max_thrust_n)
+        wrench = np.concatenate([np.asarray(collective_thrust_n, dtype=np.float64)[:, None],
+                                 np.asarray(torque_b, dtype=np.float64)], axis=1)
+        if self._px4:
+            return px4_mix_airmode_disabled(self._px4_axes, wrench) * self.max_thrust_n
+        return crazyflie_cap(wrench @ self.mixer.T, self.max_thrust_n)
 
 
 def crazyflie_cap(thrust_n: np.ndarray, max_thrust_n: float) -> np.ndarray:
@@ -94,6 +99,8 @@ def _desaturation_gain(u: np.ndarray, v: np.ndarray, upper: float) -> float:
     k_min = 0.0
     k_max = 0.0
     for i in range(u.shape[0]):
+        # PX4 also skips |v_i| < 0.2 in its own normalized units; for a symmetric quad every motor
+        # has the same |v_i| on each axis, so only the exact zero guard carries over
         if v[i] == 0.0:
             continue
         k = 0.0
@@ -120,30 +127,28 @@ def _desaturate(u: np.ndarray, v: np.ndarray, increase_only: bool, upper: float)
 
 
 @numba.njit(cache=True)
-def _px4_mix_kernel(cols: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> None:
-    less_thrust = -cols[:, 0]  # PX4's THRUST_Z column points down (NED): "increase" = less thrust
+def _px4_mix_kernel(axes: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> None:
+    less_thrust = -axes[0]  # PX4's THRUST_Z axis points down (NED): "increase" = less thrust
     for n in range(wrench.shape[0]):
-        u = cols[:, 0] * wrench[n, 0] + cols[:, 1] * wrench[n, 1] + cols[:, 2] * wrench[n, 2]
+        u = axes[0] * wrench[n, 0] + axes[1] * wrench[n, 1] + axes[2] * wrench[n, 2]
         _desaturate(u, less_thrust, True, 1.0)
-        _desaturate(u, cols[:, 1].copy(), False, 1.0)
-        _desaturate(u, cols[:, 2].copy(), False, 1.0)
-        u += cols[:, 3] * wrench[n, 3]
-        _desaturate(u, cols[:, 3].copy(), False, 1.15)  # some yaw authority at full thrust
+        _desaturate(u, axes[1], False, 1.0)
+        _desaturate(u, axes[2], False, 1.0)
+        u += axes[3] * wrench[n, 3]
+        _desaturate(u, axes[3], False, 1.15)  # some yaw authority at full thrust
         _desaturate(u, less_thrust, True, 1.0)
         for i in range(u.shape[0]):
             out[n, i] = min(max(u[i], 0.0), 1.0)
 
 
-def px4_mix_airmode_disabled(mixer: np.ndarray, collective_thrust_n: np.ndarray, torque_b: np.ndarray,
-                             max_thrust_n: float) -> np.ndarray:
-    """PX4 ``mixAirmodeDisabled`` + ``mixYaw`` + clip, on outputs normalized to the motor's max.
+def px4_mix_airmode_disabled(axes: np.ndarray, wrench: np.ndarray) -> np.ndarray:
+    """PX4 ``mixAirmodeDisabled`` + ``mixYaw`` + clip.
 
-    mixer (4, 4): [T, tau_x, tau_y, tau_z] -> motor thrusts (N). Returns (N, 4) thrusts in N.
-    Compiled (numba): it runs at the rate loop's rate for every vehicle of a training batch.
+    axes (4, 4): row j = change of the four normalized outputs per unit of wrench axis j
+    ([T N, tau_x, tau_y, tau_z N*m], FLU); wrench (N, 4). Returns (N, 4) outputs in [0, 1] of the
+    motor's max thrust. Compiled (numba): it runs at the rate loop's rate for every vehicle of a
+    training batch.
     """
-    cols = np.ascontiguousarray(mixer / max_thrust_n)  # per-unit change of each normalized output
-    wrench = np.ascontiguousarray(np.concatenate([np.asarray(collective_thrust_n, dtype=np.float64)[:, None],
-                                                  np.asarray(torque_b, dtype=np.float64)], axis=1))
     out = np.empty((wrench.shape[0], 4))
-    _px4_mix_kernel(cols, wrench, out)
-    return out * max_thrust_n
+    _px4_mix_kernel(axes, np.ascontiguousarray(wrench), out)
+    return out
