@@ -133,12 +133,14 @@ def _linear_hover_actor(vehicle, spec):
     return actor
 
 
-def _fly_offboard_under_mc_nn(npz, target_w, seconds=8.0):
-    """A PX4 twin whose controller is mc_nn_control running ``npz``: EKF init, then OFFBOARD with
-    a position setpoint streamed at 10 Hz, armed on the ground. Returns (pos_w, vel_w) at the end."""
+def _export_and_fly_under_mc_nn(run, out, target_w, parity_obs, seconds=8.0):
+    """Export ``run`` with ``quadhil export --format px4-nn`` into ``out``, then fly a PX4 twin
+    whose controller is mc_nn_control running it: EKF init, OFFBOARD with a position setpoint
+    streamed at 10 Hz, armed on the ground. Returns (pos_w, vel_w) at the end."""
     from sim.sitl.px4.modes import NavState
 
-    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{npz}"), open_links=False)
+    assert main(["export", "--format", "px4-nn", str(run), "--out", str(out), "--parity-obs", str(parity_obs)]) == 0
+    twin = Px4Twin(TwinConfig(controller=f"mc_nn:{out / 'control_net.npz'}"), open_links=False)
     try:
         twin.advance(1.2)  # EKF init
         sp = Setpoint("trajectory", pos_w=np.asarray(target_w, dtype=np.float64))
@@ -164,11 +166,8 @@ def test_px4_twin_flies_an_exported_network_through_mc_nn_to_its_setpoint(tmp_pa
     run.mkdir()
     _linear_hover_actor(vehicle, spec).save(run / "actor_best.keras")
     (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
-    out = tmp_path / "px4"
-    assert main(["export", "--format", "px4-nn", str(run), "--out", str(out), "--parity-obs", "1000"]) == 0
-
     target = np.array([0.5, -0.3, 1.5])
-    pos, vel = _fly_offboard_under_mc_nn(out / "control_net.npz", target)
+    pos, vel = _export_and_fly_under_mc_nn(run, tmp_path / "px4", target, parity_obs=1000)
     err = np.linalg.norm(pos - target)
     print(f"PX4 twin on mc_nn_control: {err:.3f} m from the setpoint after 8 s (error {np.round(pos - target, 3)} m), "
           f"speed {np.linalg.norm(vel):.3f} m/s")
@@ -183,10 +182,8 @@ def test_px4_twin_flies_the_committed_trained_px4nn_policy_from_the_ground(tmp_p
     """The trained x500 px4-nn actor, exported as PX4 embeds it, takes off from the ground under
     mc_nn_control (its input convention, action rescale and thrust model, none of which training
     saw) and holds the offboard setpoint."""
-    out = tmp_path / "px4"
-    assert main(["export", "--format", "px4-nn", str(COMMITTED_PX4NN), "--out", str(out), "--parity-obs", "2000"]) == 0
     target = np.array([0.3, -0.2, 1.0])
-    pos, vel = _fly_offboard_under_mc_nn(out / "control_net.npz", target)
+    pos, vel = _export_and_fly_under_mc_nn(COMMITTED_PX4NN, tmp_path / "px4", target, parity_obs=2000)
     err = np.linalg.norm(pos - target)
     print(f"trained px4-nn policy on the PX4 twin's mc_nn_control: {err:.3f} m from the setpoint after 8 s "
           f"(error {np.round(pos - target, 3)} m), speed {np.linalg.norm(vel):.3f} m/s")
