@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                              realism=realism, task=task)
     summary = {**result.summary(), "vehicle": spec.vehicle, "action_mode": spec.action_mode,
                "layout": spec.layout, "actor": args.which, "seed": args.seed,
-               "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks, "eval_s": time.perf_counter() - t0,
+               "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks,
+               "eval_s": time.perf_counter() - t0,
                "loadavg": os.getloadavg()}
     (run_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not args.no_plot:
