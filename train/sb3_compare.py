@@ -62,6 +62,10 @@ class SB3TD3Config:
     action_noise_sigma: float = 0.2  # NormalActionNoise, constant (quadhil's decays 0.2 -> 0.05)
     n_steps: int = 1  # SB3's default one-step TD target (quadhil's preset uses 5-step targets)
     device: str = "cpu"
+    # torch's default is one intra-op thread per core. For these small nets on this 2-core machine
+    # that ran 3 updates/s with another process busy (threads wait for each other) against 650/s
+    # with one thread; one thread is SB3's best case here (docs/training.md).
+    torch_threads: int = 1
 
 
 # --- the quadhil side -----------------------------------------------------------------------------
@@ -140,14 +144,20 @@ def train_quadhil(vehicle: str, seed: int, budget_minutes: float, max_steps: int
 # --- the SB3 side ---------------------------------------------------------------------------------
 
 
+_IMPORT_S: list[float] = []  # wall time of the first torch + SB3 import in this process
+
+
 def _import_sb3():
     """(torch, stable_baselines3) or a QuadhilError telling how to install them."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # SB3's logger imports tensorboard, which imports TF
+    t0 = time.perf_counter()
     try:
         import stable_baselines3
         import torch
     except ImportError as exc:
         raise QuadhilError(f"stable-baselines3 is not installed ({exc.name} missing): {INSTALL_HINT}") from None
+    if not _IMPORT_S:
+        _IMPORT_S.append(time.perf_counter() - t0)
     return torch, stable_baselines3
 
 
@@ -264,13 +274,14 @@ def run_sb3(q: QuadhilRun, seed: int, budget_s: float, max_steps: int | None, cf
             eval_every_steps: int, eval_episodes: int, log=None) -> SB3Result:
     """Train SB3 TD3 on ``q``'s task until the wall budget or ``max_steps`` env transitions run out,
     evaluating like quadhil's trainer; returns the figures."""
-    t_import = time.perf_counter()
     torch, _ = _import_sb3()
     from stable_baselines3 import TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
 
-    res = SB3Result(seed=seed, import_s=time.perf_counter() - t_import, torch_threads=torch.get_num_threads())
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    res = SB3Result(seed=seed, import_s=_IMPORT_S[0], torch_threads=torch.get_num_threads())
     tc = q.train
     t0 = time.perf_counter()  # the clock of "time to 95 %" (imports excluded, see import_s)
 
@@ -351,6 +362,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where to keep the quadhil runs trained here (default: a temporary directory)")
     parser.add_argument("--n-steps", type=int, default=SB3TD3Config.n_steps,
                         help="SB3's n-step TD target (default 1, SB3's default; quadhil's preset uses 5)")
+    parser.add_argument("--torch-threads", type=int, default=SB3TD3Config.torch_threads,
+                        help="torch intra-op threads for SB3 (default 1, its fastest here; 0 = torch's default)")
     # Test knobs: they change the comparison, so the JSON records them.
     parser.add_argument("--learning-starts", type=int, default=SB3TD3Config.learning_starts, help=argparse.SUPPRESS)
     parser.add_argument("--eval-every-steps", type=int, default=None, help=argparse.SUPPRESS)
@@ -390,7 +403,9 @@ def run(args: argparse.Namespace) -> int:
     if args.n_steps < 1:
         raise QuadhilError(f"--n-steps must be >= 1, got {args.n_steps}")
     check_vehicle_and_task(args.vehicle, "hover")
-    cfg = SB3TD3Config(learning_starts=args.learning_starts, n_steps=args.n_steps)
+    if args.torch_threads < 0:
+        raise QuadhilError(f"--torch-threads must be >= 0, got {args.torch_threads}")
+    cfg = SB3TD3Config(learning_starts=args.learning_starts, n_steps=args.n_steps, torch_threads=args.torch_threads)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     loadavg_start = os.getloadavg()
     rows, per_seed = [], []
