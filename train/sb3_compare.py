@@ -330,10 +330,17 @@ def run_sb3(q: QuadhilRun, seed: int, budget_s: float, max_steps: int | None, cf
     env = HoverVecEnv(q.vehicle, tc.num_envs, spec=q.spec, config=q.task, seed=seed)
     venv = make_sb3_vec_env(env, tc)
     noise = NormalActionNoise(mean=np.zeros(4), sigma=cfg.action_noise_sigma * np.ones(4))
+    extra = {}
+    if cfg.n_steps > 1:  # a TD3 argument since SB3 2.7; older versions take only the default
+        import inspect
+
+        if "n_steps" not in inspect.signature(TD3).parameters:
+            raise QuadhilError("--n-steps > 1 needs stable-baselines3 >= 2.7")
+        extra["n_steps"] = cfg.n_steps
     model = TD3("MlpPolicy", venv, learning_starts=cfg.learning_starts, batch_size=cfg.batch_size,
                 train_freq=(cfg.train_freq_vec_steps, "step"), gradient_steps=cfg.gradient_steps,
-                action_noise=noise, n_steps=cfg.n_steps, seed=seed, device=cfg.device, verbose=0,
-                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch_pi), "qf": list(cfg.net_arch_qf)}})
+                action_noise=noise, seed=seed, device=cfg.device, verbose=0,
+                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch_pi), "qf": list(cfg.net_arch_qf)}}, **extra)
     low, high = venv.action_space.low, venv.action_space.high
     assert np.all(low == -1.0) and np.all(high == 1.0), "actor output is used unscaled"
     res.sb3_defaults = _sb3_defaults(model)
