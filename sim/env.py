@@ -128,6 +128,30 @@ class HoverTask:
             self.hold[mask] = 0
         return self.observe(advance_integral=mask)
 
+    # --- what a privileged critic may see ----------------------------------------------------
+
+    PRIVILEGED_DIM = 10
+
+    def privileged_state(self) -> np.ndarray:
+        """(N, 10) float32: this episode's hidden airframe, for a training-time critic only.
+
+        Entries (each about unit scale over the vehicle file's ranges; 0 = nominal): log mass
+        ratio / 0.1, log thrust gain of motors 1-4 / 0.1, log inertia ratio (mean of the axes) / 0.1,
+        log motor time-constant ratio / 0.3, centre-of-mass offset x, y / 1 cm, action latency
+        (control ticks). The policy never sees these: a real airframe does not report its payload.
+        """
+        p, v = self.sim.params, self.vehicle
+        com_xy_m = -(p.rotor_pos_m - v.rotor_position_m[None]).mean(axis=1)[:, :2]
+        feats = np.concatenate([
+            np.log(p.mass_kg / v.mass_kg)[:, None] / 0.1,
+            np.log(p.thrust_gain) / 0.1,
+            np.log(p.inertia_kgm2 / v.inertia_kgm2[None]).mean(axis=1, keepdims=True) / 0.1,
+            np.log(p.tau_up_s / v.tau_up_s).mean(axis=1, keepdims=True) / 0.3,
+            com_xy_m / 0.01,
+            self.latency_env[:, None].astype(np.float64),
+        ], axis=1)
+        return feats.astype(np.float32)
+
     # --- one control tick ------------------------------------------------------------------
 
     def observe(self, advance_integral: np.ndarray | None = None) -> np.ndarray:

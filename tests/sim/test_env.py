@@ -6,9 +6,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import sim  # noqa: F401  (registers quadhil/Hover-v0)
-from sim.contract import hover_action
-from sim.env import HoverEnv, HoverTaskConfig, HoverVecEnv
+from sim.contract import default_spec, hover_action
+from sim.env import HoverEnv, HoverTask, HoverTaskConfig, HoverVecEnv
 from sim.randomization import RealismConfig
+from sim.vehicle import load_vehicle
 
 
 @pytest.mark.filterwarnings("ignore:.*Box observation space.*")
@@ -195,3 +196,25 @@ def test_a_task_pickled_before_the_integral_existed_still_loads():
     old.__dict__.update(state)
     task = pickle.loads(pickle.dumps(old))
     assert task.pos_integral.shape == (3, 3) and task.observe().shape == (3, env.task.spec.obs_dim)
+
+
+def test_privileged_state_is_zero_for_the_nominal_airframe_and_reads_the_randomized_one():
+    """A critic-only view of the hidden airframe: 0 = nominal, log ratios scaled to about unit size."""
+    spec = default_spec(load_vehicle("x500"))
+    nominal = HoverTask(load_vehicle("x500"), spec, 4, HoverTaskConfig(realism=RealismConfig.off()), seed=0)
+    nominal.reset()
+    assert nominal.privileged_state().shape == (4, HoverTask.PRIVILEGED_DIM)
+    np.testing.assert_allclose(nominal.privileged_state(), 0.0, atol=1e-6)
+    task = HoverTask(load_vehicle("x500"), spec, 64, HoverTaskConfig(realism=RealismConfig(latency_ticks_max=1)), seed=1)
+    task.reset()
+    priv, p, v = task.privileged_state(), task.sim.params, task.vehicle
+    np.testing.assert_allclose(priv[:, 0], np.log(p.mass_kg / v.mass_kg) / 0.1, rtol=1e-5)
+    np.testing.assert_allclose(priv[:, 1:5], np.log(p.thrust_gain) / 0.1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(priv[:, 9], task.latency_env)
+    assert np.abs(priv).max() < 5.0  # unit scale over the vehicle file's ranges
+    before = priv.copy()
+    task.step(np.tile(task.hover, (64, 1)))
+    np.testing.assert_array_equal(task.privileged_state(), before)  # constant within an episode
+    task.reset(np.arange(64) < 32)
+    assert not np.allclose(task.privileged_state()[:32, 0], before[:32, 0])  # a new episode, a new airframe
+    np.testing.assert_array_equal(task.privileged_state()[32:], before[32:])
