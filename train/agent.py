@@ -23,6 +23,14 @@ Action Policies for Smooth Control with Reinforcement Learning"): both forms add
 vehicle's sensor noise. Without it DDPG learns high-gain policies that turn estimate noise into
 bang-bang commands (measured on the x500: the action changed by 0.8 of its range per tick in
 hover with sensor noise, 0.07 without), which saturates motors and limit-cycles on heavy airframes.
+
+Privileged critic (``privileged_critic``; asymmetric actor-critic, Pinto et al. 2018, as RLtools
+does): the critic also sees the episode's hidden airframe (:meth:`sim.env.HoverTask.privileged_state`:
+mass, thrust gains, inertia, motor lag, CoM offset, latency), the actor does not. The replay stores
+[observation | privileged] rows; the actor reads the first ``spec.obs_dim`` columns. The actor's
+gradient is still dQ/da at a = mu(s), now for the airframe the sample came from, so its average
+over the replay is the gradient of the expected return over the randomized airframes, without the
+critic having to guess the airframe from a state that does not show it.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class AgentConfig:
     smooth_weight: float = 0.0  # CAPS spatial smoothness weight (0 = off)
     smooth_noise_scale: float = 1.0  # perturbation std as a multiple of the sensor noise std
     jit: bool = True  # XLA-compile the update (about 1.5-2x the updates/s on a small CPU)
+    privileged_critic: bool = False  # critic also sees the hidden airframe (module docstring)
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -91,16 +100,20 @@ def _smoothness(actor: keras.Model, obs: tf.Tensor, mu: tf.Tensor, obs_noise) ->
 
 
 def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, form: str,
-                    smooth_weight: float = 0.0, obs_noise: tf.Tensor | None = None):
+                    smooth_weight: float = 0.0, obs_noise: tf.Tensor | None = None,
+                    critic_obs: tf.Tensor | None = None):
     """(loss, gradients w.r.t. actor.trainable_variables) of the DDPG actor objective, either form.
 
     With ``smooth_weight`` > 0 and ``obs_noise`` (B, obs_dim) perturbations of ``obs``, both forms
-    add the same smoothness penalty (module docstring)."""
+    add the same smoothness penalty (module docstring). ``critic_obs`` (B, obs_dim + privileged)
+    is what a privileged critic reads instead of ``obs``."""
     smooth = smooth_weight > 0 and obs_noise is not None
+    if critic_obs is None:
+        critic_obs = obs
     if form == "q":
         with tf.GradientTape() as tape:
             mu = actor(obs, training=True)
-            q = critic([obs, mu], training=False)
+            q = critic([critic_obs, mu], training=False)
             loss = -tf.reduce_mean(q)
             if smooth:
                 loss += smooth_weight * _smoothness(actor, obs, mu, obs_noise)
@@ -109,7 +122,7 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
         a = actor(obs, training=False)
         with tf.GradientTape() as inner:
             inner.watch(a)
-            q_sum = tf.reduce_sum(critic([obs, a], training=False))  # sum: per-sample dQ_i/da_i
+            q_sum = tf.reduce_sum(critic([critic_obs, a], training=False))  # sum: per-sample dQ_i/da_i
         dq_da = tf.stop_gradient(inner.gradient(q_sum, a))
         with tf.GradientTape() as tape:
             mu = actor(obs, training=True)
@@ -123,16 +136,23 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
 class DDPGAgent:
     """Actor, critic(s), their targets and optimizers; :meth:`update` runs K gradient steps."""
 
-    def __init__(self, spec: PolicySpec, config: AgentConfig = AgentConfig()):
+    def __init__(self, spec: PolicySpec, config: AgentConfig = AgentConfig(), privileged_dim: int = 0):
+        """``privileged_dim``: width of the critic-only columns after the observation in every
+        replay row (required > 0 with ``config.privileged_critic``, 0 without)."""
         if config.actor_loss not in ACTOR_LOSSES:
             raise ValueError(f"actor_loss must be one of {ACTOR_LOSSES}, got {config.actor_loss!r}")
+        if config.privileged_critic != (privileged_dim > 0):
+            raise ValueError(f"privileged_critic={config.privileged_critic} needs privileged_dim "
+                             f"{'> 0' if config.privileged_critic else '= 0'}, got {privileged_dim}")
         self.spec, self.config = spec, config
+        self.privileged_dim = int(privileged_dim)
         c = config
         self.actor = build_actor(spec, hidden=c.actor_hidden)
         self.actor_target = build_actor(spec, hidden=c.actor_hidden, name="actor_target")
-        self.critics = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_{i}")
+        self.critics = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_{i}", privileged_dim=privileged_dim)
                         for i in range(2 if c.twin_critics else 1)]
-        self.critic_targets = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_target_{i}")
+        self.critic_targets = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_target_{i}",
+                                            privileged_dim=privileged_dim)
                                for i in range(len(self.critics))]
         self.actor_target.set_weights(self.actor.get_weights())
         for cr, ct in zip(self.critics, self.critic_targets):
@@ -151,7 +171,7 @@ class DDPGAgent:
         """y = scale * r + gamma * mask * Q'(s', mu'(s') [+ clipped noise]), min over twin targets.
         ``mask`` is 0 for terminated transitions (no bootstrap) and 1 for truncated or running ones."""
         c = self.config
-        next_a = self.actor_target(next_obs, training=False)
+        next_a = self.actor_target(next_obs[:, :self.spec.obs_dim], training=False)
         if c.target_noise > 0 and tnoise is not None:
             next_a = tf.clip_by_value(next_a + tnoise, -1.0, 1.0)
         q_next = [ct([next_obs, next_a], training=False)[:, 0] for ct in self.critic_targets]
@@ -187,8 +207,9 @@ class DDPGAgent:
             qmean += qm
             self.n_updates.assign_add(1)
             if self.n_updates % self.config.policy_delay == 0:
-                al, grads = actor_gradients(self.actor, self.critics[0], obs[i], self.config.actor_loss,
-                                            self.config.smooth_weight, snoise[i])
+                al, grads = actor_gradients(self.actor, self.critics[0], obs[i][:, :self.spec.obs_dim],
+                                            self.config.actor_loss, self.config.smooth_weight, snoise[i],
+                                            critic_obs=obs[i])
                 self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
                 self._soft_update()
                 aloss += al
@@ -197,14 +218,19 @@ class DDPGAgent:
         return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
 
     def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None) -> dict:
-        """Run K updates on arrays shaped (K, B, ...); ``tnoise`` (K, B, 4) is the TD3 target
-        smoothing noise (already clipped) and ``snoise`` (K, B, obs_dim) the smoothness
-        perturbation, both drawn by the caller's numpy Generator so a run is reproducible.
-        Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        """Run K updates on arrays shaped (K, B, ...); ``obs``/``next_obs`` rows are
+        [observation | privileged] (obs_dim + privileged_dim). ``tnoise`` (K, B, 4) is the TD3
+        target smoothing noise (already clipped) and ``snoise`` (K, B, obs_dim) the smoothness
+        perturbation of the observation, both drawn by the caller's numpy Generator so a run is
+        reproducible. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        width = self.spec.obs_dim + self.privileged_dim
+        if obs.shape[-1] != width or next_obs.shape[-1] != width:
+            raise ValueError(f"replay rows must be obs_dim + privileged_dim = {width} wide, "
+                             f"got {obs.shape[-1]} and {next_obs.shape[-1]}")
         if tnoise is None:
             tnoise = np.zeros(act.shape, dtype=np.float32)
         if snoise is None:
-            snoise = np.zeros(obs.shape, dtype=np.float32)
+            snoise = np.zeros(obs.shape[:-1] + (self.spec.obs_dim,), dtype=np.float32)
         out = self._update_fn(tf.constant(obs), tf.constant(act), tf.constant(rew), tf.constant(next_obs),
                               tf.constant(mask), tf.constant(tnoise, dtype=tf.float32),
                               tf.constant(snoise, dtype=tf.float32))

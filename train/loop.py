@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.contract import SPEC_LAYOUTS, PolicySpec, hover_action
-from sim.env import HoverTaskConfig, HoverVecEnv
+from sim.env import HoverTask, HoverTaskConfig, HoverVecEnv
 from sim.errors import QuadhilError
 from sim.randomization import RealismConfig
 from sim.reward import RewardWeights
@@ -180,7 +180,9 @@ class Trainer:
         self.extra = extra_config or {}
         keras.utils.set_random_seed(seed)  # network initialization
         self.tf = tf
-        self.agent = DDPGAgent(spec, agent_config)
+        # replay rows are [observation | privileged state] when the critic is privileged
+        self.privileged_dim = HoverTask.PRIVILEGED_DIM if agent_config.privileged_critic else 0
+        self.agent = DDPGAgent(spec, agent_config, privileged_dim=self.privileged_dim)
         self._bias_actor_to_hover()
         from train.agent import observation_noise_std
 
@@ -194,8 +196,9 @@ class Trainer:
                     {"sigma_start": train_config.sigma_start, "sigma_end": train_config.sigma_end,
                      "decay_steps": train_config.noise_decay_steps})
         self.noise = make_noise(train_config.noise, train_config.num_envs, **noise_kw)
-        self.buffer = ReplayBuffer(train_config.replay_capacity, spec.obs_dim)
-        self.nstep = NStepAccumulator(train_config.num_envs, spec.obs_dim, train_config.n_step, agent_config.gamma)
+        row_dim = spec.obs_dim + self.privileged_dim
+        self.buffer = ReplayBuffer(train_config.replay_capacity, row_dim)
+        self.nstep = NStepAccumulator(train_config.num_envs, row_dim, train_config.n_step, agent_config.gamma)
         self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
                                  next_checkpoint_steps=train_config.checkpoint_every_steps)
         self.ep_return = np.zeros(train_config.num_envs)
@@ -348,11 +351,16 @@ class Trainer:
         self.env.task.config = dataclasses.replace(self.task, reward=curriculum_weights(self.task.reward, tc, p.env_steps))
         for _ in range(tc.chunk):
             action = self._act(actor)
+            # read before stepping: envs that end in this step restart with a new airframe
+            priv = self.env.task.privileged_state() if self.privileged_dim else None
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             if tc.precision_bonus or tc.distance_cost:
                 speed = np.linalg.norm(info["final_obs"][:, self._vel_slice], axis=1) if self._vel_slice else None
                 reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
-            o, a, r, o2, m = self.nstep.step(self.obs, action, reward, info["final_obs"], terminated, truncated)
+            row, final_row = self.obs, info["final_obs"]
+            if priv is not None:
+                row, final_row = np.hstack([row, priv]), np.hstack([final_row, priv])
+            o, a, r, o2, m = self.nstep.step(row, action, reward, final_row, terminated, truncated)
             self.buffer.add_batch(o, a, r, o2, 1.0 - m, discount_mask=m)
             self.ep_return += reward
             done = terminated | truncated
@@ -380,7 +388,8 @@ class Trainer:
                              self.ac.target_noise_clip).astype(np.float32)
         snoise = None
         if self.ac.smooth_weight > 0:
-            snoise = (self.rng.standard_normal(obs.shape) * self._obs_noise_std).astype(np.float32)
+            shape = obs.shape[:-1] + (self.spec.obs_dim,)  # the actor's columns only
+            snoise = (self.rng.standard_normal(shape) * self._obs_noise_std).astype(np.float32)
         stats = self.agent.update(obs, act, rew, nobs, mask, tnoise, snoise)
         p.updates += k
         return stats

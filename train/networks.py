@@ -68,12 +68,16 @@ def _build_px4nn_actor(spec: PolicySpec, hidden: tuple[int, ...], name: str) -> 
     return keras.Model(obs, action, name=name)
 
 
-def build_critic(spec: PolicySpec, hidden: tuple[int, ...] = (128, 128), name: str = "critic") -> keras.Model:
-    """(raw observation, action) -> Q value (1,)."""
-    obs = keras.Input(shape=(spec.obs_dim,), dtype="float32", name="observation")
+def build_critic(spec: PolicySpec, hidden: tuple[int, ...] = (128, 128), name: str = "critic",
+                 privileged_dim: int = 0) -> keras.Model:
+    """(raw observation [| privileged state], action) -> Q value (1,).
+
+    ``privileged_dim`` > 0: the observation input is followed by that many critic-only columns
+    (:meth:`sim.env.HoverTask.privileged_state`, already unit scale, so normalized as N(0, 1))."""
+    obs = keras.Input(shape=(spec.obs_dim + privileged_dim,), dtype="float32", name="observation")
     act = keras.Input(shape=(spec.action_dim,), dtype="float32", name="action")
-    mean = np.asarray(spec.obs_mean, dtype=np.float32)
-    var = np.asarray(spec.obs_std, dtype=np.float32) ** 2
+    mean = np.concatenate([np.asarray(spec.obs_mean, dtype=np.float32), np.zeros(privileged_dim, np.float32)])
+    var = np.concatenate([np.asarray(spec.obs_std, dtype=np.float32) ** 2, np.ones(privileged_dim, np.float32)])
     x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
     x = keras.layers.Concatenate()([x, act])
     for i, units in enumerate(hidden):

@@ -1,0 +1,88 @@
+"""The privileged (asymmetric) critic: the critic sees the hidden airframe, the actor never does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quadhil.cli import run_command
+from sim.env import HoverTask
+from tests.train.conftest import TINY
+from train.agent import AgentConfig, DDPGAgent, actor_gradients
+from train.networks import build_actor, build_critic
+
+P = HoverTask.PRIVILEGED_DIM
+
+
+def _rows(spec, n, seed):
+    """(observation batch, [observation | privileged] batch) with the same observation part."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(np.asarray(spec.obs_mean), np.asarray(spec.obs_std), (n, spec.obs_dim)).astype(np.float32)
+    priv = rng.standard_normal((n, P)).astype(np.float32)
+    return tf.constant(obs), tf.constant(np.hstack([obs, priv]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_both_actor_loss_forms_still_agree_when_the_critic_reads_privileged_columns(cf_spec, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    actor = build_actor(cf_spec, hidden=(16, 16))
+    critic = build_critic(cf_spec, hidden=(16, 16), privileged_dim=P)
+    obs, rows = _rows(cf_spec, 32, seed)
+    _, g_q = actor_gradients(actor, critic, obs, "q", critic_obs=rows)
+    _, g_ag = actor_gradients(actor, critic, obs, "action_gradients", critic_obs=rows)
+    for a, b in zip(g_q, g_ag):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    # the privileged columns change the actor's gradient: the critic really uses them
+    zeroed = tf.concat([obs, tf.zeros_like(rows[:, cf_spec.obs_dim:])], axis=1)
+    _, g_zero = actor_gradients(actor, critic, obs, "q", critic_obs=zeroed)
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(g_q, g_zero))
+
+
+@pytest.mark.parametrize("form", ["q", "action_gradients"])
+def test_an_actor_step_with_a_privileged_critic_leaves_the_critic_bit_for_bit_unchanged(cf_spec, form):
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(8, 8), actor_loss=form, critic_lr=0.0,
+                                           tau=0.0, jit=False, privileged_critic=True), privileged_dim=P)
+    assert agent.actor.input_shape == (None, cf_spec.obs_dim)  # the exported policy takes observations only
+    assert agent.critics[0].input_shape[0] == (None, cf_spec.obs_dim + P)
+    critic_before = [w.copy() for w in agent.critics[0].get_weights()]
+    actor_before = [w.copy() for w in agent.actor.get_weights()]
+    rng = np.random.default_rng(0)
+    k, b = 2, 16
+    rows = rng.standard_normal((k, b, cf_spec.obs_dim + P)).astype(np.float32)
+    agent.update(rows, rng.uniform(-1, 1, (k, b, 4)).astype(np.float32), rng.standard_normal((k, b)).astype(np.float32),
+                 rows, np.ones((k, b), np.float32))
+    for before, after in zip(critic_before, agent.critics[0].get_weights()):
+        assert np.array_equal(before, after)
+    assert any(not np.array_equal(x, y) for x, y in zip(actor_before, agent.actor.get_weights()))
+
+
+def test_replay_rows_of_the_wrong_width_and_a_missing_width_are_refused(cf_spec):
+    with pytest.raises(ValueError, match="privileged_dim"):
+        DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), privileged_critic=True))
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), jit=False, privileged_critic=True),
+                      privileged_dim=P)
+    obs = np.zeros((1, 4, cf_spec.obs_dim), np.float32)  # observation columns only
+    with pytest.raises(ValueError, match=f"{cf_spec.obs_dim + P} wide"):
+        agent.update(obs, np.zeros((1, 4, 4), np.float32), np.zeros((1, 4), np.float32), obs, np.ones((1, 4), np.float32))
+
+
+def test_training_with_a_privileged_critic_stores_the_airframe_and_exports_an_observation_only_actor(tmp_path):
+    from train.networks import load_actor
+
+    out = tmp_path / "priv"
+    assert run_command("train", ["--vehicle", "x500", "--out", str(out), *TINY, "--max-steps", "240",
+                                 "--set", "agent.privileged_critic=true"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["agent"]["privileged_critic"] is True and cfg["result"]["updates"] > 0
+    actor, spec, _ = load_actor(out, "last")
+    assert actor.input_shape == (None, spec.obs_dim)
+    with np.load(out / "checkpoint" / "replay.npz") as z:
+        rows = z["obs"]
+    assert rows.shape[1] == spec.obs_dim + P
+    priv = rows[:, spec.obs_dim:]
+    assert np.all(np.isfinite(priv)) and np.abs(priv[:, 0]).max() > 0  # randomized masses were recorded
