@@ -16,7 +16,7 @@ TARGETS = {
     "sitl": ("sim.sitl.bench", "Crazyflie twin real-time quality and CPU while a client streams"),
     "sitl-px4": ("sim.sitl.px4.bench", "PX4 twin and px4-hil: command RTT, CPU, hold error, failsafe delay, lockstep rate"),
     "bridge": ("firmware_bridge.bench", "bridge loop latency and deadline misses against the twin"),
-    "sb3": ("train.sb3_compare", "stable-baselines3 TD3 vs quadhil's DDPG: wall time to 95 % eval success"),
+    "sb3": ("train.sb3_compare", "stable-baselines3 TD3 vs quadhil's DDPG: wall time to 95 %% eval success"),
 }
 
 
