@@ -33,3 +33,21 @@ TINY = [
     # 0.4 s episodes (hold 0.1 s) so evaluations and episode ends come quickly
     "--set", "task.episode_s=0.4", "--set", "task.hold_s=0.1",
 ]
+
+
+def assert_an_update_moves_only_the_actor(agent, row_dim: int) -> None:
+    """Run the agent's real update (K=2, B=16) on random replay rows ``row_dim`` wide; with the
+    critic's learning rate at 0, every critic weight must come out bit for bit unchanged and the
+    actor must have moved."""
+    import numpy as np
+
+    critic_before = [w.copy() for w in agent.critics[0].get_weights()]
+    actor_before = [w.copy() for w in agent.actor.get_weights()]
+    rng = np.random.default_rng(0)
+    k, b = 2, 16
+    rows = rng.standard_normal((k, b, row_dim)).astype(np.float32)
+    agent.update(rows, rng.uniform(-1, 1, (k, b, 4)).astype(np.float32), rng.standard_normal((k, b)).astype(np.float32),
+                 rows, np.ones((k, b), np.float32))
+    for before, after in zip(critic_before, agent.critics[0].get_weights()):
+        assert np.array_equal(before, after)
+    assert any(not np.array_equal(x, y) for x, y in zip(actor_before, agent.actor.get_weights()))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.train.conftest import assert_an_update_moves_only_the_actor
 from train.agent import AgentConfig, DDPGAgent, actor_gradients, observation_noise_std
 from train.networks import build_actor, build_critic
 
@@ -39,16 +40,7 @@ def test_actor_step_leaves_every_critic_weight_bit_for_bit_unchanged(cf_spec, fo
     so that any critic change could only come from the actor step."""
     agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(8, 8), actor_loss=form,
                                            critic_lr=0.0, tau=0.0, jit=False))
-    critic_before = [w.copy() for w in agent.critics[0].get_weights()]
-    actor_before = [w.copy() for w in agent.actor.get_weights()]
-    rng = np.random.default_rng(0)
-    k, b, d = 2, 16, cf_spec.obs_dim
-    obs = rng.standard_normal((k, b, d)).astype(np.float32)
-    agent.update(obs, rng.uniform(-1, 1, (k, b, 4)).astype(np.float32), rng.standard_normal((k, b)).astype(np.float32),
-                 obs, np.ones((k, b), np.float32))
-    for before, after in zip(critic_before, agent.critics[0].get_weights()):
-        assert np.array_equal(before, after)
-    assert any(not np.array_equal(x, y) for x, y in zip(actor_before, agent.actor.get_weights()))
+    assert_an_update_moves_only_the_actor(agent, cf_spec.obs_dim)
 
 
 def test_smoothness_term_is_the_same_in_both_forms_and_pulls_toward_a_flat_policy(cf_spec):
