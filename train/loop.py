@@ -154,6 +154,23 @@ def shaping(distance_m: np.ndarray, tc: TrainConfig, speed_mps: np.ndarray | Non
     return bonus - tc.distance_cost * d
 
 
+def velocity_slice(spec: PolicySpec) -> slice | None:
+    """Where ``velocity_w`` sits in the spec's observation (None if the layout has no velocity)."""
+    return spec.obs_slice("velocity_w") if any(f.name == "velocity_w" for f in spec.observation) else None
+
+
+def shaped_reward(reward: np.ndarray, info: dict, terminated: np.ndarray, tc: TrainConfig,
+                  vel_slice: slice | None) -> np.ndarray:
+    """(N,) float32: the env's reward plus :func:`shaping` on the ticks that did not terminate.
+
+    ``info`` is the vector env's step info (``distance_m``, true, m; ``final_obs``, whose
+    ``vel_slice`` columns give the observed speed for the stillness factor)."""
+    if not (tc.precision_bonus or tc.distance_cost):
+        return reward
+    speed = np.linalg.norm(info["final_obs"][:, vel_slice], axis=1) if vel_slice is not None else None
+    return reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
+
+
 def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) -> RewardWeights:
     """Reward weights at ``env_steps``: pos and action weights ramp linearly from
     ``curriculum_start`` x final to final over ``curriculum_steps`` (off when 0)."""
@@ -202,8 +219,7 @@ class Trainer:
         self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
                                  next_checkpoint_steps=train_config.checkpoint_every_steps)
         self.ep_return = np.zeros(train_config.num_envs)
-        names = [f.name for f in spec.observation]
-        self._vel_slice = spec.obs_slice("velocity_w") if "velocity_w" in names else None
+        self._vel_slice = velocity_slice(spec)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
 
     def _bias_actor_to_hover(self) -> None:
@@ -354,9 +370,7 @@ class Trainer:
             # read before stepping: envs that end in this step restart with a new airframe
             priv = self.env.task.privileged_state() if self.privileged_dim else None
             next_obs, reward, terminated, truncated, info = self.env.step(action)
-            if tc.precision_bonus or tc.distance_cost:
-                speed = np.linalg.norm(info["final_obs"][:, self._vel_slice], axis=1) if self._vel_slice else None
-                reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
+            reward = shaped_reward(reward, info, terminated, tc, self._vel_slice)
             row, final_row = self.obs, info["final_obs"]
             if priv is not None:
                 row, final_row = np.hstack([row, priv]), np.hstack([final_row, priv])

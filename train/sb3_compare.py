@@ -39,7 +39,8 @@ from sim.contract import PolicySpec
 from sim.env import HoverTaskConfig, HoverVecEnv
 from sim.errors import QuadhilError
 from train.evaluate import eval_task_config, evaluate_policy
-from train.loop import TrainConfig, check_vehicle_and_task, make_spec, shaping, task_config_from_dict
+from train.loop import (TrainConfig, check_vehicle_and_task, make_spec, shaped_reward, task_config_from_dict,
+                        velocity_slice)
 
 INSTALL_HINT = "pip install -e .[compare] (stable-baselines3; install torch's CPU wheel first)"
 
@@ -177,8 +178,7 @@ def _adapter_class():
         def __init__(self, env: HoverVecEnv, train_config: TrainConfig):
             self.env = env
             self.train_config = train_config
-            names = [f.name for f in env.spec.observation]
-            self._vel_slice = env.spec.obs_slice("velocity_w") if "velocity_w" in names else None
+            self._vel_slice = velocity_slice(env.spec)
             self._actions = None
             super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
 
@@ -194,12 +194,8 @@ def _adapter_class():
 
         def step_wait(self):
             obs, reward, terminated, truncated, info = self.env.step(self._actions)
-            tc = self.train_config
-            # the shaping train.loop.Trainer._collect adds, on non-terminal ticks only
-            if tc.precision_bonus or tc.distance_cost:
-                speed = (np.linalg.norm(info["final_obs"][:, self._vel_slice], axis=1)
-                         if self._vel_slice is not None else None)
-                reward = reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
+            # the same shaped reward train.loop.Trainer._collect stores
+            reward = shaped_reward(reward, info, terminated, self.train_config, self._vel_slice)
             done = terminated | truncated
             infos: list[dict] = [{} for _ in range(self.num_envs)]
             for i in np.flatnonzero(done):
