@@ -198,8 +198,8 @@ class Trainer:
         keras.utils.set_random_seed(seed)  # network initialization
         self.tf = tf
         # replay rows are [observation | privileged state] when the critic is privileged
-        self.privileged_dim = HoverTask.PRIVILEGED_DIM if agent_config.privileged_critic else 0
-        self.agent = DDPGAgent(spec, agent_config, privileged_dim=self.privileged_dim)
+        self.agent = DDPGAgent(spec, agent_config,
+                               privileged_dim=HoverTask.PRIVILEGED_DIM if agent_config.privileged_critic else 0)
         self._bias_actor_to_hover()
         from train.agent import observation_noise_std
 
@@ -213,7 +213,7 @@ class Trainer:
                     {"sigma_start": train_config.sigma_start, "sigma_end": train_config.sigma_end,
                      "decay_steps": train_config.noise_decay_steps})
         self.noise = make_noise(train_config.noise, train_config.num_envs, **noise_kw)
-        row_dim = spec.obs_dim + self.privileged_dim
+        row_dim = spec.obs_dim + self.agent.privileged_dim
         self.buffer = ReplayBuffer(train_config.replay_capacity, row_dim)
         self.nstep = NStepAccumulator(train_config.num_envs, row_dim, train_config.n_step, agent_config.gamma)
         self.progress = Progress(next_eval_steps=train_config.eval_every_steps,
@@ -368,7 +368,7 @@ class Trainer:
         for _ in range(tc.chunk):
             action = self._act(actor)
             # read before stepping: envs that end in this step restart with a new airframe
-            priv = self.env.task.privileged_state() if self.privileged_dim else None
+            priv = self.env.task.privileged_state() if self.agent.privileged_dim else None
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             reward = shaped_reward(reward, info, terminated, tc, self._vel_slice)
             row, final_row = self.obs, info["final_obs"]
