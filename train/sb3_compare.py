@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -100,13 +99,10 @@ class QuadhilRun:
 
 def load_quadhil_run(run_dir: str | Path) -> QuadhilRun:
     """Read a finished run's config.json; QuadhilError if it is not one or has no result yet."""
-    path = Path(run_dir) / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise QuadhilError(f"{run_dir} is not a quadhil run directory (no config.json)") from None
-    except json.JSONDecodeError:
-        raise QuadhilError(f"{path} is not valid JSON") from None
+    from train.networks import CONFIG, load_run_spec
+
+    path = Path(run_dir) / CONFIG
+    stored, cfg = load_run_spec(run_dir)  # QuadhilError if there is no readable config.json
     if cfg.get("kind") != "quadhil-training-run":
         raise QuadhilError(f"{path} is not the config of a quadhil training run")
     result = cfg.get("result")
@@ -117,9 +113,8 @@ def load_quadhil_run(run_dir: str | Path) -> QuadhilRun:
     train = TrainConfig.from_dict(cfg["train"])
     if train.curriculum_steps > 0:
         raise QuadhilError(f"{run_dir} used a reward curriculum, which this comparison does not reproduce")
-    stored = cfg["spec"]
-    spec = make_spec(vehicle, stored["layout"], stored["action_mode"], float(stored["control_rate_hz"]), task)
-    if json.loads(spec.to_json()) != stored:
+    spec = make_spec(vehicle, stored.layout, stored.action_mode, float(stored.control_rate_hz), task)
+    if spec.to_json() != stored.to_json():
         raise QuadhilError(f"{run_dir} was trained with a spec this code no longer builds; train it again")
     best = result.get("best_periodic_success")
     return QuadhilRun(run_dir=str(run_dir), vehicle=vehicle.id, seed=int(cfg["seed"]), spec=spec, task=task,
