@@ -20,6 +20,12 @@ a motor would saturate (a plain per-motor clip would distort the torque exactly 
   legacy mix; here it is done on thrust in N, the same rule on a different scale.
 
 D acts on the measured rate (as PX4 does) so rate-setpoint steps do not kick the motors.
+
+PX4's torque setpoint is normalized the way its allocator normalizes its mix (roll or pitch 1 =
+each motor +-1/sqrt(2) of its range on a quad-x, ``sim.vehicle.px4_torque_per_unit_nm``), and its
+integrator has PX4's two anti-windup rules (``RateController._update_px4``). Until 2026-11-25 the
+simulated PX4 loop had neither: its roll and pitch gains were 1/sqrt(2), its yaw gain 1/2 of
+PX4's, and the integral wound up freely during a throw.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import numba
 import numpy as np
 
 from sim.vehicle import Vehicle
+
+
+PX4_I_FADE_RATE_RAD_S = np.deg2rad(400.0)  # rate_control.cpp: I gain fades out towards this error
+PX4_FLT_EPSILON = 1.1920929e-07
 
 
 class RateController:
@@ -52,14 +62,31 @@ class RateController:
         # outputs per unit of wrench axis j (contiguous rows for the compiled kernel)
         self._px4_axes = np.ascontiguousarray(self.mixer.T / self.max_thrust_n)
         self._px4 = vehicle.firmware == "px4"
+        self._allocation = vehicle.allocation_matrix()
+        self._torque_per_unit_nm = rc.torque_per_unit_nm
         self.integral = np.zeros((n, 3))
         self.prev_omega_b = np.zeros((n, 3))
+        # PX4: which torque axes the allocator could not deliver last tick (+ / - direction)
+        self.saturated_pos = np.zeros((n, 3), dtype=bool)
+        self.saturated_neg = np.zeros((n, 3), dtype=bool)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle (training checkpoints), filling state that older versions did not have."""
+        self.__dict__.update(state)
+        n = self.integral.shape[0]
+        if "saturated_pos" not in state:
+            self.saturated_pos = np.zeros((n, 3), dtype=bool)
+            self.saturated_neg = np.zeros((n, 3), dtype=bool)
+            self._allocation = self.vehicle.allocation_matrix()
+            self._torque_per_unit_nm = self.vehicle.rate_controller.torque_per_unit_nm
 
     def reset(self, mask: np.ndarray | None = None, omega_b: np.ndarray | None = None) -> None:
         """Zero the integrator (and seed the D term with ``omega_b``) for the selected vehicles."""
         idx = slice(None) if mask is None else mask
         self.integral[idx] = 0.0
         self.prev_omega_b[idx] = 0.0 if omega_b is None else omega_b
+        self.saturated_pos[idx] = False
+        self.saturated_neg[idx] = False
 
     def update(self, omega_b: np.ndarray, rate_sp_b: np.ndarray, collective_thrust_n: np.ndarray,
                dt_s: float) -> np.ndarray:
@@ -68,12 +95,39 @@ class RateController:
         Returns (N, 4) motor thrust commands in N, firmware motor order.
         """
         err = rate_sp_b - omega_b
-        self.integral = np.clip(self.integral + err * dt_s, -self.integral_limit, self.integral_limit)
         d_omega = (omega_b - self.prev_omega_b) / dt_s
         self.prev_omega_b = omega_b.copy()
+        if self._px4:
+            return self._update_px4(err, d_omega, collective_thrust_n, dt_s)
+        self.integral = np.clip(self.integral + err * dt_s, -self.integral_limit, self.integral_limit)
         torque = self.kp * err + self.ki * self.integral - self.kd * d_omega
         torque = np.clip(torque, -self.output_limit, self.output_limit)
         return self.mix(collective_thrust_n, torque)
+
+    def _update_px4(self, err: np.ndarray, d_omega: np.ndarray, collective_thrust_n: np.ndarray,
+                    dt_s: float) -> np.ndarray:
+        """PX4 ``RateControl::update`` (src/lib/rate_control/rate_control.cpp): the torque uses the
+        integral as it stood, then the integral advances with PX4's two anti-windup rules.
+
+        * No integration further into an axis' direction the allocator could not deliver last tick
+          (mc_rate_control reads ``control_allocator_status.unallocated_torque``).
+        * The I gain fades with the rate error, 1 - (error / 400 deg/s)^2: without it the integral
+          builds up during a flip or a throw and bounces the vehicle back after it.
+        """
+        torque = self.kp * err + self.ki * self.integral - self.kd * d_omega
+        torque = np.clip(torque, -self.output_limit, self.output_limit)
+        err_i = np.where(self.saturated_pos, np.minimum(err, 0.0), err)
+        err_i = np.where(self.saturated_neg, np.maximum(err_i, 0.0), err_i)
+        i_factor = np.maximum(0.0, 1.0 - (err_i / PX4_I_FADE_RATE_RAD_S) ** 2)
+        self.integral = np.clip(self.integral + i_factor * err_i * dt_s, -self.integral_limit, self.integral_limit)
+        thrust = self.mix(collective_thrust_n, torque)
+        # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
+        # when its squared norm is below 1e-6, else each axis is flagged by its sign
+        unallocated = (torque - thrust @ self._allocation[1:].T) / self._torque_per_unit_nm
+        missed = (unallocated ** 2).sum(axis=1, keepdims=True) >= 1e-6
+        self.saturated_pos = missed & (unallocated > PX4_FLT_EPSILON)
+        self.saturated_neg = missed & (unallocated < -PX4_FLT_EPSILON)
+        return thrust
 
     def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray) -> np.ndarray:
         """(N,) collective thrust in N and (N, 3) body torque in N*m (FLU) -> (N, 4) motor thrusts

@@ -44,6 +44,8 @@ class RateControllerParams:
     gain_unit: str
     # (3,) |torque| the firmware's rate loop can output per axis, N*m (inf: not limited there)
     output_limit_nm: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
+    # (3,) N*m of body torque per unit of the firmware's controller output, per axis
+    torque_per_unit_nm: np.ndarray = field(default_factory=lambda: np.ones(3))
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,30 @@ def _section(data: dict, name: str, path: Path) -> dict:
     return table
 
 
+def px4_torque_per_unit_nm(rotor_position_m: np.ndarray, spin_sign: np.ndarray, kappa_m: float,
+                           max_thrust_n: float) -> np.ndarray:
+    """(3,) N*m of body torque (FLU roll, pitch, yaw) that one unit of PX4's normalized torque
+    setpoint produces, for rotors at ``rotor_position_m`` (4, 3) m with thrust linear in the motor
+    output (0..1 = 0..``max_thrust_n`` N).
+
+    PX4's allocator (src/modules/control_allocator/ControlAllocation/ControlAllocationPseudoInverse.cpp,
+    ``updateControlAllocationMatrixScale``) inverts the rotor effectiveness matrix and rescales its
+    columns: roll and pitch both by max over the two axes of sqrt(|column|^2 / (non-zero rows / 2)),
+    yaw by the column's largest entry. A normalized torque of 1 is therefore 1 / scale N*m. On a
+    symmetric quad-x that is each motor +-1/sqrt(2) of its range for roll or pitch (2 sqrt(2) x
+    max thrust x arm) and +-1 for yaw (4 x max thrust x kappa).
+    """
+    r = np.asarray(rotor_position_m, dtype=np.float64)
+    torque_rows = [r[:, 1], -r[:, 0], np.asarray(spin_sign) * kappa_m]
+    effectiveness = np.stack(torque_rows + [np.ones(len(r))]) * max_thrust_n
+    mix = np.linalg.pinv(effectiveness)  # (motors, [roll, pitch, yaw, thrust])
+    nonzero = (np.abs(mix[:, :2]) > 1e-3 * np.abs(mix[:, :2]).max()).sum(axis=0)
+    roll_pitch_scale = np.sqrt((mix[:, :2] ** 2).sum(axis=0) / (nonzero / 2.0)).max()
+    # PX4 takes the column's largest (signed) entry; for a quad-x the +-yaw entries are symmetric
+    yaw_scale = mix[:, 2].max()
+    return 1.0 / np.array([roll_pitch_scale, roll_pitch_scale, yaw_scale])
+
+
 def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerParams:
     s = "rate_controller"
     kp = _vector(table, "kp", path, s, (3,))
@@ -215,11 +241,8 @@ def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerP
         per_rad = torque_per_unit * (180.0 / math.pi)  # gains are per deg/s
         ilim_rad = ilim * (math.pi / 180.0)
     elif unit == "normalized_torque_per_rad_s":
-        # PX4 control allocation maps a normalized torque of 1 to the largest symmetric torque the
-        # rotors give about that axis (two motors up by half range, two down).
-        tmax = geometry["max_thrust_n"]
-        arm = geometry["arm_xy_m"]
-        torque_per_unit = np.array([2 * tmax * arm[1], 2 * tmax * arm[0], 2 * tmax * geometry["kappa_m"]])
+        torque_per_unit = px4_torque_per_unit_nm(geometry["rotor_position_m"], geometry["spin_sign"],
+                                                 geometry["kappa_m"], geometry["max_thrust_n"])
         per_rad = torque_per_unit
         # MC_*_INT_LIM bounds the integrator's contribution (normalized torque); as an integral of
         # rate error it is limit / ki.
@@ -242,6 +265,7 @@ def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerP
         gain_unit=unit,
         output_limit_nm=(_vector(table, "output_limit", path, s, (3,)) * torque_per_unit
                          if "output_limit" in table else np.full(3, np.inf)),
+        torque_per_unit_nm=torque_per_unit,
     )
 
 
@@ -296,6 +320,8 @@ def load_vehicle(name_or_path: str | Path) -> Vehicle:
         "dthrust_du_hover_n": 2 * c2 * u_hover + c1,
         "command_max": command_max if command_unit == "pwm" else 1.0,
         "arm_xy_m": np.abs(rotor_pos[:, :2]).mean(axis=0),
+        "rotor_position_m": rotor_pos,
+        "spin_sign": spin_sign,
         "kappa_m": kappa,
         "max_thrust_n": max_thrust,
     }

@@ -96,3 +96,49 @@ def test_crazyflie_cap_lowers_all_motors_by_the_excess():
     w = _wrench(vehicle, motors)
     out = RateController(vehicle, 1).mix(w[:, 0], w[:, 1:])
     np.testing.assert_allclose(out, motors - 0.2 * max_n)
+
+
+def test_px4_unit_torque_moves_each_motor_as_the_px4_allocator_does():
+    """PX4 normalizes its mix (ControlAllocationPseudoInverse.cpp): on a quad-x a roll or pitch
+    setpoint of 1 moves every motor by 1/sqrt(2) of its range, a yaw setpoint of 1 by its whole
+    range. The rate loop's N*m per unit must reproduce that, or the simulated loop is softer than
+    PX4's."""
+    vehicle = load_vehicle("x500")
+    rc = RateController(vehicle, 1)
+    per_unit_nm = vehicle.rate_controller.kp_nm_per_rad_s / vehicle.rate_controller.firmware_kp
+    for axis, expected_fraction in ((0, 2 ** -0.5), (1, 2 ** -0.5), (2, 1.0)):
+        torque = np.zeros((1, 3))
+        torque[0, axis] = per_unit_nm[axis]
+        delta_n = rc.mixer @ np.concatenate([[0.0], torque[0]])
+        np.testing.assert_allclose(np.abs(delta_n) / vehicle.max_thrust_n, expected_fraction, rtol=1e-9)
+
+
+def test_px4_integral_fades_with_the_rate_error_as_rate_control_cpp_does():
+    """I gain x (1 - (error / 400 deg/s)^2): full at small errors, none at 400 deg/s."""
+    vehicle = load_vehicle("x500")
+    dt_s = 1.0 / 400
+    hover = np.array([vehicle.weight_n, vehicle.weight_n])
+    rc = RateController(vehicle, 2)
+    small, fade = 0.1, np.deg2rad(400.0)
+    rc.update(np.zeros((2, 3)), np.array([[small, 0, 0], [fade, 0, 0]]), hover, dt_s)
+    np.testing.assert_allclose(rc.integral[0, 0], small * (1 - (small / fade) ** 2) * dt_s)
+    assert rc.integral[1, 0] == 0.0
+
+
+def test_px4_integral_stops_growing_into_an_axis_the_motors_cannot_deliver():
+    """At 5 % collective a 2 rad/s roll-rate error asks for more roll torque than the motors
+    have: the allocator reports it and the integral stops growing that way (anti-windup)."""
+    vehicle = load_vehicle("x500")
+    dt_s = 1.0 / 400
+    rc = RateController(vehicle, 1)
+    low_thrust = np.array([0.05 * 4 * vehicle.max_thrust_n])
+    rate_sp = np.array([[2.0, 0.0, 0.0]])
+    rc.update(np.zeros((1, 3)), rate_sp, low_thrust, dt_s)
+    assert rc.saturated_pos[0, 0] and not rc.saturated_neg[0, 0]
+    held = rc.integral[0, 0]
+    for _ in range(20):
+        rc.update(np.zeros((1, 3)), rate_sp, low_thrust, dt_s)
+    assert rc.integral[0, 0] == held
+    # once the error turns around, the integral may unwind
+    rc.update(np.zeros((1, 3)), -rate_sp, low_thrust, dt_s)
+    assert rc.integral[0, 0] < held

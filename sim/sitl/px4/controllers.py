@@ -210,10 +210,8 @@ class Px4Cascade:
         self.p = params
         self.outer_every = outer_every
         self.rate = RateController(vehicle, 1)
-        rc = vehicle.rate_controller
-        # N*m per unit of PX4's normalized torque, per axis (vehicle.py derives it)
-        self._torque_per_unit = np.divide(rc.kp_nm_per_rad_s, rc.firmware_kp,
-                                          out=np.zeros(3), where=rc.firmware_kp > 0)
+        # N*m per unit of PX4's normalized torque, per axis (sim.vehicle.px4_torque_per_unit_nm)
+        self._torque_per_unit = vehicle.rate_controller.torque_per_unit_nm
         self.att = AttitudeControl(params)
         self.pos = PositionControl(params)
         self._tick = 0
