@@ -114,19 +114,12 @@ class RateController:
         * The I gain fades with the rate error, 1 - (error / 400 deg/s)^2: without it the integral
           builds up during a flip or a throw and bounces the vehicle back after it.
         """
-        torque = self.kp * err + self.ki * self.integral - self.kd * d_omega
-        torque = np.clip(torque, -self.output_limit, self.output_limit)
-        err_i = np.where(self.saturated_pos, np.minimum(err, 0.0), err)
-        err_i = np.where(self.saturated_neg, np.maximum(err_i, 0.0), err_i)
-        i_factor = np.maximum(0.0, 1.0 - (err_i / PX4_I_FADE_RATE_RAD_S) ** 2)
-        self.integral = np.clip(self.integral + i_factor * err_i * dt_s, -self.integral_limit, self.integral_limit)
-        thrust = self.mix(collective_thrust_n, torque)
-        # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
-        # when its squared norm is below 1e-6, else each axis is flagged by its sign
-        unallocated = (torque - thrust @ self._allocation[1:].T) / self._torque_per_unit_nm
-        missed = (unallocated ** 2).sum(axis=1, keepdims=True) >= 1e-6
-        self.saturated_pos = missed & (unallocated > PX4_FLT_EPSILON)
-        self.saturated_neg = missed & (unallocated < -PX4_FLT_EPSILON)
+        thrust = np.empty((err.shape[0], 4))
+        _px4_rate_kernel(np.ascontiguousarray(err), np.ascontiguousarray(d_omega),
+                         np.ascontiguousarray(collective_thrust_n, dtype=np.float64), dt_s, self.kp, self.ki,
+                         self.kd, self.integral_limit, self.output_limit, self._px4_axes, self._allocation,
+                         self._torque_per_unit_nm, self.max_thrust_n, self.integral, self.saturated_pos,
+                         self.saturated_neg, thrust)
         return thrust
 
     def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray) -> np.ndarray:
@@ -193,6 +186,53 @@ def _px4_mix_kernel(axes: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> No
         _desaturate(u, less_thrust, True, 1.0)
         for i in range(u.shape[0]):
             out[n, i] = min(max(u[i], 0.0), 1.0)
+
+
+@numba.njit(cache=True)
+def _px4_rate_kernel(err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limit, output_limit, axes, allocation,
+                     torque_per_unit_nm, max_thrust_n, integral, saturated_pos, saturated_neg, thrust_out):
+    """``RateController._update_px4`` for every vehicle, compiled: PID torque from the integral as
+    it stood, the integral advanced under PX4's anti-windup rules, the mix, and the allocator's
+    unallocated-torque flags for the next tick. ``integral`` and the flags are updated in place."""
+    u = np.empty(4)
+    torque = np.empty(3)
+    unalloc = np.empty(3)
+    less_thrust = -axes[0]  # PX4's THRUST_Z axis points down (NED): "increase" = less thrust
+    for n in range(err.shape[0]):
+        for j in range(3):
+            t = kp[j] * err[n, j] + ki[j] * integral[n, j] - kd[j] * d_omega[n, j]
+            torque[j] = min(max(t, -output_limit[j]), output_limit[j])
+            e = err[n, j]
+            if saturated_pos[n, j]:
+                e = min(e, 0.0)
+            if saturated_neg[n, j]:
+                e = max(e, 0.0)
+            fade = max(0.0, 1.0 - (e / PX4_I_FADE_RATE_RAD_S) ** 2)
+            integral[n, j] = min(max(integral[n, j] + fade * e * dt_s, -integral_limit[j]), integral_limit[j])
+        for i in range(4):
+            u[i] = (axes[0, i] * collective_n[n] + axes[1, i] * torque[0] + axes[2, i] * torque[1])
+        _desaturate(u, less_thrust, True, 1.0)
+        _desaturate(u, axes[1], False, 1.0)
+        _desaturate(u, axes[2], False, 1.0)
+        for i in range(4):
+            u[i] += axes[3, i] * torque[2]
+        _desaturate(u, axes[3], False, 1.15)
+        _desaturate(u, less_thrust, True, 1.0)
+        for i in range(4):
+            thrust_out[n, i] = min(max(u[i], 0.0), 1.0) * max_thrust_n
+        # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
+        # when its squared norm is below 1e-6, else each axis is flagged by its sign
+        sq = 0.0
+        for j in range(3):
+            allocated = 0.0
+            for i in range(4):
+                allocated += allocation[j + 1, i] * thrust_out[n, i]
+            unalloc[j] = (torque[j] - allocated) / torque_per_unit_nm[j]
+            sq += unalloc[j] ** 2
+        missed = sq >= 1e-6
+        for j in range(3):
+            saturated_pos[n, j] = missed and unalloc[j] > PX4_FLT_EPSILON
+            saturated_neg[n, j] = missed and unalloc[j] < -PX4_FLT_EPSILON
 
 
 def px4_mix_airmode_disabled(axes: np.ndarray, wrench: np.ndarray) -> np.ndarray:
