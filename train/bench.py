@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
             s0, u0, t0 = trainer.progress.env_steps, trainer.progress.updates, time.perf_counter()
             actor = trainer.agent.numpy_actor()
             while time.perf_counter() - t0 < args.seconds:
-                trainer._collect(actor)
-                trainer._update()
+                trainer._iterate(actor)
                 actor = trainer.agent.numpy_actor()
             dt = time.perf_counter() - t0
             figures[vid] = {

@@ -2,10 +2,12 @@
 checkpoints that resume identically, TensorBoard scalars and a progress bar.
 
 One iteration: ``chunk`` control ticks of ``num_envs`` envs acting with the numpy copy of the
-actor plus exploration noise, then ``chunk * updates_per_step`` gradient steps in one compiled
-call on batches sampled up front by the run's numpy Generator. All randomness flows from the seed
-through numpy Generators (env, exploration, replay sampling, eval), so a run is reproducible and a
-resumed run continues exactly as an uninterrupted one would (given the same step budget).
+actor plus exploration noise, and ``chunk * updates_per_step`` gradient steps in one compiled
+call on batches sampled up front by the run's numpy Generator; with ``train.overlap`` (default)
+the two run side by side on the machine's two cores (:meth:`Trainer._iterate`). All randomness
+flows from the seed through numpy Generators (env, exploration, replay sampling, eval), so a run
+is reproducible and a resumed run continues exactly as an uninterrupted one would (given the same
+step budget).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class TrainConfig:
     # learning rates decay linearly to lr_end_fraction x their start over lr_decay_steps env steps
     lr_decay_steps: int = 0
     lr_end_fraction: float = 1.0
+    # acting and the gradient steps of one iteration run side by side (Trainer._iterate)
+    overlap: bool = True
     eval_target_actor: bool = True  # also evaluate the Polyak-averaged target actor as a candidate
     # Trainer-side shaping on top of sim.reward: + precision_bonus * exp(-(d / precision_scale_m)^2)
     # for every non-terminal tick, d the true distance to the target. The quadratic position cost
@@ -82,7 +86,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        """Inverse of :meth:`to_dict` (unknown keys ignored). A run recorded before ``overlap``
+        existed acted and updated in turn, and resumes that way."""
+        d = {"overlap": False, **d}
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -387,7 +393,9 @@ class Trainer:
             self.obs = next_obs
             p.env_steps += tc.num_envs
 
-    def _update(self) -> dict | None:
+    def _sample_update(self) -> tuple | None:
+        """Draw the next K batches (and the noise the update needs) with the run's Generator and
+        set the learning-rate factor; None while the replay is still warming up."""
         tc, p = self.tc, self.progress
         if p.env_steps < tc.warmup_steps or len(self.buffer) < tc.batch_size:
             return None
@@ -404,9 +412,48 @@ class Trainer:
         if self.ac.smooth_weight > 0:
             shape = obs.shape[:-1] + (self.spec.obs_dim,)  # the actor's columns only
             snoise = (self.rng.standard_normal(shape) * self._obs_noise_std).astype(np.float32)
-        stats = self.agent.update(obs, act, rew, nobs, mask, tnoise, snoise)
-        p.updates += k
+        return obs, act, rew, nobs, mask, tnoise, snoise
+
+    def _update(self) -> dict | None:
+        """K gradient steps on freshly sampled batches (None while warming up)."""
+        batches = self._sample_update()
+        if batches is None:
+            return None
+        stats = self.agent.update(*batches)
+        self.progress.updates += batches[0].shape[0]
         return stats
+
+    def _iterate(self, actor) -> dict | None:
+        """One iteration: ``chunk`` ticks of acting and K gradient steps; returns the update's stats.
+
+        With ``train.overlap`` the K updates run in a worker thread on batches drawn from the
+        replay as it stood before this chunk, while this thread steps the envs with the actor as it
+        was before them: TensorFlow releases the GIL while it executes, so on two cores acting and
+        learning run side by side (measured in docs/training.md). Every random draw still happens in
+        this thread in a fixed order, and nothing is in flight when the iteration returns, so a run
+        stays reproducible and resumable. Without it: act, then update (the order before
+        2026-12-02; runs with ``overlap`` false repeat those step for step)."""
+        if not self.tc.overlap:
+            self._collect(actor)
+            return self._update()
+        batches = self._sample_update()
+        if batches is None:
+            self._collect(actor)
+            return None
+        future = self._update_pool().submit(self.agent.update, *batches)
+        try:
+            self._collect(actor)
+        finally:
+            stats = future.result()  # never leave an update running past the iteration
+        self.progress.updates += batches[0].shape[0]
+        return stats
+
+    def _update_pool(self):
+        if getattr(self, "_pool", None) is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quadhil-update")
+        return self._pool
 
     def _maybe_eval(self, t_run_s: float, writer, bar) -> None:
         """Evaluate when due; save actor_best on a new best; log to the bar or stderr."""
@@ -470,8 +517,7 @@ class Trainer:
                 break
             if tc.stop_at_target and p.time_to_target_s is not None:
                 break
-            self._collect(actor)
-            s = self._update()
+            s = self._iterate(actor)
             stats = s or stats
             p.iterations += 1
             if s is not None:
@@ -506,6 +552,9 @@ class Trainer:
                             tf.summary.scalar("loss/actor", stats["actor_loss"])
                             tf.summary.scalar("q/mean", stats["q_mean"])
         bar.close()
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         # a final eval so "best" reflects the end of training too
         p.next_eval_steps = min(p.next_eval_steps, p.env_steps)
         self._maybe_eval(run_time(), writer, None)

@@ -176,3 +176,21 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
     at_100, at_200 = preset("x500", "motors", 100.0), preset("x500", "motors", 200.0)
     assert "gamma" not in at_100["agent"] and at_100["train"]["n_step"] == 5
     assert at_200["agent"]["gamma"] == 0.995 and at_200["train"]["n_step"] == 10
+
+
+def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_path):
+    """With train.overlap (the default) the gradient steps run in a worker thread while the envs
+    step; every random draw stays in the main thread, so two runs of one seed are identical.
+    A config.json written before the flag existed resumes in the old act-then-update order."""
+    from train.loop import TrainConfig
+
+    first, second, in_turn = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert _train(first, "--max-steps", "240") == 0
+    assert _train(second, "--max-steps", "240") == 0
+    for x, y in zip(_agent_arrays(first), _agent_arrays(second)):
+        np.testing.assert_array_equal(x, y)
+    assert json.loads((first / "config.json").read_text())["train"]["overlap"] is True
+    assert _train(in_turn, "--max-steps", "240", "--set", "train.overlap=false") == 0
+    assert json.loads((in_turn / "config.json").read_text())["result"]["updates"] > 0
+    assert TrainConfig.from_dict({}).overlap is False
+    assert TrainConfig.from_dict({"overlap": True}).overlap is True
