@@ -174,18 +174,28 @@ def _desaturate(u: np.ndarray, v: np.ndarray, increase_only: bool, upper: float)
 
 
 @numba.njit(cache=True)
+def _px4_mix_one(axes: np.ndarray, less_thrust: np.ndarray, thrust_n: float, tau_x: float, tau_y: float,
+                 tau_z: float, u: np.ndarray) -> None:
+    """One vehicle's wrench (N, N*m FLU) -> ``u`` (4,) normalized outputs in [0, 1], written in
+    place: thrust + roll + pitch, desaturated; yaw added last with its own headroom; clip."""
+    for i in range(u.shape[0]):
+        u[i] = axes[0, i] * thrust_n + axes[1, i] * tau_x + axes[2, i] * tau_y
+    _desaturate(u, less_thrust, True, 1.0)
+    _desaturate(u, axes[1], False, 1.0)
+    _desaturate(u, axes[2], False, 1.0)
+    for i in range(u.shape[0]):
+        u[i] += axes[3, i] * tau_z
+    _desaturate(u, axes[3], False, 1.15)  # some yaw authority at full thrust
+    _desaturate(u, less_thrust, True, 1.0)
+    for i in range(u.shape[0]):
+        u[i] = min(max(u[i], 0.0), 1.0)
+
+
+@numba.njit(cache=True)
 def _px4_mix_kernel(axes: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> None:
     less_thrust = -axes[0]  # PX4's THRUST_Z axis points down (NED): "increase" = less thrust
     for n in range(wrench.shape[0]):
-        u = axes[0] * wrench[n, 0] + axes[1] * wrench[n, 1] + axes[2] * wrench[n, 2]
-        _desaturate(u, less_thrust, True, 1.0)
-        _desaturate(u, axes[1], False, 1.0)
-        _desaturate(u, axes[2], False, 1.0)
-        u += axes[3] * wrench[n, 3]
-        _desaturate(u, axes[3], False, 1.15)  # some yaw authority at full thrust
-        _desaturate(u, less_thrust, True, 1.0)
-        for i in range(u.shape[0]):
-            out[n, i] = min(max(u[i], 0.0), 1.0)
+        _px4_mix_one(axes, less_thrust, wrench[n, 0], wrench[n, 1], wrench[n, 2], wrench[n, 3], out[n])
 
 
 @numba.njit(cache=True)
@@ -209,17 +219,9 @@ def _px4_rate_kernel(err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limi
                 e = max(e, 0.0)
             fade = max(0.0, 1.0 - (e / PX4_I_FADE_RATE_RAD_S) ** 2)
             integral[n, j] = min(max(integral[n, j] + fade * e * dt_s, -integral_limit[j]), integral_limit[j])
+        _px4_mix_one(axes, less_thrust, collective_n[n], torque[0], torque[1], torque[2], u)
         for i in range(4):
-            u[i] = (axes[0, i] * collective_n[n] + axes[1, i] * torque[0] + axes[2, i] * torque[1])
-        _desaturate(u, less_thrust, True, 1.0)
-        _desaturate(u, axes[1], False, 1.0)
-        _desaturate(u, axes[2], False, 1.0)
-        for i in range(4):
-            u[i] += axes[3, i] * torque[2]
-        _desaturate(u, axes[3], False, 1.15)
-        _desaturate(u, less_thrust, True, 1.0)
-        for i in range(4):
-            thrust_out[n, i] = min(max(u[i], 0.0), 1.0) * max_thrust_n
+            thrust_out[n, i] = u[i] * max_thrust_n
         # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
         # when its squared norm is below 1e-6, else each axis is flagged by its sign
         sq = 0.0

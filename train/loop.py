@@ -227,6 +227,7 @@ class Trainer:
         self.ep_return = np.zeros(train_config.num_envs)
         self._vel_slice = velocity_slice(spec)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
+        self._pool = None  # the worker thread of train.overlap, made on first use
 
     def _bias_actor_to_hover(self) -> None:
         """Start the actor's output at the nominal hover action (zero rates), so early episodes
@@ -449,7 +450,7 @@ class Trainer:
         return stats
 
     def _update_pool(self):
-        if getattr(self, "_pool", None) is None:
+        if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quadhil-update")
@@ -552,7 +553,7 @@ class Trainer:
                             tf.summary.scalar("loss/actor", stats["actor_loss"])
                             tf.summary.scalar("q/mean", stats["q_mean"])
         bar.close()
-        if getattr(self, "_pool", None) is not None:
+        if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
         # a final eval so "best" reflects the end of training too
