@@ -69,6 +69,11 @@ class RateController:
         # PX4: which torque axes the allocator could not deliver last tick (+ / - direction)
         self.saturated_pos = np.zeros((n, 3), dtype=bool)
         self.saturated_neg = np.zeros((n, 3), dtype=bool)
+        if self._px4:
+            # numba compiles the kernel on its first call (about 3 s with a cold cache): do it here,
+            # not inside a real-time twin's first armed tick. Zero error, thrust and rates leave
+            # the integral and the allocator flags as they are.
+            self._update_px4(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1), 1.0 / self.rate_hz)
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle (training checkpoints), filling state that older versions did not have."""
