@@ -306,13 +306,13 @@ def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: 
 
 
 # Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].
-# Each takes (vehicle, action_mode, control_rate_hz) and returns a PolicySpec with identity
+# Each takes (vehicle, action_mode, control_rate_hz[, action_history]) and returns a PolicySpec with identity
 # normalization; the trainer fills in obs_mean/obs_std.
 SPEC_LAYOUTS = {
-    "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: default_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
-    "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0: integral_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
+    "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: default_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
+    "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: integral_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
     "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0: px4_nn_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
 }

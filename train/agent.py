@@ -67,6 +67,7 @@ class AgentConfig:
     smooth_noise_scale: float = 1.0  # perturbation std as a multiple of the sensor noise std
     jit: bool = True  # XLA-compile the update (about 1.5-2x the updates/s on a small CPU)
     privileged_critic: bool = False  # critic also sees the hidden airframe (module docstring)
+    critic_layer_norm: bool = False  # LayerNorm before each hidden ReLU of the critic(s)
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -149,10 +150,11 @@ class DDPGAgent:
         c = config
         self.actor = build_actor(spec, hidden=c.actor_hidden)
         self.actor_target = build_actor(spec, hidden=c.actor_hidden, name="actor_target")
-        self.critics = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_{i}", privileged_dim=privileged_dim)
+        self.critics = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_{i}", privileged_dim=privileged_dim,
+                                     layer_norm=c.critic_layer_norm)
                         for i in range(2 if c.twin_critics else 1)]
         self.critic_targets = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_target_{i}",
-                                            privileged_dim=privileged_dim)
+                                            privileged_dim=privileged_dim, layer_norm=c.critic_layer_norm)
                                for i in range(len(self.critics))]
         self.actor_target.set_weights(self.actor.get_weights())
         for cr, ct in zip(self.critics, self.critic_targets):

@@ -26,6 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-mode", default="ctbr", choices=("ctbr", "motors"))
     parser.add_argument("--layout", default="default", help="observation layout (sim.contract.SPEC_LAYOUTS)")
     parser.add_argument("--control-rate-hz", type=float, default=100.0)
+    parser.add_argument("--action-history", type=int, default=None,
+                        help="past actions in the observation (default: the layout's, 1)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--updates-per-step", type=float, default=None, help="gradient steps per control tick")
@@ -130,7 +132,7 @@ def build_trainer(args: argparse.Namespace):
         tc, ac = TrainConfig(**train_kw), AgentConfig(**agent_kw)
     except TypeError as exc:
         raise QuadhilError(f"bad setting: {exc}") from None
-    spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task)
+    spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task, args.action_history)
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(out, vehicle, spec, task, args.seed, ac, tc, extra_config={"preset": p["name"]})
     trainer.write_config()

@@ -121,11 +121,19 @@ def check_vehicle_and_task(vehicle: str, task: str) -> Vehicle:
 
 
 def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: float,
-              task: HoverTaskConfig) -> PolicySpec:
-    """The run's policy spec: SPEC_LAYOUTS[layout] with fixed observation scales filled in."""
+              task: HoverTaskConfig, action_history: int | None = None) -> PolicySpec:
+    """The run's policy spec: SPEC_LAYOUTS[layout] with fixed observation scales filled in.
+    ``action_history``: how many past actions the observation holds (None: the layout's own)."""
     if layout not in SPEC_LAYOUTS:
         raise QuadhilError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(SPEC_LAYOUTS))}")
-    spec = SPEC_LAYOUTS[layout](vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz)
+    kw = {}
+    if action_history is not None:
+        if layout == "px4-nn":
+            raise QuadhilError("layout 'px4-nn' has no action history (PX4's mc_nn_control inputs are fixed)")
+        if not 0 <= action_history <= 64:
+            raise QuadhilError(f"--action-history must be in 0..64, got {action_history}")
+        kw["action_history"] = action_history
+    spec = SPEC_LAYOUTS[layout](vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, **kw)
     return with_fixed_obs_scales(spec, vehicle, task)
 
 

@@ -69,8 +69,12 @@ def _build_px4nn_actor(spec: PolicySpec, hidden: tuple[int, ...], name: str) -> 
 
 
 def build_critic(spec: PolicySpec, hidden: tuple[int, ...] = (128, 128), name: str = "critic",
-                 privileged_dim: int = 0) -> keras.Model:
+                 privileged_dim: int = 0, layer_norm: bool = False) -> keras.Model:
     """(raw observation [| privileged state], action) -> Q value (1,).
+
+    ``layer_norm``: each hidden layer is Dense -> LayerNormalization -> ReLU (Ball et al. 2023,
+    "Efficient online RL with offline data"; Bjorck et al. 2022): it bounds how far Q can
+    extrapolate to actions the replay never holds, which is where plain DDPG's critic diverges.
 
     ``privileged_dim`` > 0: the observation input is followed by that many critic-only columns
     (:meth:`sim.env.HoverTask.privileged_state`, already unit scale, so normalized as N(0, 1))."""
@@ -81,7 +85,12 @@ def build_critic(spec: PolicySpec, hidden: tuple[int, ...] = (128, 128), name: s
     x = keras.layers.Normalization(mean=mean, variance=var, name="obs_normalization")(obs)
     x = keras.layers.Concatenate()([x, act])
     for i, units in enumerate(hidden):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+        if layer_norm:
+            x = keras.layers.Dense(units, name=f"hidden_{i}")(x)
+            x = keras.layers.LayerNormalization(name=f"hidden_{i}_norm")(x)
+            x = keras.layers.Activation("relu", name=f"hidden_{i}_relu")(x)
+        else:
+            x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
     q = keras.layers.Dense(1, name="q")(x)
     return keras.Model([obs, act], q, name=name)
 

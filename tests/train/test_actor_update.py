@@ -16,14 +16,15 @@ def _random_batch(spec, n=32, seed=0):
     return tf.constant(rng.normal(np.asarray(spec.obs_mean), np.asarray(spec.obs_std), (n, spec.obs_dim)).astype(np.float32))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_both_actor_loss_forms_give_the_same_gradient(cf_spec, seed):
-    """Chain rule: grad_w mean Q(s, mu_w(s)) == grad_w mean (dQ/da|frozen . mu_w(s))."""
+@pytest.mark.parametrize("seed, layer_norm", [(0, False), (1, False), (2, False), (0, True)])
+def test_both_actor_loss_forms_give_the_same_gradient(cf_spec, seed, layer_norm):
+    """Chain rule: grad_w mean Q(s, mu_w(s)) == grad_w mean (dQ/da|frozen . mu_w(s)), also through
+    a critic with LayerNorm (agent.critic_layer_norm)."""
     import keras
 
     keras.utils.set_random_seed(seed)
     actor = build_actor(cf_spec, hidden=(16, 16))
-    critic = build_critic(cf_spec, hidden=(16, 16))
+    critic = build_critic(cf_spec, hidden=(16, 16), layer_norm=layer_norm)
     obs = _random_batch(cf_spec, seed=seed)
     _, g_q = actor_gradients(actor, critic, obs, "q")
     _, g_ag = actor_gradients(actor, critic, obs, "action_gradients")
@@ -33,13 +34,17 @@ def test_both_actor_loss_forms_give_the_same_gradient(cf_spec, seed):
     assert any(np.abs(g.numpy()).max() > 0 for g in g_q)  # a real, non-zero gradient was compared
 
 
-@pytest.mark.parametrize("form", ["q", "action_gradients"])
-def test_actor_step_leaves_every_critic_weight_bit_for_bit_unchanged(cf_spec, form):
+@pytest.mark.parametrize("form, layer_norm", [("q", False), ("action_gradients", False), ("q", True),
+                                              ("action_gradients", True)])
+def test_actor_step_leaves_every_critic_weight_bit_for_bit_unchanged(cf_spec, form, layer_norm):
     """Only the actor may move in an actor step; letting gradients reach Q would let the actor
     'win' by inflating Q. Checked through the agent's real update with a critic learning rate of 0
-    so that any critic change could only come from the actor step."""
+    so that any critic change could only come from the actor step (LayerNorm's scale and offset
+    included)."""
     agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(8, 8), actor_loss=form,
-                                           critic_lr=0.0, tau=0.0, jit=False))
+                                           critic_lr=0.0, tau=0.0, jit=False, critic_layer_norm=layer_norm))
+    if layer_norm:
+        assert any("norm" in v.path for v in agent.critics[0].trainable_variables)
     assert_an_update_moves_only_the_actor(agent, cf_spec.obs_dim)
 
 

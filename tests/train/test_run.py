@@ -93,6 +93,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     (["--task", "backflip"], "unknown task 'backflip'"),
     (["--budget-minutes", "0"], "--budget-minutes must be > 0"),
     (["--layout", "nope"], "unknown layout 'nope'"),
+    (["--action-history", "-1"], "--action-history must be in 0..64"),
+    (["--layout", "px4-nn", "--action-mode", "motors", "--action-history", "2"], "layout 'px4-nn' has no action history"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_error(tmp_path, capsys, args, message):
     argv = ["--vehicle", "crazyflie", "--out", str(tmp_path / "r"), "--no-progress", *args]
@@ -194,3 +196,24 @@ def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_
     assert json.loads((in_turn / "config.json").read_text())["result"]["updates"] > 0
     assert TrainConfig.from_dict({}).overlap is False
     assert TrainConfig.from_dict({"overlap": True}).overlap is True
+
+
+def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like_any_run(tmp_path, capsys):
+    """``--action-history 3`` puts the last three actions (newest first) in the observation, with
+    the hover action as their normalization mean; ``agent.critic_layer_norm`` changes only the
+    critic. The run evaluates and loads like any other."""
+    from sim.contract import hover_action
+    from sim.vehicle import load_vehicle
+    from train.networks import load_actor
+
+    out = tmp_path / "h3"
+    assert _train(out, "--max-steps", "200", "--action-history", "3", "--set", "agent.critic_layer_norm=true") == 0
+    actor, spec, cfg = load_actor(out)
+    assert spec.action_history == 3 and spec.obs_slice("last_actions") == slice(18, 30)
+    assert actor.input_shape == (None, 30)
+    hover = hover_action(spec, load_vehicle("crazyflie"))
+    np.testing.assert_allclose(np.asarray(spec.obs_mean)[18:30], np.tile(hover, 3))
+    assert cfg["agent"]["critic_layer_norm"] is True
+    capsys.readouterr()
+    assert run_command("eval", [str(out), "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 4
