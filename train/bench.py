@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ns = argparse.Namespace(vehicle=vid, task="hover", out=os.path.join(tmp, "run"), budget_minutes=60.0,
                                     max_steps=None, seed=0, resume=False, action_mode="ctbr", layout="default",
-                                    action_history=None, control_rate_hz=100.0, num_envs=None, batch_size=None, updates_per_step=None,
+                                    action_history=None, control_rate_hz=None, num_envs=None, batch_size=None, updates_per_step=None,
                                     actor_loss="q", td3=False, noise=None, no_randomization=False,
                                     stop_at_target=False, set=[], no_progress=True, json=True)
             trainer = build_trainer(ns)

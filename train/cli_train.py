@@ -25,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--action-mode", default="ctbr", choices=("ctbr", "motors"))
     parser.add_argument("--layout", default="default", help="observation layout (sim.contract.SPEC_LAYOUTS)")
-    parser.add_argument("--control-rate-hz", type=float, default=100.0)
+    parser.add_argument("--control-rate-hz", type=float, default=None,
+                        help="policy rate (default: the preset's, 50 for the x500 in ctbr, else 100)")
     parser.add_argument("--action-history", type=int, default=None,
                         help="past actions in the observation (default: the layout's, 1)")
     parser.add_argument("--num-envs", type=int, default=None)
@@ -78,7 +79,7 @@ def build_trainer(args: argparse.Namespace):
     from sim.env import HoverTaskConfig
     from sim.randomization import RealismConfig
     from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict)
-    from train.presets import preset
+    from train.presets import default_control_rate_hz, preset
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
     if args.budget_minutes is not None and not args.budget_minutes > 0:
@@ -107,6 +108,10 @@ def build_trainer(args: argparse.Namespace):
     if existing is not None:
         raise QuadhilError(f"{out} already holds a run; use --resume to continue it or pick another --out")
     ov = _parse_overrides(args.set)
+    if args.control_rate_hz is None:
+        args.control_rate_hz = default_control_rate_hz(vehicle.id, args.action_mode)
+    elif not args.control_rate_hz > 0:
+        raise QuadhilError(f"--control-rate-hz must be > 0, got {args.control_rate_hz}")
     p = preset(vehicle.id, args.action_mode, args.control_rate_hz)
     task = HoverTaskConfig()
     if args.no_randomization:

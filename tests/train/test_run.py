@@ -94,6 +94,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     (["--budget-minutes", "0"], "--budget-minutes must be > 0"),
     (["--layout", "nope"], "unknown layout 'nope'"),
     (["--action-history", "-1"], "--action-history must be in 0..64"),
+    (["--control-rate-hz", "0"], "--control-rate-hz must be > 0"),
     (["--layout", "px4-nn", "--action-mode", "motors", "--action-history", "2"], "layout 'px4-nn' has no action history"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_error(tmp_path, capsys, args, message):
@@ -178,6 +179,26 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
     at_100, at_200 = preset("x500", "motors", 100.0), preset("x500", "motors", 200.0)
     assert "gamma" not in at_100["agent"] and at_100["train"]["n_step"] == 5
     assert at_200["agent"]["gamma"] == 0.995 and at_200["train"]["n_step"] == 10
+    at_50 = preset("x500", "ctbr", 50.0)
+    assert at_50["agent"]["gamma"] == 0.9801 and at_50["train"]["n_step"] == 2
+
+
+def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_path):
+    """Preset v5: x500 ctbr runs default to 50 Hz and a LayerNorm critic; its motor-level runs and
+    the Crazyflie keep 100 Hz and the plain critic; an explicit --control-rate-hz wins."""
+    from train.presets import default_control_rate_hz, preset
+
+    assert default_control_rate_hz("x500", "ctbr") == 50.0
+    assert default_control_rate_hz("x500", "motors") == default_control_rate_hz("crazyflie", "ctbr") == 100.0
+    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v5"
+    assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
+    assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
+    assert _train(tmp_path / "x", "--max-steps", "80", vehicle="x500") == 0
+    cfg = json.loads((tmp_path / "x" / "config.json").read_text())
+    assert cfg["spec"]["control_rate_hz"] == 50.0 and cfg["agent"]["critic_layer_norm"] is True
+    assert cfg["preset"] == "x500-ctbr-v5"
+    assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
+    assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
 
 def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_path):
