@@ -238,3 +238,6 @@ def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like
     capsys.readouterr()
     assert run_command("eval", [str(out), "--episodes", "4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 4
+    from train.sb3_compare import load_quadhil_run  # the SB3 comparison rebuilds the same spec
+
+    assert load_quadhil_run(out).spec.to_json() == spec.to_json()
