@@ -44,16 +44,17 @@ def run(args: argparse.Namespace) -> int:
 
     configure_tensorflow()
     from train.cli_train import build_trainer
+    from train.cli_train import configure as configure_train
 
     vehicles = args.vehicle or ["crazyflie", "x500"]
     figures: dict = {"loadavg_start": os.getloadavg(), "seconds": args.seconds}
     for vid in vehicles:
         with tempfile.TemporaryDirectory() as tmp:
-            ns = argparse.Namespace(vehicle=vid, task="hover", out=os.path.join(tmp, "run"), budget_minutes=60.0,
-                                    max_steps=None, seed=0, resume=False, action_mode="ctbr", layout="default",
-                                    action_history=None, control_rate_hz=None, num_envs=None, batch_size=None, updates_per_step=None,
-                                    actor_loss="q", td3=False, noise=None, no_randomization=False,
-                                    stop_at_target=False, set=[], no_progress=True, json=True)
+            # exactly what `quadhil train --vehicle VID` would build (its parser's defaults)
+            train_parser = argparse.ArgumentParser()
+            configure_train(train_parser)
+            ns = train_parser.parse_args(["--vehicle", vid, "--out", os.path.join(tmp, "run"), "--budget-minutes", "60",
+                                          "--no-progress", "--json"])
             trainer = build_trainer(ns)
             tc = trainer.tc
             k = max(1, int(round(tc.chunk * tc.updates_per_step)))
