@@ -288,7 +288,7 @@ def px4_nn_observation() -> tuple[ObsField, ...]:
 
 
 def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: float = 200.0,
-                position_error_clip_m: float = 3.0) -> PolicySpec:
+                position_error_clip_m: float = 3.0, action_history: int = 0) -> PolicySpec:
     """A spec whose network ``mc_nn_control`` can run (layout "px4-nn"; see docs/onboard.md).
 
     Differences from PX4 that the px4-nn exporter removes: mc_nn_control feeds ``setpoint -
@@ -297,24 +297,27 @@ def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: 
     Actions are per-motor thrust fractions (``motors``); the network's hidden layers are ReLU and
     its output linear (train.networks.build_actor), since the module's op resolver holds only
     FullyConnected, Relu and Add. mc_nn_control runs at the gyro rate; 200 Hz is a rate the
-    1 kHz simulator divides.
+    1 kHz simulator divides. The module's inputs hold no action history: ``action_history`` must
+    stay 0.
     """
     if action_mode != "motors":
         raise SpecError("layout 'px4-nn' drives PX4's actuator_motors: action_mode must be 'motors'")
+    if action_history != 0:
+        raise SpecError("layout 'px4-nn' has no action history (PX4's mc_nn_control inputs are fixed)")
     return _spec_for(vehicle, px4_nn_observation(), action_mode, control_rate_hz, 0, position_error_clip_m,
                      layout="px4-nn")
 
 
 # Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].
-# Each takes (vehicle, action_mode, control_rate_hz[, action_history]) and returns a PolicySpec with identity
-# normalization; the trainer fills in obs_mean/obs_std.
+# Each takes (vehicle, action_mode, control_rate_hz, action_history) and returns a PolicySpec with
+# identity normalization; the trainer fills in obs_mean/obs_std.
 SPEC_LAYOUTS = {
     "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: default_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
     "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: integral_spec(
         vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
-    "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0: px4_nn_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz),
+    "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0, action_history=0: px4_nn_spec(
+        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
 }
 
 

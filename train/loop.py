@@ -128,8 +128,6 @@ def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: 
         raise QuadhilError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(SPEC_LAYOUTS))}")
     kw = {}
     if action_history is not None:
-        if layout == "px4-nn":
-            raise QuadhilError("layout 'px4-nn' has no action history (PX4's mc_nn_control inputs are fixed)")
         if not 0 <= action_history <= 64:
             raise QuadhilError(f"--action-history must be in 0..64, got {action_history}")
         kw["action_history"] = action_history
