@@ -38,8 +38,8 @@ COMMON = {
 # the early, diverse transitions; with room for the whole 5-minute run (< 2 M transitions) the
 # evaluations after 1 M stayed at 83-89 % instead of 64-80 % (seed 0, docs/training.md).
 PER_VEHICLE: dict[str, dict] = {
-    "x500": {"train": {"lr_decay_steps": 1_000_000, "lr_end_fraction": 0.2, "sigma_end": 0.03,
-                       "replay_capacity": 2_000_000}},
+    "x500": {"version": 4, "train": {"lr_decay_steps": 1_000_000, "lr_end_fraction": 0.2, "sigma_end": 0.03,
+                                     "replay_capacity": 2_000_000}},
 }
 
 
@@ -52,7 +52,7 @@ PER_VEHICLE: dict[str, dict] = {
 # 87.5/87.5/84.5 % against 83/74/87 % and 80.0/70.0/86.0 % for v4 (docs/training.md).
 # Motor-level x500 policies (px4-nn) keep v4: they need the rate the motors are driven at.
 PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
-    ("x500", "ctbr"): {"control_rate_hz": 50.0, "agent": {"critic_layer_norm": True}},
+    ("x500", "ctbr"): {"version": 5, "control_rate_hz": 50.0, "agent": {"critic_layer_norm": True}},
 }
 
 
@@ -65,9 +65,9 @@ def default_control_rate_hz(vehicle_id: str, action_mode: str) -> float:
 # keep the same horizon in seconds (1 s and 50 ms): gamma = 0.99 ** (100 / rate), n = 5 * rate / 100.
 # The x500 px4-nn policy (200 Hz, gamma 0.995, 10-step targets) was trained that way.
 REFERENCE_RATE_HZ = 100.0
-# v4 (x500 only): the 2 M replay. v5 (x500 ctbr only): 50 Hz and a LayerNorm critic.
-# The crazyflie's recipe is unchanged since v3.
-PRESET_VERSION = {"x500": 4, ("x500", "ctbr"): 5}
+# Recipe versions ("version" above): v3 the common recipe (the crazyflie's since), v4 (x500) the
+# 2 M replay, v5 (x500 ctbr) 50 Hz and a LayerNorm critic.
+BASE_VERSION = 3
 
 
 def preset(vehicle_id: str, action_mode: str, control_rate_hz: float = REFERENCE_RATE_HZ) -> dict:
@@ -82,7 +82,7 @@ def preset(vehicle_id: str, action_mode: str, control_rate_hz: float = REFERENCE
         agent["gamma"] = round(0.99 ** (1.0 / ratio), 4)
         train["n_step"] = max(1, int(round(train["n_step"] * ratio)))
     return {
-        "name": f"{vehicle_id}-{action_mode}-v{PRESET_VERSION.get((vehicle_id, action_mode), PRESET_VERSION.get(vehicle_id, 3))}",
+        "name": f"{vehicle_id}-{action_mode}-v{mode.get('version', own.get('version', BASE_VERSION))}",
         "realism": {**COMMON["realism"], **own.get("realism", {})},
         "train": train,
         "agent": agent,
