@@ -68,12 +68,13 @@ def test_evaluate_rejects_a_policy_of_another_vehicle(cf_spec):
 
 def test_eval_task_keeps_the_task_and_resets_realism_to_the_eval_default():
     """Periodic evaluations during training and `quadhil eval` fly the same task: the run's task
-    with randomization and sensor noise on and none of training's extra latency."""
+    with randomization and sensor noise on, and none of training's extra latency or wider ranges."""
     from sim.env import HoverTaskConfig
     from sim.randomization import RealismConfig
     from train.evaluate import eval_task_config
 
-    trained = HoverTaskConfig(episode_s=6.0, realism=RealismConfig(latency_ticks_max=1, noise_scale=2.0))
+    trained = HoverTaskConfig(episode_s=6.0, realism=RealismConfig(latency_ticks_max=1, noise_scale=2.0,
+                                                                  randomization_scale=1.25))
     task = eval_task_config(trained)
     assert task.episode_s == 6.0 and task.realism == RealismConfig()
     assert eval_task_config(None) == HoverTaskConfig()
