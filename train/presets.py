@@ -83,16 +83,10 @@ def preset(vehicle_id: str, action_mode: str, control_rate_hz: float = REFERENCE
     RewardWeights and RealismConfig, for a policy running at ``control_rate_hz``."""
     own = PER_VEHICLE.get(vehicle_id, {})
     mode = PER_VEHICLE_MODE.get((vehicle_id, action_mode), {})
-    train = {**COMMON["train"], **own.get("train", {}), **mode.get("train", {})}
-    agent = {**COMMON["agent"], **own.get("agent", {}), **mode.get("agent", {})}
+    # every section layers the same way: common recipe, then the vehicle's, then its mode's
+    out = {section: {**COMMON[section], **own.get(section, {}), **mode.get(section, {})} for section in COMMON}
     ratio = control_rate_hz / REFERENCE_RATE_HZ
     if ratio != 1.0:
-        agent["gamma"] = round(0.99 ** (1.0 / ratio), 4)
-        train["n_step"] = max(1, int(round(train["n_step"] * ratio)))
-    return {
-        "name": f"{vehicle_id}-{action_mode}-v{mode.get('version', own.get('version', BASE_VERSION))}",
-        "realism": {**COMMON["realism"], **own.get("realism", {}), **mode.get("realism", {})},
-        "train": train,
-        "agent": agent,
-        "reward": {**COMMON["reward"], **own.get("reward", {})},
-    }
+        out["agent"]["gamma"] = round(0.99 ** (1.0 / ratio), 4)
+        out["train"]["n_step"] = max(1, int(round(out["train"]["n_step"] * ratio)))
+    return {"name": f"{vehicle_id}-{action_mode}-v{mode.get('version', own.get('version', BASE_VERSION))}", **out}
