@@ -32,6 +32,7 @@ from train.nstep import NStepAccumulator
 from train.noise import make_noise
 from train.obs_scale import with_fixed_obs_scales
 from train.replay import ReplayBuffer
+from train.symmetry import check_turnable, turn_transitions
 
 TASKS = ("hover",)
 CHECKPOINT_DIR = "checkpoint"
@@ -79,6 +80,9 @@ class TrainConfig:
     # > 0: the precision bonus also asks for stillness, x exp(-(|v| / precision_speed_mps)^2), |v|
     # from the observed (estimated) velocity of the tick's end state (the success test's 0.2 m/s)
     precision_speed_mps: float = 0.0
+    # Turn each sampled transition by a random quarter turn about the world z axis, an exact
+    # symmetry of the hover task (train/symmetry.py), before the gradient step.
+    yaw_symmetry: bool = False
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -232,6 +236,8 @@ class Trainer:
                                  next_checkpoint_steps=train_config.checkpoint_every_steps)
         self.ep_return = np.zeros(train_config.num_envs)
         self._vel_slice = velocity_slice(spec)
+        if train_config.yaw_symmetry:
+            check_turnable(spec)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
         self._pool = None  # the worker thread of train.overlap, made on first use
 
@@ -411,6 +417,8 @@ class Trainer:
             frac = min(1.0, p.env_steps / tc.lr_decay_steps)
             self.agent.set_lr_factor(1.0 + frac * (tc.lr_end_fraction - 1.0))
         obs, act, rew, nobs, mask = self.buffer.sample(self.rng, (k, tc.batch_size))
+        if tc.yaw_symmetry:
+            obs, nobs = turn_transitions(self.rng, obs, nobs, self.spec)
         tnoise = None
         if self.ac.target_noise > 0:
             tnoise = np.clip(self.ac.target_noise * self.rng.standard_normal(act.shape), -self.ac.target_noise_clip,

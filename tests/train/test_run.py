@@ -181,28 +181,30 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
     assert at_200["agent"]["gamma"] == 0.995 and at_200["train"]["n_step"] == 10
     at_50 = preset("crazyflie", "ctbr", 50.0)
     assert at_50["agent"]["gamma"] == 0.9801 and at_50["train"]["n_step"] == 2
-    x500_at_50 = preset("x500", "ctbr", 50.0)  # v6 states an 8-step (80 ms) window at 100 Hz
+    x500_at_50 = preset("x500", "ctbr", 50.0)  # v6 and later state an 8-step (80 ms) window at 100 Hz
     assert x500_at_50["agent"]["gamma"] == 0.9801 and x500_at_50["train"]["n_step"] == 4
 
 
 def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_path):
-    """Preset v6: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets and 1.25x the
-    randomization ranges in training; its motor-level runs and the Crazyflie keep 100 Hz, the plain
-    critic and 1x; an explicit --control-rate-hz wins."""
+    """Preset v7: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.25x the
+    randomization ranges in training and quarter-turn augmentation; its motor-level runs and the
+    Crazyflie keep 100 Hz, the plain critic, 1x and no augmentation; an explicit --control-rate-hz
+    wins."""
     from train.presets import default_control_rate_hz, preset
 
     assert default_control_rate_hz("x500", "ctbr") == 50.0
     assert default_control_rate_hz("x500", "motors") == default_control_rate_hz("crazyflie", "ctbr") == 100.0
-    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v6"
+    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v7"
     assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
     assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
     for other in (preset("crazyflie", "ctbr"), preset("x500", "motors", 200.0)):
-        assert "randomization_scale" not in other["realism"]
+        assert "randomization_scale" not in other["realism"] and "yaw_symmetry" not in other["train"]
     assert _train(tmp_path / "x", "--max-steps", "80", vehicle="x500") == 0
     cfg = json.loads((tmp_path / "x" / "config.json").read_text())
     assert cfg["spec"]["control_rate_hz"] == 50.0 and cfg["agent"]["critic_layer_norm"] is True
     assert cfg["train"]["n_step"] == 4 and cfg["task_config"]["realism"]["randomization_scale"] == 1.25
-    assert cfg["preset"] == "x500-ctbr-v6"
+    assert cfg["train"]["yaw_symmetry"] is True
+    assert cfg["preset"] == "x500-ctbr-v7"
     assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
