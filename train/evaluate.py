@@ -44,6 +44,9 @@ class EvalResult:
     pos_w: np.ndarray = field(repr=False)
     target_w: np.ndarray = field(repr=False)
     dt_s: float = 0.01
+    # median |body z rate| over the hold window of the episodes still flying there, rad/s: the
+    # task does not ask for a heading, and some policies hover turning (docs/training.md)
+    yaw_rate_median_rad_s: float = float("nan")
 
     def summary(self) -> dict:
         """The scalar figures as a plain dict (what eval.json holds)."""
@@ -54,6 +57,7 @@ class EvalResult:
             "out_of_bounds_rate": float(self.out_of_bounds_rate),
             "episodes": int(self.episodes),
             "mean_return": float(self.mean_return),
+            "yaw_rate_median_rad_s": float(self.yaw_rate_median_rad_s),
         }
 
 
@@ -105,6 +109,7 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
     ret = np.zeros(episodes)
     sq_err_sum = np.zeros(episodes)
     sq_err_n = np.zeros(episodes, dtype=np.int64)
+    yaw_rates = []
     for tick in range(1, t.max_ticks + 1):
         obs, reward, terminated, truncated, info = t.step(_act(act_fn, obs))
         ret += np.where(alive, reward, 0.0)
@@ -112,6 +117,7 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
         in_window = alive & (tick > t.max_ticks - hold_ticks)
         sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
         sq_err_n += in_window
+        yaw_rates.append(np.abs(t.sim.state.omega_b[in_window, 2]))
         pos[:, tick] = np.where(alive[:k, None], t.sim.state.pos_w[:k], np.nan)
         ended = alive & (terminated | truncated)
         success |= ended & info["success"]
@@ -121,12 +127,14 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
         if not alive.any():
             break
     full = ~(crashed | out)
+    yaw_hold = np.concatenate(yaw_rates)
     rmse = float(np.sqrt(sq_err_sum[full].sum() / max(sq_err_n[full].sum(), 1))) if full.any() else float("nan")
     return EvalResult(
         success_rate=float(success.mean()), rmse_m=rmse, crash_rate=float(crashed.mean()),
         out_of_bounds_rate=float(out.mean()), episodes=episodes, mean_return=float(ret.mean()),
         success=success, crashed=crashed, episode_return=ret, pos_w=pos,
         target_w=np.asarray(t.target_w[0]), dt_s=t.dt_s,
+        yaw_rate_median_rad_s=float(np.median(yaw_hold)) if yaw_hold.size else float("nan"),
     )
 
 

@@ -51,6 +51,24 @@ def test_a_good_controller_succeeds_and_eval_is_deterministic(crazyflie, cf_spec
     assert r1.summary() == r2.summary()
 
 
+def test_eval_reports_how_fast_a_policy_turns_while_it_holds(crazyflie, cf_spec):
+    """The hover task asks for no heading, so a policy may hover spinning; eval says how fast."""
+    nominal = RealismConfig.off()
+    pd = _pd(cf_spec, crazyflie)
+    spin_rad_s = 1.5
+
+    def spinning(obs):
+        a = pd(obs)
+        a[:, 3] = spin_rad_s / cf_spec.body_rate_max_rad_s[2]
+        return a
+
+    still = evaluate_policy(pd, cf_spec, "crazyflie", episodes=8, seed=1, realism=nominal)
+    turning = evaluate_policy(spinning, cf_spec, "crazyflie", episodes=8, seed=1, realism=nominal)
+    assert still.yaw_rate_median_rad_s < 0.05
+    assert turning.yaw_rate_median_rad_s == pytest.approx(spin_rad_s, abs=0.1)
+    assert turning.summary()["yaw_rate_median_rad_s"] == turning.yaw_rate_median_rad_s
+
+
 def test_collect_observations_returns_visited_raw_observations(crazyflie, cf_spec):
     obs = collect_observations(_pd(cf_spec, crazyflie), cf_spec, "crazyflie", n_obs=300, seed=0, num_envs=8)
     assert obs.shape == (300, cf_spec.obs_dim) and obs.dtype == np.float32
