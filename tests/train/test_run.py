@@ -188,8 +188,8 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
 def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_path):
     """Preset v7: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.25x the
     randomization ranges in training and quarter-turn augmentation; its motor-level runs and the
-    Crazyflie keep 100 Hz, the plain critic, 1x and no augmentation; an explicit --control-rate-hz
-    wins."""
+    Crazyflie keep 100 Hz, the plain critic and 1x, and the motor-level runs no augmentation; an
+    explicit --control-rate-hz wins."""
     from train.presets import default_control_rate_hz, preset
 
     assert default_control_rate_hz("x500", "ctbr") == 50.0
@@ -198,7 +198,8 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
     assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
     assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
     for other in (preset("crazyflie", "ctbr"), preset("x500", "motors", 200.0)):
-        assert "randomization_scale" not in other["realism"] and "yaw_symmetry" not in other["train"]
+        assert "randomization_scale" not in other["realism"]
+    assert "yaw_symmetry" not in preset("x500", "motors", 200.0)["train"]
     assert _train(tmp_path / "x", "--max-steps", "80", vehicle="x500") == 0
     cfg = json.loads((tmp_path / "x" / "config.json").read_text())
     assert cfg["spec"]["control_rate_hz"] == 50.0 and cfg["agent"]["critic_layer_norm"] is True
@@ -207,6 +208,16 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
     assert cfg["preset"] == "x500-ctbr-v7"
     assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
+
+
+def test_the_crazyflie_flying_ctbr_learns_from_quarter_turns_by_default():
+    """Crazyflie ctbr preset v4 = the common recipe (v3) plus train.yaw_symmetry; motors stay v3."""
+    from train.presets import preset
+
+    cf = preset("crazyflie", "ctbr")
+    assert cf["name"] == "crazyflie-ctbr-v4" and cf["train"]["yaw_symmetry"] is True
+    assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
+    assert "yaw_symmetry" not in preset("crazyflie", "motors")["train"]
 
 
 def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_path):
