@@ -87,9 +87,13 @@ def run(args: argparse.Namespace) -> int:
                "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks,
                "eval_s": time.perf_counter() - t0,
                "loadavg": os.getloadavg()}
-    (run_dir / "eval.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    # eval.json holds the run's figure (default realism); a variant writes its own file, so that
+    # measuring a committed policy with a tick of delay does not overwrite that figure
+    stem = "eval" + ("-nominal" if args.no_randomization else "") + (
+        f"-latency{args.latency_ticks}" if args.latency_ticks else "")
+    (run_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not args.no_plot:
-        plot_trajectories(result, run_dir / "eval.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
+        plot_trajectories(result, run_dir / f"{stem}.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
     print_table(f"quadhil eval {run_dir}", [(k, v) for k, v in summary.items() if k != "loadavg"])
     if args.json:
         emit_json(summary)

@@ -140,9 +140,17 @@ def test_eval_cli_writes_eval_json_and_a_plot(smoke_run, capsys):
 
 
 def test_eval_with_link_latency_reports_it_and_refuses_a_negative_one(smoke_run, capsys):
+    """A delayed (or nominal) evaluation writes its own file and leaves the run's eval.json alone."""
+    assert run_command("eval", [str(smoke_run), "--episodes", "5", "--no-plot"]) == 0
+    capsys.readouterr()
     assert run_command("eval", [str(smoke_run), "--episodes", "4", "--latency-ticks", "1", "--no-plot",
                                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["latency_ticks"] == 1
+    assert json.loads((smoke_run / "eval-latency1.json").read_text())["latency_ticks"] == 1
+    assert json.loads((smoke_run / "eval.json").read_text())["latency_ticks"] == 0
+    assert run_command("eval", [str(smoke_run), "--episodes", "3", "--no-randomization", "--no-plot"]) == 0
+    assert json.loads((smoke_run / "eval-nominal.json").read_text())["randomization"] is False
+    assert json.loads((smoke_run / "eval.json").read_text())["episodes"] == 5
     assert run_command("eval", [str(smoke_run), "--latency-ticks", "-1"]) == 2
     assert "--latency-ticks" in capsys.readouterr().err
 
