@@ -13,6 +13,9 @@ from sim.vehicle import load_vehicle
 from train.loop import make_spec
 from train.symmetry import quarter_turn, turn_transitions
 
+# R_z(+90 deg), ENU: east -> north
+QUARTER_TURN_Z = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
 
 def _spec(vehicle_id: str, layout: str = "default", rate_hz: float = 50.0):
     return make_spec(load_vehicle(vehicle_id), layout, "ctbr", rate_hz, HoverTaskConfig())
@@ -38,8 +41,7 @@ def test_a_quarter_turn_maps_east_to_north_and_turns_the_attitude():
     obs[0, spec.obs_slice("rotation_matrix_wb")] = np.eye(3).reshape(-1)
     out = quarter_turn(obs, spec, np.array([1]))
     assert out[0, spec.obs_slice("position_error_w")].tolist() == [0.0, 1.0, 0.5]
-    rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    assert np.array_equal(out[0, spec.obs_slice("rotation_matrix_wb")].reshape(3, 3), rz)
+    assert np.array_equal(out[0, spec.obs_slice("rotation_matrix_wb")].reshape(3, 3), QUARTER_TURN_Z)
 
 
 def test_extra_columns_after_the_observation_are_kept():
@@ -65,9 +67,8 @@ def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, l
     s0 = sim.state.take(np.array([0]))
     turned = s0.copy()
     target = task.target_w[0]
-    rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    turned.pos_w = target + (s0.pos_w - target) @ rz.T
-    turned.vel_w = s0.vel_w @ rz.T
+    turned.pos_w = target + (s0.pos_w - target) @ QUARTER_TURN_Z.T
+    turned.vel_w = s0.vel_w @ QUARTER_TURN_Z.T
     turned.quat_wb = quat_multiply(quat_from_euler(np.zeros(1), np.zeros(1), np.full(1, np.pi / 2)), s0.quat_wb)
     sim.state.put(np.array([False, True]), turned)
     task.rate_ctrl.reset(None, sim.state.omega_b)
