@@ -65,8 +65,7 @@ def plot_flight(path: str | Path, out_dir: str | Path | None = None) -> list[Pat
         _mark_transitions(axes[i], log)
     axes[-1].set_xlabel("time since takeoff [s]")
     summ = log.summary or {}
-    fig.suptitle(f"{stem}: position vs reference (RMSE {summ.get('rmse_m')}, failsafe {summ.get('failsafe')})",
-                 fontsize=9)
+    fig.suptitle(position_title(stem, summ), fontsize=9)
     written.append(_save(fig, out / f"{stem}_position.png"))
 
     quat, omega = log.column("quat"), log.column("omega")
@@ -118,6 +117,17 @@ def plot_flight(path: str | Path, out_dir: str | Path | None = None) -> list[Pat
         ax.legend(fontsize=8)
     written.append(_save(fig, out / f"{stem}_latency.png"))
     return written
+
+
+def position_title(stem: str, summary: dict) -> str:
+    """Title of the position plot: the log's name, hover RMSE in cm (2 decimals), how it ended."""
+    rmse_m = summary.get("rmse_m")
+    rmse = "n/a" if rmse_m is None else f"{100.0 * float(rmse_m):.2f} cm"
+    parts = [f"RMSE {rmse}"]
+    if summary.get("final_state"):
+        parts.append(f"ended {summary['final_state']}")
+    parts.append(f"failsafe {summary.get('failsafe') or 'none'}")
+    return f"{stem}: position vs reference ({', '.join(parts)})"
 
 
 def _save(fig, path: Path) -> Path:
