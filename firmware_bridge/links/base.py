@@ -113,6 +113,10 @@ class Link:
         """False once the link knows the vehicle is gone."""
         return self.lost_reason is None
 
+    def read_params(self, names: list[str], timeout_s: float = 3.0) -> dict[str, float]:
+        """Firmware parameters by name ({} where the link has no parameter protocol)."""
+        return {}
+
     # -- flight ----------------------------------------------------------------------------
     def prepare(self, spec, vehicle) -> None:
         """Called once after preflight checks pass, before arm(): remember spec and vehicle."""

@@ -10,6 +10,7 @@ src/modules/mavlink/mavlink_receiver.cpp handle_message_set_attitude_target).
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 
@@ -28,6 +29,23 @@ MAV_FRAME_LOCAL_NED = 1
 VELOCITY_ONLY = 1 | 2 | 4 | 64 | 128 | 256 | 1024 | 2048
 # ... ignore z position, vx, vy (4, 8, 16), accelerations, yaw, yaw rate: hold x, y, climb at vz
 XY_POSITION_Z_VELOCITY = 4 | 8 | 16 | 64 | 128 | 256 | 1024 | 2048
+MAV_PARAM_TYPE_INT32 = 6
+PARAM_RETRY_S = 0.5  # PARAM_REQUEST_READ is re-sent this often for names still unanswered
+
+
+def decode_param_value(wire_value: float, param_type: int) -> float:
+    """A PARAM_VALUE's value: PX4 sends INT32 parameters bytewise in the float field
+    (src/modules/mavlink/mavlink_parameters.cpp, MAV_PROTOCOL_CAPABILITY_PARAM_ENCODE_BYTEWISE)."""
+    if param_type == MAV_PARAM_TYPE_INT32:
+        return float(struct.unpack("<i", struct.pack("<f", wire_value))[0])
+    return float(wire_value)
+
+
+def encode_param_value(value: float, param_type: int) -> float:
+    """The float that carries ``value`` in PARAM_SET (inverse of :func:`decode_param_value`)."""
+    if param_type == MAV_PARAM_TYPE_INT32:
+        return struct.unpack("<f", struct.pack("<i", int(round(value))))[0]
+    return float(value)
 
 
 def parse_mavlink_uri(uri: str) -> tuple[str, dict]:
@@ -76,6 +94,8 @@ class MavlinkLink(Link):
         self.autopilot: int | None = None
         self._last_pair = (None, None)
         self._next_land_request_s = 0.0
+        self._params: dict[str, tuple[float, int]] = {}  # name -> (value, MAV_PARAM_TYPE) as PX4 sent it
+        self._params_cond = threading.Condition()
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -210,6 +230,12 @@ class MavlinkLink(Link):
         elif kind == "SYS_STATUS":
             if msg.voltage_battery != 65535:
                 self.battery_v = msg.voltage_battery / 1000.0
+        elif kind == "PARAM_VALUE":
+            name = msg.param_id.decode("ascii", "replace") if isinstance(msg.param_id, bytes) else str(msg.param_id)
+            with self._params_cond:
+                self._params[name.rstrip("\x00")] = (decode_param_value(msg.param_value, msg.param_type),
+                                                     int(msg.param_type))
+                self._params_cond.notify_all()
 
     def _pair(self, t_arr: float) -> None:
         if self._lpn is None or self._att is None:
@@ -219,6 +245,73 @@ class MavlinkLink(Link):
             return
         self._last_pair = key
         self.telemetry.publish(t_arr, max(key), self._lpn[1], self._lpn[2], self._att[1], self._att[2])
+
+    # -- parameters ------------------------------------------------------------------------
+    def read_params(self, names: list[str], timeout_s: float = 3.0) -> dict[str, float]:
+        """Read PX4 parameters by name with PARAM_REQUEST_READ (param_index -1), re-asking every
+        0.5 s for those not yet answered, for at most ``timeout_s``. Returns {name: value} for
+        every name PX4 answered (INT32 values decoded from PX4's bytewise encoding); a name it
+        does not know (PX4 then only logs "unknown param") is absent from the result."""
+        if self._m is None:
+            raise LinkError("read_params needs a connected link")
+        wanted = list(dict.fromkeys(names))
+        for name in wanted:
+            if not 0 < len(name) <= 16:
+                raise LinkError(f"PX4 parameter names are 1..16 characters, got {name!r}")
+        with self._params_cond:
+            for name in wanted:  # a fresh read: never answer from an older reply
+                self._params.pop(name, None)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._params_cond:
+                missing = [n for n in wanted if n not in self._params]
+            if not missing or time.monotonic() >= deadline:
+                break
+            for name in missing:
+                try:
+                    self._m.mav.param_request_read_send(self._m.target_system, self._m.target_component,
+                                                        name.encode("ascii"), -1)
+                except OSError as exc:
+                    raise LinkError(f"PARAM_REQUEST_READ failed: {exc}") from None
+            retry_at = min(deadline, time.monotonic() + PARAM_RETRY_S)
+            with self._params_cond:
+                while any(n not in self._params for n in wanted) and time.monotonic() < retry_at:
+                    self._params_cond.wait(retry_at - time.monotonic())
+        with self._params_cond:
+            return {n: self._params[n][0] for n in wanted if n in self._params}
+
+    def set_params(self, values: dict[str, float], timeout_s: float = 3.0) -> dict[str, float]:
+        """Set PX4 parameters with PARAM_SET and confirm each by the PARAM_VALUE PX4 echoes;
+        the parameter's type is the one PX4 reported when it was read (read first if unknown).
+        Returns the values PX4 now holds; raises LinkError naming any it did not confirm."""
+        if self._m is None:
+            raise LinkError("set_params needs a connected link")
+        types = {}
+        unknown = [n for n in values if n not in self._params]
+        if unknown:
+            self.read_params(unknown, timeout_s)
+        for name in values:
+            if name not in self._params:
+                raise LinkError(f"PX4 did not answer for parameter {name}: cannot set it")
+            types[name] = self._params[name][1]
+        with self._params_cond:
+            for name in values:
+                self._params.pop(name, None)
+        deadline = time.monotonic() + timeout_s
+        pending = dict(values)
+        while pending and time.monotonic() < deadline:
+            for name, value in pending.items():
+                self._m.mav.param_set_send(self._m.target_system, self._m.target_component, name.encode("ascii"),
+                                           encode_param_value(value, types[name]), types[name])
+            retry_at = min(deadline, time.monotonic() + PARAM_RETRY_S)
+            with self._params_cond:
+                while any(n not in self._params for n in pending) and time.monotonic() < retry_at:
+                    self._params_cond.wait(retry_at - time.monotonic())
+                pending = {n: v for n, v in pending.items() if n not in self._params}
+        if pending:
+            raise LinkError("PX4 did not confirm PARAM_SET of " + ", ".join(sorted(pending)))
+        with self._params_cond:
+            return {n: self._params[n][0] for n in values}
 
     # -- flight ----------------------------------------------------------------------------
     def _wait(self, pred, timeout_s: float, stream=None) -> bool:
