@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from sim.errors import QuadhilError
+from sim.report import ArgumentParser  # takes --target -1,0,1 without '='
 
 # command -> (module, one-line help, package that also runs it as ``python -m``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -29,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="quadhil",
         description="Train, export and fly quadcopter control policies (Keras DDPG -> TFLite -> cflib/MAVLink).",
     )
@@ -46,7 +47,7 @@ def run_command(name: str, argv: list[str], prog: str | None = None) -> int:
     prog = prog or f"quadhil {name}"
     try:
         module = importlib.import_module(module_name)
-        parser = argparse.ArgumentParser(prog=prog, description=help_text)
+        parser = ArgumentParser(prog=prog, description=help_text)
         module.configure(parser)
         args = parser.parse_args(argv)
         return int(module.run(args) or 0)

@@ -6,8 +6,10 @@ figures can be compared across commits by machines; humans get a rich table abov
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -68,3 +70,42 @@ def start_arg(text: str) -> tuple[float, float, float]:
     if values[2] < 0:
         raise argparse.ArgumentTypeError("--start z must be >= 0 (the ground is z = 0)")
     return values
+
+
+# A value that starts like a negative number and holds only number characters: "-1,0,1",
+# "-1,1,-1,1,2", "-.5", "-1e-3,2,3". No option starts with a digit, so it cannot be a flag.
+_NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.,eE+\- ]*$")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--flag -1,0,1`` becomes ``--flag=-1,0,1`` so argparse takes negative numbers as values.
+
+    argparse reads a token that starts with ``-`` as an option unless it matches its own
+    negative-number pattern (a single number such as ``-1``, not ``-1,0,1``), so comma lists of
+    numbers (coordinates, fences) would need ``=``. Only a ``--long-flag`` without ``=`` followed
+    by such a token is joined; everything after ``--`` is left alone.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (tok.startswith("--") and len(tok) > 2 and "=" not in tok and nxt is not None
+                and _NEGATIVE_NUMBERS.match(nxt)):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` that accepts negative number lists after a flag without ``=``
+    (``--target -1,0,1``, ``--geofence -1,1,-1,1,2``); see :func:`join_negative_values`."""
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's own
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(join_negative_values(args), namespace)
