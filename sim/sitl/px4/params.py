@@ -54,6 +54,11 @@ _DEFS = [
     _i("MAV_SYS_ID", 1, 1, 250, "MAVLink system id"),
     _i("MAV_TYPE", 2, 0, 22, "MAV_TYPE (2 = quadrotor)"),
     _i("SYS_AUTOSTART", 4001, 0, 9999999, "airframe (4001 = gz x500)"),
+    # src/modules/navigator/geofence_params.c (0 = that check off). Reported to clients (the
+    # bridge derives its default fence from them); the twin does not enforce PX4's geofence.
+    _i("GF_ACTION", 2, 0, 5, "geofence violation action: 0 None, 1 Warning, 2 Hold, 3 Return, 4 Terminate, 5 Land"),
+    _f("GF_MAX_HOR_DIST", 0.0, 0.0, 10000.0, "max horizontal distance from Home, m (0 off)"),
+    _f("GF_MAX_VER_DIST", 0.0, 0.0, 10000.0, "max vertical distance from Home, m (0 off)"),
     # src/modules/battery_status / lib/battery
     _f("BAT_LOW_THR", 0.15, 0.12, 0.5, "low battery threshold, fraction"),
     _f("BAT_CRIT_THR", 0.07, 0.05, 0.25, "critical battery threshold, fraction (arming denied below)"),
