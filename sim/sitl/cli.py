@@ -1,8 +1,9 @@
 """``quadhil sitl TWIN``: run one SITL twin in real time until Ctrl-C / SIGTERM.
 
 TWIN is ``crazyflie`` (CRTP over UDP for cflib's udp driver), ``px4`` (a PX4-dialect MAVLink
-vehicle on PX4 SITL's ports) or ``px4-hil`` (quadhil's physics as the simulator of a real PX4
-SITL over simulator_mavlink). Each twin's module owns its arguments.
+vehicle on PX4 SITL's ports), ``px4-hil`` (quadhil's physics as the simulator of a real PX4
+SITL over simulator_mavlink) or ``crazyflie-fw`` (quadhil's physics for CrazySim's crazyflie-firmware
+SITL binary, with the cflib relay). Each twin's module owns its arguments.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ TWINS = {
     "crazyflie": ("sim.sitl.crazyflie.cli", "Crazyflie 2.1 twin: CRTP over UDP, for cflib's udp:// driver"),
     "px4": ("sim.sitl.px4.cli", "PX4 twin: MAVLink on PX4 SITL's ports (offboard 14540, GCS 14550)"),
     "px4-hil": ("sim.sitl.px4.hil_cli", "quadhil physics as the simulator of a real PX4 SITL (TCP 4560)"),
+    "crazyflie-fw": ("sim.sitl.crazysim.cli",
+                     "quadhil physics for CrazySim's real crazyflie-firmware (cf2, UDP 19950+N) and the cflib relay (19850+N)"),
 }
 
 
