@@ -35,6 +35,16 @@ def _positive(text: str) -> float:
     return v
 
 
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``quadhil fly``."""
     parser.add_argument("--model", required=True, help="exported policy (.tflite with the quadhil contract inside)")
@@ -47,7 +57,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=_positive, default=10.0, help="hover time at the target, s (default 10)")
     parser.add_argument("--arm", action="store_true",
                         help="really arm and fly; without it: a dry run that sends nothing that spins motors")
-    parser.add_argument("--geofence", type=_geofence, default=None, help="xmin,xmax,ymin,ymax,zmax in m (ENU)")
+    parser.add_argument("--geofence", type=_geofence, default=None,
+                        help="xmin,xmax,ymin,ymax,zmax in m (ENU; negative numbers need no '='). Default: the "
+                             "vehicle's own (Crazyflie: a box around the start from the vehicle file's [limits]; "
+                             "PX4: its GF_MAX_HOR_DIST/GF_MAX_VER_DIST where set, else the vehicle file's box)")
+    parser.add_argument("--fence-margin", type=_non_negative, default=None,
+                        help="m a target keeps inside every face of the geofence (default: the vehicle file's)")
+    parser.add_argument("--min-height", type=_non_negative, default=None,
+                        help="lowest target and takeoff height above the start, m (default: the vehicle file's)")
+    parser.add_argument("--max-transit", type=_positive, default=None,
+                        help="longest planned climb-and-transit to the target, s (default: the vehicle file's)")
+    parser.add_argument("--max-flight-time", type=_positive, default=None,
+                        help="longest flight, s: refused if planned longer, failsafe if flown longer "
+                             "(default: the vehicle file's)")
     parser.add_argument("--log", default="flights", help="directory for the flight log (default flights/)")
     parser.add_argument("--takeoff-height", type=_positive, default=None,
                         help="climb straight up to this height (m) before moving to the target (default: target z)")
@@ -57,7 +79,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="refuse to arm below this battery voltage (default: the vehicle file's low_voltage_v)")
     parser.add_argument("--connect-timeout", type=_positive, default=10.0, help="s (default 10)")
     parser.add_argument("--rate", type=_positive, default=None,
-                        help="control rate override, Hz (default: the policy's own; for benchmarks)")
+                        help="control rate, Hz (default: the policy's trained rate; another rate is refused "
+                             "unless --allow-rate-mismatch)")
+    parser.add_argument("--allow-rate-mismatch", action="store_true",
+                        help="fly a --rate other than the policy's trained rate (a warning instead of a refusal; "
+                             "benchmarks)")
     parser.add_argument("--realtime", action="store_true",
                         help="raise the bridge's scheduling priority (SCHED_FIFO, else nice -5) on a busy computer")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
@@ -71,15 +97,23 @@ def run(args: argparse.Namespace) -> int:
     cfg = FlyConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                     arm=args.arm, geofence=args.geofence, log_dir=args.log, takeoff_height_m=args.takeoff_height,
                     handover=args.handover, connect_timeout_s=args.connect_timeout, battery_min_v=args.battery_min,
-                    rate_hz=args.rate, status=not args.quiet, realtime=args.realtime)
+                    rate_hz=args.rate, status=not args.quiet, realtime=args.realtime,
+                    allow_rate_mismatch=args.allow_rate_mismatch, fence_margin_m=args.fence_margin,
+                    min_height_m=args.min_height, transit_max_s=args.max_transit,
+                    flight_time_max_s=args.max_flight_time)
     flight = Flight(cfg)
     try:
         result = flight.run()
     except RefusedToArm as exc:
+        rows = [("final state", flight.sup.state.value), ("dry run", not args.arm), ("ticks", 0),
+                *_preflight_rows(flight.preflight_extra())]
+        rows += [("refused", r) for r in flight.sup.refusals]
+        print_table("quadhil fly: refused before arming", rows)
         if args.json:
             emit_json({"rmse_m": None, "failsafe": None, "refused": flight.sup.refusals, "ticks": 0,
                        "deadline_miss_rate": None, "log": str(flight.log.path) if flight.log else None,
-                       "final_state": flight.sup.state.value})
+                       "final_state": flight.sup.state.value, "dry_run": not args.arm, "rate_hz": flight.rate_hz,
+                       **flight.preflight_extra()})
         raise QuadhilError(f"{exc} (log: {flight.log.path})") from None
     d = result.as_dict()
     rows = [("final state", result.final_state), ("dry run", result.dry_run), ("ticks", result.ticks),
@@ -88,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             ("deadline miss rate", result.deadline_miss_rate),
             ("latency p50 / p99 (ms)", f"{_f(result.latency_p50_ms)} / {_f(result.latency_p99_ms)}"),
             ("state age p99 (ms)", _f(result.state_age_p99_ms)), ("inference p99 (ms)", _f(result.infer_p99_ms)),
-            ("failsafe", result.failsafe or "none"), ("log", result.log)]
+            *_preflight_rows(d), ("failsafe", result.failsafe or "none"), ("log", result.log)]
     if result.failsafe:
         rows.insert(-1, ("failsafe action", f"{result.failsafe_action} ({_f(result.failsafe_response_ms)} ms "
                                              "after detection)"))
@@ -99,6 +133,22 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(d)
     return EXIT_FAILSAFE if result.failsafe else 0
+
+
+def _preflight_rows(d: dict) -> list[tuple[str, str]]:
+    """Table rows of the preflight summary: the geofence and where it came from, the planned
+    transit and flight time against their limits, warnings."""
+    rows = []
+    g, p = d.get("geofence"), d.get("preflight")
+    if g:
+        rows.append(("geofence (m)", f"x [{g['x_min_m']:.2f}, {g['x_max_m']:.2f}] y [{g['y_min_m']:.2f}, "
+                                     f"{g['y_max_m']:.2f}] z <= {g['z_max_m']:.2f}"))
+        rows.append(("geofence source", g["source"]))
+    if p:
+        rows.append(("transit planned / limit (s)", f"{p['transit_s']:.1f} / {p['transit_limit_s']:.1f}"))
+        rows.append(("flight planned / limit (s)", f"{p['flight_s']:.1f} / {p['limits']['flight_time_max_s']:.0f}"))
+    rows += [("warning", w) for w in d.get("warnings") or []]
+    return rows
 
 
 def _f(v) -> str:

@@ -17,12 +17,16 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from firmware_bridge.flightlog import FlightLogWriter
 from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
+from firmware_bridge.mission import (
+    PX4_FENCE_PARAMS, FenceChoice, MissionLimits, check_mission, default_geofence, mission_summary, plan_mission,
+    transit_limit_s,
+)
 from firmware_bridge.reference import Reference
 from firmware_bridge.scheduler import Scheduler
 from firmware_bridge.supervisor import (
@@ -35,6 +39,7 @@ from sim.vehicle import load_vehicle
 TELEMETRY_WAIT_S = 3.0  # preflight: how long to wait for the first state estimate
 BATTERY_WAIT_S = 1.5  # preflight: how long to wait for a battery reading
 PREFLIGHT_OBSERVE_S = 0.3  # preflight: watch telemetry this long before judging it
+PARAM_READ_S = 1.5  # preflight: how long to wait for the vehicle's geofence parameters (PX4)
 SETTLE_S = 1.0  # hover RMSE ignores the first second after the approach ramp ends
 GROUND_TOUCH_M = 0.05  # landed when this close to the ground height
 # Takeoff and touch-down fly on the vehicle's own stabilization (Link.assist): a hover policy was
@@ -77,6 +82,12 @@ class FlyConfig:
     connect_timeout_s: float = 10.0
     battery_min_v: float | None = None
     rate_hz: float | None = None  # override the spec's control rate (benchmarks)
+    allow_rate_mismatch: bool = False  # fly a rate other than the trained one (a warning, not a refusal)
+    # overrides of the vehicle file's [limits] (firmware_bridge.mission.MissionLimits); None: the file's
+    fence_margin_m: float | None = None
+    min_height_m: float | None = None
+    transit_max_s: float | None = None
+    flight_time_max_s: float | None = None
     status: bool = True  # live status line on stderr
     realtime: bool = False  # raise the bridge's scheduling priority (SCHED_FIFO, else nice)
 
@@ -210,6 +221,12 @@ class Flight:
         self.limits = Limits(control_period_s=self.period_s, battery_min_v=battery_min, geofence=cfg.geofence,
                              body_rate_max_rad_s=rate_limit)
         self.sup = Supervisor(self.limits)
+        self.mission_limits = MissionLimits.from_vehicle_file(self.vehicle.source_path).with_overrides(
+            fence_margin_m=cfg.fence_margin_m, min_height_m=cfg.min_height_m, transit_max_s=cfg.transit_max_s,
+            flight_time_max_s=cfg.flight_time_max_s)
+        self.preflight: dict | None = None  # the preflight summary: fence, plan, limits, rule results
+        self.refused_rules: list[dict] = []
+        self.warnings: list[str] = []
         self.link: Link = make_link(cfg.link)
         self.log: FlightLogWriter | None = None
         self._t0 = time.monotonic()
@@ -285,29 +302,23 @@ class Flight:
             sup.abort(now, f"interrupted by {sigs.name} before arming")
             self._record_transitions(n_tr)
             raise FailsafeExit(f"interrupted by {sigs.name} before arming; nothing was powered")
+        mission, mission_refusals = self._check_mission(tel)
         inputs = PreflightInputs(
             spec_vehicle=self.spec.vehicle, spec_firmware=self.vehicle.firmware,
             spec_action_mode=self.spec.action_mode, link_firmware=link.firmware,
             link_action_modes=link.action_modes(), state=self._sample(tel, now),
-            battery_v=link.battery_v, handover=cfg.handover)
-        refusals = sup.request_arm(now, inputs)
+            battery_v=link.battery_v, handover=cfg.handover, mission_refusals=tuple(mission_refusals))
+        refusals = sup.request_arm(time.monotonic(), inputs)
         self._record_transitions(n_tr)
         n_tr = len(sup.transitions)
         if refusals:
             self.log.write({"type": "summary", "final_state": sup.state.value, "refused": refusals,
-                            "failsafe": None, "ticks": 0})
+                            "refused_rules": self.refused_rules, "failsafe": None, "ticks": 0})
             raise RefusedToArm("refused to arm: " + "; ".join(refusals))
 
         link.prepare(self.spec, self.vehicle)
-        start = tel.pos_w.copy()
-        if cfg.target_w is not None:
-            target = np.asarray(cfg.target_w, dtype=np.float64)
-        else:
-            h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else 1.0
-            target = np.array([start[0], start[1], start[2] + h if cfg.handover else h])
-        takeoff_h = cfg.takeoff_height_m if cfg.takeoff_height_m is not None else float(target[2])
-        ground_z = 0.0 if cfg.handover else float(start[2])
-        plan = _Plan(start_w=start, target_w=target, takeoff_h=takeoff_h, ground_z=ground_z,
+        start, target, ground_z = mission.start_w, mission.target_w, mission.ground_z
+        plan = _Plan(start_w=start, target_w=target, takeoff_h=mission.takeoff_h, ground_z=ground_z,
                      assisted=cfg.arm, handover=cfg.handover,
                      handover_z=ground_z + min(HANDOVER_M, 0.6 * max(float(target[2]) - ground_z, 0.0)))
         self.log.write({"type": "plan", "t": self._t(), **plan.__dict__})
@@ -328,6 +339,39 @@ class Flight:
             return self._loop(plan, sigs, status, cpu0, wall0)
         finally:
             gc.enable()
+
+    def preflight_extra(self) -> dict:
+        """The preflight summary's part of the ``--json`` output: geofence (with its source),
+        the plan and limits, the broken rules, warnings."""
+        return {"geofence": None if self.preflight is None else self.preflight["geofence"],
+                "preflight": self.preflight, "refused_rules": self.refused_rules, "warnings": self.warnings}
+
+    def _check_mission(self, tel: Telemetry | None):
+        """The preflight mission rules (firmware_bridge.mission), the same in a dry run as armed:
+        pick the geofence, plan from where the vehicle is, set the flight's fence and time limits;
+        return (the mission or None without a state estimate, refusals as text)."""
+        cfg = self.cfg
+        if tel is None or not np.all(np.isfinite(tel.pos_w)):
+            return None, []  # the supervisor refuses: no (finite) state estimate
+        kind = link_kind(cfg.link)
+        if cfg.geofence is not None:
+            fence = FenceChoice(cfg.geofence, "explicit (--geofence)")
+        else:
+            params = self.link.read_params(list(PX4_FENCE_PARAMS), PARAM_READ_S) if kind == "mavlink" else {}
+            fence = default_geofence(kind, tel.pos_w, self.mission_limits, params)
+        mission = plan_mission(tel.pos_w, cfg.target_w, cfg.takeoff_height_m, cfg.duration_s, cfg.handover,
+                               self.rate_hz, self.spec.control_rate_hz)
+        refusals, self.warnings = check_mission(mission, fence.fence, self.mission_limits, cfg.allow_rate_mismatch)
+        self.refused_rules = [r.as_dict() for r in refusals]
+        self.limits = replace(self.limits, geofence=fence.fence, transit_limit_s=transit_limit_s(mission, self.mission_limits),
+                              flight_time_max_s=self.mission_limits.flight_time_max_s)
+        self.sup.limits = self.limits
+        self.preflight = mission_summary(mission, fence, self.mission_limits)
+        self.log.write({"type": "preflight", "t": self._t(), **self.preflight, "refused_rules": self.refused_rules,
+                        "warnings": self.warnings})
+        for w in self.warnings:
+            print(f"quadhil fly: warning: {w}", file=sys.stderr, flush=True)
+        return mission, [str(r) for r in refusals]
 
     def _reference(self, plan: "_Plan", from_w: np.ndarray) -> Reference:
         """The policy's reference from ``from_w`` (where it takes over): climb, target, hover,
@@ -358,6 +402,7 @@ class Flight:
         t_ref0 = t_fly0
         t_touchdown0 = None
         hold_xy = None  # where takeoff / touch-down hold the horizontal position
+        reached = not self.cfg.arm  # a dry run stays on the ground: no transit limit to keep
         while True:
             sched.wait_release()
             deadline = sched.deadline()
@@ -376,6 +421,10 @@ class Flight:
                 last_seq = tel.seq
             t_rel = now - t_fly0
             s = self._sample(tel, now)
+            if not reached and s is not None and \
+                    float(np.linalg.norm(np.asarray(s.pos_w) - plan.target_w)) <= self.mission_limits.reach_radius_m:
+                reached = True
+                log.write({"type": "reached", "t": t_rel, "pos": s.pos_w, "target": plan.target_w})
             # -- supervisor -----------------------------------------------------------------
             reason = None
             if sigs.name is not None:
@@ -385,7 +434,8 @@ class Flight:
                 reason = f"link lost: {link.lost_reason}"
                 t_detect = now
             else:
-                reason = sup.check(now, s, missed_in_row) if sup.state in (State.FLYING, State.LANDING) else None
+                reason = sup.check(now, s, missed_in_row, t_flight_s=t_rel, target_reached=reached) \
+                    if sup.state in (State.FLYING, State.LANDING) else None
                 t_detect = now
             if reason is not None:
                 self._record_transitions(n_tr)
@@ -554,6 +604,7 @@ class Flight:
             infer_p99_ms=_pct([r["infer_ms"] for r in rows if r["infer_ms"] is not None], 99),
             fresh_rate=(len(lat) / len(rows)) if rows else 0.0, rate_hz=self.rate_hz, dry_run=not self.cfg.arm,
             cpu_percent=100.0 * (time.process_time() - cpu0) / wall if wall > 0 else None,
+            extra=self.preflight_extra(),
         )
         if self.sup.failsafe_reason is None:
             self.log.write({"type": "summary", **result.as_dict()})

@@ -118,6 +118,9 @@ class Limits:
     level_max_rad: float = math.radians(10.0)  # preflight: level
     ground_height_max_m: float = 0.15  # preflight: on the ground (z of the estimate)
     ground_speed_max_mps: float = 0.25  # preflight: at rest
+    # Mission time limits (firmware_bridge.mission), s after takeoff; None: not checked.
+    transit_limit_s: float | None = None  # by then the vehicle must have reached its target once
+    flight_time_max_s: float | None = None  # total flight
 
     @property
     def stale_s(self) -> float:
@@ -148,6 +151,7 @@ class PreflightInputs:
     state: StateSample | None  # None: no estimate received at all
     battery_v: float | None  # None: no battery reading
     handover: bool = False  # explicit in-air hand-over: skip the level-and-on-ground check
+    mission_refusals: tuple[str, ...] = ()  # broken mission rules (firmware_bridge.mission.check_mission)
 
 
 @dataclass(frozen=True)
@@ -200,12 +204,15 @@ def preflight_refusals(inp: PreflightInputs, limits: Limits) -> list[str]:
         reasons.append("no battery reading")
     elif inp.battery_v < limits.battery_min_v:
         reasons.append(f"battery low: {inp.battery_v:.2f} V < {limits.battery_min_v:.2f} V")
+    reasons.extend(inp.mission_refusals)
     return reasons
 
 
 def flight_violation(s: StateSample | None, limits: Limits, missed_in_row: int = 0,
-                     link_alive: bool = True) -> str | None:
-    """The first reason (or None) why a flight must go to failsafe, in priority order."""
+                     link_alive: bool = True, t_flight_s: float | None = None,
+                     target_reached: bool = True) -> str | None:
+    """The first reason (or None) why a flight must go to failsafe, in priority order;
+    ``t_flight_s``: seconds since takeoff, ``target_reached``: the vehicle has been at its target."""
     if not link_alive:
         return "link lost"
     if s is None:
@@ -226,6 +233,11 @@ def flight_violation(s: StateSample | None, limits: Limits, missed_in_row: int =
         return f"body rate {rate:.1f} rad/s > limit {limits.body_rate_max_rad_s:.1f} rad/s"
     if missed_in_row >= limits.missed_deadlines_max:
         return f"{missed_in_row} control deadlines missed in a row (limit {limits.missed_deadlines_max})"
+    if t_flight_s is not None:
+        if limits.transit_limit_s is not None and not target_reached and t_flight_s > limits.transit_limit_s:
+            return f"transit limit: target not reached {t_flight_s:.1f} s after takeoff (limit {limits.transit_limit_s:.1f} s)"
+        if limits.flight_time_max_s is not None and t_flight_s > limits.flight_time_max_s:
+            return f"flight time limit: {t_flight_s:.1f} s > {limits.flight_time_max_s:.1f} s"
     return None
 
 
@@ -292,11 +304,12 @@ class Supervisor:
         return self._go(t_s, State.DONE, reason)
 
     def check(self, t_s: float, s: StateSample | None, missed_in_row: int = 0,
-              link_alive: bool = True) -> str | None:
+              link_alive: bool = True, t_flight_s: float | None = None,
+              target_reached: bool = True) -> str | None:
         """In ARMED/FLYING/LANDING: go to FAILSAFE on any violation; return its reason."""
         if self.state not in POWERED:
             return None
-        reason = flight_violation(s, self.limits, missed_in_row, link_alive)
+        reason = flight_violation(s, self.limits, missed_in_row, link_alive, t_flight_s, target_reached)
         if reason is not None:
             self.failsafe(t_s, reason)
         return reason
