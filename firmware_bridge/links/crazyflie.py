@@ -56,6 +56,9 @@ Z_BLOCK = (
     ("stateEstimateZ.rateYaw", "int16_t"),
 )
 SLOW_VARS = ("pm.vbat",)
+# A firmware without the pm log group over udp:// (CrazySim's SITL build) gets this declared,
+# simulated voltage: a 1S LiPo at full charge. See CrazyflieLink._battery_without_pm_group.
+SITL_BATTERY_V = 4.2
 SUPERVISOR_VAR = "supervisor.info"
 RELAY_PARAM_ENABLE = "quadhil.enable"  # firmware_bridge/crazyflie_app: PARAM_GROUP quadhil
 RELAY_PARAM_MODE = "quadhil.mode"  # 1 = motor relay
@@ -148,6 +151,7 @@ class CrazyflieLink(Link):
         self._failed: str | None = None
         self._log_confs = []
         self.supervisor_info: int | None = None
+        self.battery_source = "pm.vbat"
         self.motor_path: str | None = None  # "app_channel" | "motor_power_params" | None
         self._relay = None
         self._warned_params = False
@@ -217,6 +221,8 @@ class CrazyflieLink(Link):
                     conf.add_variable(v, "float")
                 self._add_block(conf, self._make_block_cb(name, vars_))
         slow = [v for v in SLOW_VARS if self._toc_has(v)]
+        if not self._toc_has("pm.vbat"):
+            self._battery_without_pm_group()
         if self._toc_has(SUPERVISOR_VAR):
             slow.append(SUPERVISOR_VAR)
         if slow:
@@ -224,6 +230,21 @@ class CrazyflieLink(Link):
             for v in slow:
                 conf.add_variable(v)
             self._add_block(conf, self._on_slow)
+
+    def _battery_without_pm_group(self) -> None:
+        """The battery rule for a firmware whose log TOC has no ``pm`` group. Every hardware build
+        logs pm.vbat (crazyflie-firmware src/hal/src/pm_stm32f4.c, LOG_GROUP_START(pm)); CrazySim's
+        SITL build (sitl-release) has no pm group, and cflib's udp:// driver reaches only software
+        (cflib/crtp/udpdriver.py: "enables connecting to software-in-the-loop (SITL)"). So over
+        udp:// the battery is declared simulated (SITL_BATTERY_V) and the flight log says so
+        (``battery_source``), at the fixed 4.2 V that later SITL forks log from their pm stub
+        (e.g. DynamicSwarms/crazyflie-firmware src/hal/src/pm_sitl.c); over radio:// or usb://
+        nothing is read and the supervisor refuses to arm ("no battery reading")."""
+        if self.uri.startswith("udp://"):
+            self.battery_v = SITL_BATTERY_V
+            self.battery_source = "declared: no pm log group (SITL firmware over udp://)"
+        else:
+            self.battery_source = "none: the firmware has no pm log group"
 
     def _on_z_block(self, timestamp, data, logconf) -> None:
         t_arr = time.monotonic()
@@ -312,7 +333,7 @@ class CrazyflieLink(Link):
         """Link facts for the log header."""
         return {"uri": self.uri, "firmware": self.firmware, "library": "cflib",
                 "log_period_ms": LOG_PERIOD_MS, "telemetry_layout": self.layout,
-                "motor_path": self.motor_path}
+                "motor_path": self.motor_path, "battery_source": self.battery_source}
 
     # -- flight ----------------------------------------------------------------------------
     def arm(self, hold_s: float, airborne: bool = False) -> None:
