@@ -14,6 +14,7 @@ TARGETS = {
     "train": ("train.bench", "gradient updates/s and env-steps/s of the training loop"),
     "policy": ("deploy.bench", "latency of Policy.act vs raw interpreter, numpy and Keras"),
     "sitl": ("sim.sitl.bench", "Crazyflie twin real-time quality and CPU while a client streams"),
+    "sitl-fw": ("sim.sitl.crazysim.bench", "CrazySim physics side: tick lateness, IMU rate, CPU per drone (scripted firmware or cf2)"),
     "sitl-px4": ("sim.sitl.px4.bench", "PX4 twin and px4-hil: command RTT, CPU, hold error, failsafe delay, lockstep rate"),
     "bridge": ("firmware_bridge.bench", "bridge loop latency and deadline misses against the twin"),
     "sb3": ("train.sb3_compare", "stable-baselines3 TD3 vs quadhil's DDPG: wall time to 95 %% eval success"),

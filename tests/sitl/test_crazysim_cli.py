@@ -98,3 +98,14 @@ def test_bad_input_is_refused_with_a_message_naming_the_problem(args, message):
     out, err = _finish(proc)
     assert proc.returncode == 2
     assert message in err
+
+
+def test_the_bench_reports_lateness_imu_rate_and_cpu_per_drone_as_one_json_line():
+    out = subprocess.run([sys.executable, "-m", "quadhil", "bench", "sitl-fw", "--instances", "1", "--duration", "1.5",
+                          "--json"], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["firmware"] == "scripted peer"
+    assert len(figures["imu_rate_hz"]) == 1 and 0 < figures["imu_rate_hz"][0] <= 1001
+    assert 0.0 <= figures["late_tick_fraction"] <= 1.0
+    assert figures["server_cpu_fraction_per_drone"] > 0

@@ -111,6 +111,8 @@ class Drone:
         self.samples = 0  # IMU samples since the last handshake
         self.samples_at_ready = 0
         self.t_handshake = 0.0
+        self.t_first_imu: float | None = None
+        self.t_last_imu: float | None = None
         self.stats = DroneStats()
 
     @property
@@ -248,6 +250,9 @@ class CrazySimServer:
                 continue
             i = d.index
             d.send_firmware(protocol.imu_packet(force[i], s.omega_b[i]))
+            d.t_last_imu = time.monotonic()
+            if d.t_first_imu is None:
+                d.t_first_imu = d.t_last_imu
             d.stats.imu_sent += 1
             d.samples += 1
             if d.samples % self._pose_every == 0:
@@ -380,12 +385,13 @@ class CrazySimServer:
     def status(self) -> dict:
         """Figures for --json / --stats-json."""
         st = self.stats
-        wall = max(st.wall_s, 1e-9)
         drones = []
         for d in self.drones:
             ds = d.stats.__dict__.copy()
+            span = (d.t_last_imu - d.t_first_imu) if d.t_first_imu is not None else 0.0
             ds.update(index=d.index, firmware_port=d.firmware_port, cflib_uri=d.uri,
-                      imu_rate_hz=d.stats.imu_sent / wall, ready=d.ready, released=d.released,
+                      imu_rate_hz=(d.stats.imu_sent - 1) / span if span > 0 else 0.0,
+                      ready=d.ready, released=d.released,
                       pwm=[int(p) for p in d.pwm],
                       position_enu_m=[round(float(v), 4) for v in self.sim.state.pos_w[d.index]])
             drones.append(ds)
