@@ -21,6 +21,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-randomization", action="store_true", help="nominal vehicle, perfect state")
     parser.add_argument("--latency-ticks", type=int, default=0,
                         help="delay every action by N control ticks (what a radio link or a slow loop adds)")
+    parser.add_argument("--suite", choices=("robustness",), default=None,
+                        help="robustness: success over out-of-distribution axes (motor lag, thrust-to-weight, yaw "
+                             "torque, inertia, rate-loop gains, noise, latency, CoM, wind) and joint corners; "
+                             "--episodes is per cell; writes robustness.json and robustness.png")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -61,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(f"--episodes must be >= 1, got {args.episodes}")
     if args.latency_ticks < 0:
         raise QuadhilError(f"--latency-ticks must be >= 0, got {args.latency_ticks}")
+    if args.suite and (args.latency_ticks or args.no_randomization):
+        raise QuadhilError("--suite sets latency and randomization per cell itself: drop --latency-ticks and "
+                           "--no-randomization")
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise QuadhilError(f"{run_dir} is not a directory")
@@ -76,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:  # a layer the numpy copy does not know: use Keras itself
         act_fn = lambda obs: actor(obs, training=False).numpy()  # noqa: E731
     task = task_config_from_dict(config["task_config"]) if "task_config" in config else None
+    if args.suite == "robustness":
+        return _run_robustness(args, run_dir, act_fn, spec, task)
     task = eval_task_config(task)  # eval realism: the default, on; no latency
     realism = RealismConfig.off() if args.no_randomization else task.realism
     realism = dataclasses.replace(realism, latency_ticks=args.latency_ticks)
@@ -95,6 +104,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         plot_trajectories(result, run_dir / f"{stem}.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
     print_table(f"quadhil eval {run_dir}", [(k, v) for k, v in summary.items() if k != "loadavg"])
+    if args.json:
+        emit_json(summary)
+    return 0
+
+
+def _run_robustness(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) -> int:
+    """``--suite robustness``: the table, robustness.json (+ .png) in the run directory, one JSON line."""
+    from sim.report import emit_json
+    from train.robustness import plot_suite, print_suite, run_suite
+
+    result = run_suite(act_fn, spec, task=task, episodes=args.episodes, seed=args.seed)
+    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
+    (run_dir / "robustness.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if not args.no_plot:
+        plot_suite(result, run_dir / "robustness.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
+    print_suite(result, f"quadhil eval {run_dir} --suite robustness")
     if args.json:
         emit_json(summary)
     return 0

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from sim.contract import PolicySpec
-from sim.env import HoverTaskConfig, HoverVecEnv
+from sim.env import HoverTask, HoverTaskConfig, HoverVecEnv
 from sim.randomization import RealismConfig
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -87,10 +87,14 @@ def _act(act_fn: ActFn, obs: np.ndarray) -> np.ndarray:
 
 def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: int = 200, seed: int = 0,
                     realism: RealismConfig | None = None, task: HoverTaskConfig | None = None,
-                    keep_trajectories: int = 8) -> EvalResult:
+                    keep_trajectories: int = 8,
+                    after_reset: Callable[[HoverTask], None] | None = None) -> EvalResult:
     """Fly ``episodes`` episodes (one per batched env) with a deterministic policy.
 
     ``realism`` None keeps the task's default realism (randomization and sensor noise on).
+    ``after_reset(task)``, if given, runs once after the episodes start and before the first
+    action: it may override the sampled airframe (``task.sim.params``) or the rate loop
+    (train.robustness does); the throws and the first observation stay those of ``seed``.
     Returns an :class:`EvalResult`; actions that are non-finite raise ValueError from the sim.
     """
     if episodes < 1:
@@ -98,6 +102,8 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
     env = _make_env(spec, vehicle_id, episodes, seed, realism, task)
     t = env.task
     obs = t.reset()
+    if after_reset is not None:
+        after_reset(t)
     hold_ticks = t.hold_ticks_needed
     k = min(keep_trajectories, episodes)
     pos = np.full((k, t.max_ticks + 1, 3), np.nan)
