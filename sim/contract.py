@@ -237,7 +237,9 @@ def _spec_for(vehicle: Vehicle, obs: tuple[ObsField, ...], action_mode: str, con
         observation=obs,
         action_history=action_history,
         position_error_clip_m=float(position_error_clip_m),
-        thrust_max_n=vehicle.max_thrust_n,
+        # what the firmware's full 16-bit command asks of a motor (THRUST_MAX when the Crazyflie
+        # compensates for its battery, sim.command_path), so a -1..1 action spans what it delivers
+        thrust_max_n=vehicle.command_thrust_max_n,
         body_rate_max_rad_s=tuple(float(x) for x in vehicle.rate_controller.body_rate_max_rad_s),
         obs_mean=(0.0,) * dim,
         obs_std=(1.0,) * dim,
@@ -402,8 +404,8 @@ def act_to_command(action: np.ndarray, spec: PolicySpec, vehicle: Vehicle) -> Mo
 
 
 def thrust_to_firmware_units(thrust_n: np.ndarray, vehicle: Vehicle) -> np.ndarray:
-    """Motor thrust (N) -> the firmware's motor units through the vehicle's thrust curve
-    (Crazyflie: PWM 0..65535, PX4: 0..1)."""
+    """Motor thrust (N) -> the firmware's 16-bit motor command units (Crazyflie: 0..65535, linear
+    to THRUST_MAX with battery compensation, PWM through the thrust curve without; PX4: 0..1)."""
     return vehicle.thrust_to_command(thrust_n) * vehicle.command_max
 
 
@@ -416,7 +418,7 @@ def push_action_history(history: np.ndarray, action: np.ndarray) -> np.ndarray:
 
 def hover_action(spec: PolicySpec, vehicle: Vehicle) -> np.ndarray:
     """(4,) action that commands the nominal vehicle's hover thrust with zero rates."""
-    frac = vehicle.hover_thrust_fraction * vehicle.max_thrust_n / spec.thrust_max_n
+    frac = vehicle.weight_n / (4.0 * spec.thrust_max_n)
     a = 2.0 * frac - 1.0
     if spec.action_mode == "motors":
         return np.full(ACTION_DIM, a)

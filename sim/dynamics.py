@@ -98,6 +98,30 @@ class BatchParams:
     tau_down_s: np.ndarray  # (N, 4)
     drag_n_per_mps: np.ndarray  # (N, 3)
     crash_speed_mps: np.ndarray  # (N,)
+    # What the vehicle's firmware and estimator do, per vehicle (the physics kernel ignores these;
+    # the env's rate loop, motor command stage and sensor model read them):
+    rate_gain_scale: np.ndarray = None  # (N,) every rate-loop gain times this  # type: ignore[assignment]
+    rate_p_only: np.ndarray = None  # (N,) bool: rate loop without I and D  # type: ignore[assignment]
+    noise_scale: np.ndarray = None  # (N,) sensor-noise std times this  # type: ignore[assignment]
+    compensated: np.ndarray = None  # (N,) bool: battery-compensated 16-bit commands  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = self.mass_kg.shape[0]
+        if self.rate_gain_scale is None:
+            self.rate_gain_scale = np.ones(n)
+        if self.rate_p_only is None:
+            self.rate_p_only = np.zeros(n, dtype=bool)
+        if self.noise_scale is None:
+            self.noise_scale = np.ones(n)
+        if self.compensated is None:
+            self.compensated = np.ones(n, dtype=bool)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle parameters saved before the per-vehicle firmware fields existed."""
+        self.__dict__.update(state)
+        for name in ("rate_gain_scale", "rate_p_only", "noise_scale", "compensated"):
+            self.__dict__.setdefault(name, None)
+        self.__post_init__()
 
     @classmethod
     def nominal(cls, vehicle: Vehicle, n: int) -> "BatchParams":
@@ -114,6 +138,7 @@ class BatchParams:
             tau_down_s=np.full((n, 4), vehicle.tau_down_s),
             drag_n_per_mps=np.tile(vehicle.drag_n_per_mps, (n, 1)),
             crash_speed_mps=np.full(n, vehicle.crash_speed_mps),
+            compensated=np.full(n, vehicle.compensated),
         )
 
     def take(self, idx) -> "BatchParams":

@@ -20,8 +20,10 @@ from sim.contract import (PolicySpec, act_to_command, default_spec, hover_action
                           push_action_history)
 from sim.dynamics import QuadSim, QuadState
 from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
+from sim.command_path import cap_n, ctbr_thrust_u16, firmware_collective_n, motor_thrust_n, stops_motors
+from sim.frames import quat_to_euler
 from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
-from sim.rate_control import RateController
+from sim.rate_control import RateController, YawAngleLoop
 from sim.reward import RewardWeights, hover_reward
 from sim.vehicle import Vehicle, load_vehicle
 
@@ -73,6 +75,10 @@ class HoverTask:
         self.rate_ctrl = RateController(vehicle, n) if spec.action_mode == "ctbr" else None
         # the rate loop runs every k physics steps (the closest integer to the firmware's rate)
         self.rate_loop_every = max(1, int(round(config.physics_rate_hz / vehicle.rate_controller.rate_hz)))
+        # Crazyflie: the yaw-rate command moves a yaw-angle setpoint (controller_pid.c)
+        self.yaw_loop = (YawAngleLoop.for_vehicle(vehicle, n, self.rate_loop_every / config.physics_rate_hz)
+                         if self.rate_ctrl is not None and vehicle.command_path is not None else None)
+        self.rate_ctrl_gains_from_params()
         self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
         self.hover = hover_action(spec, vehicle)
         self.history = np.tile(self.hover, (n, spec.action_history))
@@ -89,6 +95,30 @@ class HoverTask:
         self.__dict__.update(state)
         if "pos_integral" not in state:  # checkpoints from before the "integral" layout
             self.pos_integral = np.zeros((self.n, 3))
+        if "yaw_loop" not in state:  # checkpoints from before the firmware command path
+            self.yaw_loop = None
+
+    def sync_firmware_state(self, mask: np.ndarray | None = None) -> None:
+        """Put the simulated firmware of the selected envs (all if None) in the state it has with
+        the vehicle as it is now: PIDs reset, the gyro filter settled on the current rates (it
+        runs from boot), the yaw setpoint at the current yaw (as after the bridge's first non-zero
+        thrust, controller_pid.c). Called at reset; tests that place a vehicle call it too."""
+        idx = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        s = self.sim.state
+        if self.rate_ctrl is not None:
+            self.rate_ctrl.reset(idx, s.omega_b[idx])
+            if self.rate_ctrl.gyro_filter is not None:
+                self.rate_ctrl.gyro_filter.settle(idx, s.omega_b[idx])
+        if self.yaw_loop is not None:
+            self.yaw_loop.reset(idx, np.degrees(quat_to_euler(s.quat_wb[idx])[..., 2]))
+
+    def rate_ctrl_gains_from_params(self, mask: np.ndarray | None = None) -> None:
+        """Give the rate loop of the selected envs their episode's gain scale and P-only switch."""
+        if self.rate_ctrl is None:
+            return
+        p = self.sim.params
+        idx = slice(None) if mask is None else mask
+        self.rate_ctrl.set_gain_scale(mask, p.rate_gain_scale[idx], p.rate_p_only[idx])
 
     # --- episode start ---------------------------------------------------------------------
 
@@ -115,8 +145,8 @@ class HoverTask:
             start.on_ground[:] = False
             self.sim.state.put(mask, start)
             self.wind.reset(mask)
-            if self.rate_ctrl is not None:
-                self.rate_ctrl.reset(mask, start.omega_b)
+            self.rate_ctrl_gains_from_params(mask)
+            self.sync_firmware_state(mask)
             self.history[mask] = np.tile(self.hover, self.spec.action_history)
             self.latency_queue[:, mask] = self.hover
             lo, hi = self.latency_range
@@ -137,7 +167,7 @@ class HoverTask:
 
         Entries (each about unit scale over the vehicle file's ranges; 0 = nominal): log mass
         ratio / 0.1, log thrust gain of motors 1-4 / 0.1, log inertia ratio (mean of the axes) / 0.1,
-        log motor time-constant ratio / 0.3, centre-of-mass offset x, y / 1 cm, action latency
+        log motor time-constant ratio (unscaled since the 2026-12-06 ranges: a factor 8 is 2.1), centre-of-mass offset x, y / 1 cm, action latency
         (control ticks). The policy never sees these: a real airframe does not report its payload.
         """
         p, v = self.sim.params, self.vehicle
@@ -146,7 +176,7 @@ class HoverTask:
             np.log(p.mass_kg / v.mass_kg)[:, None] / 0.1,
             np.log(p.thrust_gain) / 0.1,
             np.log(p.inertia_kgm2 / v.inertia_kgm2[None]).mean(axis=1, keepdims=True) / 0.1,
-            np.log(p.tau_up_s / v.tau_up_s).mean(axis=1, keepdims=True) / 0.3,
+            np.log(p.tau_up_s / v.tau_up_s).mean(axis=1, keepdims=True),
             com_xy_m / 0.01,
             self.latency_env[:, None].astype(np.float64),
         ], axis=1)
@@ -164,12 +194,42 @@ class HoverTask:
         s = self.sim.state
         est = (s.pos_w, s.vel_w, s.quat_wb, s.omega_b)
         if self.config.realism.sensor_noise:
-            est = noisy_estimate(*est, self.vehicle, self.rng, self.config.realism.noise_scale)
+            est = noisy_estimate(*est, self.vehicle, self.rng,
+                                 self.config.realism.noise_scale * self.sim.params.noise_scale)
         if self.spec.uses_position_integral:
             advanced = integrate_position_error(self.pos_integral, est[0], self.target_w, self.spec)
             rows = slice(None) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
             self.pos_integral[rows] = advanced[rows]
         return observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral)
+
+    def _fly_rate_loop(self, cmd, physics_dt: float) -> None:
+        """One control tick of ctbr: the command goes through the firmware's path (16-bit thrust
+        as the bridge encodes it, sim.command_path), the rate loop runs at its rate on the filtered
+        gyro, the physics one step at a time (the Crazyflie's gyro filter runs at 1 kHz)."""
+        v, rc, p = self.vehicle, self.rate_ctrl, self.sim.params
+        u16 = ctbr_thrust_u16(cmd.collective_thrust_n, v)
+        collective = firmware_collective_n(u16, v)
+        stop = stops_motors(u16, v)
+        cap = cap_n(p.compensated, v)
+        rate_sp = np.array(cmd.body_rate_b, dtype=np.float64)
+        yaw_cmd_dps = np.degrees(rate_sp[:, 2])
+        per_gyro = rc.gyro_filter is not None
+        steps = 1 if per_gyro else self.rate_loop_every
+        thrust = None
+        for k in range(0, self.substeps, steps):
+            omega = rc.filter_gyro(self.sim.state.omega_b) if per_gyro else self.sim.state.omega_b
+            if k % self.rate_loop_every == 0 or thrust is None:
+                dt = min(self.rate_loop_every, self.substeps - k) * physics_dt
+                if self.yaw_loop is not None:
+                    yaw_deg = np.degrees(quat_to_euler(self.sim.state.quat_wb)[..., 2])
+                    rate_sp[:, 2] = np.radians(self.yaw_loop.update(yaw_cmd_dps, yaw_deg))
+                thrust = motor_thrust_n(rc.update(omega, rate_sp, collective, dt, cap), p.compensated, v)
+                if stop.any():  # controllerPid's thrust == 0 branch: no output, every PID reset
+                    thrust[stop] = 0.0
+                    rc.reset(stop, omega[stop])
+                    if self.yaw_loop is not None:
+                        self.yaw_loop.reset(stop, yaw_deg[stop])
+            self.sim.step(thrust, min(steps, self.substeps - k))
 
     def step(self, action: np.ndarray):
         """Apply (N, 4) actions for one control tick.
@@ -188,13 +248,7 @@ class HoverTask:
         if self.rate_ctrl is None:
             self.sim.step(cmd.thrust_n, self.substeps)
         else:
-            done_steps = 0
-            while done_steps < self.substeps:
-                n_sub = min(self.rate_loop_every, self.substeps - done_steps)
-                thrust = self.rate_ctrl.update(self.sim.state.omega_b, cmd.body_rate_b, cmd.collective_thrust_n,
-                                               n_sub * physics_dt)
-                self.sim.step(thrust, n_sub)
-                done_steps += n_sub
+            self._fly_rate_loop(cmd, physics_dt)
 
         s, c = self.sim.state, self.config
         self.tick += 1

@@ -51,23 +51,65 @@ def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: Re
     gain = gain * (1.0 + r.motor_imbalance * s * rng.standard_normal((n, 4))).clip(0.8, 1.2)
     p.thrust_gain = gain
     p.max_thrust_n = p.max_thrust_n * gain
-    tau = rng.uniform(*_scaled_range(r.tau_scale, s), size=(n, 1))
-    p.tau_up_s = p.tau_up_s * tau
-    p.tau_down_s = p.tau_down_s * tau
+    if r.tau_up_range_s is not None and r.tau_down_range_s is not None:
+        # absolute ranges (log-uniform); a motor never coasts down faster than it is driven up
+        up = _log_uniform(rng, _scaled_about(r.tau_up_range_s, vehicle.tau_up_s, s), (n, 1))
+        down = _log_uniform(rng, _scaled_about(r.tau_down_range_s, vehicle.tau_down_s, s), (n, 1))
+        p.tau_up_s = np.broadcast_to(up, (n, 4)).copy()
+        p.tau_down_s = np.broadcast_to(np.maximum(down, up), (n, 4)).copy()
+    else:
+        tau = rng.uniform(*_scaled_range(r.tau_scale, s), size=(n, 1))
+        p.tau_up_s = p.tau_up_s * tau
+        p.tau_down_s = p.tau_down_s * tau
     com = np.zeros((n, 3))
     com[:, :2] = rng.uniform(-r.com_offset_m * s, r.com_offset_m * s, size=(n, 2))
     p.rotor_pos_m = p.rotor_pos_m - com[:, None, :]
+    # Draws added 2026-12-06 (issue #19/#26) come after the older ones, so a seed still gives the
+    # older parameters their old values.
+    if r.torque_to_thrust_range_m is not None:
+        p.torque_to_thrust_m = _log_uniform(
+            rng, _scaled_about(r.torque_to_thrust_range_m, vehicle.torque_to_thrust_m, s), (n,))
+    if r.rate_gain_scale is not None:
+        p.rate_gain_scale = _log_uniform(rng, _scaled_about(r.rate_gain_scale, 1.0, s), (n,))
+        p.rate_p_only = rng.uniform(size=n) < r.rate_p_only_fraction * min(s, 1.0)
+    if r.noise_scale is not None:
+        p.noise_scale = rng.uniform(*_scaled_about(r.noise_scale, 1.0, s), size=n)
+    if vehicle.compensated and r.uncompensated_fraction > 0:
+        uncomp = rng.uniform(size=n) < r.uncompensated_fraction * min(s, 1.0)
+        p.compensated = ~uncomp
+        battery = rng.uniform(*_scaled_about(r.uncompensated_thrust_scale, 1.0, s), size=n)
+        factor = np.where(uncomp, battery, 1.0)[:, None]
+        p.thrust_gain = p.thrust_gain * factor
+        p.max_thrust_n = p.max_thrust_n * factor
     return p
+
+
+def _scaled_about(rng_pair: tuple[float, float], centre: float, scale: float) -> tuple[float, float]:
+    """An absolute range [lo, hi] widened or narrowed ``scale`` x about ``centre`` (clamped at 0)."""
+    lo, hi = rng_pair
+    return max(0.0, centre + (lo - centre) * scale), centre + (hi - centre) * scale
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.ndarray:
+    """Log-uniform draws in [lo, hi] (lo > 0); uniform where lo is 0."""
+    lo, hi = bounds
+    if lo <= 0.0:
+        return rng.uniform(lo, hi, size=size)
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size=size))
 
 
 def noisy_estimate(pos_w, vel_w, quat_wb, omega_b, vehicle: Vehicle, rng: np.random.Generator,
                    scale: float = 1.0):
-    """A state estimate with Gaussian noise of the vehicle file's std x ``scale``.
+    """A state estimate with Gaussian noise of the vehicle file's std x ``scale`` (a number, or
+    (N,) per vehicle).
 
     Attitude noise is a random small rotation applied in the body frame. Returns new arrays.
     """
     sn = vehicle.sensor_noise
     n = pos_w.shape[0]
+    scale = np.asarray(scale, dtype=np.float64)
+    if scale.ndim == 1:
+        scale = scale[:, None]
     pos = pos_w + rng.normal(0.0, sn.position_m * scale, size=(n, 3))
     vel = vel_w + rng.normal(0.0, sn.velocity_mps * scale, size=(n, 3))
     dq = quat_from_axis_angle(rng.normal(0.0, sn.attitude_rad * scale, size=(n, 3)))

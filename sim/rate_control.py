@@ -21,6 +21,12 @@ a motor would saturate (a plain per-motor clip would distort the torque exactly 
 
 D acts on the measured rate (as PX4 does) so rate-setpoint steps do not kick the motors.
 
+Per vehicle, every gain can be scaled and I and D switched off (``set_gain_scale``): domain
+randomization of loops users tune (issue #19). The Crazyflie's loop sees the gyro through the
+firmware's 80 Hz 2-pole low-pass (:class:`Lpf2p`), and its yaw in velocity mode goes through the
+yaw-angle loop of controller_pid.c (:class:`YawAngleLoop`), both in the vehicle file's
+``[firmware]`` table.
+
 PX4's torque setpoint is normalized the way its allocator normalizes its mix (roll or pitch 1 =
 each motor +-1/sqrt(2) of its range on a quad-x, ``sim.vehicle.px4_torque_per_unit_nm``), and its
 integrator has PX4's two anti-windup rules (``RateController._update_px4``). Until 2026-11-25 the
@@ -66,6 +72,11 @@ class RateController:
         self._torque_per_unit_nm = rc.torque_per_unit_nm
         self.integral = np.zeros((n, 3))
         self.prev_omega_b = np.zeros((n, 3))
+        self.gain_scale = np.ones(n)
+        self.p_only = np.zeros(n, dtype=bool)
+        path = vehicle.command_path
+        self.gyro_filter = (Lpf2p(n, path.gyro_lpf_sample_hz, path.gyro_lpf_cutoff_hz)
+                            if path is not None else None)
         # PX4: which torque axes the allocator could not deliver last tick (+ / - direction)
         self.saturated_pos = np.zeros((n, 3), dtype=bool)
         self.saturated_neg = np.zeros((n, 3), dtype=bool)
@@ -73,7 +84,8 @@ class RateController:
             # numba compiles the kernel on its first call (about 3 s with a cold cache): do it here,
             # not inside a real-time twin's first armed tick. Zero error, thrust and rates leave
             # the integral and the allocator flags as they are.
-            self._update_px4(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1), 1.0 / self.rate_hz)
+            self._update_px4(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1), 1.0 / self.rate_hz,
+                             self.kp[None], self.ki[None], self.kd[None])
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle (training checkpoints), filling state that older versions did not have."""
@@ -84,6 +96,22 @@ class RateController:
             self.saturated_neg = np.zeros((n, 3), dtype=bool)
             self._allocation = self.vehicle.allocation_matrix()
             self._torque_per_unit_nm = self.vehicle.rate_controller.torque_per_unit_nm
+        if "gain_scale" not in state:
+            self.gain_scale = np.ones(n)
+            self.p_only = np.zeros(n, dtype=bool)
+            self.gyro_filter = None
+
+    def set_gain_scale(self, mask: np.ndarray | None, scale: np.ndarray, p_only: np.ndarray) -> None:
+        """Scale every gain of the selected vehicles by ``scale`` (k,), I and D off where ``p_only``."""
+        idx = slice(None) if mask is None else mask
+        self.gain_scale[idx] = scale
+        self.p_only[idx] = p_only
+
+    def _gains(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 3) kp, ki, kd of every vehicle (SI), after the per-vehicle scale and P-only switch."""
+        g = self.gain_scale[:, None]
+        keep = (~self.p_only)[:, None]
+        return self.kp * g, self.ki * g * keep, self.kd * g * keep
 
     def reset(self, mask: np.ndarray | None = None, omega_b: np.ndarray | None = None) -> None:
         """Zero the integrator (and seed the D term with ``omega_b``) for the selected vehicles."""
@@ -93,24 +121,33 @@ class RateController:
         self.saturated_pos[idx] = False
         self.saturated_neg[idx] = False
 
-    def update(self, omega_b: np.ndarray, rate_sp_b: np.ndarray, collective_thrust_n: np.ndarray,
-               dt_s: float) -> np.ndarray:
-        """One rate-loop tick. omega_b, rate_sp_b: (N, 3) rad/s FLU; collective thrust (N,) in N.
+    def filter_gyro(self, omega_b: np.ndarray) -> np.ndarray:
+        """(N, 3) gyro as the firmware's rate loop sees it (its low-pass, where it has one), rad/s.
+        Call once per gyro sample (the filter's ``sample_hz``)."""
+        return omega_b if self.gyro_filter is None else self.gyro_filter.apply(omega_b)
 
-        Returns (N, 4) motor thrust commands in N, firmware motor order.
+    def update(self, omega_b: np.ndarray, rate_sp_b: np.ndarray, collective_thrust_n: np.ndarray,
+               dt_s: float, cap_n: np.ndarray | None = None) -> np.ndarray:
+        """One rate-loop tick. omega_b (already filtered, see :meth:`filter_gyro`), rate_sp_b:
+        (N, 3) rad/s FLU; collective thrust (N,) in N.
+
+        Returns (N, 4) motor thrust commands in N, firmware motor order. ``cap_n`` (N,): where the
+        Crazyflie's powerDistributionCap limits each vehicle (default: the motor's full thrust).
         """
         err = rate_sp_b - omega_b
         d_omega = (omega_b - self.prev_omega_b) / dt_s
         self.prev_omega_b = omega_b.copy()
+        kp, ki, kd = self._gains()
         if self._px4:
-            return self._update_px4(err, d_omega, collective_thrust_n, dt_s)
+            return self._update_px4(err, d_omega, collective_thrust_n, dt_s, kp, ki, kd)
         self.integral = np.clip(self.integral + err * dt_s, -self.integral_limit, self.integral_limit)
-        torque = self.kp * err + self.ki * self.integral - self.kd * d_omega
+        torque = kp * err + ki * self.integral - kd * d_omega
         torque = np.clip(torque, -self.output_limit, self.output_limit)
-        return self.mix(collective_thrust_n, torque)
+        return self.mix(collective_thrust_n, torque, cap_n)
 
     def _update_px4(self, err: np.ndarray, d_omega: np.ndarray, collective_thrust_n: np.ndarray,
-                    dt_s: float) -> np.ndarray:
+                    dt_s: float, kp: np.ndarray | None = None, ki: np.ndarray | None = None,
+                    kd: np.ndarray | None = None) -> np.ndarray:
         """PX4 ``RateControl::update`` (src/lib/rate_control/rate_control.cpp): the torque uses the
         integral as it stood, then the integral advances with PX4's two anti-windup rules.
 
@@ -120,26 +157,30 @@ class RateController:
           builds up during a flip or a throw and bounces the vehicle back after it.
         """
         thrust = np.empty((err.shape[0], 4))
+        if kp is None:
+            kp, ki, kd = (g[: err.shape[0]] for g in self._gains())
         _px4_rate_kernel(np.ascontiguousarray(err), np.ascontiguousarray(d_omega),
-                         np.ascontiguousarray(collective_thrust_n, dtype=np.float64), dt_s, self.kp, self.ki,
-                         self.kd, self.integral_limit, self.output_limit, self._px4_axes, self._allocation,
+                         np.ascontiguousarray(collective_thrust_n, dtype=np.float64), dt_s, np.ascontiguousarray(kp),
+                         np.ascontiguousarray(ki), np.ascontiguousarray(kd), self.integral_limit, self.output_limit, self._px4_axes, self._allocation,
                          self._torque_per_unit_nm, self.max_thrust_n, self.integral, self.saturated_pos,
                          self.saturated_neg, thrust)
         return thrust
 
-    def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray) -> np.ndarray:
+    def mix(self, collective_thrust_n: np.ndarray, torque_b: np.ndarray, cap_n: np.ndarray | None = None) -> np.ndarray:
         """(N,) collective thrust in N and (N, 3) body torque in N*m (FLU) -> (N, 4) motor thrusts
-        in N within [0, max], desaturated the way the vehicle's firmware does it (module docstring)."""
+        in N within [0, max], desaturated the way the vehicle's firmware does it (module docstring).
+        ``cap_n`` (N,): the Crazyflie's per-vehicle cap (default the motor's full thrust)."""
         wrench = np.concatenate([np.asarray(collective_thrust_n, dtype=np.float64)[:, None],
                                  np.asarray(torque_b, dtype=np.float64)], axis=1)
         if self._px4:
             return px4_mix_airmode_disabled(self._px4_axes, wrench) * self.max_thrust_n
-        return crazyflie_cap(wrench @ self.mixer.T, self.max_thrust_n)
+        cap = self.max_thrust_n if cap_n is None else np.asarray(cap_n, dtype=np.float64)[:, None]
+        return crazyflie_cap(wrench @ self.mixer.T, cap)
 
 
-def crazyflie_cap(thrust_n: np.ndarray, max_thrust_n: float) -> np.ndarray:
+def crazyflie_cap(thrust_n: np.ndarray, max_thrust_n) -> np.ndarray:
     """Crazyflie ``powerDistributionCap``: lower all four motors by the top one's excess over
-    ``max_thrust_n``, then floor at 0. (N, 4) N -> (N, 4) N."""
+    ``max_thrust_n`` (a number, or (N, 1)), then floor at 0. (N, 4) N -> (N, 4) N."""
     excess = np.maximum(thrust_n.max(axis=1, keepdims=True) - max_thrust_n, 0.0)
     return np.clip(thrust_n - excess, 0.0, max_thrust_n)
 
@@ -215,7 +256,7 @@ def _px4_rate_kernel(err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limi
     less_thrust = -axes[0]  # PX4's THRUST_Z axis points down (NED): "increase" = less thrust
     for n in range(err.shape[0]):
         for j in range(3):
-            t = kp[j] * err[n, j] + ki[j] * integral[n, j] - kd[j] * d_omega[n, j]
+            t = kp[n, j] * err[n, j] + ki[n, j] * integral[n, j] - kd[n, j] * d_omega[n, j]
             torque[j] = min(max(t, -output_limit[j]), output_limit[j])
             e = err[n, j]
             if saturated_pos[n, j]:
@@ -253,3 +294,82 @@ def px4_mix_airmode_disabled(axes: np.ndarray, wrench: np.ndarray) -> np.ndarray
     out = np.empty((wrench.shape[0], 4))
     _px4_mix_kernel(axes, np.ascontiguousarray(wrench), out)
     return out
+
+
+def lpf2p_coefficients(sample_hz: float, cutoff_hz: float) -> tuple[float, float, float, float, float]:
+    """(b0, b1, b2, a1, a2) of the firmware's 2-pole Butterworth low-pass, crazyflie-firmware
+    src/utils/src/filter.c ``lpf2pSetCutoffFreq`` (bilinear transform, tan pre-warping)."""
+    ohm = np.tan(np.pi * cutoff_hz / sample_hz)
+    c = 1.0 + 2.0 * np.cos(np.pi / 4.0) * ohm + ohm * ohm
+    b0 = ohm * ohm / c
+    return b0, 2.0 * b0, b0, 2.0 * (ohm * ohm - 1.0) / c, (1.0 - 2.0 * np.cos(np.pi / 4.0) * ohm + ohm * ohm) / c
+
+
+class Lpf2p:
+    """filter.c ``lpf2pApply`` on (N, 3) samples (direct form II, two delay elements per channel)."""
+
+    def __init__(self, n: int, sample_hz: float, cutoff_hz: float):
+        self.sample_hz = sample_hz
+        self.cutoff_hz = cutoff_hz
+        self.b0, self.b1, self.b2, self.a1, self.a2 = lpf2p_coefficients(sample_hz, cutoff_hz)
+        self.d1 = np.zeros((n, 3))
+        self.d2 = np.zeros((n, 3))
+
+    def settle(self, idx, value: np.ndarray) -> None:
+        """Delay elements of the selected rows as after a long constant input ``value`` (k, 3):
+        the firmware's filter runs from boot, so a vehicle starting an episode mid-air has one."""
+        d = np.asarray(value, dtype=np.float64) / (1.0 + self.a1 + self.a2)
+        self.d1[idx] = d
+        self.d2[idx] = d
+
+    def apply(self, sample: np.ndarray) -> np.ndarray:
+        """One sample (N, 3) in, one filtered sample out."""
+        d0 = sample - self.d1 * self.a1 - self.d2 * self.a2
+        d0 = np.where(np.isfinite(d0), d0, sample)  # lpf2pApply: bad values do not propagate
+        out = d0 * self.b0 + self.d1 * self.b1 + self.d2 * self.b2
+        self.d2 = self.d1
+        self.d1 = d0
+        return out
+
+
+def cap_angle_deg(angle):
+    """controller_pid.c ``capAngle``: wrap degrees to [-180, 180] (number or array)."""
+    return (np.asarray(angle, dtype=np.float64) + 180.0) % 360.0 - 180.0
+
+
+class YawAngleLoop:
+    """The Crazyflie's yaw in velocity mode, batched (src/modules/src/controller/controller_pid.c,
+    attitude_pid_controller.c): the yaw-rate setpoint moves a yaw-angle setpoint
+    (``attitudeDesired.yaw = capAngle(attitudeDesired.yaw + rate * dt)``; yawMaxDelta 0, the
+    default, leaves it unbounded), and the yaw attitude PID (pid.c, error wrapped to +-180 deg,
+    D on the error, integral clamped) turns the angle error into the rate PID's yaw setpoint.
+    Units are the firmware's: degrees and deg/s.
+    """
+
+    def __init__(self, n: int, kp: float, ki: float, kd: float, integral_limit_deg: float, dt_s: float):
+        self.kp, self.ki, self.kd, self.i_limit, self.dt_s = kp, ki, kd, integral_limit_deg, dt_s
+        self.yaw_desired_deg = np.zeros(n)
+        self.integ = np.zeros(n)
+        self.prev_error = np.zeros(n)
+
+    @classmethod
+    def for_vehicle(cls, vehicle, n: int, dt_s: float) -> "YawAngleLoop":
+        """The loop with the vehicle file's ``[firmware]`` gains."""
+        path = vehicle.command_path
+        return cls(n, *path.yaw_attitude_pid, path.yaw_attitude_integral_limit_deg, dt_s)
+
+    def reset(self, mask, yaw_deg: np.ndarray) -> None:
+        """Zero-thrust branch of controllerPid: pidReset and ``attitudeDesired.yaw = state yaw``."""
+        idx = slice(None) if mask is None else mask
+        self.yaw_desired_deg[idx] = yaw_deg
+        self.integ[idx] = 0.0
+        self.prev_error[idx] = 0.0
+
+    def update(self, yaw_rate_cmd_dps: np.ndarray, yaw_deg: np.ndarray) -> np.ndarray:
+        """(N,) commanded yaw rate and estimated yaw (deg/s, deg) -> (N,) yaw-rate setpoint, deg/s."""
+        self.yaw_desired_deg = cap_angle_deg(self.yaw_desired_deg + yaw_rate_cmd_dps * self.dt_s)
+        error = cap_angle_deg(self.yaw_desired_deg - yaw_deg)
+        self.integ = np.clip(self.integ + error * self.dt_s, -self.i_limit, self.i_limit)
+        deriv = (error - self.prev_error) / self.dt_s
+        self.prev_error = error
+        return self.kp * error + self.ki * self.integ + self.kd * deriv

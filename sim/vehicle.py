@@ -8,7 +8,7 @@ naming the file and the field: there are no silent defaults for physics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,11 @@ class BatteryParams:
 
 @dataclass(frozen=True)
 class RandomizationRanges:
-    """Domain-randomization ranges of one vehicle (multiplicative unless named in metres)."""
+    """Domain-randomization ranges of one vehicle (multiplicative unless named in metres or s).
+
+    Fields after ``com_offset_m`` are optional in a vehicle file (None / 0: that axis is not
+    randomized). ``tau_*_range_s`` replace ``tau_scale`` where present.
+    """
 
     mass_scale: tuple[float, float]
     inertia_scale: tuple[float, float]
@@ -81,6 +85,35 @@ class RandomizationRanges:
     motor_imbalance: float
     tau_scale: tuple[float, float]
     com_offset_m: float
+    tau_up_range_s: tuple[float, float] | None = None
+    tau_down_range_s: tuple[float, float] | None = None
+    torque_to_thrust_range_m: tuple[float, float] | None = None
+    rate_gain_scale: tuple[float, float] | None = None
+    rate_p_only_fraction: float = 0.0
+    noise_scale: tuple[float, float] | None = None
+    uncompensated_fraction: float = 0.0
+    uncompensated_thrust_scale: tuple[float, float] = (1.0, 1.0)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle objects saved before the optional fields existed (frozen dataclass)."""
+        for f in fields(self):
+            if f.name not in state and f.default is not MISSING:
+                state[f.name] = f.default
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class FirmwareCommandPath:
+    """What the Crazyflie's stock firmware does with a manual-rate setpoint (vehicle file
+    ``[firmware]``; sources in sim/vehicles/crazyflie.toml and docs/crazyflie.md)."""
+
+    battery_compensation: bool
+    thrust_max_n: float  # THRUST_MAX: per-motor thrust of a 16-bit command of 65535 (compensated)
+    thrust_min_n: float  # THRUST_MIN: a compensated motor command below this stops the motor
+    gyro_lpf_cutoff_hz: float
+    gyro_lpf_sample_hz: float
+    yaw_attitude_pid: tuple[float, float, float]  # kp, ki, kd: deg of yaw error -> deg/s
+    yaw_attitude_integral_limit_deg: float
 
 
 @dataclass(frozen=True)
@@ -111,11 +144,40 @@ class Vehicle:
     rate_controller: RateControllerParams
     sensor_noise: SensorNoise
     randomization: RandomizationRanges
+    command_path: FirmwareCommandPath | None = None  # None: PX4 (commands are motor outputs)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle vehicles saved before ``command_path`` existed."""
+        state.setdefault("command_path", None)
+        self.__dict__.update(state)
 
     @property
     def max_thrust_n(self) -> float:
-        """Thrust of one motor at full command, N."""
+        """Thrust of one motor at full PWM (the thrust curve at u = 1), N: the physical maximum."""
         return float(np.sum(self.thrust_curve_n))
+
+    @property
+    def compensated(self) -> bool:
+        """True where the firmware reads a 16-bit motor command as thrust (battery compensation)."""
+        return self.command_path is not None and self.command_path.battery_compensation
+
+    @property
+    def command_thrust_max_n(self) -> float:
+        """Per-motor thrust, N, that the firmware's full 16-bit command (65535) asks for: THRUST_MAX
+        with battery compensation (motors.c), else the thrust curve at full PWM. Collective-thrust
+        actions (ctbr) are scaled to 4 x this."""
+        return self.command_path.thrust_max_n if self.compensated else self.max_thrust_n
+
+    def with_battery_compensation(self, on: bool) -> "Vehicle":
+        """This vehicle with the firmware's battery compensation on or off (the build option
+        CONFIG_ENABLE_THRUST_BAT_COMPENSATED); rate-loop torque gains follow (one command count is
+        THRUST_MAX / 65535 N compensated, the thrust curve's slope at hover otherwise)."""
+        if self.command_path is None:
+            raise ValueError(f"vehicle {self.id!r} has no firmware command path to change")
+        if on == self.compensated:
+            return self
+        v = replace(self, command_path=replace(self.command_path, battery_compensation=on))
+        return replace(v, rate_controller=_rate_controller_for(v))
 
     @property
     def weight_n(self) -> float:
@@ -124,8 +186,9 @@ class Vehicle:
 
     @property
     def hover_thrust_fraction(self) -> float:
-        """Per-motor thrust fraction (of max thrust) that holds the nominal vehicle in hover."""
-        return self.weight_n / (4.0 * self.max_thrust_n)
+        """Per-motor fraction of the full command's thrust (:attr:`command_thrust_max_n`) that
+        holds the nominal vehicle in hover."""
+        return self.weight_n / (4.0 * self.command_thrust_max_n)
 
     def allocation_matrix(self) -> np.ndarray:
         """(4, 4) matrix A with [T_total, tau_x, tau_y, tau_z] = A @ motor_thrust_n (FLU, N and N*m)."""
@@ -140,15 +203,32 @@ class Vehicle:
         )
 
     def thrust_to_command(self, thrust_n: np.ndarray) -> np.ndarray:
-        """Invert the thrust curve: motor thrust (N) -> normalized firmware command u in [0, 1]."""
+        """Motor thrust (N) -> normalized 16-bit firmware command u in [0, 1] (command / 65535) as
+        the stabilizer's motor path reads it: linear up to THRUST_MAX with battery compensation
+        (motors.c motorsCompensateBatteryVoltage), else the inverse of the thrust curve (PWM)."""
+        if self.compensated:
+            return np.clip(np.asarray(thrust_n, dtype=np.float64) / self.command_path.thrust_max_n, 0.0, 1.0)
+        return self.pwm_for_thrust(thrust_n)
+
+    def command_to_thrust(self, u: np.ndarray) -> np.ndarray:
+        """Normalized 16-bit command u in [0, 1] -> motor thrust (N) asked for: u x THRUST_MAX
+        with battery compensation, 0 below THRUST_MIN (motors.c); else the thrust curve (PWM)."""
+        if self.compensated:
+            t = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0) * self.command_path.thrust_max_n
+            return np.where(t < self.command_path.thrust_min_n, 0.0, t)
+        return self.pwm_to_thrust(u)
+
+    def pwm_for_thrust(self, thrust_n: np.ndarray) -> np.ndarray:
+        """Invert the thrust curve: motor thrust (N) -> raw PWM fraction u in [0, 1] (no battery
+        compensation: motorPowerSet overrides, the uncompensated build)."""
         c0, c1, c2 = self.thrust_curve_n
         t = np.clip(np.asarray(thrust_n, dtype=np.float64), c0, self.max_thrust_n)
         if c2 == 0.0:
             return (t - c0) / c1
         return (-c1 + np.sqrt(c1 * c1 + 4.0 * c2 * (t - c0))) / (2.0 * c2)
 
-    def command_to_thrust(self, u: np.ndarray) -> np.ndarray:
-        """Thrust curve: normalized firmware command u in [0, 1] -> motor thrust (N)."""
+    def pwm_to_thrust(self, u: np.ndarray) -> np.ndarray:
+        """Thrust curve: raw PWM fraction u in [0, 1] -> motor thrust (N)."""
         c0, c1, c2 = self.thrust_curve_n
         u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         return c2 * u * u + c1 * u + c0
@@ -222,6 +302,73 @@ def px4_torque_per_unit_nm(rotor_position_m: np.ndarray, spin_sign: np.ndarray, 
     return 1.0 / np.array([roll_pitch_scale, roll_pitch_scale, yaw_scale])
 
 
+def _crazyflie_torque_per_count(geometry: dict) -> np.ndarray:
+    """(3,) N*m of body torque per count of the Crazyflie rate loop's output (roll, pitch, yaw).
+
+    The legacy power distribution (power_distribution_quadrotor.c powerDistributionLegacy) gives
+    each motor +-roll/2, +-pitch/2, +-yaw counts of its 16-bit command. One count is THRUST_MAX /
+    65535 N with battery compensation (motors.c: linear in thrust), else dT/dPWM at hover.
+    """
+    if geometry.get("count_thrust_n") is not None:
+        dthrust = geometry["count_thrust_n"]
+    else:
+        dthrust = geometry["dthrust_du_hover_n"] / geometry["command_max"]
+    arm = geometry["arm_xy_m"]
+    return np.array([4 * 0.5 * dthrust * arm[1], 4 * 0.5 * dthrust * arm[0], 4 * dthrust * geometry["kappa_m"]])
+
+
+def _rate_controller_for(v: "Vehicle") -> RateControllerParams:
+    """The vehicle's Crazyflie rate-loop parameters recomputed for its current command path."""
+    rc = v.rate_controller
+    c0, c1, c2 = v.thrust_curve_n
+    u_hover = v.pwm_for_thrust(np.array([v.weight_n / 4.0]))[0]
+    geometry = {"dthrust_du_hover_n": 2 * c2 * u_hover + c1, "command_max": v.command_max,
+                "count_thrust_n": v.command_path.thrust_max_n / v.command_max if v.compensated else None,
+                "arm_xy_m": np.abs(v.rotor_position_m[:, :2]).mean(axis=0), "kappa_m": v.torque_to_thrust_m}
+    ratio = _crazyflie_torque_per_count(geometry) / rc.torque_per_unit_nm
+    return replace(rc, kp_nm_per_rad_s=rc.kp_nm_per_rad_s * ratio, ki_nm_per_rad=rc.ki_nm_per_rad * ratio,
+                   kd_nm_s_per_rad=rc.kd_nm_s_per_rad * ratio, output_limit_nm=rc.output_limit_nm * ratio,
+                   torque_per_unit_nm=rc.torque_per_unit_nm * ratio)
+
+
+def _range_opt(table: dict, key: str, path: Path, section: str) -> tuple[float, float] | None:
+    if key not in table:
+        return None
+    arr = _vector(table, key, path, section, (2,))
+    if not 0 <= arr[0] <= arr[1]:
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be [low, high] with 0 <= low <= high")
+    return float(arr[0]), float(arr[1])
+
+
+def _fraction_opt(table: dict, key: str, path: Path, section: str) -> float:
+    if key not in table:
+        return 0.0
+    value = _number(table, key, path, section, positive=False)
+    if not 0.0 <= value <= 1.0:
+        raise VehicleFileError(f"{path}: field '{section}.{key}' must be in [0, 1], got {value!r}")
+    return value
+
+
+def _command_path(data: dict, path: Path) -> FirmwareCommandPath | None:
+    t = data.get("firmware")
+    if t is None:
+        return None
+    s = "firmware"
+    comp = _get(t, "battery_compensation", path, s)
+    if not isinstance(comp, bool):
+        raise VehicleFileError(f"{path}: field 'firmware.battery_compensation' must be true or false")
+    pid = _vector(t, "yaw_attitude_pid", path, s, (3,))
+    return FirmwareCommandPath(
+        battery_compensation=comp,
+        thrust_max_n=_number(t, "thrust_max_n", path, s),
+        thrust_min_n=_number(t, "thrust_min_n", path, s, positive=False),
+        gyro_lpf_cutoff_hz=_number(t, "gyro_lpf_cutoff_hz", path, s),
+        gyro_lpf_sample_hz=_number(t, "gyro_lpf_sample_hz", path, s),
+        yaw_attitude_pid=(float(pid[0]), float(pid[1]), float(pid[2])),
+        yaw_attitude_integral_limit_deg=_number(t, "yaw_attitude_integral_limit_deg", path, s),
+    )
+
+
 def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerParams:
     s = "rate_controller"
     kp = _vector(table, "kp", path, s, (3,))
@@ -231,13 +378,7 @@ def _rate_controller(table: dict, path: Path, geometry: dict) -> RateControllerP
     unit = _get(table, "gain_unit", path, s)
     # N*m of body torque produced by one unit of the firmware's controller output, per axis.
     if unit == "firmware_cmd_per_deg_s":
-        # Crazyflie power distribution (power_distribution_quadrotor.c, legacy X): each motor gets
-        # +-roll/2, +-pitch/2, +-yaw in PWM counts. One PWM count is dT/dPWM newtons at hover.
-        dthrust = geometry["dthrust_du_hover_n"] / geometry["command_max"]
-        arm = geometry["arm_xy_m"]
-        torque_per_unit = np.array(
-            [4 * 0.5 * dthrust * arm[1], 4 * 0.5 * dthrust * arm[0], 4 * dthrust * geometry["kappa_m"]]
-        )
+        torque_per_unit = _crazyflie_torque_per_count(geometry)
         per_rad = torque_per_unit * (180.0 / math.pi)  # gains are per deg/s
         ilim_rad = ilim * (math.pi / 180.0)
     elif unit == "normalized_torque_per_rad_s":
@@ -316,8 +457,11 @@ def load_vehicle(name_or_path: str | Path) -> Vehicle:
     u_hover_thrust = mass * GRAVITY_MPS2 / 4.0
     c0, c1, c2 = curve
     u_hover = (-c1 + math.sqrt(c1 * c1 + 4 * c2 * (u_hover_thrust - c0))) / (2 * c2) if c2 else (u_hover_thrust - c0) / c1
+    command_path = _command_path(data, path)
+    compensated = command_path is not None and command_path.battery_compensation
     geometry = {
         "dthrust_du_hover_n": 2 * c2 * u_hover + c1,
+        "count_thrust_n": command_path.thrust_max_n / command_max if compensated else None,
         "command_max": command_max if command_unit == "pwm" else 1.0,
         "arm_xy_m": np.abs(rotor_pos[:, :2]).mean(axis=0),
         "rotor_position_m": rotor_pos,
@@ -367,7 +511,17 @@ def load_vehicle(name_or_path: str | Path) -> Vehicle:
             motor_imbalance=_number(rnd, "motor_imbalance", path, "randomization", positive=False),
             tau_scale=_range(rnd, "tau_scale", path, "randomization"),
             com_offset_m=_number(rnd, "com_offset_m", path, "randomization", positive=False),
+            tau_up_range_s=_range_opt(rnd, "tau_up_range_s", path, "randomization"),
+            tau_down_range_s=_range_opt(rnd, "tau_down_range_s", path, "randomization"),
+            torque_to_thrust_range_m=_range_opt(rnd, "torque_to_thrust_range_m", path, "randomization"),
+            rate_gain_scale=_range_opt(rnd, "rate_gain_scale", path, "randomization"),
+            rate_p_only_fraction=_fraction_opt(rnd, "rate_p_only_fraction", path, "randomization"),
+            noise_scale=_range_opt(rnd, "noise_scale", path, "randomization"),
+            uncompensated_fraction=_fraction_opt(rnd, "uncompensated_fraction", path, "randomization"),
+            uncompensated_thrust_scale=(_range_opt(rnd, "uncompensated_thrust_scale", path, "randomization")
+                                        or (1.0, 1.0)),
         ),
+        command_path=command_path,
     )
 
 

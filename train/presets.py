@@ -65,7 +65,11 @@ PER_VEHICLE: dict[str, dict] = {
 PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # Crazyflie ctbr (preset v4): the common recipe plus quarter turns. Seeds 0-2, 5 minutes, side
     # by side with v3: 100.0 / 99.7 / 99.2 % on 1,000 fresh episodes against 94.5 / 94.0 / 96.1 %.
-    ("crazyflie", "ctbr"): {"version": 4, "train": {"yaw_symmetry": True}},
+    # Preset v5 (2026-12-06, issues #19/#26): the same recipe on the firmware's command path
+    # (sim.command_path: THRUST_MAX-scaled thrust, yaw-angle loop, gyro low-pass, zero-thrust stop)
+    # with the widened vehicle-file ranges, and action latency 0-3 control ticks (issue #19: a real
+    # radio link's delay is not one number). v4 on today's physics: --set realism.latency_ticks_max=1.
+    ("crazyflie", "ctbr"): {"version": 5, "train": {"yaw_symmetry": True}, "realism": {"latency_ticks_max": 3}},
     ("x500", "ctbr"): {"version": 7, "control_rate_hz": 50.0, "agent": {"critic_layer_norm": True},
                        "train": {"n_step": 8, "yaw_symmetry": True}, "realism": {"randomization_scale": 1.25}},
 }

@@ -86,7 +86,7 @@ def test_motor_actions_map_to_nominal_thrust_fractions():
     spec = default_spec(CF, action_mode="motors")
     cmd = act_to_command(np.array([[-1.0, 0.0, 1.0, 3.0]]), spec, CF)
     np.testing.assert_allclose(cmd.thrust_fraction, [[0.0, 0.5, 1.0, 1.0]])  # clipped to [-1, 1]
-    np.testing.assert_allclose(cmd.thrust_n, cmd.thrust_fraction * CF.max_thrust_n)
+    np.testing.assert_allclose(cmd.thrust_n, cmd.thrust_fraction * CF.command_thrust_max_n)  # THRUST_MAX: motors.c
 
 
 def test_ctbr_actions_map_to_collective_thrust_and_rates():

@@ -43,7 +43,7 @@ def perfect_start(env: HoverVecEnv):
     s.omega_b[:] = 0.0
     s.quat_wb[:] = [1.0, 0.0, 0.0, 0.0]
     s.thrust_n[:] = task.sim.hover_thrust_n()
-    task.rate_ctrl.reset()
+    task.sync_firmware_state()
 
 
 @pytest.mark.parametrize("vehicle", ["crazyflie", "x500"])

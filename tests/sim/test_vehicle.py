@@ -22,15 +22,31 @@ def test_known_vehicles_lists_the_shipped_files():
 def test_thrust_curve_inverts():
     v = load_vehicle("crazyflie")
     u = np.linspace(0.05, 1.0, 50)
-    np.testing.assert_allclose(v.thrust_to_command(v.command_to_thrust(u)), u, atol=1e-12)
+    np.testing.assert_allclose(v.pwm_for_thrust(v.pwm_to_thrust(u)), u, atol=1e-12)
+
+
+def test_the_crazyflies_16_bit_command_is_thrust_to_thrust_max_with_a_stop_below_thrust_min():
+    """motors.c motorsCompensateBatteryVoltage with platform_defaults_cf2.h: thrust = cmd / 65535 *
+    THRUST_MAX (0.1125 N), and 0 (motor off) when that is below THRUST_MIN (0.02 N)."""
+    v = load_vehicle("crazyflie")
+    table = {0: 0.0, 11000: 0.0, 11650: 0.0, 11651: 11651 / 65535 * 0.1125, 38561: 38561 / 65535 * 0.1125,
+             65535: 0.1125}
+    for cmd, thrust_n in table.items():
+        assert v.command_to_thrust(np.array([cmd / 65535])) == pytest.approx([thrust_n], abs=1e-12), cmd
+    assert v.thrust_to_command(np.array([0.1125 / 2]))[0] == pytest.approx(0.5)
+    off = v.with_battery_compensation(False)
+    np.testing.assert_allclose(off.command_to_thrust(np.array([0.3, 1.0])), v.pwm_to_thrust(np.array([0.3, 1.0])))
+    assert off.command_thrust_max_n == pytest.approx(v.max_thrust_n)
 
 
 def test_crazyflie_motor_layout_matches_firmware_numbering():
     v = load_vehicle("crazyflie")
-    # M1 front-right (x > 0, y < 0 in FLU) spinning clockwise: reaction torque +z
+    # M1 front-right (x > 0, y < 0 in FLU) spinning counter-clockwise: reaction torque -z.
+    # power_distribution_quadrotor.c: +yaw demand speeds up M2 and M4 (controller_pid.c negates
+    # the yaw output before powerDistributionLegacy adds it to M1/M3 and subtracts it from M2/M4)
     assert v.motor_names[0] == "M1"
     assert v.rotor_position_m[0, 0] > 0 > v.rotor_position_m[0, 1]
-    assert v.spin_sign[0] == 1.0
+    np.testing.assert_array_equal(v.spin_sign, [-1.0, 1.0, -1.0, 1.0])
 
 
 def _write(tmp_path, text):
