@@ -86,6 +86,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "benchmarks)")
     parser.add_argument("--realtime", action="store_true",
                         help="raise the bridge's scheduling priority (SCHED_FIFO, else nice -5) on a busy computer")
+    parser.add_argument("--set-params", action="store_true",
+                        help="PX4: set the parameters the policy was trained for (its .params file: rate gains, "
+                             "THR_MDL_FAC, MPC_THR_HOVER) before arming instead of refusing a vehicle that differs")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
 
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = FlyConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                     arm=args.arm, geofence=args.geofence, log_dir=args.log, takeoff_height_m=args.takeoff_height,
                     handover=args.handover, connect_timeout_s=args.connect_timeout, battery_min_v=args.battery_min,
-                    rate_hz=args.rate, status=not args.quiet, realtime=args.realtime,
+                    rate_hz=args.rate, status=not args.quiet, realtime=args.realtime, set_params=args.set_params,
                     allow_rate_mismatch=args.allow_rate_mismatch, fence_margin_m=args.fence_margin,
                     min_height_m=args.min_height, transit_max_s=args.max_transit,
                     flight_time_max_s=args.max_flight_time)

@@ -23,6 +23,7 @@ import numpy as np
 
 from firmware_bridge.flightlog import FlightLogWriter
 from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
+from firmware_bridge.px4_preflight import px4_param_refusals
 from firmware_bridge.mission import (
     PX4_FENCE_PARAMS, FenceChoice, MissionLimits, check_mission, default_geofence, mission_summary, plan_mission,
     transit_limit_s,
@@ -49,7 +50,6 @@ HANDOVER_M = 0.4
 TOUCHDOWN_M = 0.25
 CLIMB_MPS = 0.6
 SINK_MPS = 0.3
-TAKEOFF_TIMEOUT_S = 5.0
 TOUCHDOWN_TIMEOUT_S = 4.0
 # A tick stops waiting for fresh state this fraction of a period (at least WAIT_MARGIN_MIN_S)
 # before its deadline: waking from a timed wait takes up to a few hundred microseconds on a busy
@@ -90,6 +90,7 @@ class FlyConfig:
     flight_time_max_s: float | None = None
     status: bool = True  # live status line on stderr
     realtime: bool = False  # raise the bridge's scheduling priority (SCHED_FIFO, else nice)
+    set_params: bool = False  # PX4: set the parameters the policy was trained for instead of refusing
 
 
 @dataclass
@@ -285,10 +286,10 @@ class Flight:
             sup.abort(time.monotonic(), "could not connect")
             self._record_transitions(0)
             raise
-        self.log.write({"type": "link", "t": self._t(), **link.describe()})
         sup.start_preflight(time.monotonic())
         if hasattr(link, "request_rate"):
             link.request_rate(self.rate_hz)
+        self.log.write({"type": "link", "t": self._t(), **link.describe()})  # after the telemetry negotiation
         deadline = time.monotonic() + TELEMETRY_WAIT_S
         tel = link.telemetry.wait_newer(0, deadline)
         bat_deadline = time.monotonic() + BATTERY_WAIT_S
@@ -303,11 +304,13 @@ class Flight:
             self._record_transitions(n_tr)
             raise FailsafeExit(f"interrupted by {sigs.name} before arming; nothing was powered")
         mission, mission_refusals = self._check_mission(tel)
+        param_refusals = px4_param_refusals(link, self.spec, self.vehicle, cfg.set_params, self.log)
         inputs = PreflightInputs(
             spec_vehicle=self.spec.vehicle, spec_firmware=self.vehicle.firmware,
             spec_action_mode=self.spec.action_mode, link_firmware=link.firmware,
             link_action_modes=link.action_modes(), state=self._sample(tel, now),
-            battery_v=link.battery_v, handover=cfg.handover, mission_refusals=tuple(mission_refusals))
+            battery_v=link.battery_v, handover=cfg.handover, mission_refusals=tuple(mission_refusals),
+            param_refusals=tuple(param_refusals))
         refusals = sup.request_arm(time.monotonic(), inputs)
         self._record_transitions(n_tr)
         n_tr = len(sup.transitions)
@@ -434,7 +437,10 @@ class Flight:
                 reason = f"link lost: {link.lost_reason}"
                 t_detect = now
             else:
-                reason = sup.check(now, s, missed_in_row, t_flight_s=t_rel, target_reached=reached) \
+                # the vehicle's own takeoff (spool-up, ramp) has its own budget: the transit clock
+                # starts when the policy takes over
+                t_transit = 0.0 if mode == "takeoff" else t_rel - getattr(self, "_takeoff_s", 0.0)
+                reason = sup.check(now, s, missed_in_row, t_flight_s=t_transit, target_reached=reached) \
                     if sup.state in (State.FLYING, State.LANDING) else None
                 t_detect = now
             if reason is not None:
@@ -443,12 +449,15 @@ class Flight:
             # -- phase ----------------------------------------------------------------------
             if mode == "takeoff" and s.pos_w[2] >= plan.handover_z:
                 mode, t_ref0 = "policy", now
+                log.write({"type": "phase", "t": self._t(), "phase": "policy", "takeoff_s": t_rel})
+                self._takeoff_s = t_rel
                 ref = self._reference(plan, s.pos_w)
-            if mode == "takeoff" and t_rel > TAKEOFF_TIMEOUT_S:
+            takeoff_budget_s = link.takeoff_budget_s(plan.handover_z - plan.ground_z, CLIMB_MPS)
+            if mode == "takeoff" and t_rel > takeoff_budget_s:
                 self._record_transitions(n_tr)
                 return self._failsafe_and_finish(
                     sigs, status, cpu0, wall0, rows,
-                    f"assisted takeoff did not reach z={plan.handover_z:.2f} m in {TAKEOFF_TIMEOUT_S:.0f} s", now, tel=tel)
+                    f"assisted takeoff did not reach z={plan.handover_z:.2f} m in {takeoff_budget_s:.1f} s", now, tel=tel)
             if mode == "policy":
                 phase = ref.phase(now - t_ref0)
                 if phase in ("land", "ground") and sup.state == State.FLYING:
@@ -457,6 +466,19 @@ class Flight:
                     if not self.cfg.arm:
                         link.stop_motors()
                         sup.landed(time.monotonic(), "dry run complete, nothing was sent")
+                        self._record_transitions(n_tr)
+                        break
+                    landing = link.land_on_vehicle(float(s.pos_w[2] - plan.ground_z))
+                    if landing is not None:  # the vehicle's own landing mode, to disarmed by its land detector
+                        self._landing = landing
+                        log.write({"type": "landing", "t": self._t(), **landing})
+                        if not landing["disarmed"]:
+                            self._record_transitions(n_tr)
+                            return self._failsafe_and_finish(
+                                sigs, status, cpu0, wall0, rows,
+                                f"{landing['mode']} did not disarm within {landing['budget_s']:.1f} s", time.monotonic(),
+                                tel=link.telemetry.latest())
+                        sup.landed(time.monotonic(), f"disarmed by {landing['disarmed_by'] or 'the vehicle'}")
                         self._record_transitions(n_tr)
                         break
                     mode, t_touchdown0, hold_xy = "touchdown", now, None
@@ -606,6 +628,10 @@ class Flight:
             cpu_percent=100.0 * (time.process_time() - cpu0) / wall if wall > 0 else None,
             extra=self.preflight_extra(),
         )
+        result.extra["takeoff_s"] = getattr(self, "_takeoff_s", None)
+        result.extra["landing"] = getattr(self, "_landing", None)
+        for t_s, severity, text in list(self.link.statustexts):
+            self.log.write({"type": "statustext", "t": t_s - self._t0, "severity": severity, "text": text})
         if self.sup.failsafe_reason is None:
             self.log.write({"type": "summary", **result.as_dict()})
         return result

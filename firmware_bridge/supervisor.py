@@ -152,6 +152,7 @@ class PreflightInputs:
     battery_v: float | None  # None: no battery reading
     handover: bool = False  # explicit in-air hand-over: skip the level-and-on-ground check
     mission_refusals: tuple[str, ...] = ()  # broken mission rules (firmware_bridge.mission.check_mission)
+    param_refusals: tuple[str, ...] = ()  # firmware parameters the policy cannot fly (firmware_bridge.px4_preflight)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def preflight_refusals(inp: PreflightInputs, limits: Limits) -> list[str]:
     elif inp.battery_v < limits.battery_min_v:
         reasons.append(f"battery low: {inp.battery_v:.2f} V < {limits.battery_min_v:.2f} V")
     reasons.extend(inp.mission_refusals)
+    reasons.extend(inp.param_refusals)
     return reasons
 
 

@@ -90,6 +90,7 @@ class Link:
         self.battery_v: float | None = None
         self.lost_reason: str | None = None  # set by the link when it knows the vehicle is gone
         self.dry_run = True  # until arm() succeeds, nothing that could spin a motor is sent
+        self.statustexts: list[tuple[float, int, str]] = []  # (monotonic s, severity, text) the vehicle said
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -116,6 +117,16 @@ class Link:
     def read_params(self, names: list[str], timeout_s: float = 3.0) -> dict[str, float]:
         """Firmware parameters by name ({} where the link has no parameter protocol)."""
         return {}
+
+    def takeoff_budget_s(self, height_m: float, climb_mps: float) -> float:
+        """How long an assisted takeoff to ``height_m`` may take before it counts as failed, s."""
+        return 5.0
+
+    def land_on_vehicle(self, height_m: float) -> dict | None:
+        """Hand the landing to the vehicle's own landing mode and wait until it disarmed itself;
+        a report ({"disarmed": bool, "disarmed_by": ..., times}) or None where the vehicle has
+        no such mode (the bridge then touches down on :meth:`assist` and stops the motors)."""
+        return None
 
     # -- flight ----------------------------------------------------------------------------
     def prepare(self, spec, vehicle) -> None:

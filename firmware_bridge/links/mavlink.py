@@ -30,6 +30,18 @@ VELOCITY_ONLY = 1 | 2 | 4 | 64 | 128 | 256 | 1024 | 2048
 # ... ignore z position, vx, vy (4, 8, 16), accelerations, yaw, yaw rate: hold x, y, climb at vz
 XY_POSITION_Z_VELOCITY = 4 | 8 | 16 | 64 | 128 | 256 | 1024 | 2048
 MAV_PARAM_TYPE_INT32 = 6
+MAV_LANDED_STATE_ON_GROUND = 1
+# PX4 parameters that time the vehicle's own takeoff and landing, with PX4's defaults for when a
+# vehicle does not answer (commander, mc_pos_control, land_detector parameter files)
+TIMING_DEFAULTS = {"COM_SPOOLUP_TIME": 1.0, "MPC_TKO_RAMP_T": 3.0, "MPC_TKO_SPEED": 1.5, "MPC_LAND_SPEED": 0.7,
+                   "COM_DISARM_LAND": 2.0}
+# MulticopterLandDetector.h: ground contact 0.35 s + maybe landed 0.25 s + landed 0.3 s
+LAND_DETECTOR_S = 0.9
+# PX4's velocity integrator has to make up a hover thrust that is off by up to HTE_THR_RANGE
+# (the preflight check refuses more); the twin at its defaults (0.60 set, 0.757 needed) takes
+# 2.7 s longer than the spool-up + ramp + climb sum
+TAKEOFF_MARGIN_S = 5.0
+LAND_MARGIN_S = 4.0
 PARAM_RETRY_S = 0.5  # PARAM_REQUEST_READ is re-sent this often for names still unanswered
 
 
@@ -96,6 +108,8 @@ class MavlinkLink(Link):
         self._next_land_request_s = 0.0
         self._params: dict[str, tuple[float, int]] = {}  # name -> (value, MAV_PARAM_TYPE) as PX4 sent it
         self._params_cond = threading.Condition()
+        self.timing = dict(TIMING_DEFAULTS)  # read_timing() replaces these with the vehicle's
+        self.landed_state = 0  # EXTENDED_SYS_STATE.landed_state
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -165,9 +179,10 @@ class MavlinkLink(Link):
         return ("ctbr",) if self.firmware == "px4" else ()
 
     def describe(self) -> dict:
-        """Link facts for the log header."""
+        """Link facts for the log header (after request_rate: which telemetry was negotiated)."""
         return {"uri": self.uri, "firmware": self.firmware, "library": "pymavlink",
-                "telemetry": "ODOMETRY" if self._odometry_seen else "LOCAL_POSITION_NED+ATTITUDE_QUATERNION"}
+                "telemetry": "ODOMETRY" if self._odometry_seen else "LOCAL_POSITION_NED+ATTITUDE_QUATERNION",
+                "px4_timing": dict(self.timing)}
 
     @property
     def alive(self) -> bool:
@@ -230,6 +245,11 @@ class MavlinkLink(Link):
         elif kind == "SYS_STATUS":
             if msg.voltage_battery != 65535:
                 self.battery_v = msg.voltage_battery / 1000.0
+        elif kind == "STATUSTEXT":
+            text = msg.text.decode("ascii", "replace") if isinstance(msg.text, bytes) else str(msg.text)
+            self.statustexts.append((t_arr, int(msg.severity), text.rstrip("\x00")))
+        elif kind == "EXTENDED_SYS_STATE":
+            self.landed_state = int(msg.landed_state)
         elif kind == "PARAM_VALUE":
             name = msg.param_id.decode("ascii", "replace") if isinstance(msg.param_id, bytes) else str(msg.param_id)
             with self._params_cond:
@@ -312,6 +332,51 @@ class MavlinkLink(Link):
             raise LinkError("PX4 did not confirm PARAM_SET of " + ", ".join(sorted(pending)))
         with self._params_cond:
             return {n: self._params[n][0] for n in values}
+
+    def read_timing(self, values: dict | None = None) -> dict:
+        """Take PX4's takeoff/landing timing parameters from ``values`` (already read) or read
+        them; those PX4 did not answer keep PX4's defaults."""
+        got = values if values is not None else self.read_params(list(TIMING_DEFAULTS), 2.0)
+        self.timing.update({k: float(got[k]) for k in TIMING_DEFAULTS if k in got})
+        return dict(self.timing)
+
+    def takeoff_budget_s(self, height_m: float, climb_mps: float) -> float:
+        """PX4's smooth takeoff: COM_SPOOLUP_TIME, then the MPC_TKO_RAMP_T ramp, then the climb
+        at min(climb_mps, MPC_TKO_SPEED), plus TAKEOFF_MARGIN_S (mc_pos_control/Takeoff)."""
+        t = self.timing
+        climb = max(min(climb_mps, t["MPC_TKO_SPEED"]), 0.1)
+        return t["COM_SPOOLUP_TIME"] + t["MPC_TKO_RAMP_T"] + max(height_m, 0.0) / climb + TAKEOFF_MARGIN_S
+
+    def land_on_vehicle(self, height_m: float) -> dict | None:
+        """Switch PX4 to AUTO.LAND and wait for its land detector and COM_DISARM_LAND to disarm
+        it: descent at MPC_LAND_SPEED, 0.9 s of land detection, COM_DISARM_LAND, plus a margin.
+        Reports whether it disarmed, by what (PX4's "Disarmed by ..." STATUSTEXT) and when."""
+        if self._m is None or self.dry_run:
+            return None
+        t = self.timing
+        t0 = time.monotonic()
+        n_text = len(self.statustexts)
+        budget = max(height_m, 0.0) / max(t["MPC_LAND_SPEED"], 0.1) + LAND_DETECTOR_S + max(t["COM_DISARM_LAND"], 0.0) \
+            + LAND_MARGIN_S
+        next_request = 0.0
+        t_landed = None
+        while time.monotonic() - t0 < budget and self.alive:
+            now = time.monotonic()
+            if self.mode != "LAND" and self.armed and now >= next_request:
+                self._m.set_mode("LAND")
+                next_request = now + 0.2
+            if t_landed is None and self.landed_state == MAV_LANDED_STATE_ON_GROUND:
+                t_landed = now
+            if not self.armed:
+                break
+            time.sleep(0.01)
+        texts = [txt for _, _, txt in self.statustexts[n_text:]]
+        by = next((txt[len("Disarmed by "):] for txt in texts if txt.startswith("Disarmed by ")), None)
+        t_end = time.monotonic()
+        return {"mode": "AUTO.LAND", "disarmed": not self.armed, "disarmed_by": by if not self.armed else None,
+                "land_to_disarm_s": round(t_end - t0, 3),
+                "landed_to_disarm_s": None if t_landed is None else round(t_end - t_landed, 3),
+                "budget_s": round(budget, 3), "statustexts": texts}
 
     # -- flight ----------------------------------------------------------------------------
     def _wait(self, pred, timeout_s: float, stream=None) -> bool:

@@ -59,15 +59,18 @@ def test_attitude_is_frd_to_ned(twin):
     assert q_back == pytest.approx(twin.sim.state.quat_wb[0], abs=1e-6)
 
 
-def test_odometry_velocity_is_in_the_frd_body_frame(twin):
+def test_odometry_is_what_px4_main_sends_ned_velocity_child_frame_1(twin):
+    """streams/ODOMETRY.hpp + EKF2::PublishOdometry: pose and velocity both LOCAL_NED (1),
+    estimator AUTOPILOT (8), quality 0, the EKF's diagonal variances and NaN elsewhere."""
     twin.sim.state.quat_wb[0] = quat_from_euler(0.0, 0.0, math.radians(30))
     twin.sim.state.vel_w[0] = [1.0, 0.0, 0.0]  # flying east, nose 30 deg left of east
     twin.estimate = twin._estimate()
     od = telemetry(twin, "ODOMETRY")
-    assert od.frame_id == 1 and od.child_frame_id == 12  # LOCAL_NED pose, BODY_FRD velocity
-    # east is 30 deg to the right of the nose: +x forward, +y right in FRD
-    assert (od.vx, od.vy, od.vz) == pytest.approx((math.cos(math.radians(30)), math.sin(math.radians(30)), 0.0),
-                                                  abs=1e-5)
+    assert od.frame_id == 1 and od.child_frame_id == 1
+    assert (od.vx, od.vy, od.vz) == pytest.approx((0.0, 1.0, 0.0), abs=1e-5)  # east is NED +y, whatever the nose
+    assert od.estimator_type == 8 and od.quality == 0
+    assert od.pose_covariance[0] > 0 and math.isnan(od.pose_covariance[1])
+    assert od.velocity_covariance[11] > 0 and math.isnan(od.velocity_covariance[2])
 
 
 def test_highres_imu_reads_gravity_as_minus_z_at_rest():

@@ -16,6 +16,9 @@ Rules copied from PX4-Autopilot (files under src/modules/):
   while the newest offboard_control_mode is younger than COM_OF_LOSS_T; OFFBOARD can only be
   entered (or armed into) while it is present; commander/failsafe/failsafe.cpp: losing it in
   OFFBOARD while armed triggers COM_OBL_RC_ACT.
+* Land detection: PX4's multicopter land detector (``land_detector.py``: ground contact ->
+  maybe landed -> landed, 0.35 + 0.25 + 0.3 s). Commander says "Takeoff detected" / "Landing
+  detected" when its landed flag changes while armed.
 * Auto-disarm (Commander.cpp checkForAutoDisarm-style logic): COM_DISARM_LAND s after landing,
   COM_DISARM_PRFLT s after arming without takeoff.
 * navigator/takeoff.cpp: NAV_TAKEOFF param7 is an AMSL altitude; below home + MIS_TAKEOFF_ALT it
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.sitl.px4.controllers import Estimate, Setpoint
+from sim.sitl.px4.land_detector import LandInputs, MulticopterLandDetector
 from sim.sitl.px4.modes import NavState, nav_state_from_custom, MAIN_AUTO, MODE_FLAG_CUSTOM_MODE_ENABLED
 from sim.sitl.px4.params import ParamStore
 
@@ -55,8 +59,6 @@ FLYABLE = {NavState.POSCTL, NavState.ALTCTL, NavState.AUTO_LOITER, NavState.AUTO
 OFFBOARD_LOSS_ACTION = {0: NavState.POSCTL, 1: NavState.ALTCTL, 2: NavState.AUTO_LAND, 3: NavState.AUTO_RTL,
                         4: NavState.AUTO_LAND, 5: NavState.AUTO_LOITER, 6: NavState.TERMINATION, 7: None}
 TAKEOFF_DONE_M = 0.15  # altitude error at which takeoff is complete and the vehicle loiters
-LANDED_HYSTERESIS_S = 0.5  # on the ground this long -> landed (MC land detector trigger time)
-AIRBORNE_HYSTERESIS_S = 0.1
 
 
 @dataclass
@@ -83,8 +85,7 @@ class Commander:
         self.offboard: OffboardInput | None = None
         self.messages: list[tuple[int, str]] = []
         self._now = 0.0
-        self._ground_since = 0.0
-        self._air_since: float | None = None
+        self.land_detector = MulticopterLandDetector(params)
         self._armed_at = 0.0
         self._landed_at = 0.0
         self._took_off = False
@@ -252,33 +253,28 @@ class Commander:
 
     # ---- periodic update -------------------------------------------------------------------
 
-    def update(self, now_s: float, est: Estimate, on_ground: bool) -> Setpoint:
+    def update(self, now_s: float, est: Estimate, land: LandInputs) -> Setpoint:
         """Advance land detection, failsafes, auto modes and auto-disarm; return the setpoint."""
         self._now = now_s
         self._estimate = est
-        self._land_detector(now_s, on_ground)
+        self._land_detector(now_s, land)
         if self.armed:
             self._failsafes()
             self._auto_disarm(now_s)
         return self._setpoint(est)
 
-    def _land_detector(self, now: float, on_ground: bool) -> None:
-        if on_ground:
-            self._air_since = None
-            if not self.landed and now - self._ground_since >= LANDED_HYSTERESIS_S:
-                self.landed = True
-                self._landed_at = now
-                if self.armed:
-                    self._say(SEV_INFO, "Landing detected")
-        else:
-            self._ground_since = now
-            if self._air_since is None:
-                self._air_since = now
-            if self.landed and now - self._air_since >= AIRBORNE_HYSTERESIS_S:
-                self.landed = False
+    def _land_detector(self, now: float, land: LandInputs) -> None:
+        landed = self.land_detector.update(now, land)
+        if landed and not self.landed:
+            self.landed = True
+            self._landed_at = now
+            if self.armed:
+                self._say(SEV_INFO, "Landing detected")
+        elif not landed and self.landed:
+            self.landed = False
+            if self.armed:
                 self._took_off = True
-                if self.armed:
-                    self._say(SEV_INFO, "Takeoff detected")
+                self._say(SEV_INFO, "Takeoff detected")
 
     def _failsafes(self) -> None:
         if self.nav_state == NavState.OFFBOARD and not self.offboard_signal_present():

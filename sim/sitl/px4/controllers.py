@@ -16,9 +16,17 @@ gains are PX4 parameters (``params.ParamStore``) and follow changes made over PA
 * rate (src/modules/mc_rate_control): ``sim.rate_control.RateController`` with the vehicle
   file's gains, re-scaled when MC_*RATE_{P,I,D} / MC_*_INT_LIM change.
 
-Collective thrust: SET_ATTITUDE_TARGET.thrust (0..1) is PX4's normalized collective thrust;
-the twin reads it as a fraction of the vehicle's maximum total thrust, thrust_n = fraction x 4 x
-max motor thrust, exactly what ``sim.contract.act_to_command`` calls ``collective_fraction``.
+Collective thrust: SET_ATTITUDE_TARGET.thrust (0..1) is PX4's normalized collective thrust.
+The allocator turns it (with the torques) into a normalized thrust per motor, and the output
+module turns that into the motor command with PX4's thrust model THR_MDL_FAC
+(src/lib/mixer_module/functions/FunctionMotors.hpp: rel_thrust = f u^2 + (1 - f) u, solved for
+u); the motor then produces the vehicle's own thrust curve of u (the gz x500: 8.55 u^2 N). Only
+with THR_MDL_FAC matched to that curve (1.0 for the x500) is the collective linear in thrust,
+as ``sim.contract.act_to_command``'s ``collective_fraction`` assumes; with PX4's default 0 a
+collective c gives c^2 of the maximum thrust on the x500.
+
+Smooth takeoff (``takeoff.py``: spool-up COM_SPOOLUP_TIME, climb-rate ramp MPC_TKO_RAMP_T) and
+the hover-thrust estimator (``hover_thrust.py``) shape position control as in mc_pos_control.
 
 A controller is anything with ``reset(est)`` and ``motor_thrust_n(est, setpoint, dt_s)``
 returning four motor thrusts (N, PX4 motor order): the twin calls it at the rate-loop rate.
@@ -36,7 +44,9 @@ import numpy as np
 from sim.frames import quat_conjugate, quat_multiply, quat_normalize, quat_to_euler, quat_to_rotmat, rotmat_to_quat
 from sim.rate_control import RateController
 from sim.vehicle import GRAVITY_MPS2, Vehicle
+from sim.sitl.px4.hover_thrust import HoverThrustEstimator
 from sim.sitl.px4.params import ParamStore
+from sim.sitl.px4.takeoff import TakeoffHandling, TakeoffState
 
 _NAN3 = (math.nan, math.nan, math.nan)
 
@@ -88,6 +98,16 @@ class FlightController(Protocol):
 
     def motor_thrust_n(self, est: Estimate, sp: Setpoint, dt_s: float) -> np.ndarray:
         """(4,) motor thrust commands in N, PX4 motor order, for one rate-loop tick of dt_s."""
+
+
+def thrust_model_to_esc(u: np.ndarray, fac: float) -> np.ndarray:
+    """PX4's THR_MDL_FAC model (FunctionMotors.hpp): normalized thrust u = fac e^2 + (1 - fac) e
+    -> motor command e, both in [0, 1]."""
+    u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+    if fac <= 0.0:
+        return u
+    b = 1.0 - fac
+    return (-b + np.sqrt(b * b + 4.0 * fac * u)) / (2.0 * fac)
 
 
 def _quat_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,8 +183,21 @@ class PositionControl:
         self.vel_int[:] = 0.0
         self.prev_vel = None
 
-    def update(self, est: Estimate, sp: Setpoint, dt_s: float) -> tuple[np.ndarray, float]:
-        """(unit thrust direction ENU, collective thrust fraction) for the setpoint."""
+    def update_hover_thrust(self, new_hover: float, old_hover: float) -> None:
+        """PositionControl::updateHoverThrust: move the integrator so that the collective stays
+        the same when the hover thrust changes (collective = hover (g + a_z) / g)."""
+        if old_hover > 0 and new_hover > 0 and new_hover != old_hover:
+            a_z = self.last_acc_z
+            self.vel_int[2] += (GRAVITY_MPS2 + a_z) * old_hover / new_hover - (GRAVITY_MPS2 + a_z)
+
+    last_acc_z = 0.0
+
+    def update(self, est: Estimate, sp: Setpoint, dt_s: float, hover: float | None = None,
+               climb_limit_mps: float | None = None, thrust_floor: float | None = None) -> tuple[np.ndarray, float]:
+        """(unit thrust direction ENU, collective thrust fraction) for the setpoint. ``hover``
+        overrides MPC_THR_HOVER (the hover-thrust estimate), ``climb_limit_mps`` lowers the
+        upward velocity limit (takeoff ramp), ``thrust_floor`` replaces MPC_THR_MIN (0 before
+        the takeoff is complete)."""
         p = self.p
         g = GRAVITY_MPS2
         kp = np.array([p["MPC_XY_P"], p["MPC_XY_P"], p["MPC_Z_P"]])
@@ -175,7 +208,9 @@ class PositionControl:
         xy = np.linalg.norm(vel_sp[:2])
         if xy > p["MPC_XY_VEL_MAX"]:
             vel_sp[:2] *= p["MPC_XY_VEL_MAX"] / xy
-        vel_sp[2] = min(max(vel_sp[2], -p["MPC_Z_VEL_MAX_DN"]), p["MPC_Z_VEL_MAX_UP"])
+        up_max = p["MPC_Z_VEL_MAX_UP"] if climb_limit_mps is None else min(climb_limit_mps, p["MPC_Z_VEL_MAX_UP"])
+        vel_sp[2] = min(max(vel_sp[2], -p["MPC_Z_VEL_MAX_DN"]), up_max) if up_max >= -p["MPC_Z_VEL_MAX_DN"] \
+            else up_max
         vel_err = vel_sp - est.vel_w
         vel_dot = np.zeros(3) if self.prev_vel is None else (est.vel_w - self.prev_vel) / dt_s
         self.prev_vel = est.vel_w.copy()
@@ -184,7 +219,16 @@ class PositionControl:
         kvd = np.array([p["MPC_XY_VEL_D_ACC"], p["MPC_XY_VEL_D_ACC"], p["MPC_Z_VEL_D_ACC"]])
         acc_sp = vel_err * kvp + self.vel_int - vel_dot * kvd
         acc_sp += np.where(np.isfinite(sp.acc_w), sp.acc_w, 0.0)
-        self.vel_int = np.clip(self.vel_int + vel_err * kvi * dt_s, -g, g)
+        hover = p["MPC_THR_HOVER"] if hover is None else hover
+        floor = p["MPC_THR_MIN"] if thrust_floor is None else thrust_floor
+        # PositionControl::_velocityControl anti-windup: no vertical integration while the thrust
+        # sits at a limit and the error pushes further into it
+        collective_raw = hover * (g + acc_sp[2]) / g
+        int_err = vel_err.copy()
+        if (collective_raw <= floor and int_err[2] <= 0) or (collective_raw >= p["MPC_THR_MAX"] and int_err[2] >= 0):
+            int_err[2] = 0.0
+        self.vel_int = np.clip(self.vel_int + int_err * kvi * dt_s, -g, g)
+        self.last_acc_z = float(acc_sp[2])
         # _accelerationControl: tilt from horizontal acceleration against gravity
         body_z = np.array([acc_sp[0], acc_sp[1], g])
         body_z /= np.linalg.norm(body_z)
@@ -193,9 +237,8 @@ class PositionControl:
         if tilt > tilt_max:
             h = body_z[:2] / max(np.linalg.norm(body_z[:2]), 1e-9)
             body_z = np.array([h[0] * math.sin(tilt_max), h[1] * math.sin(tilt_max), math.cos(tilt_max)])
-        hover = p["MPC_THR_HOVER"]
         collective = hover * (g + acc_sp[2]) / g / max(body_z[2], 1e-3)
-        collective = min(max(collective, p["MPC_THR_MIN"]), p["MPC_THR_MAX"])
+        collective = min(max(collective, floor), p["MPC_THR_MAX"])
         return body_z, collective
 
 
@@ -219,6 +262,13 @@ class Px4Cascade:
         self._thrust_fraction = 0.0
         self._yaw_hold = 0.0
         self._last_kind = "idle"
+        self.takeoff = TakeoffHandling(params)
+        self.hte = HoverThrustEstimator(params)
+        self.hover_thrust = float(params["MPC_THR_HOVER"])
+        self._climb_limit_mps: float | None = None
+        self.climb_rate_controlled = False
+        self.vz_setpoint_mps = math.nan
+        self.ground_contact = False
         self.apply_rate_gains()
         params.on_change(lambda name, value: self.apply_rate_gains() if name.startswith("MC_") else None)
 
@@ -234,6 +284,31 @@ class Px4Cascade:
         self.rate.kd = kd * self._torque_per_unit
         self.rate.integral_limit = np.divide(lim, ki, out=np.full(3, np.inf), where=ki > 0)
 
+    @property
+    def throttle(self) -> float:
+        """The collective thrust setpoint (0..1) the land detector watches."""
+        return self._thrust_fraction
+
+    def update_status(self, now_s: float, dt_s: float, armed: bool, landed: bool, sp: Setpoint, est: Estimate,
+                      height_m: float, accel_up_mps2: float, ground_contact: bool = False) -> None:
+        """Once per commander cycle: the takeoff state machine, its climb-rate ramp and the
+        hover-thrust estimate (MulticopterPositionControl::Run's order). ``ground_contact`` is
+        the land detector's first stage."""
+        self.ground_contact = ground_contact
+        pos_z, vel_z, acc_z = (float(v[2]) for v in (sp.pos_w, sp.vel_w, sp.acc_w))
+        self.climb_rate_controlled = sp.kind == "trajectory" and any(math.isfinite(v) for v in (pos_z, vel_z, acc_z))
+        self.vz_setpoint_mps = vel_z if self.climb_rate_controlled and math.isfinite(vel_z) else (
+            self.p["MPC_Z_P"] * (pos_z - est.pos_w[2]) if self.climb_rate_controlled and math.isfinite(pos_z)
+            else math.nan)
+        want_takeoff = armed and ((math.isfinite(pos_z) and pos_z > est.pos_w[2]) or (math.isfinite(vel_z) and vel_z > 0)
+                                  or (math.isfinite(acc_z) and acc_z > 0))
+        self.takeoff.update_state(now_s, armed, landed, want_takeoff, skip=not self.climb_rate_controlled)
+        self._climb_limit_mps = self.takeoff.update_ramp(dt_s, self.p["MPC_Z_VEL_MAX_UP"])
+        hover = self.hte.update(now_s, dt_s, armed, landed, height_m, self._thrust_fraction, accel_up_mps2)
+        if hover != self.hover_thrust:
+            self.pos.update_hover_thrust(hover, self.hover_thrust)
+            self.hover_thrust = hover
+
     def reset(self, est: Estimate) -> None:
         """Zero integrators, hold the current heading."""
         self.rate.reset(omega_b=est.omega_b[None, :])
@@ -248,13 +323,16 @@ class Px4Cascade:
                 self.reset(est)
             self._last_kind = sp.kind
         if sp.kind == "idle":
+            self._thrust_fraction = 0.0
             return np.zeros(4)
         if self._tick % self.outer_every == 0:
             self._outer(est, sp, dt_s * self.outer_every)
         self._tick += 1
         collective_n = self._thrust_fraction * 4.0 * self.vehicle.max_thrust_n
         thrust = self.rate.update(est.omega_b[None, :], self._rate_sp[None, :], np.array([collective_n]), dt_s)
-        return thrust[0]
+        # per-motor normalized thrust -> motor command through THR_MDL_FAC -> the motor's own curve
+        esc = thrust_model_to_esc(thrust[0] / self.vehicle.max_thrust_n, self.p["THR_MDL_FAC"])
+        return np.asarray(self.vehicle.command_to_thrust(esc), dtype=np.float64)
 
     def _outer(self, est: Estimate, sp: Setpoint, dt_s: float) -> None:
         if sp.kind == "rates":
@@ -272,7 +350,24 @@ class Px4Cascade:
             self._yaw_hold = sp.yaw_rad
         elif math.isfinite(sp.yawspeed_rad_s):
             self._yaw_hold += sp.yawspeed_rad_s * dt_s
-        body_z, collective = self.pos.update(est, sp, dt_s)
+        if self.takeoff.state < TakeoffState.RAMPUP:
+            # not taken off: zero thrust, no corrections, integrators held at zero
+            self.pos.reset()
+            self._rate_sp = np.zeros(3)
+            self._thrust_fraction = 0.0
+            self._yaw_hold = est.yaw_rad
+            return
+        if self.takeoff.state >= TakeoffState.FLIGHT and self.ground_contact:
+            # MulticopterPositionControl: flying but ground contact -> an acceleration setpoint of
+            # 100 m/s^2 down (no thrust) and the integrators reset, so the land detector can go on
+            self.pos.reset()
+            self._rate_sp = np.zeros(3)
+            self._thrust_fraction = 0.0
+            self.vz_setpoint_mps = -100.0
+            return
+        floor = None if self.takeoff.state >= TakeoffState.FLIGHT else 0.0
+        body_z, collective = self.pos.update(est, sp, dt_s, hover=self.hover_thrust, climb_limit_mps=self._climb_limit_mps,
+                                             thrust_floor=floor)
         qd = attitude_from_thrust_dir(body_z, self._yaw_hold)
         ff = sp.yawspeed_rad_s if math.isfinite(sp.yawspeed_rad_s) else 0.0
         self._rate_sp = self.att.update(est.quat_wb, qd, ff)

@@ -30,6 +30,7 @@ import numpy as np
 
 from sim.errors import QuadhilError
 from sim.frames import quat_to_rotmat
+from sim.sitl.px4.controllers import thrust_model_to_esc  # noqa: F401 - also re-exported for tests
 from sim.vehicle import Vehicle
 
 RESCALE_A = 0.8  # actions_rescale.hpp
@@ -42,15 +43,6 @@ def px4_rescale(action: np.ndarray, thrust_coeff_raw: float, min_rpm: float, max
     rpm = 60.0 * np.sqrt((a + 1.0) / (thrust_coeff_raw / THRUST_COEFF_SCALE))
     x = np.clip((rpm - min_rpm) / (max_rpm - min_rpm), 0.0, 1.0)
     return RESCALE_A * x * x + (1.0 - RESCALE_A) * x
-
-
-def thrust_model_to_esc(u: np.ndarray, fac: float) -> np.ndarray:
-    """PX4's THR_MDL_FAC model: normalized thrust u = fac e^2 + (1 - fac) e -> ESC command e."""
-    u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
-    if fac <= 0.0:
-        return u
-    b = 1.0 - fac
-    return (-b + np.sqrt(b * b + 4.0 * fac * u)) / (2.0 * fac)
 
 
 class NeuralControl:

@@ -51,6 +51,7 @@ _DEFS = [
        "4 Land, 5 Hold, 6 Terminate, 7 Disarm"),
     _f("COM_DISARM_LAND", 2.0, -1.0, 20.0, "auto-disarm this long after landing, s (<= 0 off)"),
     _f("COM_DISARM_PRFLT", 10.0, -1.0, 20.0, "auto-disarm if no takeoff this long after arming, s"),
+    _f("COM_SPOOLUP_TIME", 1.0, 0.0, 5.0, "motor spool-up after arming before position control may take off, s"),
     _i("MAV_SYS_ID", 1, 1, 250, "MAVLink system id"),
     _i("MAV_TYPE", 2, 0, 22, "MAV_TYPE (2 = quadrotor)"),
     _i("SYS_AUTOSTART", 4001, 0, 9999999, "airframe (4001 = gz x500)"),
@@ -66,6 +67,16 @@ _DEFS = [
     _f("MIS_TAKEOFF_ALT", 2.5, 0.0, 80.0, "default takeoff altitude above home, m"),
     _f("MPC_TKO_SPEED", 1.5, 1.0, 5.0, "takeoff climb rate, m/s"),
     _f("MPC_LAND_SPEED", 0.7, 0.6, 5.0, "landing descend rate, m/s"),
+    _f("MPC_TKO_RAMP_T", 3.0, 0.0, 5.0, "takeoff ramp: climb-rate limit from zero thrust to climb speed in this time, s"),
+    # src/modules/land_detector/land_detector_params_mc.yaml
+    _f("LNDMC_Z_VEL_MAX", 0.25, 0.0, 2.0, "land detector: max vertical speed when landed, m/s"),
+    _f("LNDMC_XY_VEL_MAX", 1.5, 0.0, 5.0, "land detector: max horizontal speed when landed, m/s"),
+    _f("LNDMC_ROT_MAX", 20.0, 0.0, 180.0, "land detector: max roll/pitch rate when landed, deg/s"),
+    # src/lib/mixer_module (PWM Outputs group): rel_thrust = f u^2 + (1 - f) u, PX4 default 0
+    _f("THR_MDL_FAC", 0.0, 0.0, 1.0, "thrust model factor: thrust = f u^2 + (1 - f) u of the motor command u"),
+    # src/modules/mc_hover_thrust_estimator (HTE_THR_RANGE bounds the estimate around MPC_THR_HOVER)
+    _i("MPC_USE_HTE", 1, 0, 1, "use the hover thrust estimate in position control and land detection"),
+    _f("HTE_THR_RANGE", 0.2, 0.0, 0.4, "hover thrust estimate range around MPC_THR_HOVER"),
     # src/modules/mc_pos_control/multicopter_position_control_params.c (+ _gain_params.c)
     _f("MPC_XY_P", 0.95, 0.0, 2.0, "horizontal position P, 1/s"),
     _f("MPC_Z_P", 1.0, 0.1, 1.5, "vertical position P, 1/s"),
@@ -79,10 +90,12 @@ _DEFS = [
     _f("MPC_Z_VEL_MAX_UP", 3.0, 0.5, 8.0, "max climb rate, m/s"),
     _f("MPC_Z_VEL_MAX_DN", 1.5, 0.5, 4.0, "max descend rate, m/s"),
     _f("MPC_TILTMAX_AIR", 45.0, 20.0, 89.0, "max tilt in air, deg"),
-    # PX4 default 0.5 with the hover-thrust estimator (MPC_USE_HTE=1) converging in flight; the
-    # twin starts converged at the x500's hover thrust fraction (see docs/sitl-px4.md).
-    _f("MPC_THR_HOVER", 0.57, 0.1, 0.8, "hover thrust fraction"),
+    # PX4's generic default is 0.5; the airframe the twin reports (SYS_AUTOSTART 4001, gz x500:
+    # ROMFS/px4fmu_common/init.d-posix/airframes/4001_gz_x500) sets 0.60. The hover-thrust
+    # estimator (hover_thrust.py) adapts it in flight within HTE_THR_RANGE.
+    _f("MPC_THR_HOVER", 0.60, 0.1, 0.8, "hover thrust fraction"),
     _f("MPC_THR_MIN", 0.12, 0.05, 0.5, "min collective thrust in position control"),
+    _f("MPC_MANTHR_MIN", 0.08, 0.0, 1.0, "min collective thrust in manual/rate modes"),
     _f("MPC_THR_MAX", 1.0, 0.0, 1.0, "max collective thrust in position control"),
     # src/modules/mc_att_control/mc_att_control_params.c
     _f("MC_ROLL_P", 6.5, 0.0, 12.0, "roll angle P, 1/s"),

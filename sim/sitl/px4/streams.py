@@ -22,7 +22,7 @@ MAV_TYPE_QUADROTOR = 2
 MAV_AUTOPILOT_PX4 = 12
 MAV_STATE_STANDBY, MAV_STATE_ACTIVE, MAV_STATE_CRITICAL = 3, 4, 5
 MAV_FRAME_LOCAL_NED, MAV_FRAME_BODY_FRD = 1, 12
-MAV_ESTIMATOR_TYPE_VIO = 3
+MAV_ESTIMATOR_TYPE_AUTOPILOT = 8
 
 ONBOARD_RATES_HZ = {
     "HEARTBEAT": 1.0, "ALTITUDE": 10.0, "ATTITUDE": 100.0, "ATTITUDE_QUATERNION": 50.0,
@@ -77,6 +77,9 @@ class Snapshot:
     landed_state: int
     thrust_fraction: float
     vel_body_frd: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    pos_var_m2: float = 1e-4  # EKF variances ODOMETRY reports (diagonal)
+    vel_var_m2s2: float = 4e-4
+    att_var_rad2: float = 2.5e-5
 
 
 def _i(x: float) -> int:
@@ -106,10 +109,18 @@ def build(name: str, s: Snapshot, mav: mavlink.MAVLink):
     if name == "LOCAL_POSITION_NED":
         return mav.local_position_ned_encode(s.time_boot_ms, *s.pos_ned, *s.vel_ned)
     if name == "ODOMETRY":
-        # streams/ODOMETRY.hpp: pose in LOCAL_NED, velocity in BODY_FRD, covariances unknown (NaN)
-        nan21 = [math.nan] * 21
-        return mav.odometry_encode(s.time_usec, MAV_FRAME_LOCAL_NED, MAV_FRAME_BODY_FRD, *s.pos_ned, list(s.q_ned),
-                                   *s.vel_body_frd, *s.rates_frd, nan21, nan21, 0, MAV_ESTIMATOR_TYPE_VIO, 100)
+        # PX4 main: streams/ODOMETRY.hpp sends vehicle_odometry, which EKF2::PublishOdometry fills
+        # with pose_frame NED and velocity_frame NED -> frame_id = child_frame_id =
+        # MAV_FRAME_LOCAL_NED (1), velocity in NED; the diagonal variances, NaN elsewhere;
+        # estimator_type AUTOPILOT; quality 0 (EKF2 sets it so).
+        pose_cov, vel_cov = [math.nan] * 21, [math.nan] * 21
+        for i, k in enumerate((0, 6, 11)):
+            pose_cov[k] = s.pos_var_m2
+            vel_cov[k] = s.vel_var_m2s2
+        for k in (15, 18, 20):
+            pose_cov[k] = s.att_var_rad2
+        return mav.odometry_encode(s.time_usec, MAV_FRAME_LOCAL_NED, MAV_FRAME_LOCAL_NED, *s.pos_ned, list(s.q_ned),
+                                   *s.vel_ned, *s.rates_frd, pose_cov, vel_cov, 0, MAV_ESTIMATOR_TYPE_AUTOPILOT, 0)
     if name == "HIGHRES_IMU":
         return mav.highres_imu_encode(s.time_usec, *s.accel_frd, *s.gyro_frd, *s.mag_frd_gauss, s.pressure_hpa,
                                       0.0, s.alt_amsl_m, s.temperature_c, 0x1FFF)

@@ -32,6 +32,7 @@ from sim.vehicle import GRAVITY_MPS2, Vehicle, load_vehicle
 from sim.sitl.px4 import commander as cmdr
 from sim.sitl.px4.commander import Commander
 from sim.sitl.px4.controllers import Estimate, Px4Cascade, Setpoint
+from sim.sitl.px4.land_detector import LandInputs
 from sim.sitl.px4.links import LinkConfig, MavlinkUdpLink
 from sim.sitl.px4.params import PARAM_DEFS, ParamError, ParamStore, decode_value, encode_value
 from sim.sitl.px4.modes import decode_custom_mode
@@ -121,6 +122,8 @@ class Px4Twin:
             from sim.sitl.px4.nn_control import NeuralControl
 
             self.controller = NeuralControl(self.vehicle, self.params, c.controller.split(":", 1)[1])
+            if "THR_MDL_FAC" not in c.params:  # as after loading the export's px4_params.txt
+                self.params.set("THR_MDL_FAC", self.controller.defaults["THR_MDL_FAC"])
         elif c.controller not in CONTROLLERS:
             raise ValueError(f"unknown controller {c.controller!r}; known: {sorted(CONTROLLERS)}, mc_nn:PATH.npz")
         else:
@@ -182,10 +185,28 @@ class Px4Twin:
             pos, vel, quat, omega = noisy_estimate(pos, vel, quat, omega, self.vehicle, self.rng)
         return Estimate(pos[0].copy(), vel[0].copy(), quat[0].copy(), omega[0].copy())
 
+    def _land_inputs(self) -> LandInputs:
+        """What PX4's land detector sees this cycle (from the previous cycle's controller output)."""
+        est, ctl = self.estimate, self.controller
+        specific_force = self._accel_w + np.array([0.0, 0.0, GRAVITY_MPS2])
+        throttle = getattr(ctl, "throttle", float(np.sum(self._motor_cmd_n)) / (4 * self.vehicle.max_thrust_n))
+        hte = getattr(ctl, "hte", None)
+        return LandInputs(
+            armed=self.commander.armed, vel_w=tuple(est.vel_w), rate_roll_pitch_rad_s=float(np.linalg.norm(est.omega_b[:2])),
+            specific_force_mps2=float(np.linalg.norm(specific_force)), throttle=float(throttle),
+            climb_rate_controlled=bool(getattr(ctl, "climb_rate_controlled", False)),
+            vz_setpoint_mps=float(getattr(ctl, "vz_setpoint_mps", math.nan)),
+            hover_thrust=float(getattr(ctl, "hover_thrust", self.params["MPC_THR_HOVER"])),
+            hover_estimate_valid=bool(hte is not None and hte.valid))
+
     def tick(self) -> None:
         """Advance 4 ms: commander, controllers (rate loop at 500 Hz), physics at 1 kHz."""
         self.commander.battery_fraction = self.battery_fraction
-        self.setpoint = self.commander.update(self.time_s, self.estimate, bool(self.sim.state.on_ground[0]))
+        self.setpoint = self.commander.update(self.time_s, self.estimate, self._land_inputs())
+        if hasattr(self.controller, "update_status"):
+            self.controller.update_status(self.time_s, TICK_S, self.commander.armed, self.commander.landed,
+                                          self.setpoint, self.estimate, float(self.estimate.pos_w[2] - self.start_w[2]),
+                                          float(self._accel_w[2]), self.commander.land_detector.ground_contact.state)
         if self.wind is not None:
             self.sim.disturbance.wind_w[:] = self.wind.step(TICK_S)
         n_inner = int(round(TICK_S / RATE_LOOP_S))
@@ -272,6 +293,9 @@ class Px4Twin:
             landed_state=c.landed_state(),
             thrust_fraction=float(np.sum(self._motor_cmd_n)) / (4 * self.vehicle.max_thrust_n),
             vel_body_frd=rot_ned.T @ vel_ned,
+            pos_var_m2=self.vehicle.sensor_noise.position_m ** 2,
+            vel_var_m2s2=self.vehicle.sensor_noise.velocity_mps ** 2,
+            att_var_rad2=self.vehicle.sensor_noise.attitude_rad ** 2,
         )
 
     def broadcast(self, msg) -> None:
