@@ -3,6 +3,7 @@
 calibration, power_distribution_sitl.c motor packets)."""
 
 import socket
+import threading
 import time
 
 import pytest
@@ -131,6 +132,38 @@ def test_the_relay_answers_cflibs_0xFF_scan_probe_and_keeps_it_from_the_firmware
         time.sleep(0.05)
         assert peer.log.other_arrivals == []
         assert srv.drones[0].stats.scan_answers == 1
+
+
+def _free_scan_port() -> int | None:
+    for port in range(19850, 19860):  # cflib udpdriver.py: _BASE_PORT 19850, 10 ports scanned
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return None
+
+
+def test_real_cflibs_udp_scan_finds_the_drone_through_the_relays_answer():
+    from cflib.crtp.udpdriver import UdpDriver
+
+    port = _free_scan_port()
+    if port is None:
+        pytest.skip("UDP ports 19850-19859 (the ones cflib scans) are all taken on this machine")
+    srv = CrazySimServer(ServerConfig(firmware_base_port=0, cflib_base_port=port))
+    try:
+        srv.receive(0.0)
+        found = []
+        t = threading.Thread(target=lambda: found.extend(UdpDriver().scan_interface()), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 5.0
+        while t.is_alive() and time.monotonic() < deadline:
+            srv.receive(0.01)  # serve the probes without the 1 kHz loop: no firmware is needed
+        t.join(1.0)
+    finally:
+        srv.close()
+    assert [f"udp://127.0.0.1:{port}", ""] in found
 
 
 def test_real_cflib_fully_connects_through_the_relay_and_downloads_both_tocs():
