@@ -440,7 +440,7 @@ class Flight:
                 # the vehicle's own takeoff (spool-up, ramp) has its own budget: the transit clock
                 # starts when the policy takes over
                 t_transit = 0.0 if mode == "takeoff" else t_rel - getattr(self, "_takeoff_s", 0.0)
-                reason = sup.check(now, s, missed_in_row, t_flight_s=t_transit, target_reached=reached) \
+                reason = sup.check(now, s, missed_in_row, t_flight_s=t_rel, target_reached=reached, t_transit_s=t_transit) \
                     if sup.state in (State.FLYING, State.LANDING) else None
                 t_detect = now
             if reason is not None:

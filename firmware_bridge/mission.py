@@ -232,7 +232,7 @@ def check_mission(mission: Mission, fence: Geofence, limits: MissionLimits,
                                 {"start_w": [sx, sy, sz], "geofence": fence_d}))
 
     faces = [("x", tx, fence.x_min_m, fence.x_max_m), ("y", ty, fence.y_min_m, fence.y_max_m)]
-    outside = [f"{ax}={v:.2f} m not in [{lo:g} + {m:g}, {hi:g} - {m:g}]" for ax, v, lo, hi in faces
+    outside = [f"{ax}={v:.2f} m not in [{lo:.2f} + {m:g}, {hi:.2f} - {m:g}]" for ax, v, lo, hi in faces
                if not (lo + m <= v <= hi - m)]
     if tz > fence.z_max_m - m:
         outside.append(f"z={tz:.2f} m > zmax {fence.z_max_m:g} - margin {m:g} = {fence.z_max_m - m:.2f} m")

@@ -212,9 +212,10 @@ def preflight_refusals(inp: PreflightInputs, limits: Limits) -> list[str]:
 
 def flight_violation(s: StateSample | None, limits: Limits, missed_in_row: int = 0,
                      link_alive: bool = True, t_flight_s: float | None = None,
-                     target_reached: bool = True) -> str | None:
+                     target_reached: bool = True, t_transit_s: float | None = None) -> str | None:
     """The first reason (or None) why a flight must go to failsafe, in priority order;
-    ``t_flight_s``: seconds since takeoff, ``target_reached``: the vehicle has been at its target."""
+    ``t_flight_s``: seconds since takeoff; ``t_transit_s``: seconds of transit so far (since the
+    policy took over; default ``t_flight_s``); ``target_reached``: the vehicle has been at its target."""
     if not link_alive:
         return "link lost"
     if s is None:
@@ -235,11 +236,12 @@ def flight_violation(s: StateSample | None, limits: Limits, missed_in_row: int =
         return f"body rate {rate:.1f} rad/s > limit {limits.body_rate_max_rad_s:.1f} rad/s"
     if missed_in_row >= limits.missed_deadlines_max:
         return f"{missed_in_row} control deadlines missed in a row (limit {limits.missed_deadlines_max})"
-    if t_flight_s is not None:
-        if limits.transit_limit_s is not None and not target_reached and t_flight_s > limits.transit_limit_s:
-            return f"transit limit: target not reached {t_flight_s:.1f} s after takeoff (limit {limits.transit_limit_s:.1f} s)"
-        if limits.flight_time_max_s is not None and t_flight_s > limits.flight_time_max_s:
-            return f"flight time limit: {t_flight_s:.1f} s > {limits.flight_time_max_s:.1f} s"
+    t_transit_s = t_flight_s if t_transit_s is None else t_transit_s
+    if limits.transit_limit_s is not None and not target_reached and t_transit_s is not None \
+            and t_transit_s > limits.transit_limit_s:
+        return f"transit limit: target not reached after {t_transit_s:.1f} s of transit (limit {limits.transit_limit_s:.1f} s)"
+    if limits.flight_time_max_s is not None and t_flight_s is not None and t_flight_s > limits.flight_time_max_s:
+        return f"flight time limit: {t_flight_s:.1f} s > {limits.flight_time_max_s:.1f} s"
     return None
 
 
@@ -307,11 +309,11 @@ class Supervisor:
 
     def check(self, t_s: float, s: StateSample | None, missed_in_row: int = 0,
               link_alive: bool = True, t_flight_s: float | None = None,
-              target_reached: bool = True) -> str | None:
+              target_reached: bool = True, t_transit_s: float | None = None) -> str | None:
         """In ARMED/FLYING/LANDING: go to FAILSAFE on any violation; return its reason."""
         if self.state not in POWERED:
             return None
-        reason = flight_violation(s, self.limits, missed_in_row, link_alive, t_flight_s, target_reached)
+        reason = flight_violation(s, self.limits, missed_in_row, link_alive, t_flight_s, target_reached, t_transit_s)
         if reason is not None:
             self.failsafe(t_s, reason)
         return reason
