@@ -58,3 +58,12 @@ def test_the_ready_signal_the_handshake_and_other_crtp_are_told_apart():
     assert protocol.classify_from_firmware(b"\x90\x00\x00").kind == "crtp"  # port 9 but neither layout
     # the reserved header bits 2-3 do not change the port or channel (crtp.h bit fields)
     assert protocol.classify_from_firmware(struct.pack("<B4H", 0x9C, 0, 0, 0, 0)).kind == "motors"
+
+
+def test_the_accelerometer_reads_gravity_in_body_axes_the_way_the_frames_module_rotates():
+    from sim.frames import quat_from_euler, quat_to_rotmat
+    from sim.sitl.crazysim.server import _world_to_body
+
+    q = quat_from_euler(0.3, -0.2, 1.1)
+    v = np.array([0.5, -1.0, 9.80665])
+    assert _world_to_body(q.tolist(), v.tolist()) == pytest.approx(quat_to_rotmat(q).T @ v)

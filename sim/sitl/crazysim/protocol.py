@@ -79,18 +79,24 @@ _BARO = struct.Struct("<BB3f")
 _INT16_MIN, _INT16_MAX = -32768, 32767
 
 
-def _int16(values: np.ndarray) -> list[int]:
-    return [int(v) for v in np.clip(np.rint(values), _INT16_MIN, _INT16_MAX)]
+def _int16(value: float) -> int:
+    return min(max(int(round(value)), _INT16_MIN), _INT16_MAX)
 
 
-def imu_packet(specific_force_b_mps2: np.ndarray, omega_b_rad_s: np.ndarray) -> bytes:
+_ACC_LSB_PER_MPS2 = 1.0 / (FIRMWARE_G_MPS2 * G_PER_LSB)
+_GYRO_LSB_PER_RAD_S = 180.0 / math.pi / DEG_S_PER_LSB
+
+
+def imu_packet(specific_force_b_mps2, omega_b_rad_s) -> bytes:
     """The IMU packet (14 bytes) for a body-frame (FLU) specific force in m/s^2 (+9.81 on z at
-    rest) and a body rate in rad/s; values beyond the sensor range saturate at int16."""
-    acc = np.asarray(specific_force_b_mps2, dtype=np.float64) / (FIRMWARE_G_MPS2 * G_PER_LSB)
-    gyro = np.degrees(np.asarray(omega_b_rad_s, dtype=np.float64)) / DEG_S_PER_LSB
-    if not (np.all(np.isfinite(acc)) and np.all(np.isfinite(gyro))):
+    rest) and a body rate in rad/s; values beyond the sensor range saturate at int16.
+    Plain floats, not numpy: this runs once per drone per 1 ms tick."""
+    ax, ay, az = (float(v) * _ACC_LSB_PER_MPS2 for v in specific_force_b_mps2)
+    gx, gy, gz = (float(v) * _GYRO_LSB_PER_RAD_S for v in omega_b_rad_s)
+    if not all(math.isfinite(v) for v in (ax, ay, az, gx, gy, gz)):
         raise ValueError("IMU values must be finite")
-    return _IMU.pack(HEADER_SIM, SENSOR_GYRO_ACC, *_int16(acc), *_int16(gyro))
+    return _IMU.pack(HEADER_SIM, SENSOR_GYRO_ACC, _int16(ax), _int16(ay), _int16(az),
+                     _int16(gx), _int16(gy), _int16(gz))
 
 
 def baro_packet(pressure_mbar: float, temperature_c: float, asl_m: float) -> bytes:

@@ -34,7 +34,6 @@ import numpy as np
 
 from sim.dynamics import QuadSim, QuadState
 from sim.errors import QuadhilError
-from sim.frames import quat_to_rotmat
 from sim.randomization import RealismConfig, sample_params
 from sim.sitl.crazysim import protocol
 from sim.vehicle import load_vehicle
@@ -135,6 +134,15 @@ class Drone:
             self.stats.send_errors += 1
 
 
+def _world_to_body(q_wxyz, v) -> tuple[float, float, float]:
+    """R(q)^T v for a body-to-world quaternion (w, x, y, z): a world vector in body axes."""
+    w, x, y, z = q_wxyz
+    v0, v1, v2 = v
+    return ((1 - 2 * (y * y + z * z)) * v0 + 2 * (x * y + w * z) * v1 + 2 * (x * z - w * y) * v2,
+            2 * (x * y - w * z) * v0 + (1 - 2 * (x * x + z * z)) * v1 + 2 * (y * z + w * x) * v2,
+            2 * (x * z + w * y) * v0 + 2 * (y * z - w * x) * v1 + (1 - 2 * (x * x + y * y)) * v2)
+
+
 def _bind(host: str, port: int, what: str) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -209,20 +217,16 @@ class CrazySimServer:
     # -- physics and sensors -----------------------------------------------------------------
     def thrust_command_n(self) -> np.ndarray:
         """(N, 4) per-motor thrust commands (N) from the held PWM; zero while a drone is held."""
-        cmd = np.zeros((len(self.drones), 4))
-        for d in self.drones:
-            if d.released:
-                u = d.pwm / 65535.0
-                cmd[d.index] = self.vehicle.command_to_thrust(u) * (d.pwm > 0)
-        return cmd
+        pwm = np.stack([d.pwm if d.released else np.zeros(4) for d in self.drones])
+        return self.vehicle.command_to_thrust(pwm / 65535.0) * (pwm > 0)
 
-    def specific_force_b(self, accel_w: np.ndarray) -> np.ndarray:
-        """(N, 3) accelerometer readings, body FLU, m/s^2: R^T (a + g z), +g on z at rest."""
-        s = self.sim.state
-        out = np.empty((len(self.drones), 3))
-        for i in range(len(self.drones)):
-            rot = quat_to_rotmat(s.quat_wb[i])
-            out[i] = rot.T @ (accel_w[i] + np.array([0.0, 0.0, self.sim.gravity_mps2]))
+    def specific_force_b(self, accel_w: np.ndarray) -> list[tuple[float, float, float]]:
+        """Accelerometer reading of each drone, body FLU, m/s^2: R^T (a + g z), +g on z at rest.
+        Plain floats: this runs every 1 ms tick."""
+        out = []
+        g = self.sim.gravity_mps2
+        for q, a in zip(self.sim.state.quat_wb.tolist(), accel_w.tolist()):
+            out.append(_world_to_body(q, (a[0], a[1], a[2] + g)))
         return out
 
     def step_physics(self, n_steps: int) -> np.ndarray:
@@ -249,7 +253,7 @@ class CrazySimServer:
             if d.fw_addr is None:
                 continue
             i = d.index
-            d.send_firmware(protocol.imu_packet(force[i], s.omega_b[i]))
+            d.send_firmware(protocol.imu_packet(force[i], s.omega_b[i].tolist()))
             d.t_last_imu = time.monotonic()
             if d.t_first_imu is None:
                 d.t_first_imu = d.t_last_imu
