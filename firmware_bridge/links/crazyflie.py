@@ -12,8 +12,10 @@ atomic block - a third of the radio traffic, but the int16 cast turns NaN into 0
 
 Commands (ctbr): the generic commander's manual setpoint with the rate flag
 (crazyflie-firmware src/modules/src/crtp_commander_generic.c, manualDecoder) through cflib's
-link: roll/pitch/yaw rates in deg/s, thrust as the raw uint16 PWM count (see
-:func:`manual_rate_packet` for why not ``send_setpoint_manual``). Signs: the firmware's PID rate
+link: roll/pitch/yaw rates in deg/s, thrust as the raw uint16 (see :func:`manual_rate_packet` for
+why not ``send_setpoint_manual``), encoded by sim.command_path: with battery compensation (the
+default build) the firmware reads it as thrust, linear to THRUST_MAX per motor (motors.c).
+Signs: the firmware's PID rate
 loop compares the pitch-rate setpoint with ``-gyro.y`` (controller_pid.c) and the wire carries
 ``-pitch`` as cflib's commander does, so FLU body rates go in unchanged.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_bridge.links.base import Link, LinkError, Telemetry
+from sim.command_path import ctbr_thrust_u16
 from sim.contract import CtbrCommand, MotorCommand, thrust_to_firmware_units
 
 # Generic commander setpoint (crtp_commander_generic.c): port 7 channel 0, type 11 = manual,
@@ -115,21 +118,22 @@ def manual_rate_packet(enc: dict):
 
 
 def ctbr_to_manual_setpoint(cmd: CtbrCommand, vehicle) -> dict:
-    """Contract ctbr command (N = 1) -> the manual setpoint's fields (deg/s, PWM, cflib %).
+    """Contract ctbr command (N = 1) -> the manual setpoint's fields (deg/s, 16-bit thrust).
 
     The legacy power distribution adds roll/pitch/yaw to a per-motor base thrust
-    (power_distribution_quadrotor.c), so collective thrust / 4 is mapped through the motor
-    thrust curve to PWM counts.
+    (power_distribution_quadrotor.c), so collective thrust / 4 goes through the firmware's 16-bit
+    command mapping (sim.command_path.ctbr_thrust_u16, the one the simulator trains through).
+    ``thrust_pwm`` is that command before rounding (the name predates battery compensation).
     """
-    per_motor_n = float(np.asarray(cmd.collective_thrust_n).reshape(-1)[0]) / 4.0
-    pwm = float(thrust_to_firmware_units(np.array([per_motor_n]), vehicle)[0])
+    collective_n = np.asarray(cmd.collective_thrust_n, dtype=np.float64).reshape(-1)[:1]
+    count = float(thrust_to_firmware_units(collective_n / 4.0, vehicle)[0])
     rates_deg_s = np.degrees(np.asarray(cmd.body_rate_b, dtype=np.float64).reshape(-1)[:3])
     return {
         "roll_rate_deg_s": float(rates_deg_s[0]),
         "pitch_rate_deg_s": float(rates_deg_s[1]),
         "yaw_rate_deg_s": float(rates_deg_s[2]),
-        "thrust_pwm": pwm,
-        "thrust_u16": int(round(min(65535.0, max(0.0, pwm)))),
+        "thrust_pwm": count,
+        "thrust_u16": int(ctbr_thrust_u16(collective_n, vehicle)[0]),
     }
 
 
@@ -366,7 +370,9 @@ class CrazyflieLink(Link):
         if isinstance(command, CtbrCommand):
             return ctbr_to_manual_setpoint(command, self.vehicle)
         if isinstance(command, MotorCommand):
-            pwm = thrust_to_firmware_units(np.asarray(command.thrust_n).reshape(-1)[:4], self.vehicle)
+            # motorPowerSet.m1..m4 replace the PWM after battery compensation (motors.c
+            # motorsSetRatio), so these are PWM counts through the thrust curve
+            pwm = self.vehicle.pwm_for_thrust(np.asarray(command.thrust_n).reshape(-1)[:4]) * 65535.0
             return {f"m{i + 1}_pwm": float(p) for i, p in enumerate(pwm)}
         raise TypeError(f"unknown command type {type(command).__name__}")
 

@@ -50,7 +50,9 @@ def test_valid_packets_set_the_motor_thrusts():
     cmd = [-1.0, -0.5, 0.0, 0.5]
     twin.handle_datagram(_datagram(ac.encode_motors(1, cmd)))
     twin.tick()
-    expected = 0.5 * (np.array(cmd) + 1.0) * twin.vehicle.max_thrust_n
+    # force f -> f * 65535, read as f * THRUST_MAX N by the battery compensation (motors.c), 0
+    # below THRUST_MIN
+    expected = np.array([0.0, 0.25, 0.5, 0.75]) * 0.1125
     assert np.allclose(twin.motor_cmd_n[0], expected)
     status = _statuses(twin)
     assert status[-1].state == ac.AppState.RELAY and status[-1].event == ac.AppEvent.STARTED

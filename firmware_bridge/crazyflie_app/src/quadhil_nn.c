@@ -103,9 +103,15 @@ void qh_forward(const float *obs, float *action) {
 float qh_action_to_pwm_ratio(float action, float thrust_scale) {
   if (!isfinite(action)) return 0.0f;
   const float a = clampf_(action, -1.0f, 1.0f);
+  float thrust_n = 0.5f * (a + 1.0f) * QH_THRUST_MAX_N * thrust_scale;
+#if QH_BATTERY_COMPENSATED
+  /* Battery-compensated build: powerDistributionForce turns the force f into f * UINT16_MAX and
+   * motorsCompensateBatteryVoltage (src/drivers/src/motors.c) reads that as f * THRUST_MAX newtons
+   * (0 below THRUST_MIN), so f is thrust over THRUST_MAX. */
+  return clampf_(thrust_n / QH_FW_THRUST_MAX_N, 0.0f, 1.0f);
+#else
   const float c0 = QH_THRUST_CURVE_C0, c1 = QH_THRUST_CURVE_C1, c2 = QH_THRUST_CURVE_C2;
   const float t_max = c0 + c1 + c2;
-  float thrust_n = 0.5f * (a + 1.0f) * QH_THRUST_MAX_N * thrust_scale;
   thrust_n = clampf_(thrust_n, c0, t_max);
   float u;
   if (c2 == 0.0f) {
@@ -114,6 +120,7 @@ float qh_action_to_pwm_ratio(float action, float thrust_scale) {
     u = (-c1 + sqrtf(c1 * c1 + 4.0f * c2 * (thrust_n - c0))) / (2.0f * c2);
   }
   return clampf_(u, 0.0f, 1.0f);
+#endif
 }
 
 const char *qh_policy_vehicle(void) { return QH_POLICY_VEHICLE; }

@@ -107,8 +107,11 @@ def _set_state(twin, rs: RelayState, state: ac.AppState, event: ac.AppEvent) -> 
 def _apply(twin, rs: RelayState) -> None:
     vehicle = _vehicle(twin)
     frac = 0.5 * (np.clip(rs.motors, -1.0, 1.0) + 1.0)
-    thrust_n = np.clip(frac * vehicle.max_thrust_n * rs.thrust_scale, 0.0, vehicle.max_thrust_n)
-    twin.set_motor_override(thrust_n)
+    # The app commands controlModeForce; powerDistributionForce maps a force f to f * 65535 and the
+    # stabilizer's battery compensation reads that as thrust (motors.c: linear to THRUST_MAX, 0
+    # below THRUST_MIN); without compensation it is PWM (vehicle.command_to_thrust does both).
+    u = np.clip(frac * rs.thrust_scale, 0.0, 1.0)
+    twin.set_motor_override(vehicle.command_to_thrust(u))
 
 
 def _param(twin, name: str, default: float) -> float:

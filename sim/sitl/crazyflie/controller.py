@@ -8,7 +8,9 @@ platform_defaults.h: PID_ROLL/PITCH_KP 6, KI 3, KD 0, integration limit 20; PID_
 KI 1, KD 0.35, limit 360). The rate loop and mixer are sim.rate_control.RateController, which
 carries the firmware's rate gains (PID_*_RATE_*) converted to SI. A yaw-rate setpoint moves the
 yaw angle setpoint (attitudeDesired.yaw += rate * dt). Zero thrust resets every PID and
-commands no motor output, as controllerPid does.
+commands no motor output, as controllerPid does. The 16-bit thrust and the motor commands follow
+sim.command_path (battery compensation: linear to THRUST_MAX, a motor below THRUST_MIN stops); the
+gyro the rate loop sees is low-passed by the twin at 1 kHz (``RateController.filter_gyro``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 
 import numpy as np
 
+from sim.command_path import cap_n, firmware_collective_n, motor_thrust_n
 from sim.rate_control import RateController
 from sim.sitl.crazyflie.commander import MODE_ABS, MODE_VELOCITY, Setpoint
 from sim.vehicle import Vehicle
@@ -105,6 +108,7 @@ class PidController:
         self.rate_desired_dps = (roll_rate, pitch_rate, yaw_rate)
         # legacy rates -> FLU body rates: pitch (nose up +) is -omega_y
         rate_sp_b = np.array([[roll_rate, -pitch_rate, yaw_rate]]) * (math.pi / 180.0)
-        per_motor_u = min(sp.thrust, 65535.0) / 65535.0
-        collective_n = np.array([4.0 * float(self.vehicle.command_to_thrust(per_motor_u))])
-        return self.rate.update(omega_b, rate_sp_b, collective_n, self.dt_s)
+        v = self.vehicle
+        collective_n = firmware_collective_n(np.array([min(sp.thrust, 65535.0)]), v)
+        comp = np.array([v.compensated])
+        return motor_thrust_n(self.rate.update(omega_b, rate_sp_b, collective_n, self.dt_s, cap_n(comp, v)), comp, v)

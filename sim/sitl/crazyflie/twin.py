@@ -302,6 +302,13 @@ class CrazyflieTwin:
         self.gyro_dps = np.degrees(omega[0]).tolist()
         self.acc_body_g = (specific_force_b / GRAVITY_MPS2).tolist()
 
+    def est_omega_now(self) -> np.ndarray:
+        """(1, 3) gyro sample of this 1 ms tick, rad/s FLU (truth, plus noise when configured)."""
+        omega = self.sim.state.omega_b
+        if self.config.noise:
+            omega = omega + self.rng.normal(0.0, self.vehicle.sensor_noise.gyro_rad_s, size=omega.shape)
+        return omega
+
     # ----------------------------------------------------------------- time
     def tick(self) -> None:
         """Advance the twin by one 1 ms physics step, running control, supervisor and logs."""
@@ -309,6 +316,8 @@ class CrazyflieTwin:
             hook(self)
         k = self.ticks
         now_s = k / PHYSICS_RATE_HZ
+        # the firmware low-passes every 1 kHz gyro sample before the controller sees it
+        self.filtered_omega_b = self.controller.rate.filter_gyro(self.est_omega_now())
         if k % CONTROL_DIVIDER == 0:
             self._estimate()
             if k % SUPERVISOR_DIVIDER == 0:
@@ -332,8 +341,10 @@ class CrazyflieTwin:
 
     @property
     def motor_pwm(self) -> np.ndarray:
-        """(4,) motor outputs in PWM counts 0..65535 (motor.m1..m4)."""
-        return np.rint(thrust_to_firmware_units(self.motor_cmd_n[0], self.vehicle) * (self.motor_cmd_n[0] > 0))
+        """(4,) motor outputs in PWM counts 0..65535 (motor.m1..m4: the ratio motorsSetRatio
+        applies, after battery compensation): the PWM that gives the commanded thrust on the
+        vehicle's thrust curve."""
+        return np.rint(self.vehicle.pwm_for_thrust(self.motor_cmd_n[0]) * 65535.0 * (self.motor_cmd_n[0] > 0))
 
     def _control(self, now_s: float) -> None:
         sp = self.commander.current(now_s)
@@ -342,14 +353,15 @@ class CrazyflieTwin:
         if not self.supervisor.motors_allowed:
             sp = NULL_SETPOINT
         self.thrust_sp = sp.thrust
-        cmd = self.controller.update(sp, tuple(self.est_rpy_deg), self.est_omega_b)
+        cmd = self.controller.update(sp, tuple(self.est_rpy_deg), self.filtered_omega_b)
         p = self.params
         if p.get("motorPowerSet.enable"):
             pwm = np.array([[p.get(f"motorPowerSet.m{i}") for i in range(1, 5)]])
-            cmd = self.vehicle.command_to_thrust(pwm / 65535.0) * (pwm > 0)
+            # motors.c motorsSetRatio: the override replaces the PWM after battery compensation
+            cmd = self.vehicle.pwm_to_thrust(pwm / 65535.0) * (pwm > 0)
         idle = p.get("powerDist.idleThrust")
-        if idle > 0:
-            cmd = np.maximum(cmd, self.vehicle.command_to_thrust(min(idle, 65535) / 65535.0))
+        if idle > 0:  # powerDistributionCap floors the PWM, after compensation
+            cmd = np.maximum(cmd, self.vehicle.pwm_to_thrust(min(idle, 65535) / 65535.0))
         self._controller_cmd_n = cmd
 
     # ----------------------------------------------------------------- packets
