@@ -9,8 +9,14 @@ with a zero timeout (socketlink.c: ``xQueueCreate(5, ...)``, ``xQueueSend(..., 0
 what does not fit. A tick that starts late is served once (physics catches up by several 1 ms
 steps; the firmware gets one IMU packet, not a burst) and is counted.
 
-Motor packets set the held PWM of each motor; PWM/65535 goes through the vehicle file's thrust
-curve (``Vehicle.command_to_thrust``), PWM 0 is a stopped motor. The firmware's ready signal
+Motor packets set the held 16-bit value of each motor; it becomes thrust through the vehicle
+file's command mapping (``Vehicle.command_to_thrust``: for the Crazyflie linear up to THRUST_MAX,
+as the default battery-compensated build makes it), value 0 is a stopped motor. The SITL build
+skips battery compensation (CrazySim stabilizer.c: ``#ifndef CONFIG_PLATFORM_SITL
+batteryCompensation``) and CrazySim's own physics reads the value as thrust linear in value/65535
+(CrtpUtils.h PWM2OMEGA: ``thrust = pwm / 65535 * 0.18``; crazysim.py ``_pwm_to_rpm``), so the
+firmware on this physics behaves like the default hardware build, and like the twin and the
+bridge's thrust encoding. The firmware's ready signal
 (gyro bias found) releases a drone after ``ACC_SCALE_SAMPLES`` more IMU samples: until then it is
 held still on the ground (zero thrust), because the firmware calibrates on those samples. A new
 handshake on a drone's port (``cf2`` restarted) resets that drone to its start pose.
