@@ -4,7 +4,11 @@ Every datagram is one CRTP packet: a header byte ``port << 4 | channel`` (bits 2
 and ignored by the firmware's ``CRTPPacket`` bit fields, crazyflie-firmware
 src/modules/interface/crtp.h) and at most 30 data bytes. Sources, all from CrazySim's firmware
 fork (llanesc/crazyflie-firmware, branch sitl-release, and its simulation submodule
-llanesc/crazyflie-simulation) as stored in public forks of it:
+llanesc/crazyflie-simulation), read in the public copies that carry it: dimitriasilveria/ and
+DynamicSwarms/crazyflie-firmware (socketlink.c, sensors_sitl.c, main_sitl.c), sarane-dot/CrazySim
+(crazysim_plugin.cpp, power_distribution_sitl.c, stabilizer.c, sitl_make/CMakeLists.txt in
+crazysim.patch) and llanesc/crazyflie-simulation (CrtpUtils.h, mujoco/crazysim.py). The copies
+differ in details that are not protocol (receive-queue size, a calibration shortcut):
 
 - handshake: ``src/hal/src/socketlink.c`` socketlinkInit: ``cf2`` binds an ephemeral port,
   sends the single byte 0xF3 to ADDR:PORT and waits for a datagram of exactly one byte 0xF3;
