@@ -8,6 +8,8 @@ Runs the real twin (:class:`sim.sitl.crazyflie.twin.CrazyflieTwin` behind its UD
 * ``--stall-after S``: S seconds after the first log block started, the twin stops sending log
   data (telemetry goes stale; the link itself keeps answering).
 * ``--battery-charge F``: start with the battery at charge fraction F (0..1).
+* ``--payload-kg KG``: the vehicle carries this much more mass than its file says (a deck or a
+  payload the policy was not trained with).
 * ``--wind MPS``: mean wind along +x, as the twin's own flag; ``--realtime`` as the twin's own.
 
 Prints ``ready udp://HOST:PORT`` like the twin, then serves until SIGTERM.
@@ -16,12 +18,14 @@ Prints ``ready udp://HOST:PORT`` like the twin, then serves until SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
 import sys
 
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
+from sim.vehicle import load_vehicle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nan-after", type=float, default=None)
     p.add_argument("--stall-after", type=float, default=None)
     p.add_argument("--battery-charge", type=float, default=None)
+    p.add_argument("--payload-kg", type=float, default=0.0)
     p.add_argument("--wind", type=float, default=0.0)
     p.add_argument("--realtime", action="store_true")
     args = p.parse_args(argv)
 
-    twin = CrazyflieTwin(TwinConfig(wind_mps=args.wind))
+    vehicle = load_vehicle("crazyflie")
+    vehicle = dataclasses.replace(vehicle, mass_kg=vehicle.mass_kg + args.payload_kg)
+    twin = CrazyflieTwin(TwinConfig(wind_mps=args.wind), vehicle=vehicle)
     if args.battery_charge is not None:
         twin.battery.charge = args.battery_charge
         twin.battery.update(0.0, 0.0)

@@ -28,7 +28,7 @@ def test_hover_10_s_in_the_px4_twin_through_pymavlink(px4_policy, tmp_path):
 def test_geofence_breach_hands_the_vehicle_to_px4_land(px4_policy, tmp_path):
     with px4_twin("--wind", "12,0,0", "--gust-std", "2") as twin:
         rc, summary, err = run_fly(fly_cmd(px4_policy, twin.uri, tmp_path, *HOVER,
-                                           "--geofence=-0.1,0.1,-1,1,3"))
+                                           "--geofence", "-0.1,0.1,-1,1,3", "--fence-margin", "0.05"))
     assert rc == 3, err
     assert summary["failsafe"].startswith("geofence breach: x="), summary
     assert summary["failsafe_action"] == "px4_land" and summary["failsafe_response_ms"] < 100.0
