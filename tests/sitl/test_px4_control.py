@@ -30,7 +30,11 @@ def test_offboard_position_setpoints_are_reached_and_held(realism):
     twin = Px4Twin(TwinConfig(ekf_init_s=0.0, seed=3, **realism), open_links=False)
     twin.advance(0.1)
     assert twin.commander.arm()
-    offboard_position(twin, 1.0, 2.0, -2.0, yaw_ned=math.radians(90), seconds=10.0)
+    # straight up first: spool-up 1 s and the 3 s takeoff ramp (COM_SPOOLUP_TIME, MPC_TKO_RAMP_T)
+    # with the tilt limited to MPC_TILTMAX_LND; a far horizontal setpoint on the ground would tilt
+    # the vehicle against the twin's rigid ground, which does not let it tip over a leg
+    offboard_position(twin, 0.0, 0.0, -2.0, yaw_ned=math.radians(90), seconds=8.0)
+    offboard_position(twin, 1.0, 2.0, -2.0, yaw_ned=math.radians(90), seconds=8.0)
     pos = twin.sim.state.pos_w[0]
     assert pos == pytest.approx([2.0, 1.0, 2.0], abs=0.25)  # NED (1 N, 2 E, 2 up) is ENU (2, 1, 2)
     assert math.degrees(quat_to_euler(twin.sim.state.quat_wb[0])[2]) == pytest.approx(0.0, abs=5.0)  # east
@@ -43,11 +47,11 @@ def test_takeoff_command_climbs_to_mis_takeoff_alt_then_loiters_and_land_disarms
     twin.advance(0.1)
     assert twin.commander.arm()
     assert twin.commander.handle_command(22, (0, 0, 0, math.nan, math.nan, math.nan, math.nan)) == ACCEPTED
-    twin.advance(6.0)
+    twin.advance(10.0)  # spool-up 1 s + takeoff ramp 3 s + climb
     assert twin.commander.nav_state == NavState.AUTO_LOITER
     assert twin.sim.state.pos_w[0, 2] == pytest.approx(2.5, abs=0.15)  # MIS_TAKEOFF_ALT
     assert twin.commander.handle_command(21, ()) == ACCEPTED
-    twin.advance(2.5 / 0.7 + 1.0)
+    twin.advance(2.5 / 0.7 + 2.0)  # descent, then the land detector's 0.35 + 0.25 + 0.3 s
     assert twin.commander.landed
     twin.advance(2.5)  # COM_DISARM_LAND = 2 s
     assert not twin.commander.armed

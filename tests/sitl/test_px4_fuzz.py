@@ -14,7 +14,7 @@ import numpy as np
 from pymavlink.dialects.v20 import common as mavlink
 
 from tests.sitl.px4_helpers import px4_twin
-from tests.sitl.test_px4_twin import ACCEPTED, enter_offboard, fly_altitude_hold
+from tests.sitl.test_px4_twin import ACCEPTED, LINEAR_THRUST, enter_offboard, fly_altitude_hold
 
 N_FRAMES = 10_000
 # commands whose *valid* use changes the vehicle's state or streams; the fuzzer sends them only
@@ -90,7 +90,7 @@ def fuzz_frames(seed: int, n: int):
 
 
 def test_ten_thousand_bad_frames_then_a_client_still_arms_and_flies():
-    with px4_twin("--json") as twin:
+    with px4_twin("--json", *LINEAR_THRUST) as twin:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             for i, frame in enumerate(fuzz_frames(seed=1234, n=N_FRAMES)):

@@ -44,10 +44,11 @@ def test_mavsdk_reads_params_arms_takes_off_and_lands():
             assert wait_for(lambda: telemetry.flight_mode() == FlightMode.POSCTL, 3.0)
             action.arm()
             action.takeoff()
-            assert wait_for(lambda: telemetry.position().relative_altitude_m > 0.85, 8.0)
-            assert wait_for(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
+            # COM_SPOOLUP_TIME 1 s + MPC_TKO_RAMP_T 3 s before the climb, as PX4 does
+            assert wait_for(lambda: telemetry.position().relative_altitude_m > 0.85, 12.0)
+            assert wait_for(lambda: telemetry.flight_mode() == FlightMode.HOLD, 6.0)
             assert telemetry.in_air()
             action.land()
-            assert wait_for(lambda: not telemetry.armed(), 8.0)  # landed, then COM_DISARM_LAND
+            assert wait_for(lambda: not telemetry.armed(), 14.0)  # land detector 0.9 s, then COM_DISARM_LAND
         finally:
             sdk.destroy()

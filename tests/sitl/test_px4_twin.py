@@ -15,7 +15,8 @@ from sim.sitl.px4.params import PARAM_DEFS, decode_value, encode_value
 from tests.sitl.px4_helpers import free_udp_ports, px4_twin
 
 ACCEPTED, TEMPORARILY_REJECTED, DENIED, UNSUPPORTED, FAILED = 0, 1, 2, 3, 4
-HOVER = 2.0 * 9.80665 / (4 * 8.54858)  # x500 hover collective fraction
+HOVER = 2.0 * 9.80665 / (4 * 8.54858)  # x500 hover collective fraction with THR_MDL_FAC 1 (linear thrust)
+LINEAR_THRUST = ("--param", "THR_MDL_FAC=1")  # the client-side loop below assumes thrust linear in collective
 
 
 def stream_for(twin, seconds, **rates):
@@ -96,7 +97,7 @@ def test_offboard_is_rejected_without_a_setpoint_stream_and_accepted_with_one():
 
 
 def test_a_body_rate_thrust_stream_lifts_and_holds_and_losing_it_triggers_position_hold():
-    with px4_twin() as twin:
+    with px4_twin(*LINEAR_THRUST) as twin:
         enter_offboard(twin)
         # lift and hold: a client-side altitude loop over SET_ATTITUDE_TARGET rates + thrust
         fly_altitude_hold(twin, 1.5, 3.5)
@@ -131,11 +132,12 @@ def test_takeoff_then_land_then_auto_disarm():
         assert twin.arm() == ACCEPTED
         assert twin.command(22, 0, 0, 0, math.nan, math.nan, math.nan, math.nan).result == ACCEPTED
         assert twin.wait_mode(MAIN_AUTO, SUB_AUTO_TAKEOFF, 2.0)
-        assert twin.wait_mode(MAIN_AUTO, SUB_AUTO_LOITER, 6.0)  # navigator loiters after takeoff
+        # spool-up 1 s + takeoff ramp 3 s (COM_SPOOLUP_TIME, MPC_TKO_RAMP_T), then the climb
+        assert twin.wait_mode(MAIN_AUTO, SUB_AUTO_LOITER, 10.0)  # navigator loiters after takeoff
         assert 1.3 < -twin.local_position().z < 1.7
         assert twin.command(21).result == ACCEPTED
         assert twin.wait_mode(MAIN_AUTO, SUB_AUTO_LAND, 2.0)
-        disarmed = twin.recv("HEARTBEAT", 6.0, lambda m: not m.base_mode & MODE_FLAG_SAFETY_ARMED)
+        disarmed = twin.recv("HEARTBEAT", 8.0, lambda m: not m.base_mode & MODE_FLAG_SAFETY_ARMED)
         assert disarmed is not None
         assert twin.recv("EXTENDED_SYS_STATE").landed_state == mavutil.mavlink.MAV_LANDED_STATE_ON_GROUND
 

@@ -193,7 +193,8 @@ class PositionControl:
     last_acc_z = 0.0
 
     def update(self, est: Estimate, sp: Setpoint, dt_s: float, hover: float | None = None,
-               climb_limit_mps: float | None = None, thrust_floor: float | None = None) -> tuple[np.ndarray, float]:
+               climb_limit_mps: float | None = None, thrust_floor: float | None = None,
+               tilt_max_deg: float | None = None) -> tuple[np.ndarray, float]:
         """(unit thrust direction ENU, collective thrust fraction) for the setpoint. ``hover``
         overrides MPC_THR_HOVER (the hover-thrust estimate), ``climb_limit_mps`` lowers the
         upward velocity limit (takeoff ramp), ``thrust_floor`` replaces MPC_THR_MIN (0 before
@@ -232,7 +233,7 @@ class PositionControl:
         # _accelerationControl: tilt from horizontal acceleration against gravity
         body_z = np.array([acc_sp[0], acc_sp[1], g])
         body_z /= np.linalg.norm(body_z)
-        tilt_max = math.radians(p["MPC_TILTMAX_AIR"])
+        tilt_max = math.radians(p["MPC_TILTMAX_AIR"] if tilt_max_deg is None else tilt_max_deg)
         tilt = math.acos(min(max(body_z[2], -1.0), 1.0))
         if tilt > tilt_max:
             h = body_z[:2] / max(np.linalg.norm(body_z[:2]), 1e-9)
@@ -269,6 +270,7 @@ class Px4Cascade:
         self.climb_rate_controlled = False
         self.vz_setpoint_mps = math.nan
         self.ground_contact = False
+        self.landed = True
         self.apply_rate_gains()
         params.on_change(lambda name, value: self.apply_rate_gains() if name.startswith("MC_") else None)
 
@@ -295,6 +297,7 @@ class Px4Cascade:
         hover-thrust estimate (MulticopterPositionControl::Run's order). ``ground_contact`` is
         the land detector's first stage."""
         self.ground_contact = ground_contact
+        self.landed = landed
         pos_z, vel_z, acc_z = (float(v[2]) for v in (sp.pos_w, sp.vel_w, sp.acc_w))
         self.climb_rate_controlled = sp.kind == "trajectory" and any(math.isfinite(v) for v in (pos_z, vel_z, acc_z))
         self.vz_setpoint_mps = vel_z if self.climb_rate_controlled and math.isfinite(vel_z) else (
@@ -330,6 +333,8 @@ class Px4Cascade:
         self._tick += 1
         collective_n = self._thrust_fraction * 4.0 * self.vehicle.max_thrust_n
         thrust = self.rate.update(est.omega_b[None, :], self._rate_sp[None, :], np.array([collective_n]), dt_s)
+        if self.landed:  # mc_rate_control RateControl::update: no integration while landed
+            self.rate.integral[:] = 0.0
         # per-motor normalized thrust -> motor command through THR_MDL_FAC -> the motor's own curve
         esc = thrust_model_to_esc(thrust[0] / self.vehicle.max_thrust_n, self.p["THR_MDL_FAC"])
         return np.asarray(self.vehicle.command_to_thrust(esc), dtype=np.float64)
@@ -366,8 +371,10 @@ class Px4Cascade:
             self.vz_setpoint_mps = -100.0
             return
         floor = None if self.takeoff.state >= TakeoffState.FLIGHT else 0.0
+        # below flight the tilt is limited to MPC_TILTMAX_LND ("limit tilt during takeoff ramp-up")
+        tilt_max = None if self.takeoff.state >= TakeoffState.FLIGHT else self.p["MPC_TILTMAX_LND"]
         body_z, collective = self.pos.update(est, sp, dt_s, hover=self.hover_thrust, climb_limit_mps=self._climb_limit_mps,
-                                             thrust_floor=floor)
+                                             thrust_floor=floor, tilt_max_deg=tilt_max)
         qd = attitude_from_thrust_dir(body_z, self._yaw_hold)
         ff = sp.yawspeed_rad_s if math.isfinite(sp.yawspeed_rad_s) else 0.0
         self._rate_sp = self.att.update(est.quat_wb, qd, ff)

@@ -90,6 +90,7 @@ _DEFS = [
     _f("MPC_Z_VEL_MAX_UP", 3.0, 0.5, 8.0, "max climb rate, m/s"),
     _f("MPC_Z_VEL_MAX_DN", 1.5, 0.5, 4.0, "max descend rate, m/s"),
     _f("MPC_TILTMAX_AIR", 45.0, 20.0, 89.0, "max tilt in air, deg"),
+    _f("MPC_TILTMAX_LND", 12.0, 0.0, 89.0, "max tilt during takeoff and landing, deg"),
     # PX4's generic default is 0.5; the airframe the twin reports (SYS_AUTOSTART 4001, gz x500:
     # ROMFS/px4fmu_common/init.d-posix/airframes/4001_gz_x500) sets 0.60. The hover-thrust
     # estimator (hover_thrust.py) adapts it in flight within HTE_THR_RANGE.
