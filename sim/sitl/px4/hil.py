@@ -15,6 +15,18 @@ only when the controls for the previous step have arrived (up to ``lockstep_time
 way Gazebo's mavlink_interface does; the motor outputs go through the vehicle's thrust curve
 (T = 8.55 u^2 N for the gz x500), the same model Gazebo uses.
 
+Sensors as hardware reports them: SimulatorMavlink.cpp feeds accel 0 and gyro 0 as int16 FIFO
+samples (ACCEL_FIFO_SCALE = g / 2048 per LSB, range 16 g; GYRO_FIFO_SCALE = 2000/32768 deg/s
+per LSB, range 2000 deg/s) and casts without saturating, so a sample beyond the range wraps
+around; a real IMU saturates there instead, so px4-hil clips to the int16 range (+-16 g,
++-2000 deg/s) before sending. The first HIL_SENSOR carries time_usec 4000, not 0 (PX4 logs a
+gyro timestamp error for a zero stamp).
+
+Ground: not the simulator's rigid plane (which stops a 0.7 m/s touch-down within one 1 ms step,
+-19 g) but landing gear with compliance: a vertical spring-damper at the body origin, with
+horizontal grip while loaded (``GroundContact``). The crash limit (touch-down faster than the
+vehicle file's crash_speed_mps, or tilted beyond 60 deg) still marks the vehicle crashed.
+
 Never set SYS_AUTOSTART=0 for this: px4-rc.simulator then starts PX4's own SIH simulator
 instead of simulator_mavlink, and nothing ever connects to port 4560.
 """
@@ -49,6 +61,48 @@ FIELDS_BARO = 0b1101000000000  # abs_pressure, pressure_alt, temperature
 MODE_FLAG_SAFETY_ARMED = 128
 FLAG_LOCKSTEP = 1
 SIM_SYSID, SIM_COMPID = 1, 51
+# SimulatorMavlink.cpp update_sensors: accel 0 / gyro 0 FIFO scale, int16 samples
+ACCEL_FIFO_SCALE_MPS2 = GRAVITY_MPS2 / 2048.0
+GYRO_FIFO_SCALE_RAD_S = math.radians(2000.0 / 32768.0)
+INT16_MIN, INT16_MAX = -32768, 32767
+COS_60_DEG = 0.5
+
+
+def saturate_int16(values: np.ndarray, scale: float) -> np.ndarray:
+    """What a sensor with an int16 output of ``scale`` per LSB can report: clipped to its range."""
+    return np.clip(np.asarray(values, dtype=np.float64), INT16_MIN * scale, INT16_MAX * scale)
+
+
+@dataclass
+class GroundContact:
+    """Landing gear as a spring-damper under the body origin, N/m and N*s/m.
+
+    The X500's gear stiffness and damping are not published (PX4-gazebo-models' x500_base uses
+    ODE's rigid contact, PX4's SIH stops the vehicle in one step): these are the twin's choice,
+    set by two targets instead of a datasheet: an 8 Hz bounce of the 2 kg vehicle on its skids
+    (k = m (2 pi 8)^2, 3.9 mm static deflection) with a damping ratio of 0.7, so a 0.7 m/s
+    touch-down (MPC_LAND_SPEED) decelerates over ~60 ms at a few g instead of -19 g in 1 ms.
+    """
+
+    natural_hz: float = 8.0
+    damping_ratio: float = 0.7
+    grip_n_per_mps: float = 200.0  # horizontal damping while loaded (no sliding), capped by friction
+    friction: float = 0.8
+
+    def force_w(self, mass_kg: float, pos_w: np.ndarray, vel_w: np.ndarray) -> np.ndarray:
+        """Ground reaction (world ENU, N) on a vehicle whose body origin is at ``pos_w``."""
+        pen = -float(pos_w[2])
+        if pen <= 0.0:
+            return np.zeros(3)
+        omega = 2.0 * math.pi * self.natural_hz
+        k, c = mass_kg * omega * omega, 2.0 * self.damping_ratio * mass_kg * omega
+        fz = max(k * pen - c * float(vel_w[2]), 0.0)
+        fxy = -self.grip_n_per_mps * np.asarray(vel_w[:2], dtype=np.float64)
+        cap = self.friction * fz
+        norm = float(np.linalg.norm(fxy))
+        if norm > cap:
+            fxy *= cap / max(norm, 1e-12)
+        return np.array([fxy[0], fxy[1], fz])
 
 
 class HilError(QuadhilError):
@@ -78,8 +132,13 @@ class HilServer:
         self.port = config.port or 4560 + config.instance
         self.vehicle = load_vehicle(config.vehicle)
         self.rng = np.random.default_rng(config.seed)
-        self.sim = QuadSim.create(self.vehicle, 1)
+        self.sim = QuadSim.create(self.vehicle, 1, ground=False)  # the gear below is the ground
         self.sim.state.pos_w[0] = np.asarray(config.start_enu_m, dtype=np.float64)
+        self.gear = GroundContact()
+        self.in_contact = True
+        self.crashed = False
+        self.touchdown_speeds_mps: list[float] = []
+        self.last_accel_frd_raw = np.zeros(3)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -93,7 +152,7 @@ class HilServer:
         self.parser = mavlink.MAVLink(None)
         self.parser.robust_parsing = True
         self.counters: Counter = Counter()
-        self.time_us = 0
+        self.time_us = int(SENSOR_PERIOD_S * 1e6)  # the first HIL_SENSOR is stamped 4000 us, never 0
         self.controls = np.zeros(4)
         self.armed = False
         self.lockstep = False
@@ -132,7 +191,19 @@ class HilServer:
         """Advance 4 ms with the current motor outputs."""
         u = self.controls if self.armed else np.zeros(4)
         thrust_n = self.vehicle.command_to_thrust(np.clip(u, 0.0, 1.0))
-        self.sim.step(thrust_n[None, :], int(round(SENSOR_PERIOD_S * self.sim.physics_rate_hz)))
+        s = self.sim.state
+        for _ in range(int(round(SENSOR_PERIOD_S * self.sim.physics_rate_hz))):
+            touching = s.pos_w[0, 2] <= 0.0
+            if touching and not self.in_contact:  # touch-down: the crash limit of the rigid ground stays
+                speed = -float(s.vel_w[0, 2])
+                self.touchdown_speeds_mps.append(speed)
+                up_z = 1.0 - 2.0 * float(s.quat_wb[0, 1] ** 2 + s.quat_wb[0, 2] ** 2)
+                if speed > self.vehicle.crash_speed_mps or up_z < COS_60_DEG:
+                    self.crashed = True
+                    self.counters["crashes"] += 1
+            self.in_contact = touching
+            self.sim.disturbance.force_w[0] = self.gear.force_w(self.vehicle.mass_kg, s.pos_w[0], s.vel_w[0])
+            self.sim.step(thrust_n[None, :], 1)
         vel = self.sim.state.vel_w[0]
         self._accel_w = (vel - self._prev_vel_w) / SENSOR_PERIOD_S
         self._prev_vel_w = vel.copy()
@@ -151,6 +222,7 @@ class HilServer:
         q = s.quat_wb[0]
         rot_wb = quat_to_rotmat(q)
         accel = flu_to_frd(rot_wb.T @ (self._accel_w + np.array([0.0, 0.0, GRAVITY_MPS2])))
+        self.last_accel_frd_raw = accel.copy()
         gyro = flu_to_frd(s.omega_b[0])
         mag = quat_to_rotmat(quat_enu_flu_to_ned_frd(q)).T @ MAG_NED_GAUSS
         _, _, alt = self._geo()
@@ -160,6 +232,8 @@ class HilServer:
             gyro = gyro + self.rng.normal(0.0, 0.002, 3)
             mag = mag + self.rng.normal(0.0, 0.002, 3)
             pressure_hpa += self.rng.normal(0.0, 0.01)
+        accel = saturate_int16(accel, ACCEL_FIFO_SCALE_MPS2)
+        gyro = saturate_int16(gyro, GYRO_FIFO_SCALE_RAD_S)
         return self.mav.hil_sensor_encode(self.time_us, *accel, *gyro, *mag, pressure_hpa, 0.0, alt, 25.0,
                                           FIELDS_ACCEL | FIELDS_GYRO | FIELDS_MAG | FIELDS_BARO)
 
@@ -290,5 +364,6 @@ class HilServer:
     def status(self) -> dict:
         """Counters and state for --json."""
         return {"sim_time_s": self.time_us / 1e6, "armed": self.armed, "lockstep": self.lockstep,
+                "crashed": self.crashed, "touchdown_speeds_mps": [round(v, 3) for v in self.touchdown_speeds_mps],
                 "position_enu_m": [round(float(x), 3) for x in self.sim.state.pos_w[0]],
                 "counters": dict(self.counters)}
