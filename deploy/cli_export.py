@@ -71,6 +71,8 @@ def _report(result, as_json: bool) -> None:
             ("keras success", s["keras_success"]), ("tflite success", s["closed_loop_success"]),
             ("written", s["written"] and s["out"]), ("sha256", s["sha256"][:16] + "..." if s["sha256"] else "-"),
             ("size (bytes)", s["size_bytes"])]
+    if s.get("params_file"):
+        rows.append(("PX4 parameters", s["params_file"]))
     if s["refused"]:
         rows.append(("REFUSED", s["refused"]))
     print_table("quadhil export", rows)

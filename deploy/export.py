@@ -97,6 +97,7 @@ class ExportResult:
     refused: str = ""
     timings_s: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    params_file: str | None = None  # PX4 ctbr policies: the QGroundControl .params next to the .tflite
 
     def summary(self) -> dict:
         """Flat JSON-ready figures (what ``quadhil export --json`` prints)."""
@@ -112,6 +113,7 @@ class ExportResult:
             "closed_loop_rmse_m": cl.tflite_rmse_m if cl else None, "keras_rmse_m": cl.keras_rmse_m if cl else None,
             "sha256": self.sha256, "size_bytes": self.size_bytes,
             "weights_sha256": self.provenance.get("weights_sha256", ""),
+            "params_file": self.params_file,
             **{f"{k}_s": v for k, v in self.timings_s.items()},
         }
 
@@ -322,6 +324,13 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     if final.spec != spec:
         raise QuadhilError("internal error: the spec read back from the file differs from the run's")
     write_atomic(out, data)
+    if spec.action_mode == "ctbr":
+        from deploy.px4_params import write_params_file
+        from sim.vehicle import load_vehicle
+
+        vehicle = load_vehicle(spec.vehicle)
+        if vehicle.firmware == "px4":  # the parameters the policy was trained for, for QGroundControl
+            result.params_file = str(write_params_file(Path(out).with_suffix(".params"), spec, vehicle))
     result.provenance = prov
     result.sha256 = final.sha256
     result.size_bytes = len(data)
