@@ -64,7 +64,14 @@ def test_the_issue_missions_are_refused_before_arming_through_cflib(any_cf_polic
         _refuse_each(any_cf_policy, twin.uri, tmp_path, CF_ISSUE_MISSIONS)
         rc, summary, err = run_fly(fly_cmd(any_cf_policy, twin.uri, tmp_path, "--duration", "10",
                                            "--max-flight-time", "5"))
-    _assert_refused_before_arming(rc, summary, err, {"flight-time"}, armed=True)
+        _assert_refused_before_arming(rc, summary, err, {"flight-time"}, armed=True)
+        # another rate only when asked for, and then with a warning (a dry run: nothing spins)
+        rc, summary, err = run_fly(_dry(fly_cmd(any_cf_policy, twin.uri, tmp_path, "--target", "0,0,1", "--rate", "500",
+                                                "--allow-rate-mismatch", "--duration", "0.3")))
+    assert rc == 0, err
+    assert summary["rate_hz"] == 500 and summary["refused"] == [] and summary["ticks"] > 0
+    assert len(summary["warnings"]) == 1 and "500 Hz != the policy's trained rate 100 Hz" in summary["warnings"][0]
+    assert "quadhil fly: warning: rate:" in err
 
 
 def test_the_issue_missions_are_refused_before_arming_through_pymavlink(any_px4_policy, tmp_path):
