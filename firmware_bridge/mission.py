@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_bridge.reference import Reference
 from firmware_bridge.supervisor import Geofence
 from sim.errors import QuadhilError
 
@@ -37,8 +38,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-# The reference (firmware_bridge.reference.Reference) moves at this speed along its path.
-REFERENCE_SPEED_MPS = 0.5
+# The policy's reference moves at this speed along its path (and descends at land_speed_mps).
+REFERENCE_SPEED_MPS = Reference.climb_speed_mps
 # PX4 geofence parameters (src/modules/navigator/geofence_params.c): horizontal and vertical
 # distance from Home in m, 0 = that check is off; GF_ACTION 0 None, 1 Warning, 2 Hold mode
 # (default), 3 Return mode, 4 Terminate, 5 Land mode.
@@ -210,8 +211,6 @@ def transit_limit_s(mission: Mission, limits: MissionLimits) -> float:
 
 def flight_s(mission: Mission, limits: MissionLimits) -> float:
     """Planned flight time (s): transit, hover, descent to the ground at the landing speed."""
-    from firmware_bridge.reference import Reference
-
     descent = max(0.0, float(mission.target_w[2]) - mission.ground_z) / Reference.land_speed_mps
     return transit_s(mission, limits) + mission.hover_s + descent
 
