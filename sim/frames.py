@@ -166,3 +166,38 @@ def quat_ned_frd_to_enu_flu(q: np.ndarray) -> np.ndarray:
     """Attitude (..., 4): FRD-body-to-NED-world (PX4's q) -> FLU-body-to-ENU-world, w >= 0."""
     q_enu = quat_multiply(quat_multiply(_Q_ENU_FROM_NED, q), _Q_FRD_FROM_FLU)
     return q_enu * np.where(q_enu[..., :1] < 0, -1.0, 1.0)
+
+
+# Motion capture axes -> ENU. "z-up": the mocap world already is x forward, y left, z up (Vicon,
+# Qualisys, and OptiTrack Motive with its "Up Axis" set to Z). "y-up": x forward, y up, z right
+# (OptiTrack Motive's default, many VRPN servers): ENU = R_x(+90 deg) applied to the mocap axes,
+# i.e. (x, y, z)_enu = (x, -z, y)_mocap. A rigid body's own axes are set when it is created
+# (level, facing mocap +x), so the body axes turn with the world axes: the attitude is converted
+# by the similarity q_enu = q_axes * q_mocap * q_axes^-1.
+_Q_ENU_FROM_MOCAP = {"z-up": np.array([1.0, 0.0, 0.0, 0.0]), "y-up": np.array([_SQRT1_2, _SQRT1_2, 0.0, 0.0])}
+MOCAP_AXES = tuple(_Q_ENU_FROM_MOCAP)
+
+
+def _mocap_axes_quat(axes: str) -> np.ndarray:
+    try:
+        return _Q_ENU_FROM_MOCAP[axes]
+    except KeyError:
+        raise ValueError(f"mocap axes must be one of {', '.join(MOCAP_AXES)}, got {axes!r}") from None
+
+
+def mocap_to_enu(pos_m: np.ndarray, quat_m: np.ndarray, axes: str = "z-up") -> tuple[np.ndarray, np.ndarray]:
+    """A rigid body's pose in the mocap system's axes (position m, quaternion w,x,y,z
+    body-to-mocap-world) -> world ENU position (m) and body-FLU-to-ENU quaternion."""
+    qa = _mocap_axes_quat(axes)
+    pos = quat_rotate(qa, np.asarray(pos_m, dtype=np.float64))
+    quat = quat_multiply(quat_multiply(qa, quat_m), quat_conjugate(qa))
+    return pos, quat_normalize(quat)
+
+
+def enu_to_mocap(pos_w: np.ndarray, quat_wb: np.ndarray, axes: str = "z-up") -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`mocap_to_enu`: world ENU / body FLU pose -> the mocap system's axes
+    (what a mocap system would report for the vehicle; the twins' mocap stream uses it)."""
+    qa = quat_conjugate(_mocap_axes_quat(axes))
+    pos = quat_rotate(qa, np.asarray(pos_w, dtype=np.float64))
+    quat = quat_multiply(quat_multiply(qa, quat_wb), quat_conjugate(qa))
+    return pos, quat_normalize(quat)
