@@ -6,7 +6,7 @@ What PX4 runs (PX4-Autopilot src/modules/mc_nn_control/, read for this exporter)
   frame_transf matrices: [setpoint - position (3), R(0,0..2), R(1,0..2) (6), velocity (3),
   body rates (3)]; no clipping, no normalization.
 * its op resolver ``MicroMutableOpResolver<3>``: FullyConnected, Relu, Add only.
-* ``RescaleActions`` / actions_rescale.hpp: each output clamped to [-1, 1], read as a thrust of
+* ``RescaleActions`` (inline in mc_nn_control.cpp): each output clamped to [-1, 1], read as a thrust of
   ``action + 1`` in the units of MC_NN_THRST_COEF (x 1e-5, per rps^2), turned into rpm, placed
   between MC_NN_MIN_RPM and MC_NN_MAX_RPM, then through ``0.8 x^2 + 0.2 x``, to actuator_motors.
 * control_net.cpp / control_net.hpp: the model as ``alignas(16) const unsigned char
@@ -35,7 +35,7 @@ import numpy as np
 
 from deploy.errors import ExportRefused
 from sim.contract import PolicySpec
-from sim.sitl.px4.nn_control import THRUST_COEFF_SCALE, px4_rescale  # actions_rescale.hpp, shared with the twin
+from sim.sitl.px4.nn_control import THRUST_COEFF_SCALE, px4_rescale  # RescaleActions, shared with the twin
 from sim.vehicle import GRAVITY_MPS2, Vehicle, load_vehicle
 
 PX4_INPUT_ORDER = ("position_error_w", "rotation_matrix_rows01_wb", "velocity_w", "omega_b")

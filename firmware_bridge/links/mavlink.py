@@ -362,24 +362,29 @@ class MavlinkLink(Link):
         budget = max(height_m, 0.0) / max(t["MPC_LAND_SPEED"], 0.1) + LAND_DETECTOR_S + max(t["COM_DISARM_LAND"], 0.0) \
             + LAND_MARGIN_S
         next_request = 0.0
-        t_landed = None
+
+        def said(prefix):  # (time, text) of PX4's first STATUSTEXT since LAND starting with prefix
+            return next(((ts, txt) for ts, _, txt in self.statustexts[n_text:] if txt.startswith(prefix)), (None, None))
+
         while time.monotonic() - t0 < budget and self.alive:
             now = time.monotonic()
             if self.mode != "LAND" and self.armed and now >= next_request:
                 self._m.set_mode("LAND")
                 next_request = now + 0.2
-            if t_landed is None and self.landed_state == MAV_LANDED_STATE_ON_GROUND:
-                t_landed = now
-            if not self.armed:
+            # PX4 says "Disarmed by ..." at once; its armed flag waits for the 1 Hz HEARTBEAT
+            if not self.armed or said("Disarmed by ")[0] is not None:
                 break
             time.sleep(0.01)
-        texts = [txt for _, _, txt in self.statustexts[n_text:]]
-        by = next((txt[len("Disarmed by "):] for txt in texts if txt.startswith("Disarmed by ")), None)
-        t_end = time.monotonic()
-        return {"mode": "AUTO.LAND", "disarmed": not self.armed, "disarmed_by": by if not self.armed else None,
-                "land_to_disarm_s": round(t_end - t0, 3),
-                "landed_to_disarm_s": None if t_landed is None else round(t_end - t_landed, 3),
-                "budget_s": round(budget, 3), "statustexts": texts}
+        t_disarmed, text = said("Disarmed by ")
+        disarmed = t_disarmed is not None or not self.armed
+        if t_disarmed is None and disarmed:
+            t_disarmed = time.monotonic()
+        t_landed, _ = said("Landing detected")
+        return {"mode": "AUTO.LAND", "disarmed": disarmed,
+                "disarmed_by": (text[len("Disarmed by "):] if text else "unknown") if disarmed else None,
+                "land_to_disarm_s": None if t_disarmed is None else round(t_disarmed - t0, 3),
+                "landed_to_disarm_s": None if t_landed is None or t_disarmed is None else round(t_disarmed - t_landed, 3),
+                "budget_s": round(budget, 3), "statustexts": [txt for _, _, txt in self.statustexts[n_text:]]}
 
     # -- flight ----------------------------------------------------------------------------
     def _wait(self, pred, timeout_s: float, stream=None) -> bool:

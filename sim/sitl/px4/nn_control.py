@@ -11,7 +11,7 @@ What it mirrors (PX4-Autopilot src/modules/mc_nn_control/):
   in numpy from ``control_net.npz`` (written next to it by ``quadhil export --format px4-nn``):
   sim/ must not import TensorFlow or LiteRT (DESIGN.md), and these are the same float32
   multiply-adds TFLM's reference FullyConnected kernel does. A test checks npz == tflite.
-* ``RescaleActions`` / actions_rescale.hpp: clamp to [-1, 1], thrust ``a + 1`` in
+* ``RescaleActions`` (inline in mc_nn_control.cpp): clamp to [-1, 1], thrust ``a + 1`` in
   MC_NN_THRST_COEF units -> rpm -> ``(rpm - MC_NN_MIN_RPM) / (MC_NN_MAX_RPM - MC_NN_MIN_RPM)``
   clamped -> ``0.8 x^2 + 0.2 x`` = actuator_motors.
 * actuator_motors -> motor: PX4's thrust model THR_MDL_FAC (thrust ~ fac u^2 + (1 - fac) u),
@@ -33,12 +33,12 @@ from sim.frames import quat_to_rotmat
 from sim.sitl.px4.controllers import thrust_model_to_esc  # noqa: F401 - also re-exported for tests
 from sim.vehicle import Vehicle
 
-RESCALE_A = 0.8  # actions_rescale.hpp
+RESCALE_A = 0.8  # mc_nn_control.cpp RescaleActions (a = 0.8)
 THRUST_COEFF_SCALE = 1e5
 
 
 def px4_rescale(action: np.ndarray, thrust_coeff_raw: float, min_rpm: float, max_rpm: float) -> np.ndarray:
-    """actions_rescale.hpp ``rescale_action``: network actions -> actuator_motors in [0, 1]."""
+    """mc_nn_control.cpp ``RescaleActions``: network actions -> actuator_motors in [0, 1]."""
     a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
     rpm = 60.0 * np.sqrt((a + 1.0) / (thrust_coeff_raw / THRUST_COEFF_SCALE))
     x = np.clip((rpm - min_rpm) / (max_rpm - min_rpm), 0.0, 1.0)
