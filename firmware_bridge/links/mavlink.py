@@ -111,6 +111,7 @@ class MavlinkLink(Link):
         self._next_land_request_s = 0.0
         self._params: dict[str, tuple[float, int]] = {}  # name -> (value, MAV_PARAM_TYPE) as PX4 sent it
         self._params_cond = threading.Condition()
+        self.odometry_rejected = 0  # ODOMETRY whose velocity frame is neither LOCAL_NED nor BODY_FRD
         self.timing = dict(TIMING_DEFAULTS)  # read_timing() replaces these with the vehicle's
         self.landed_state = 0  # EXTENDED_SYS_STATE.landed_state
 
@@ -230,10 +231,15 @@ class MavlinkLink(Link):
             q = quat_ned_frd_to_enu_flu(np.array(msg.q, dtype=np.float64))
             pos = ned_to_enu(np.array([msg.x, msg.y, msg.z]))
             v = np.array([msg.vx, msg.vy, msg.vz], dtype=np.float64)
+            # velocity in the frame the message declares: PX4 main sends LOCAL_NED (EKF2's
+            # velocity_frame NED), older releases BODY_FRD; anything else is not ours to guess
             if msg.child_frame_id == MAV_FRAME_BODY_FRD:
                 vel = quat_rotate(q, frd_to_flu(v))
-            else:
+            elif msg.child_frame_id == MAV_FRAME_LOCAL_NED:
                 vel = ned_to_enu(v)
+            else:
+                self.odometry_rejected += 1
+                return
             omega = frd_to_flu(np.array([msg.rollspeed, msg.pitchspeed, msg.yawspeed]))
             self.telemetry.publish(t_arr, msg.time_usec * 1e-6, pos, vel, q, omega)
         elif kind == "LOCAL_POSITION_NED" and not self._odometry_seen:

@@ -47,7 +47,13 @@ def _pd_flight(uri: str, vehicle_id: str, seconds: float = 2.5) -> np.ndarray:
         link.close()
 
 
-@pytest.mark.parametrize("twin, vehicle", [(crazyflie_twin, "crazyflie"), (px4_twin, "x500")])
+def px4_twin_linear_thrust():
+    """The PX4 twin with THR_MDL_FAC 1: the PD below sends a fraction of maximum thrust, as the
+    contract does, which PX4's default THR_MDL_FAC 0 would square on the x500's motors."""
+    return px4_twin("--param", "THR_MDL_FAC=1")
+
+
+@pytest.mark.parametrize("twin, vehicle", [(crazyflie_twin, "crazyflie"), (px4_twin_linear_thrust, "x500")])
 def test_a_pd_controller_through_the_link_reaches_a_point_off_every_axis(twin, vehicle):
     with twin() as proc:
         pos = _pd_flight(proc.uri, vehicle)

@@ -135,3 +135,34 @@ def test_crazyflie_float_blocks_carry_nan_through():
     link = CrazyflieLink("udp://127.0.0.1:1")
     _blocks(link, 500, pos=(math.nan, 0.0, 0.0))
     assert math.isnan(link.telemetry.latest().pos_w[0])
+
+
+@pytest.mark.parametrize("child_frame_id, vel_wire, vel_enu", [
+    (1, (1.0, 2.0, -0.5), (2.0, 1.0, 0.5)),  # PX4 main: LOCAL_NED velocity (north 1, east 2, up 0.5)
+    (12, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),  # older PX4: BODY_FRD, nose north -> 1 m/s north
+])
+def test_odometry_velocity_is_read_in_the_frame_the_message_declares(child_frame_id, vel_wire, vel_enu):
+    from pymavlink.dialects.v20 import common as mavlink
+
+    mav = mavlink.MAVLink(None, srcSystem=1, srcComponent=1)
+    q_ned_nose_north = [1.0, 0.0, 0.0, 0.0]
+    nan21 = [math.nan] * 21
+    msg = mav.odometry_encode(1_000_000, 1, child_frame_id, 0.0, 0.0, 0.0, q_ned_nose_north, *vel_wire, 0.0, 0.0, 0.0,
+                              nan21, nan21, 0, 8, 0)
+    msg = mavlink.MAVLink(None).decode(bytearray(msg.pack(mav)))
+    link = MavlinkLink("udpin:127.0.0.1:0")
+    link._handle(msg, 1.0)
+    assert link.telemetry.latest().vel_w == pytest.approx(np.array(vel_enu), abs=1e-6)
+
+
+def test_odometry_in_another_velocity_frame_is_dropped_not_guessed():
+    from pymavlink.dialects.v20 import common as mavlink
+
+    mav = mavlink.MAVLink(None, srcSystem=1, srcComponent=1)
+    nan21 = [math.nan] * 21
+    msg = mav.odometry_encode(1_000_000, 1, 20, 0.0, 0.0, 0.0, [1.0, 0.0, 0.0, 0.0], 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                              nan21, nan21, 0, 8, 0)  # MAV_FRAME_LOCAL_FRD
+    msg = mavlink.MAVLink(None).decode(bytearray(msg.pack(mav)))
+    link = MavlinkLink("udpin:127.0.0.1:0")
+    link._handle(msg, 1.0)
+    assert link.telemetry.latest() is None and link.odometry_rejected == 1
