@@ -26,6 +26,9 @@ def test_from_the_ground_to_disarmed_by_landing_at_px4_defaults(px4_policy, tmp_
     assert "Disarmed by landing" in texts
     assert not any("Disarming denied" in t for t in texts), texts
     assert [t["to"] for t in log.transitions] == ["PREFLIGHT", "ARMED", "FLYING", "LANDING", "DONE"]
+    link = next(e for e in log.events if e.get("type") == "link")
+    assert link["telemetry"] == "ODOMETRY"  # written after the telemetry negotiation, not before
+    assert link["px4_timing"]["MPC_TKO_RAMP_T"] == 3.0
     assert log.column("pos")[-1, 2] < 0.5  # the policy hands over to PX4's LAND near the ground
     takeoff = [r for r in log.events if r.get("type") == "phase" and r.get("phase") == "policy"]
     assert takeoff and takeoff[0]["takeoff_s"] > 4.0  # PX4's spool-up + ramp, not our own climb

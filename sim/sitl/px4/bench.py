@@ -61,7 +61,8 @@ def bench_twin(hold_s: float) -> dict:
     cport, lport = free_port(), free_port()
     conn = mavutil.mavlink_connection(f"udpin:127.0.0.1:{cport}", source_system=255, source_component=190)
     proc = subprocess.Popen([sys.executable, "-m", "sim.sitl", "px4", "--port", str(cport), "--listen-port",
-                             str(lport), "--no-gcs", "--ekf-init-s", "0", "--json"],
+                             str(lport), "--no-gcs", "--ekf-init-s", "0", "--json",
+                             "--param", "THR_MDL_FAC=1"],  # the hold below sends thrust linear in force
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         if _recv(conn, "HEARTBEAT", 30.0) is None:
