@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sim": ("sim.cli", "fly the simulator with a reference command and print what happened", "sim"),
     "train": ("train.cli_train", "train a DDPG hover policy (Keras) in the simulator", "train"),
     "eval": ("train.cli_eval", "evaluate a trained policy in the simulator", "train"),
+    "sweep": ("train.cli_sweep", "seeds and hyper-parameter sweeps of quadhil train on Ray Tune, local or on a cluster", "train"),
     "export": ("deploy.cli_export", "export a trained actor to .tflite (or C) with its contract inside", "deploy"),
     "inspect": ("deploy.cli_inspect", "print the contract and tensors embedded in a .tflite", "deploy"),
     "sitl": ("sim.sitl.cli", "run a SITL twin: a Crazyflie over CRTP/UDP or a PX4 vehicle over MAVLink", "sim.sitl"),

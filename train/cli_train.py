@@ -144,15 +144,18 @@ def build_trainer(args: argparse.Namespace):
     return trainer
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train; print a summary (and one JSON line with --json)."""
-    from sim.report import emit_json, print_table
+def train_and_evaluate(args: argparse.Namespace, t_start: float, on_eval=None, threads: int | None = None):
+    """Build the trainer from ``args``, train, evaluate the chosen actor on fresh episodes and
+    write config.json with the result. ``t_start``: perf_counter value the wall budget and the
+    time to target count from; ``on_eval``: :attr:`train.loop.Trainer.on_eval`; ``threads``: TF
+    intra-op threads (default: the machine's cores). Returns (trainer, result dict)."""
     from train.runtime import configure_tensorflow
 
-    configure_tensorflow()
+    configure_tensorflow(threads)
     trainer = build_trainer(args)
     trainer.log_evals = args.no_progress and not args.json
-    result = trainer.run(_T_IMPORT, show_progress=not args.no_progress and not args.json)
+    trainer.on_eval = on_eval
+    result = trainer.run(t_start, show_progress=not args.no_progress and not args.json)
     t_eval = time.perf_counter()
     final = trainer.final_eval(episodes=args.eval_episodes)
     result["eval"] = final
@@ -164,6 +167,14 @@ def run(args: argparse.Namespace) -> int:
     result["loadavg"] = os.getloadavg()
     result["out"] = str(trainer.out)
     trainer.write_config(result)
+    return trainer, result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print a summary (and one JSON line with --json)."""
+    from sim.report import emit_json, print_table
+
+    trainer, result = train_and_evaluate(args, _T_IMPORT)
     rows = [("vehicle", trainer.vehicle.id), ("wall s", result["wall_s"]), ("env steps", result["env_steps"]),
             ("gradient updates", result["updates"]), ("final eval success", result["success_rate"]),
             ("final eval rmse m", result["rmse_m"]),

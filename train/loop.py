@@ -18,6 +18,7 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -239,6 +240,9 @@ class Trainer:
         if train_config.yaw_symmetry:
             check_turnable(spec)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
+        # called after each periodic evaluation with :meth:`eval_record` (e.g. a sweep reporting
+        # to its tuner); not saved in checkpoints
+        self.on_eval: Callable[[dict], None] | None = None
         self._pool = None  # the worker thread of train.overlap, made on first use
 
     def _bias_actor_to_hover(self) -> None:
@@ -499,6 +503,8 @@ class Trainer:
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)
                 self.tf.summary.scalar("eval/rmse_m", res.rmse_m if np.isfinite(res.rmse_m) else 10.0)
                 self.tf.summary.scalar("eval/crash_rate", res.crash_rate)
+        if self.on_eval is not None:
+            self.on_eval(self.eval_record())
         if bar is not None:
             bar.write(f"eval @ {p.env_steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                       f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}")
@@ -506,6 +512,20 @@ class Trainer:
             import sys
             print(f"eval @ {p.env_steps:,} steps, {p.updates:,} updates, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                   f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}", file=sys.stderr, flush=True)
+
+    def eval_record(self) -> dict:
+        """The latest periodic evaluation and the run's standing: ``success_rate``, ``rmse_m`` (m,
+        None if no episode reached the time limit), ``crash_rate``, ``env_steps``, ``updates``,
+        ``wall_s`` (s of this run's training so far, as the wall budget counts it),
+        ``best_success``, ``time_to_target_s`` and ``steps_to_target`` (None until reached)."""
+        p, last = self.progress, self.progress.last_eval
+        rmse = last.get("rmse_m")
+        return {"success_rate": float(last.get("success_rate", float("nan"))),
+                "rmse_m": float(rmse) if rmse is not None and np.isfinite(rmse) else None,
+                "crash_rate": float(last.get("crash_rate", float("nan"))),
+                "env_steps": int(p.env_steps), "updates": int(p.updates), "wall_s": float(last.get("wall_s", 0.0)),
+                "best_success": float(p.best_success), "time_to_target_s": p.time_to_target_s,
+                "steps_to_target": p.steps_to_target}
 
     def run(self, t_start: float, show_progress: bool = True, tensorboard: bool = True) -> dict:
         """Train until the wall budget (counted from ``t_start``, a perf_counter value, plus the

@@ -1,0 +1,288 @@
+"""quadhil sweep: the sweep file, the statistic, and real Ray Tune sweeps (local, and against a
+Ray head this test starts on 127.0.0.1), each trial a normal quadhil run directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.errors import QuadhilError
+from train.sweep import TrialOutcome, check_address
+from train.sweep_report import bootstrap_ci, paired, summarize
+from train.sweep_spec import parse_sweep
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="quadhil sweep needs the sweep extra: pip install -e '.[sweep]'")
+
+REPO = Path(__file__).resolve().parents[2]
+QUADHIL = [sys.executable, "-m", "quadhil"]
+
+# A few hundred env transitions of tiny nets (tests/train/conftest.py's TINY as a sweep file).
+TINY_TRAIN = """
+[train]
+vehicle = "crazyflie"
+max-steps = 320
+eval-episodes = 4
+num-envs = 4
+batch-size = 16
+updates-per-step = 1
+set = ["agent.actor_hidden=[8,8]", "agent.critic_hidden=[8,8]", "agent.jit=false",
+       "train.warmup_steps=40", "train.chunk=5", "train.eval_every_steps=160", "train.eval_episodes=4",
+       "train.checkpoint_every_steps=100000", "train.replay_capacity=1000",
+       "task.episode_s=0.4", "task.hold_s=0.1"]
+"""
+
+
+# --- the sweep file ----------------------------------------------------------------------------
+
+
+def _parse(text: str):
+    import tomllib
+
+    return parse_sweep(tomllib.loads(text), "test.toml")
+
+
+def test_two_presets_over_the_same_seeds_make_a_paired_design():
+    spec = _parse('name = "p"\nseeds = [0, 1, 2]\n' + TINY_TRAIN +
+                  '[configs.v4]\n[configs.v3]\nset = ["train.yaw_symmetry=false"]\n')
+    assert spec.seeds == (0, 1, 2) and list(spec.configs) == ["v4", "v3"]
+    assert spec.baseline == "v4"  # the first one, unless [compare] names another
+    argv = spec.train_argv("v3")
+    assert argv[argv.index("--max-steps") + 1] == "320"
+    assert argv[-2:] == ["--set", "train.yaw_symmetry=false"]  # appended after the base's --set items
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds = [0, 0]", "distinct integers"),
+    ("colour = 1", "unknown key(s) colour"),
+    ("[train]\nout = 'x'", "set by quadhil sweep per trial"),
+    ("[train]\nvehicel = 'x500'", "unknown quadhil train argument 'vehicel'"),
+    ("[train]\nset = ['nosection=1']", "SECTION.KEY=VALUE"),
+    ("[grid]\n'batch=1' = [1]", "SECTION.KEY"),
+    ("[grid]\n'train.batch_size' = []", "non-empty list"),
+    ("seeds = [0, 1]\n[search]\n[search.space]\n'agent.actor_lr' = { loguniform = [1e-4, 1e-3] }", "give one seed"),
+    ("seeds = [0]\n[search]\n[search.space]\n'agent.actor_lr' = { gaussian = [0, 1] }", "distribution among"),
+    ("seeds = [0]\n[search]\nalgorithm = 'hyperband'\n[search.space]\n'agent.actor_lr' = { choice = [1] }",
+     "algorithm must be one of"),
+    ("[configs.a]\n[compare]\nbaseline = 'b'", "baseline 'b' is not one of the [configs]"),
+    ("[scheduler]\ntype = 'pbt'", "type must be one of asha"),
+])
+def test_a_bad_sweep_file_is_refused_naming_the_problem(text, message):
+    with pytest.raises(QuadhilError) as exc:
+        _parse(text)
+    assert message in str(exc.value) and "test.toml" in str(exc.value)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "http://h:1", "ray://h:port", "h:70000", ":1"])
+def test_a_malformed_address_is_refused(address):
+    with pytest.raises(QuadhilError, match="--address must be"):
+        check_address(address)
+
+
+# --- the statistic -----------------------------------------------------------------------------
+
+
+def _outcome(config, seed, success, tts=None, status="done"):
+    return TrialOutcome(configuration=config, seed=seed, status=status, run_dir="-",
+                        fresh_success=success if status == "done" else None, fresh_rmse_m=0.03,
+                        time_to_target_s=tts, steps_to_target=None if tts is None else int(tts * 1000))
+
+
+def test_the_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    values = [0.90, 0.97, 0.99, 1.0, 0.95]
+    lo, hi = bootstrap_ci(values, seed=3)
+    assert bootstrap_ci(values, seed=3) == (lo, hi)
+    assert lo < np.mean(values) < hi and min(values) <= lo and hi <= max(values)
+    assert bootstrap_ci([0.9]) is None  # one seed has no spread to resample
+    narrow = bootstrap_ci([0.95] * 5)
+    assert narrow == pytest.approx((0.95, 0.95))
+
+
+def test_a_configuration_summary_counts_seeds_at_the_bar_and_their_times():
+    outcomes = [_outcome("v4", 0, 1.0, 40.0), _outcome("v4", 1, 0.97, 250.0), _outcome("v4", 2, 0.80),
+                _outcome("v3", 0, 0.9, 100.0), _outcome("v3", 1, 0.0, status="stopped"), _outcome("v3", 2, 0.93)]
+    v4, v3 = summarize(outcomes)
+    assert (v4.configuration, v4.seeds, v4.done) == ("v4", [0, 1, 2], 3)
+    assert v4.success_mean == pytest.approx(0.9233333) and v4.success_ci[0] < v4.success_mean < v4.success_ci[1]
+    assert (v4.reached, v4.reached_fraction) == (2, pytest.approx(2 / 3))
+    assert (v4.time_to_bar_median_s, v4.time_to_bar_max_s) == (145.0, 250.0)
+    assert (v3.done, v3.stopped, v3.reached) == (2, 1, 1) and v3.success_mean == pytest.approx(0.915)
+    diffs = paired(outcomes, "v3")
+    assert len(diffs) == 1 and diffs[0].seeds == [0, 2]  # seed 1 of the baseline never finished
+    assert diffs[0].diff_per_seed == pytest.approx([0.1, -0.13])
+    assert (diffs[0].reached, diffs[0].baseline_reached) == (2, 1)
+
+
+def test_paired_differences_keep_grid_values_apart():
+    outcomes = [_outcome(f"{c} train.batch_size={b}", s, v) for c, b, s, v in [
+        ("a", 128, 0, 0.9), ("a", 128, 1, 0.8), ("a", 256, 0, 0.5), ("a", 256, 1, 0.6),
+        ("b", 128, 0, 1.0), ("b", 128, 1, 0.9), ("b", 256, 0, 0.6), ("b", 256, 1, 0.6)]]
+    d128, d256 = paired(outcomes, "a")
+    assert d128.baseline == "a train.batch_size=128" and d128.diff_per_seed == pytest.approx([0.1, 0.1])
+    assert d256.baseline == "a train.batch_size=256" and d256.diff_per_seed == pytest.approx([0.1, 0.0])
+
+
+# --- real sweeps on Ray Tune ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid and open(f"/proc/{entry}/stat").read().split()[2] != "Z":
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                pass
+    return pids
+
+
+def _end_session(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """End ``proc`` and every process of the session it leads (it was started with
+    start_new_session): SIGTERM, then SIGKILL after ``grace_s``. Ray's own shutdown drains for
+    up to 30 s, longer than a test should wait."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _session_pids(proc.pid):
+            time.sleep(0.2)
+        if not _session_pids(proc.pid):
+            break
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _sweep(argv: list[str], cwd: Path, timeout_s: float = 240.0, env: dict | None = None) -> tuple[int, str, dict | None]:
+    """Run ``quadhil sweep`` as a user would; its Ray processes are ended with it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    proc = subprocess.Popen([*QUADHIL, "sweep", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        out = ""
+    finally:
+        _end_session(proc)
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    payload = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return proc.returncode, out, payload
+
+
+def _check_run_directories(result: dict) -> None:
+    for trial in result["trials"]:
+        run = Path(trial["run_dir"])
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["kind"] == "quadhil-training-run" and cfg["seed"] == trial["seed"]
+        assert cfg["result"]["eval"]["success_rate"] == trial["fresh_success"]
+        assert (run / "checkpoint" / "done").exists() and (run / "actor_best.keras").exists()
+        assert any((run / "tb").iterdir())  # TensorBoard scalars, as quadhil train writes them
+        log = (run / "stdout.log").read_text()
+        assert "quadhil sweep trial: quadhil train" in log and "eval @ 160 steps" in log
+        # one report to Tune per periodic evaluation (160, 320, and the last one at 320)
+        assert [h[1] for h in trial["history"]] == [160, 320, 320]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray(tmp_path):
+    (tmp_path / "tiny.toml").write_text('name = "tiny"\nseeds = [0, 1]\n' + TINY_TRAIN)
+    ray_tmp = tempfile.mkdtemp(prefix="qh-ray-", dir="/tmp")  # Ray's socket paths must stay short
+    out = tmp_path / "sweep"
+    rc, text, result = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--json"], tmp_path)
+    assert rc == 0, text[-4000:]
+    assert result is not None and result["address"] == "local" and result["cpus_per_trial"] == 1.0
+    assert [(t["seed"], t["status"]) for t in result["trials"]] == [(0, "done"), (1, "done")]
+    (summary,) = result["configurations"]
+    assert summary["configuration"] == "base" and summary["seeds"] == [0, 1] and summary["done"] == 2
+    assert summary["success_mean"] == pytest.approx(np.mean([t["fresh_success"] for t in result["trials"]]))
+    assert summary["reached"] == 0 and summary["time_to_bar_median_s"] is None  # 320 steps fly nothing
+    _check_run_directories(result)
+    # two trials on two cores ran side by side: each started before the other finished
+    runs = [Path(t["run_dir"]) for t in result["trials"]]
+    starts = [(r / "stdout.log").stat().st_ctime for r in runs]
+    ends = [(r / "eval.json").stat().st_mtime for r in runs]
+    assert max(starts) < min(ends)
+    assert (out / "success_vs_time.png").stat().st_size > 10_000
+    assert json.loads((out / "summary.json").read_text())["trials"] == result["trials"]
+    assert "Trial status" in text  # Tune's own progress output
+    # the finished experiment restores through Tuner.restore and reports the same figures
+    rc, text, again = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--resume", "--json"],
+                             tmp_path)
+    assert rc == 0, text[-4000:]
+    assert [t["fresh_success"] for t in again["trials"]] == [t["fresh_success"] for t in result["trials"]]
+    # a sweep folder is never overwritten by a new sweep
+    rc, text, _ = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp], tmp_path, timeout_s=60)
+    assert rc == 2 and "already holds a sweep; use --resume" in text
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
+    """The cluster path with the real engine: `ray start --head` on a free loopback port (its own
+    temp dir, its own session, ended by the test through the session's pids, never `ray stop`,
+    which would end every Ray process of this user), and `quadhil sweep --address HOST:PORT`."""
+    (tmp_path / "pair.toml").write_text('name = "pair"\nseeds = [0]\n' + TINY_TRAIN +
+                                        '[configs.fast]\nset = ["agent.actor_lr=0.002"]\n[configs.slow]\n')
+    port, client_port = _free_port(), _free_port()
+    ray_tmp = tempfile.mkdtemp(prefix="qh-head-", dir="/tmp")
+    # Ray's token authentication, with a token of this test's own (not the user's ~/.ray/auth_token)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", **auth)
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
+         "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
+         "--ray-client-server-port", str(client_port), "--object-store-memory", str(128 * 1024 * 1024),
+         "--temp-dir", ray_tmp, "--disable-usage-stats"],
+        env=env, stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert head.poll() is None, (tmp_path / "head.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not listen within 60 s"
+                time.sleep(0.3)
+        out = tmp_path / "sweep"
+        rc, text, result = _sweep(["pair.toml", "--out", str(out), "--address", f"127.0.0.1:{port}", "--json"],
+                                  tmp_path, env=auth)
+        assert rc == 0, text[-4000:]
+        assert result["address"] == f"127.0.0.1:{port}"
+        assert sorted((t["configuration"], t["status"]) for t in result["trials"]) == [("fast", "done"),
+                                                                                      ("slow", "done")]
+        _check_run_directories(result)
+        (d,) = result["paired"]  # two presets over the same seed: slow - fast, seed by seed
+        assert d["configuration"] == "slow" and d["baseline"] == "fast" and d["seeds"] == [0]
+        by_name = {t["configuration"]: t["fresh_success"] for t in result["trials"]}
+        assert d["diff_per_seed"] == pytest.approx([by_name["slow"] - by_name["fast"]])
+        # the trials ran as workers of the head, not of a Ray this sweep started
+        (session,) = [p for p in Path(ray_tmp).glob("session_2*") if p.is_dir()]
+        assert list((session / "logs").glob("worker-*")), "no worker logs on the head"
+        assert not [p for p in Path(ray_tmp).glob("session_2*") if p != session and p.is_dir()]
+    finally:
+        _end_session(head)
+    assert not _session_pids(head.pid)
