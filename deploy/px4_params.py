@@ -134,14 +134,16 @@ def check(pp: PolicyParams, actual: dict, vehicle) -> list[str]:
     return problems
 
 
-def format_qgc_params(values: dict, sysid: int = 1, compid: int = 1, comment: str = "") -> str:
-    """QGroundControl .params text for {name: value} (INT32 where the value is PX4 INT32)."""
+def format_qgc_params(values: dict, sysid: int = 1, compid: int = 1, comment: str = "",
+                      int_names: tuple[str, ...] = ()) -> str:
+    """QGroundControl .params text for {name: value} (INT32 where the value is PX4 INT32:
+    MPC_USE_HTE and ``int_names``)."""
     lines = [f"# Onboard parameters for Vehicle {sysid}", "#"]
     lines += [f"# {c}" for c in comment.splitlines() if c.strip()]
     lines += ["#", "# Vehicle-Id Component-Id Name Value Type"]
     for name in sorted(values):
         v = float(values[name])
-        ptype = MAV_PARAM_TYPE_INT32 if name in ("MPC_USE_HTE",) else MAV_PARAM_TYPE_REAL32
+        ptype = MAV_PARAM_TYPE_INT32 if name in ("MPC_USE_HTE", *int_names) else MAV_PARAM_TYPE_REAL32
         text = str(int(v)) if ptype == MAV_PARAM_TYPE_INT32 else repr(float(np.float32(v)))
         lines.append("\t".join((str(sysid), str(compid), name, text, str(ptype))))
     return "\n".join(lines) + "\n"

@@ -89,6 +89,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set-params", action="store_true",
                         help="PX4: set the parameters the policy was trained for (its .params file: rate gains, "
                              "THR_MDL_FAC, MPC_THR_HOVER) before arming instead of refusing a vehicle that differs")
+    parser.add_argument("--mocap", default=None, metavar="TYPE:HOST[,object=NAME]",
+                        help="stream a motion capture rigid body's pose to the vehicle at the mocap rate "
+                             "(motioncapture package types: vicon, optitrack, qualisys, vrpn, mock, ...; sitl: a "
+                             "twin's --mocap-port stream). Object default cf")
+    parser.add_argument("--mocap-frame", choices=("z-up", "y-up"), default="z-up",
+                        help="axes the mocap system reports in (default z-up; y-up: OptiTrack Motive's default)")
+    parser.add_argument("--mocap-timeout", type=_positive, default=None,
+                        help="tracking lost (failsafe) after this many s without a pose of the object (default 0.2)")
+    parser.add_argument("--live", action="store_true",
+                        help="serve the flight live to Foxglove (foxglove-sdk WebSocket on 127.0.0.1)")
+    parser.add_argument("--live-port", type=int, default=8765, help="port of --live (default 8765)")
+    parser.add_argument("--no-mcap", action="store_true", help="write the flight log as JSON lines only (no .mcap)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
 
@@ -103,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
                     rate_hz=args.rate, status=not args.quiet, realtime=args.realtime, set_params=args.set_params,
                     allow_rate_mismatch=args.allow_rate_mismatch, fence_margin_m=args.fence_margin,
                     min_height_m=args.min_height, transit_max_s=args.max_transit,
-                    flight_time_max_s=args.max_flight_time)
+                    flight_time_max_s=args.max_flight_time, mocap=args.mocap, mocap_frame=args.mocap_frame,
+                    mocap_timeout_s=args.mocap_timeout, live=args.live, live_port=args.live_port,
+                    mcap=not args.no_mcap)
     flight = Flight(cfg)
     try:
         result = flight.run()

@@ -19,7 +19,7 @@ from sim.report import emit_json
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``quadhil plot``."""
-    parser.add_argument("flight", help="flight log (.jsonl) written by quadhil fly")
+    parser.add_argument("flight", help="flight log written by quadhil fly: .jsonl, or its .mcap twin")
     parser.add_argument("--out", default=None, help="directory for the PNGs (default: next to the log)")
     parser.add_argument("--json", action="store_true", help="print the written paths as one JSON line")
 

@@ -91,6 +91,12 @@ class FlyConfig:
     status: bool = True  # live status line on stderr
     realtime: bool = False  # raise the bridge's scheduling priority (SCHED_FIFO, else nice)
     set_params: bool = False  # PX4: set the parameters the policy was trained for instead of refusing
+    mocap: str | None = None  # TYPE:HOST[,object=NAME]: stream a mocap pose to the vehicle (firmware_bridge.mocap)
+    mocap_frame: str = "z-up"  # the mocap system's axes (sim.frames.MOCAP_AXES)
+    mocap_timeout_s: float | None = None  # tracking lost after this long without a pose (None: the default)
+    mcap: bool = True  # also write the flight log as MCAP (firmware_bridge.flightlog_mcap)
+    live: bool = False  # serve the flight live to Foxglove (firmware_bridge.live)
+    live_port: int = 8765
 
 
 @dataclass
@@ -228,6 +234,13 @@ class Flight:
         self.preflight: dict | None = None  # the preflight summary: fence, plan, limits, rule results
         self.refused_rules: list[dict] = []
         self.warnings: list[str] = []
+        self.mocap = None
+        if cfg.mocap:
+            from firmware_bridge.mocap import MOCAP_TIMEOUT_S, MocapStream, parse_mocap
+
+            self.mocap = MocapStream(parse_mocap(cfg.mocap, cfg.mocap_frame, cfg.mocap_timeout_s or MOCAP_TIMEOUT_S))
+        self._tracking_lost = False
+        self.live = None  # firmware_bridge.live.LiveView with --live
         self.link: Link = make_link(cfg.link)
         self.log: FlightLogWriter | None = None
         self._t0 = time.monotonic()
@@ -259,12 +272,14 @@ class Flight:
                 "handover": cfg.handover, "geofence": None if cfg.geofence is None else cfg.geofence.__dict__,
                 "battery_min_v": self.limits.battery_min_v},
             "limits": {k: v for k, v in self.limits.__dict__.items() if k != "geofence"},
+            "mocap": None if self.mocap is None else self.mocap.spec.describe(),
         }
         if cfg.realtime:
             from firmware_bridge.realtime import raise_priority
 
             header["priority"] = raise_priority()
         self.log = FlightLogWriter.in_dir(cfg.log_dir, header)
+        self._attach_log_mirrors()
         status = _Status(cfg.status)
         cpu0, wall0 = time.process_time(), time.monotonic()
         try:
@@ -272,10 +287,25 @@ class Flight:
                 return self._run(sigs, status, cpu0, wall0)
         finally:
             status.close()
+            if self.mocap is not None:
+                self.mocap.stop()
             try:
                 self.link.close()
             finally:
                 self.log.close()
+
+    def _attach_log_mirrors(self) -> None:
+        """MCAP next to the JSON lines, and the live view: both see every record as written."""
+        cfg = self.cfg
+        if cfg.mcap:
+            from firmware_bridge.flightlog_mcap import McapFlightLog
+
+            self.log.add_mirror(McapFlightLog(self.log.path.with_suffix(".mcap"), self.log.header))
+        if cfg.live:
+            from firmware_bridge.live import LiveView
+
+            self.live = LiveView.start(cfg.live_port, self.log.header)
+            self.log.add_mirror(self.live)
 
     def _run(self, sigs: _Signals, status: _Status, cpu0: float, wall0: float) -> FlightResult:
         cfg, sup, link = self.cfg, self.sup, self.link
@@ -287,6 +317,7 @@ class Flight:
             self._record_transitions(0)
             raise
         sup.start_preflight(time.monotonic())
+        mocap_refusals = self._start_mocap() if self.mocap is not None else []
         if hasattr(link, "request_rate"):
             link.request_rate(self.rate_hz)
         self.log.write({"type": "link", "t": self._t(), **link.describe()})  # after the telemetry negotiation
@@ -310,7 +341,7 @@ class Flight:
             spec_action_mode=self.spec.action_mode, link_firmware=link.firmware,
             link_action_modes=link.action_modes(), state=self._sample(tel, now),
             battery_v=link.battery_v, handover=cfg.handover, mission_refusals=tuple(mission_refusals),
-            param_refusals=tuple(param_refusals))
+            param_refusals=tuple(param_refusals), mocap_refusals=tuple(mocap_refusals))
         refusals = sup.request_arm(time.monotonic(), inputs)
         self._record_transitions(n_tr)
         n_tr = len(sup.transitions)
@@ -342,6 +373,26 @@ class Flight:
             return self._loop(plan, sigs, status, cpu0, wall0)
         finally:
             gc.enable()
+
+    def _start_mocap(self) -> list[str]:
+        """Open the mocap system, stream every pose of the body to the vehicle from now on, wait
+        for the first; return refusals (none: the body is tracked)."""
+        from firmware_bridge.mocap import FIRST_FRAME_WAIT_S
+
+        m = self.mocap
+        m.sink = lambda pose: self.link.send_external_pose(pose.pos_w, pose.quat_wb)
+        try:
+            m.start()
+        except QuadhilError as exc:
+            return [f"mocap: {exc}"]
+        first = m.wait_for_body(FIRST_FRAME_WAIT_S)
+        self.log.write({"type": "mocap", "t": self._t(), **m.spec.describe(), "first_pose": None if first is None else
+                        {"pos_w": first.pos_w, "quat_wb": first.quat_wb}})
+        if first is None:
+            return [f"mocap: object {m.spec.object_name!r} not tracked by {m.spec.kind}:{m.spec.host} within "
+                    f"{FIRST_FRAME_WAIT_S:.0f} s ({m.frames} frames, none with it)"]
+        time.sleep(0.1)  # let the vehicle's estimator converge on the poses before it is judged
+        return []
 
     def preflight_extra(self) -> dict:
         """The preflight summary's part of the ``--json`` output: geofence (with its source),
@@ -443,6 +494,9 @@ class Flight:
                 reason = sup.check(now, s, missed_in_row, t_flight_s=t_rel, target_reached=reached, t_transit_s=t_transit) \
                     if sup.state in (State.FLYING, State.LANDING) else None
                 t_detect = now
+                if reason is None and self.mocap is not None and sup.state in (State.FLYING, State.LANDING):
+                    reason = sup.check_tracking(now, self.mocap.lost_reason(now))
+                    self._tracking_lost = reason is not None
             if reason is not None:
                 self._record_transitions(n_tr)
                 return self._failsafe_and_finish(sigs, status, cpu0, wall0, rows, reason, t_detect, tel=tel)
@@ -539,6 +593,17 @@ class Flight:
 
     def _row(self, k, t_rel, phase, fresh, tel, s, target, obs, action, sent, t_send, infer_s, send_s, met,
              missed_in_row) -> dict:
+        row = self._tick_row(k, t_rel, phase, fresh, tel, s, target, obs, action, sent, t_send, infer_s, send_s, met,
+                             missed_in_row)
+        if self.mocap is not None:  # the external pose the vehicle was given last, and its age
+            pose = self.mocap.latest
+            row["mocap_pos"] = None if pose is None else pose.pos_w
+            row["mocap_quat"] = None if pose is None else pose.quat_wb
+            row["mocap_age_ms"] = None if pose is None else 1e3 * (t_send - pose.t_s)
+        return row
+
+    def _tick_row(self, k, t_rel, phase, fresh, tel, s, target, obs, action, sent, t_send, infer_s, send_s, met,
+                  missed_in_row) -> dict:
         return {
             "type": "tick", "k": k, "t": t_rel, "state": self.sup.state.value, "phase": phase,
             "fresh": fresh, "t_vehicle": tel.t_vehicle_s,
@@ -578,7 +643,7 @@ class Flight:
         now = time.monotonic()
         s = self._sample(tel if tel is not None else link.telemetry.latest(), now)
         sup.failsafe(now, reason)
-        action = failsafe_action(self.vehicle.firmware, s, self.limits)
+        action = failsafe_action(self.vehicle.firmware, s, self.limits, tracking_lost=self._tracking_lost)
         self._record_transitions(n_tr)
         t_first = None
         t_fs0 = time.monotonic()
@@ -630,6 +695,8 @@ class Flight:
         )
         result.extra["takeoff_s"] = getattr(self, "_takeoff_s", None)
         result.extra["landing"] = getattr(self, "_landing", None)
+        if self.mocap is not None:
+            result.extra["mocap"] = self.mocap.stats()
         for t_s, severity, text in list(self.link.statustexts):
             self.log.write({"type": "statustext", "t": t_s - self._t0, "severity": severity, "text": text})
         if self.sup.failsafe_reason is None:

@@ -44,7 +44,9 @@ class FlightLogWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", buffering=1, encoding="utf-8")
-        self.write({"type": "header", **header})
+        self.header = {"type": "header", **header}
+        self.mirrors: list = []  # objects with write(record) and close(): MCAP file, live view
+        self.write(self.header)
 
     @classmethod
     def in_dir(cls, log_dir: str | Path, header: dict, stem: str = "flight") -> "FlightLogWriter":
@@ -56,13 +58,23 @@ class FlightLogWriter:
         """Write one record and flush it."""
         if self._f.closed:
             return
-        self._f.write(json.dumps(_plain(record), allow_nan=True) + "\n")
+        plain = _plain(record)
+        self._f.write(json.dumps(plain, allow_nan=True) + "\n")
         self._f.flush()
+        for m in self.mirrors:
+            m.write(plain)
+
+    def add_mirror(self, mirror) -> None:
+        """Also hand every later record (as plain JSON types) to ``mirror.write``; the header
+        is the mirror's to write (``self.header``). Closed with this log."""
+        self.mirrors.append(mirror)
 
     def close(self) -> None:
         """Close the file (idempotent)."""
         if not self._f.closed:
             self._f.close()
+        for m in self.mirrors:
+            m.close()
 
 
 @dataclass
@@ -80,22 +92,13 @@ class FlightLog:
 
     @classmethod
     def read(cls, path: str | Path) -> "FlightLog":
-        """Read a log; a torn (half-written) last line is skipped and counted."""
+        """Read a log, JSON lines or MCAP (``.mcap``: its /quadhil/log channel, see
+        firmware_bridge.flightlog_mcap); a torn (half-written) last line or record is skipped and counted."""
         path = Path(path)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise FlightLogError(f"flight log {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FlightLogError(f"cannot read flight log {path}: {exc}") from None
-        records, torn = [], 0
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                torn += 1
+        if path.suffix == ".mcap":
+            records, torn = cls._read_mcap(path)
+        else:
+            records, torn = cls._read_jsonl(path)
         if not records or records[0].get("type") != "header":
             raise FlightLogError(f"{path} is not a quadhil flight log (no header line)")
         log = cls(path, records[0], torn_lines=torn)
@@ -112,6 +115,36 @@ class FlightLog:
             else:
                 log.events.append(r)
         return log
+
+    @staticmethod
+    def _read_jsonl(path: Path) -> tuple[list[dict], int]:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise FlightLogError(f"flight log {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FlightLogError(f"cannot read flight log {path}: {exc}") from None
+        records, torn = [], 0
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                torn += 1
+        return records, torn
+
+    @staticmethod
+    def _read_mcap(path: Path) -> tuple[list[dict], int]:
+        from firmware_bridge.flightlog_mcap import read_records
+
+        if not path.exists():
+            raise FlightLogError(f"flight log {path} does not exist")
+        try:
+            records, torn, _ = read_records(path)
+        except (ValueError, OSError) as exc:
+            raise FlightLogError(f"cannot read flight log {path}: {exc}") from None
+        return records, torn
 
     @property
     def t_takeoff(self) -> float:

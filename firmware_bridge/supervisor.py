@@ -51,6 +51,9 @@ class FailsafeAction(str, Enum):
     PX4_LAND = "px4_land"  # switch PX4 to AUTO.LAND (its own offboard-loss failsafe backs it up)
     CONTROLLED_DESCENT = "controlled_descent"  # Crazyflie: level attitude, thrust below hover, then stop
     MOTOR_STOP = "motor_stop"  # Crazyflie tumbling: a descent would only make it worse
+    # Crazyflie whose mocap tracking is lost: its estimate only dead-reckons now, so level and ramp
+    # the thrust down open loop rather than close on that estimate
+    BLIND_DESCENT = "blind_descent"
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class PreflightInputs:
     handover: bool = False  # explicit in-air hand-over: skip the level-and-on-ground check
     mission_refusals: tuple[str, ...] = ()  # broken mission rules (firmware_bridge.mission.check_mission)
     param_refusals: tuple[str, ...] = ()  # firmware parameters the policy cannot fly (firmware_bridge.px4_preflight)
+    mocap_refusals: tuple[str, ...] = ()  # --mocap given but the body is not tracked (firmware_bridge.mocap)
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ def preflight_refusals(inp: PreflightInputs, limits: Limits) -> list[str]:
         reasons.append(f"battery low: {inp.battery_v:.2f} V < {limits.battery_min_v:.2f} V")
     reasons.extend(inp.mission_refusals)
     reasons.extend(inp.param_refusals)
+    reasons.extend(inp.mocap_refusals)
     return reasons
 
 
@@ -245,13 +250,16 @@ def flight_violation(s: StateSample | None, limits: Limits, missed_in_row: int =
     return None
 
 
-def failsafe_action(firmware: str, s: StateSample | None, limits: Limits) -> FailsafeAction:
-    """Which failsafe to carry out: PX4 lands itself; a Crazyflie descends, or stops if tumbling."""
+def failsafe_action(firmware: str, s: StateSample | None, limits: Limits,
+                    tracking_lost: bool = False) -> FailsafeAction:
+    """Which failsafe to carry out: PX4 lands itself (without a position source EKF2 drops to
+    a descent on its own); a Crazyflie descends, blind if its mocap tracking is lost, or stops if
+    tumbling."""
     if firmware == "px4":
         return FailsafeAction.PX4_LAND
     if s is not None and _finite_state(s) and float(tilt_rad(np.asarray(s.quat_wb))) > limits.tumble_rad:
         return FailsafeAction.MOTOR_STOP
-    return FailsafeAction.CONTROLLED_DESCENT
+    return FailsafeAction.BLIND_DESCENT if tracking_lost else FailsafeAction.CONTROLLED_DESCENT
 
 
 @dataclass
@@ -317,6 +325,14 @@ class Supervisor:
         if reason is not None:
             self.failsafe(t_s, reason)
         return reason
+
+    def check_tracking(self, t_s: float, lost_reason: str | None) -> str | None:
+        """The mocap tracking input (firmware_bridge.mocap.MocapStream.lost_reason): in
+        ARMED/FLYING/LANDING a loss goes to FAILSAFE; return its reason."""
+        if self.state not in POWERED or lost_reason is None:
+            return None
+        self.failsafe(t_s, lost_reason)
+        return lost_reason
 
     def failsafe(self, t_s: float, reason: str) -> Transition | None:
         """Enter FAILSAFE (from a powered state; elsewhere: end in DONE, nothing to make safe)."""

@@ -161,5 +161,10 @@ class Link:
         """Carry out one tick of the failsafe ``action``; return True once it is complete."""
         raise NotImplementedError
 
+    def send_external_pose(self, pos_w: np.ndarray, quat_wb: np.ndarray) -> dict:
+        """Forward a motion-capture pose (world ENU m, body-FLU-to-ENU quaternion w,x,y,z) to the
+        vehicle's estimator, in dry runs too (it moves no motor); return the wire values."""
+        raise LinkError(f"{type(self).__name__} cannot carry an external pose")
+
     def disarm(self) -> None:
         """Disarm at the end of a flight (best effort)."""

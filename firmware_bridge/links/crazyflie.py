@@ -15,9 +15,9 @@ Commands (ctbr): the generic commander's manual setpoint with the rate flag
 link: roll/pitch/yaw rates in deg/s, thrust as the raw uint16 (see :func:`manual_rate_packet` for
 why not ``send_setpoint_manual``), encoded by sim.command_path: with battery compensation (the
 default build) the firmware reads it as thrust, linear to THRUST_MAX per motor (motors.c).
-Signs: the firmware's PID rate
-loop compares the pitch-rate setpoint with ``-gyro.y`` (controller_pid.c) and the wire carries
-``-pitch`` as cflib's commander does, so FLU body rates go in unchanged.
+Signs: the firmware's PID rate loop compares the pitch-rate setpoint with ``-gyro.y``
+(controller_pid.c) and the wire carries ``-pitch`` as cflib's commander does, so FLU body rates go
+in unchanged.
 """
 
 from __future__ import annotations
@@ -418,6 +418,8 @@ class CrazyflieLink(Link):
             self.stop_motors()
             return True
         self._motor_output_to_stock()
+        if action == "blind_descent":  # the estimate has lost its position source: do not close on it
+            latest = None
         fresh = latest is not None and time.monotonic() - latest.t_arrival_s < 0.1 and \
             np.all(np.isfinite(latest.pos_w)) and np.all(np.isfinite(latest.vel_w))
         if fresh and (latest.pos_w[2] < 0.05 or t_since_s > 3.0):
@@ -492,6 +494,19 @@ class CrazyflieLink(Link):
                 self._cf.param.set_value("motorPowerSet.enable", "0")
         except Exception:  # noqa: BLE001 - best effort on a failing link
             pass
+
+    def send_external_pose(self, pos_w: np.ndarray, quat_wb: np.ndarray) -> dict:
+        """A mocap pose to the firmware's estimator through cflib's ``Extpos.send_extpose``
+        (cflib/crazyflie/localization.py: CRTP port 6 LOCALIZATION, channel 1, type EXT_POSE 8,
+        ``<Bfffffff`` x, y, z, qx, qy, qz, qw), which crtp_localization_service.c extPoseHandler
+        enqueues to the Kalman filter with locSrv.extPosStdDev / extQuatStdDev. The firmware's
+        world frame is ours (x forward, y left, z up, body FLU); its quaternion is scalar-last."""
+        w, x, y, z = (float(v) for v in np.asarray(quat_wb, dtype=np.float64).reshape(4))
+        px, py, pz = (float(v) for v in np.asarray(pos_w, dtype=np.float64).reshape(3))
+        cf = self._cf
+        if cf is not None:
+            cf.extpos.send_extpose(px, py, pz, x, y, z, w)
+        return {"x": px, "y": py, "z": pz, "qx": x, "qy": y, "qz": z, "qw": w}
 
     def disarm(self) -> None:
         """Release the arming request (best effort)."""

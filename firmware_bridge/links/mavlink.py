@@ -19,6 +19,7 @@ import numpy as np
 from firmware_bridge.links.base import Link, LinkError, Telemetry
 from sim.contract import CtbrCommand
 from sim.frames import enu_to_ned, flu_to_frd, frd_to_flu, ned_to_enu, quat_ned_frd_to_enu_flu, quat_rotate
+from sim.frames import quat_enu_flu_to_ned_frd, quat_to_euler  # external pose (mocap)
 
 HEARTBEAT_TIMEOUT_S = 1.5  # no heartbeat for this long: the link is lost
 MAV_FRAME_BODY_FRD = 12
@@ -440,6 +441,28 @@ class MavlinkLink(Link):
         except OSError as exc:
             self.lost_reason = f"MAVLink send failed: {exc}"
         return enc
+
+    def send_external_pose(self, pos_w: np.ndarray, quat_wb: np.ndarray) -> dict:
+        """A mocap pose as VISION_POSITION_ESTIMATE. PX4's mavlink_receiver.cpp
+        (handle_message_vision_position_estimate) reads x, y, z as LOCAL_FRAME_NED, builds the
+        attitude from roll, pitch, yaw (Euler, body FRD in NED), stamps it with timesync's
+        sync_stamp(usec) and takes the covariance (upper triangle of 6x6, row-major) when
+        EKF2_EV_NOISE_MD is 0; EKF2 then fuses it per EKF2_EV_CTRL (firmware_bridge.mocap.PX4_EV_PARAMS)."""
+        pos_ned = enu_to_ned(np.asarray(pos_w, dtype=np.float64).reshape(3))
+        roll, pitch, yaw = (float(v) for v in quat_to_euler(quat_enu_flu_to_ned_frd(np.asarray(quat_wb, dtype=np.float64))))
+        cov = [float("nan")] * 21
+        for i, var in zip((0, 6, 11, 15, 18, 20), (1e-4, 1e-4, 1e-4, 4e-4, 4e-4, 4e-4)):
+            cov[i] = var  # 1 cm, 0.02 rad standard deviations on the diagonal
+        cov = [0.0 if v != v else v for v in cov]
+        usec = int(1e6 * (time.monotonic() - self._t0))
+        m = self._m
+        if m is not None:
+            try:
+                m.mav.vision_position_estimate_send(usec, *(float(v) for v in pos_ned), roll, pitch, yaw, cov, 0)
+            except OSError as exc:
+                self.lost_reason = f"MAVLink send failed: {exc}"
+        return {"usec": usec, "x_ned": float(pos_ned[0]), "y_ned": float(pos_ned[1]), "z_ned": float(pos_ned[2]),
+                "roll": roll, "pitch": pitch, "yaw": yaw}
 
     def assist(self, vz_ref_mps: float, latest: Telemetry, hold_xy_w: np.ndarray | None = None) -> dict:
         """Climb or descend at ``vz_ref_mps`` (world z up, m/s) on PX4's own position/velocity

@@ -50,8 +50,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="ask the OS for real-time scheduling (SCHED_FIFO, else nice -10); "
                              "needs privileges, falls back with a warning")
+    parser.add_argument("--estimate", choices=("truth", "noisy", "mocap"), default=None,
+                        help="what the twin's state estimate follows: truth, noisy truth (= --noise) or the "
+                             "external poses a client sends (cflib extpose, CRTP localization port)")
+    parser.add_argument("--mocap-port", type=int, default=None, metavar="PORT",
+                        help="also act as the room's motion capture: stream the true pose over UDP on PORT "
+                             "(read with quadhil fly --mocap sitl:127.0.0.1:PORT)")
+    parser.add_argument("--mocap-object", default="cf", help="rigid body name in the mocap stream (default cf)")
+    parser.add_argument("--mocap-axes", choices=("z-up", "y-up"), default="z-up",
+                        help="axes the mocap stream reports in (default z-up)")
+    parser.add_argument("--mocap-rate", type=float, default=100.0, help="mocap frames per second (default 100)")
+    parser.add_argument("--mocap-dropout-after", type=float, default=None, metavar="S",
+                        help="the rigid body stops being tracked S seconds after the motors first spin")
     parser.add_argument("--stats-json", default=None, metavar="PATH",
                         help="write real-time and traffic figures to PATH (JSON) on exit")
+
+
+def _mocap_server(args: argparse.Namespace, twin):
+    """The twin's room mocap (sim.sitl.mocap_stream), ticked from the physics loop."""
+    from sim.sitl.mocap_stream import MocapStreamServer
+
+    if not 0 <= args.mocap_port <= 65535 or not args.mocap_rate > 0:
+        raise QuadhilError("--mocap-port must be 0..65535 and --mocap-rate > 0")
+    try:
+        srv = MocapStreamServer(args.host, args.mocap_port, args.mocap_object, args.mocap_axes, args.mocap_rate,
+                                args.mocap_dropout_after)
+    except OSError as exc:
+        raise QuadhilError(f"cannot bind mocap UDP {args.host}:{args.mocap_port}: {exc.strerror}") from None
+    twin.tick_hooks.append(lambda tw: srv.tick(tw.now_s(), tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0],
+                                               bool(tw.sim.state.thrust_n.sum() > 0)))
+    return srv
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(f"--latency-ms must be >= 0, got {args.latency_ms}")
     if args.wind < 0:
         raise QuadhilError(f"--wind must be >= 0 m/s, got {args.wind}")
-    twin = CrazyflieTwin(TwinConfig(seed=args.seed, noise=args.noise, wind_mps=args.wind,
-                                    start_m=tuple(args.start), auto_arm=not args.no_auto_arm))
+    estimate = args.estimate or ("noisy" if args.noise else "truth")
+    twin = CrazyflieTwin(TwinConfig(seed=args.seed, noise=args.noise or estimate == "noisy", wind_mps=args.wind,
+                                    start_m=tuple(args.start), auto_arm=not args.no_auto_arm,
+                                    estimate=estimate))
+    mocap = _mocap_server(args, twin) if args.mocap_port is not None else None
     try:
         server = CrazyflieServer(twin, args.host, args.port, latency_ms=args.latency_ms)
     except OSError as exc:
@@ -80,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         stats = server.serve(duration_s=args.duration)
     finally:
         server.close()
+        if mocap is not None:
+            mocap.close()
     if args.stats_json:
         figures = dict(dataclasses.asdict(stats), late_tick_fraction=stats.late_tick_fraction,
                        bad_packets=twin.bad_packets, log_samples=twin.log.samples_sent)

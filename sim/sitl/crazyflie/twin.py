@@ -29,7 +29,7 @@ import numpy as np
 
 from sim.contract import thrust_to_firmware_units
 from sim.dynamics import QuadSim
-from sim.frames import quat_to_euler, quat_to_rotmat
+from sim.frames import quat_from_axis_angle, quat_multiply, quat_to_euler, quat_to_rotmat
 from sim.randomization import RealismConfig, Wind, noisy_estimate
 from sim.sitl.crazyflie import crtp
 from sim.sitl.crazyflie.commander import NULL_SETPOINT, Commander, level_out
@@ -60,6 +60,12 @@ SUPERVISOR_RESPONSE = 0x80
 LOCALIZATION_GENERIC_CH = 1
 LOCALIZATION_EMERGENCY_STOP = 3
 LOCALIZATION_EMERGENCY_STOP_WATCHDOG = 4
+# crtp_localization_service.c genericLocHandle: type EXT_POSE (8) carries struct CrtpExtPose
+# (float x, y, z, qx, qy, qz, qw: world frame, metres, the quaternion scalar-last) after the type
+# byte; cflib's Localization.send_extpose packs it as '<Bfffffff'.
+LOCALIZATION_EXT_POSE = 8
+EXT_POSE = struct.Struct("<7f")
+ESTIMATE_SOURCES = ("truth", "noisy", "mocap")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class TwinConfig:
     wind_mps: float = 0.0  # mean wind along +x; gusts with std 0.3 x this
     start_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     auto_arm: bool = True  # CF2.x brushed platforms arm automatically
+    # "mocap": the estimate's position and attitude follow the external poses the client sends
+    # (CRTP localization port, EXT_POSE); see CrazyflieTwin._estimate. Otherwise truth / noisy.
+    estimate: str = "truth"
 
 
 class Battery:
@@ -146,6 +155,10 @@ class CrazyflieTwin:
         self._override_n: np.ndarray | None = None
         self.thrust_sp = 0.0
         self._prev_vel = self.sim.state.vel_w.copy()
+        if config.estimate not in ESTIMATE_SOURCES:
+            raise ValueError(f"estimate must be one of {', '.join(ESTIMATE_SOURCES)}, got {config.estimate!r}")
+        self.ext_pose: tuple[float, list, list] | None = None  # (twin s, pos m, quat x,y,z,w) last received
+        self.ext_pose_count = 0
         self._estimate()
         try:
             self._app_relay = importlib.import_module("sim.sitl.crazyflie.app_relay")
@@ -269,6 +282,11 @@ class CrazyflieTwin:
         add("sitl", "badPackets", "uint32_t", lambda: t.bad_packets)
         add("sitl", "lateTicks", "uint32_t", lambda: t.late_ticks)
         add("sitl", "setpointAgeMs", "uint32_t", lambda: 1000.0 * t.commander.inactivity_s(t.now_s()))
+        # crtp_localization_service.c: the last external pose (ext_pos group) and its tick (locSrvZ)
+        for i, ax in enumerate("XYZ"):
+            add("ext_pos", ax, "float", lambda i=i: t.ext_pose[1][i] if t.ext_pose else 0.0)
+        add("locSrvZ", "tick", "uint16_t", lambda: int(1000.0 * t.ext_pose[0]) & 0xFFFF if t.ext_pose else 0)
+        add("sitl", "extPoseCount", "uint32_t", lambda: t.ext_pose_count)
         return v
 
     @property
@@ -284,6 +302,8 @@ class CrazyflieTwin:
         pos, vel, quat, omega = s.pos_w, s.vel_w, s.quat_wb, s.omega_b
         if self.config.noise:
             pos, vel, quat, omega = noisy_estimate(pos, vel, quat, omega, self.vehicle, self.rng)
+        if self.config.estimate == "mocap":
+            pos, quat = self._mocap_fed(pos, vel, quat, omega)
         dt = CONTROL_DIVIDER / PHYSICS_RATE_HZ
         acc_w = (s.vel_w[0] - self._prev_vel[0]) / dt
         self._prev_vel[:] = s.vel_w
@@ -301,6 +321,36 @@ class CrazyflieTwin:
         self.est_omega_b = omega.copy()
         self.gyro_dps = np.degrees(omega[0]).tolist()
         self.acc_body_g = (specific_force_b / GRAVITY_MPS2).tolist()
+
+    def _mocap_fed(self, pos, vel, quat, omega):
+        """Position and attitude of a Kalman filter fed external poses (crtp_localization_service.c
+        extPoseHandler -> estimatorEnqueuePose with locSrv.extPosStdDev 0.01 m, extQuatStdDev
+        4.5e-3): with such small measurement noise the filter sits on the last pose, predicted
+        forward by its IMU for the pose's age (position by the velocity, here the twin's; attitude
+        by the gyro, here the twin's body rate). Before the first pose: the filter's initial
+        state (kalman.initialX/Y/Z = 0) with the IMU's attitude."""
+        if self.ext_pose is None:
+            return np.zeros((1, 3)), quat
+        t_s, p, q_xyzw = self.ext_pose
+        age_s = max(self.now_s() - t_s, 0.0)
+        pos = (np.asarray(p) + age_s * np.asarray(vel[0]))[None]
+        q = np.array([q_xyzw[3], q_xyzw[0], q_xyzw[1], q_xyzw[2]])
+        n = float(np.linalg.norm(q))
+        if n < 0.5:
+            return pos, quat
+        q = quat_multiply(q / n, quat_from_axis_angle(np.asarray(omega[0]) * age_s))  # gyro prediction, body frame
+        return pos, (q / np.linalg.norm(q))[None]
+
+    def _on_ext_pose(self, data: bytes) -> None:
+        if len(data) < 1 + EXT_POSE.size:
+            self.counters["ext_pose_short"] += 1
+            return
+        x, y, z, qx, qy, qz, qw = EXT_POSE.unpack_from(data, 1)
+        if not all(math.isfinite(v) for v in (x, y, z, qx, qy, qz, qw)):
+            self.counters["ext_pose_nonfinite"] += 1
+            return
+        self.ext_pose = (self.now_s(), [x, y, z], [qx, qy, qz, qw])
+        self.ext_pose_count += 1
 
     def est_omega_now(self) -> np.ndarray:
         """(1, 3) gyro sample of this 1 ms tick, rad/s FLU (truth, plus noise when configured)."""
@@ -415,6 +465,8 @@ class CrazyflieTwin:
                 self.supervisor.emergency_stop()
             elif data[0] == LOCALIZATION_EMERGENCY_STOP_WATCHDOG:
                 self.supervisor.feed_emergency_stop_watchdog(now_s)
+            elif data[0] == LOCALIZATION_EXT_POSE:
+                self._on_ext_pose(data)
             else:
                 self.counters["localization_unsupported"] += 1
         else:
