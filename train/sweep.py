@@ -32,6 +32,7 @@ RUNS = "runs"  # the quadhil run directories: runs/<configuration>/seed<S>
 SWEEP_RECORD = "sweep.json"  # what the trials share, kept for --resume
 STDOUT_LOG = "stdout.log"  # a trial's stdout and stderr, in its run directory
 OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials pass only small result dicts through Ray
+ASHA_MAX_T = 10**12
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -243,7 +244,9 @@ def _tune_config(spec: SweepSpec):
         from ray.tune.schedulers import ASHAScheduler
 
         s = spec.scheduler
-        scheduler = ASHAScheduler(time_attr=s.time_attr, metric=spec.metric, mode="max", max_t=s.max_t,
+        # max_t far beyond any budget: rungs at grace_period x reduction_factor^k, never a stop
+        # at max_t (that would come before the trial's fresh-episode evaluation)
+        scheduler = ASHAScheduler(time_attr=s.time_attr, metric=spec.metric, mode="max", max_t=ASHA_MAX_T,
                                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                            num_samples=spec.num_samples if spec.search_algorithm else 1,

@@ -90,6 +90,37 @@ def test_a_malformed_address_is_refused(address):
         check_address(address)
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.toml")), ids=lambda p: p.name)
+def test_the_example_sweep_files_parse(path):
+    from train.sweep_spec import load_sweep
+
+    spec = load_sweep(path)
+    assert spec.name == path.stem
+    for name in spec.configs:
+        assert "--vehicle" in spec.train_argv(name)
+
+
+@needs_ray
+def test_a_search_builds_optuna_through_ray_and_asha_without_max_t():
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from train.sweep import ASHA_MAX_T, _param_space, _tune_config
+    from train.sweep_spec import load_sweep
+
+    spec = load_sweep(REPO / "sweeps" / "crazyflie-lr-search.toml")
+    tc = _tune_config(spec)
+    assert isinstance(tc.search_alg, OptunaSearch) and tc.num_samples == 12
+    assert isinstance(tc.scheduler, ASHAScheduler)
+    assert tc.scheduler._time_attr == "env_steps" and tc.scheduler._max_t == ASHA_MAX_T
+    space = _param_space(spec)
+    assert space["seed"] == 0 and isinstance(space["set"]["agent.actor_lr"], tune.search.sample.Float)
+    grid = _param_space(load_sweep(REPO / "sweeps" / "crazyflie-quarter-turns.toml"))
+    assert grid["config"] == {"grid_search": ["quarter-turns", "no-quarter-turns"]}
+    assert grid["seed"] == {"grid_search": [0, 1, 2, 3, 4, 5]}
+
+
 # --- the statistic -----------------------------------------------------------------------------
 
 
