@@ -24,6 +24,7 @@ from sim.report import emit_json, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY_DIRS = {"crazyflie": "crazyflie-hover", "px4": "x500-hover"}
+VARIANTS = ("plain", "live", "mocap")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="hover seconds per rate (default 30)")
     parser.add_argument("--realtime", action="store_true",
                         help="real-time priority for the twin and the bridge (busy machines)")
+    parser.add_argument("--variants", default="plain",
+                        help="comma list, each flown at every rate, side by side: plain, live (--live: the "
+                             "Foxglove server fed every tick), mocap (--mocap: the twin's mocap stream forwarded "
+                             "to a mocap-fed twin at 100 Hz); default plain (Crazyflie twin only for mocap)")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
 
 
@@ -53,9 +58,9 @@ def _default_model(twin: str, tmp: Path) -> Path:
     raise QuadhilError(f"no policy in {d}; pass --model")
 
 
-def _start_twin(twin: str, realtime: bool) -> tuple[subprocess.Popen, str]:
+def _start_twin(twin: str, realtime: bool, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     if twin == "crazyflie":
-        cmd = twin_command("crazyflie", "--port", "0", *(["--realtime"] if realtime else []))
+        cmd = twin_command("crazyflie", "--port", "0", *(["--realtime"] if realtime else []), *extra)
     else:
         cmd = twin_command("px4", "--port", str(free_port()), "--listen-port", str(free_port()), "--no-gcs")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
@@ -78,28 +83,44 @@ def run(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     if not rates or any(r <= 0 for r in rates):
         raise QuadhilError(f"--rates must be positive numbers, got {args.rates!r}")
-    out: dict = {"twin": args.twin, "duration_s": args.duration, "rates": {}}
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if not variants or bad:
+        raise QuadhilError(f"--variants: each must be one of {', '.join(VARIANTS)}, got {args.variants!r}")
+    if "mocap" in variants and args.twin != "crazyflie":
+        raise QuadhilError("--variants mocap: only the Crazyflie twin streams mocap and takes external poses")
+    out: dict = {"twin": args.twin, "duration_s": args.duration, "rates": {}, "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else _default_model(args.twin, Path(tmp))
         out["model"] = str(model)
         target = "0,0,1" if args.twin == "crazyflie" else "0,0,1.5"
-        for rate in rates:
-            proc, uri = _start_twin(args.twin, args.realtime)
-            try:
-                cfg = FlyConfig(model=str(model), link=uri, target_w=tuple(float(v) for v in target.split(",")),
-                                duration_s=args.duration, arm=True, log_dir=str(Path(tmp) / "flights"),
-                                rate_hz=rate, allow_rate_mismatch=True,  # measuring other rates is the point
-                                status=False, realtime=args.realtime)
-                res = Flight(cfg).run()
-            finally:
-                stop_process(proc)
-            out["rates"][f"{rate:g}"] = {
-                "latency_p50_ms": res.latency_p50_ms, "latency_p99_ms": res.latency_p99_ms,
-                "miss_rate": res.deadline_miss_rate, "fresh_rate": res.fresh_rate,
-                "state_age_p99_ms": res.state_age_p99_ms, "infer_p99_ms": res.infer_p99_ms,
-                "cpu_percent": res.cpu_percent, "ticks": res.ticks, "rmse_m": res.rmse_m,
-                "failsafe": res.failsafe,
-            }
+        for variant in variants:
+            for rate in rates:
+                mocap_port = free_port() if variant == "mocap" else None
+                extra = ("--estimate", "mocap", "--mocap-port", str(mocap_port)) if mocap_port else ()
+                proc, uri = _start_twin(args.twin, args.realtime, extra)
+                try:
+                    cfg = FlyConfig(model=str(model), link=uri, target_w=tuple(float(v) for v in target.split(",")),
+                                    duration_s=args.duration, arm=True, log_dir=str(Path(tmp) / "flights"),
+                                    rate_hz=rate, allow_rate_mismatch=True,  # measuring other rates is the point
+                                    status=False, realtime=args.realtime, live=variant == "live", live_port=0,
+                                    mocap=f"sitl:127.0.0.1:{mocap_port}" if mocap_port else None)
+                    res = Flight(cfg).run()
+                finally:
+                    stop_process(proc)
+                out["variants"].setdefault(variant, {})[f"{rate:g}"] = {
+                    "latency_p50_ms": res.latency_p50_ms, "latency_p99_ms": res.latency_p99_ms,
+                    "miss_rate": res.deadline_miss_rate, "ticks": res.ticks, "cpu_percent": res.cpu_percent,
+                    "failsafe": res.failsafe, "mocap": res.extra.get("mocap")}
+                if variant != variants[0]:
+                    continue
+                out["rates"][f"{rate:g}"] = {
+                    "latency_p50_ms": res.latency_p50_ms, "latency_p99_ms": res.latency_p99_ms,
+                    "miss_rate": res.deadline_miss_rate, "fresh_rate": res.fresh_rate,
+                    "state_age_p99_ms": res.state_age_p99_ms, "infer_p99_ms": res.infer_p99_ms,
+                    "cpu_percent": res.cpu_percent, "ticks": res.ticks, "rmse_m": res.rmse_m,
+                    "failsafe": res.failsafe,
+                }
     out["loadavg"] = list(os.getloadavg())
     out["realtime"] = bool(args.realtime)
     rows = []
@@ -108,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
                  (f"{rate} Hz deadline miss rate", r["miss_rate"]), (f"{rate} Hz fresh-sample ticks", r["fresh_rate"]),
                  (f"{rate} Hz bridge CPU (%)", r["cpu_percent"]), (f"{rate} Hz hover RMSE (m)", _f(r["rmse_m"])),
                  (f"{rate} Hz failsafe", r["failsafe"] or "none")]
+    if len(variants) > 1 or variants != ["plain"]:
+        for variant, per_rate in out["variants"].items():
+            for rate, r in per_rate.items():
+                rows.append((f"{variant} {rate} Hz latency p50 / p99 (ms)",
+                             f"{_f(r['latency_p50_ms'])} / {_f(r['latency_p99_ms'])} ({r['ticks']} ticks, "
+                             f"failsafe: {r['failsafe'] or 'none'})"))
     rows.append(("loadavg", " ".join(f"{v:.2f}" for v in out["loadavg"])))
     print_table(f"quadhil bench bridge ({args.twin} twin)", rows)
     if args.json:
