@@ -17,7 +17,7 @@ from firmware_bridge.flightlog import FlightLog
 from firmware_bridge.flightlog_mcap import TOPICS, read_records
 from sim.sitl.processes import free_port
 from tests.firmware_bridge.bridge_support import (  # noqa: F401 - fixtures
-    REPO, any_cf_policy, cf_policy, crazyflie_twin, fly_cmd, last_json, run_fly, stop,
+    REPO, any_cf_policy, cf_policy, crazyflie_twin, fly_cmd, last_json, px4_policy, px4_twin, run_fly, stop,
 )
 
 HOVER = ("--target", "0,0,1", "--takeoff-height", "1")
@@ -103,3 +103,37 @@ def test_a_bridge_killed_mid_flight_leaves_a_readable_mcap(any_cf_policy, tmp_pa
     assert records[0]["type"] == "header" and sum(r["type"] == "tick" for r in records) >= 50
     log = FlightLog.read(mcaps[0])  # quadhil plot's reader takes it as it is
     assert len(log.ticks) >= 50 and log.summary is None
+
+
+def test_the_estimate_is_the_external_pose_a_wrong_mocap_frame_is_refused_on_the_ground(any_cf_policy, tmp_path):
+    # the twin stands at (0.3, -0.25, 0) and its mocap reports Y-up (mocap z = -ENU y = 0.25); read
+    # as Z-up, the pose says 0.25 m up: the vehicle's estimate (fed only by those poses) is not on the ground
+    port = free_port()
+    with _twin_with_mocap(port, "--start", "0.3,-0.25,0") as twin:
+        rc, summary, err = run_fly(fly_cmd(any_cf_policy, twin.uri, tmp_path, *HOVER, "--mocap",
+                                           f"sitl:127.0.0.1:{port},object=cf", "--mocap-frame", "z-up"))
+    assert rc == 2, err
+    assert any("not on the ground" in r and "z=0.25" in r for r in summary["refused"]), summary["refused"]
+
+
+def test_a_missing_mocap_object_is_refused_before_arming(any_cf_policy, tmp_path):
+    with crazyflie_twin() as twin:
+        rc, summary, err = run_fly(fly_cmd(any_cf_policy, twin.uri, tmp_path, *HOVER, "--mocap",
+                                           "mock:localhost,object=cf7,rigid_bodies=cf1(0,0,0,1,0,0,0),frequency=100"))
+    assert rc == 2, err
+    assert any("mocap: object 'cf7' not tracked" in r for r in summary["refused"]), summary["refused"]
+
+
+def test_a_vision_fed_px4_twin_hovers_within_5_cm(px4_policy, tmp_path):
+    port = free_port()
+    with px4_twin("--estimate", "vision", "--mocap-port", str(port)) as twin:
+        rc, summary, err = run_fly(fly_cmd(px4_policy, twin.uri, tmp_path, "--target", "0,0,1.5", "--duration", "5",
+                                           "--mocap", f"sitl:127.0.0.1:{port},object=cf"), timeout_s=90)
+    assert rc == 0, err
+    log = FlightLog.read(summary["log"])
+    ticks = [t for t in log.ticks if t["mocap_pos"] is not None]
+    assert len(ticks) == len(log.ticks) and summary["mocap"]["poses_sent"] > 100
+    assert np.percentile([t["mocap_age_ms"] for t in ticks], 99) < 50.0
+    gap = np.array([np.linalg.norm(np.subtract(t["pos"], t["mocap_pos"])) for t in ticks])
+    assert np.percentile(gap, 99) < 0.03
+    assert summary["rmse_m"] < 0.05, summary["rmse_m"]

@@ -47,6 +47,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controller", default="px4",
                         help="flight controller: px4 (PX4's cascade) or mc_nn:PATH.npz (mc_nn_control, docs/onboard.md)")
     parser.add_argument("--duration", type=float, default=None, help="exit after this many seconds")
+    parser.add_argument("--estimate", choices=("truth", "vision"), default="truth",
+                        help="what the estimate follows: truth (default) or the VISION_POSITION_ESTIMATE messages a "
+                             "client sends (EKF2 on external vision)")
+    parser.add_argument("--mocap-port", type=int, default=None, metavar="PORT",
+                        help="also act as the room's motion capture: stream the true pose over UDP on PORT "
+                             "(quadhil fly --mocap sitl:127.0.0.1:PORT)")
+    parser.add_argument("--mocap-object", default="cf", help="rigid body name in the mocap stream (default cf)")
+    parser.add_argument("--mocap-axes", choices=("z-up", "y-up"), default="z-up", help="axes of the mocap stream")
+    parser.add_argument("--mocap-rate", type=float, default=100.0, help="mocap frames per second (default 100)")
     parser.add_argument("--json", action="store_true", help="print a JSON status line at exit")
 
 
@@ -63,11 +72,23 @@ def run(args: argparse.Namespace) -> int:
         gcs_listen_port=args.gcs_listen_port, gcs_remote_port=args.gcs_port, gcs=not args.no_gcs,
         start_enu_m=args.start, seed=args.seed, noise=args.noise, wind_mps=args.wind, gust_std_mps=args.gust_std,
         ekf_init_s=args.ekf_init_s, battery_fraction=args.battery, params=dict(args.param), controller=args.controller,
+        estimate=args.estimate,
     )
     try:
         twin = Px4Twin(config)
     except (ParamError, ValueError) as exc:
         raise QuadhilError(str(exc)) from None
+    mocap = None
+    if args.mocap_port is not None:
+        from sim.sitl.mocap_stream import MocapStreamServer
+
+        try:
+            mocap = MocapStreamServer(args.bind, args.mocap_port, args.mocap_object, args.mocap_axes, args.mocap_rate)
+        except OSError as exc:
+            twin.close()
+            raise QuadhilError(f"cannot bind mocap UDP {args.bind}:{args.mocap_port}: {exc.strerror}") from None
+        twin.tick_hooks.append(lambda tw: mocap.tick(tw.time_s, tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0],
+                                                     bool(tw.commander.armed)))
     stop = stop_on_signals()
     c = twin.config
     print(f"px4 twin sysid {twin.sysid}: onboard udp {c.bind_host}:{c.onboard_listen_port} -> {c.remote_host}:"
@@ -79,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         status = twin.status()
     finally:
         twin.close()
+        if mocap is not None:
+            mocap.close()
     if args.json:
         emit_json(status)
     else:

@@ -27,6 +27,7 @@ from pymavlink.dialects.v20 import common as mavlink
 from sim.dynamics import QuadSim
 from sim.frames import (enu_to_ned, flu_to_frd, frd_to_flu, ned_to_enu, quat_enu_flu_to_ned_frd, quat_from_euler,
                         quat_ned_frd_to_enu_flu, quat_normalize, quat_to_euler, quat_to_rotmat)
+from sim.frames import quat_from_axis_angle, quat_multiply  # the vision-fed estimate
 from sim.randomization import RealismConfig, Wind, noisy_estimate
 from sim.vehicle import GRAVITY_MPS2, Vehicle, load_vehicle
 from sim.sitl.px4 import commander as cmdr
@@ -88,6 +89,9 @@ class TwinConfig:
     battery_fraction: float = 1.0
     params: dict = field(default_factory=dict)
     controller: str = "px4"
+    # "vision": EKF2 fed external vision (VISION_POSITION_ESTIMATE): the estimate follows those
+    # messages (Px4Twin._vision_fed); "truth": the simulator's state (plus noise with ``noise``)
+    estimate: str = "truth"
 
     def resolved(self) -> "TwinConfig":
         """A copy with the PX4 SITL default ports and sysid filled in."""
@@ -143,6 +147,10 @@ class Px4Twin:
         self._prev_vel_w = np.zeros(3)
         self._accel_w = np.zeros(3)
         self._motor_cmd_n = np.zeros(4)
+        if c.estimate not in ("truth", "vision"):
+            raise ValueError(f"estimate must be truth or vision, got {c.estimate!r}")
+        self.vision: tuple[float, np.ndarray, np.ndarray] | None = None  # (twin s, pos ENU, quat ENU/FLU)
+        self.tick_hooks: list = []  # callables(twin) run at the start of every tick (mocap stream)
         self.estimate = self._estimate()
         self.links: list[MavlinkUdpLink] = []
         self.schedules: dict[str, StreamSchedule] = {}
@@ -183,7 +191,32 @@ class Px4Twin:
         pos, vel, quat, omega = s.pos_w, s.vel_w, s.quat_wb, s.omega_b
         if self.config.noise:
             pos, vel, quat, omega = noisy_estimate(pos, vel, quat, omega, self.vehicle, self.rng)
+        if self.config.estimate == "vision":
+            return self._vision_fed(vel[0], quat[0], omega[0])
         return Estimate(pos[0].copy(), vel[0].copy(), quat[0].copy(), omega[0].copy())
+
+    def _vision_fed(self, vel, quat, omega) -> Estimate:
+        """EKF2 fusing external vision position and yaw (EKF2_EV_CTRL 11, EKF2_HGT_REF vision) with
+        mocap-grade noise: it sits on the last vision pose, predicted forward by the IMU (here the
+        twin's velocity and body rate) for the pose's age. Before the first: the origin, IMU attitude."""
+        if self.vision is None:
+            return Estimate(np.zeros(3), vel.copy(), quat.copy(), omega.copy())
+        t_s, p, q = self.vision
+        age_s = max(self.time_s - t_s, 0.0)
+        q = quat_multiply(q, quat_from_axis_angle(omega * age_s))
+        return Estimate(p + age_s * vel, vel.copy(), q / np.linalg.norm(q), omega.copy())
+
+    def _on_vision_position_estimate(self, msg, link) -> None:
+        """mavlink_receiver.cpp handle_message_vision_position_estimate: x, y, z in NED, attitude
+        from roll, pitch, yaw (body FRD); converted to ENU/FLU once here."""
+        vals = (msg.x, msg.y, msg.z, msg.roll, msg.pitch, msg.yaw)
+        if not all(math.isfinite(v) for v in vals):
+            self.counters["vision_nonfinite"] += 1
+            return
+        pos = ned_to_enu(np.array(vals[:3], dtype=np.float64))
+        q = quat_ned_frd_to_enu_flu(quat_from_euler(*vals[3:]))
+        self.vision = (self.time_s, pos, q)
+        self.counters["rx_vision_position_estimate"] += 1
 
     def _land_inputs(self) -> LandInputs:
         """What PX4's land detector sees this cycle (from the previous cycle's controller output)."""
@@ -201,6 +234,8 @@ class Px4Twin:
 
     def tick(self) -> None:
         """Advance 4 ms: commander, controllers (rate loop at 500 Hz), physics at 1 kHz."""
+        for hook in self.tick_hooks:
+            hook(self)
         self.commander.battery_fraction = self.battery_fraction
         self.setpoint = self.commander.update(self.time_s, self.estimate, self._land_inputs())
         if hasattr(self.controller, "update_status"):
