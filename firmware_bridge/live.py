@@ -32,7 +32,7 @@ class LiveView:
         try:
             import foxglove
         except ImportError:
-            raise QuadhilError("--live needs foxglove-sdk: pip install 'quadhil[bridge]'") from None
+            raise QuadhilError("--live needs foxglove-sdk: pip install 'quadhil[lab]'") from None
         try:
             server = foxglove.start_server(name="quadhil", host="127.0.0.1", port=port)
         except Exception as exc:  # noqa: BLE001 - the SDK raises its own error types (port in use)

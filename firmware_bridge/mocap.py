@@ -181,7 +181,7 @@ def connect(spec: MocapSpec):
     try:
         import motioncapture
     except ImportError:
-        raise QuadhilError("--mocap needs the motioncapture package: pip install 'quadhil[bridge]'") from None
+        raise QuadhilError("--mocap needs the motioncapture package: pip install 'quadhil[lab]'") from None
     cfg = {"hostname": spec.host, **{k: str(v) for k, v in spec.options.items()}} if spec.host else \
         {k: str(v) for k, v in spec.options.items()}
     try:
