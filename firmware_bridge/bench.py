@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", default="plain",
                         help="comma list, each flown at every rate, side by side: plain, live (--live: the "
                              "Foxglove server fed every tick), mocap (--mocap: the twin's mocap stream forwarded "
-                             "to a mocap-fed twin at 100 Hz); default plain (Crazyflie twin only for mocap)")
+                             "to a mocap-fed twin at 100 Hz); default plain")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
 
 
@@ -62,7 +62,7 @@ def _start_twin(twin: str, realtime: bool, extra: tuple[str, ...] = ()) -> tuple
     if twin == "crazyflie":
         cmd = twin_command("crazyflie", "--port", "0", *(["--realtime"] if realtime else []), *extra)
     else:
-        cmd = twin_command("px4", "--port", str(free_port()), "--listen-port", str(free_port()), "--no-gcs")
+        cmd = twin_command("px4", "--port", str(free_port()), "--listen-port", str(free_port()), "--no-gcs", *extra)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     if realtime and twin == "px4":  # the PX4 twin has no --realtime flag: set its priority from here
         try:
@@ -87,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if not variants or bad:
         raise QuadhilError(f"--variants: each must be one of {', '.join(VARIANTS)}, got {args.variants!r}")
-    if "mocap" in variants and args.twin != "crazyflie":
-        raise QuadhilError("--variants mocap: only the Crazyflie twin streams mocap and takes external poses")
     out: dict = {"twin": args.twin, "duration_s": args.duration, "rates": {}, "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else _default_model(args.twin, Path(tmp))
@@ -97,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         for variant in variants:
             for rate in rates:
                 mocap_port = free_port() if variant == "mocap" else None
-                extra = ("--estimate", "mocap", "--mocap-port", str(mocap_port)) if mocap_port else ()
+                estimate = "mocap" if args.twin == "crazyflie" else "vision"
+                extra = ("--estimate", estimate, "--mocap-port", str(mocap_port)) if mocap_port else ()
                 proc, uri = _start_twin(args.twin, args.realtime, extra)
                 try:
                     cfg = FlyConfig(model=str(model), link=uri, target_w=tuple(float(v) for v in target.split(",")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -103,6 +104,11 @@ def test_a_bridge_killed_mid_flight_leaves_a_readable_mcap(any_cf_policy, tmp_pa
     assert records[0]["type"] == "header" and sum(r["type"] == "tick" for r in records) >= 50
     log = FlightLog.read(mcaps[0])  # quadhil plot's reader takes it as it is
     assert len(log.ticks) >= 50 and log.summary is None
+    out = tmp_path / "plots"
+    proc = subprocess.run([sys.executable, "-m", "quadhil", "plot", str(mcaps[0]), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(out.glob("*.png"))) == 4
 
 
 def test_the_estimate_is_the_external_pose_a_wrong_mocap_frame_is_refused_on_the_ground(any_cf_policy, tmp_path):
