@@ -160,15 +160,18 @@ class HoverTask:
 
     # --- what a privileged critic may see ----------------------------------------------------
 
-    PRIVILEGED_DIM = 10
+    PRIVILEGED_DIM = 16
 
     def privileged_state(self) -> np.ndarray:
-        """(N, 10) float32: this episode's hidden airframe, for a training-time critic only.
+        """(N, 16) float32: this episode's hidden airframe, for a training-time critic only.
 
         Entries (each about unit scale over the vehicle file's ranges; 0 = nominal): log mass
         ratio / 0.1, log thrust gain of motors 1-4 / 0.1, log inertia ratio (mean of the axes) / 0.1,
-        log motor time-constant ratio (unscaled since the 2026-12-06 ranges: a factor 8 is 2.1), centre-of-mass offset x, y / 1 cm, action latency
-        (control ticks). The policy never sees these: a real airframe does not report its payload.
+        log motor spin-up time-constant ratio (unscaled since the 2026-12-06 ranges: a factor 8 is
+        2.1), centre-of-mass offset x, y / 1 cm, action latency (control ticks); then (2026-12-06)
+        log spin-down time-constant ratio, log rate-loop gain scale, P-only rate loop (0/1), log
+        yaw-torque coefficient ratio, uncompensated firmware build (0/1), sensor-noise scale - 1.
+        The policy never sees these: a real airframe does not report its payload.
         """
         p, v = self.sim.params, self.vehicle
         com_xy_m = -(p.rotor_pos_m - v.rotor_position_m[None]).mean(axis=1)[:, :2]
@@ -179,6 +182,12 @@ class HoverTask:
             np.log(p.tau_up_s / v.tau_up_s).mean(axis=1, keepdims=True),
             com_xy_m / 0.01,
             self.latency_env[:, None].astype(np.float64),
+            np.log(p.tau_down_s / v.tau_down_s).mean(axis=1, keepdims=True),
+            np.log(p.rate_gain_scale)[:, None],
+            p.rate_p_only[:, None].astype(np.float64),
+            np.log(p.torque_to_thrust_m / v.torque_to_thrust_m)[:, None],
+            (~p.compensated[:, None]).astype(np.float64) if v.compensated else np.zeros((self.n, 1)),
+            p.noise_scale[:, None] - 1.0,
         ], axis=1)
         return feats.astype(np.float32)
 

@@ -53,8 +53,8 @@ def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: Re
     p.max_thrust_n = p.max_thrust_n * gain
     if r.tau_up_range_s is not None and r.tau_down_range_s is not None:
         # absolute ranges (log-uniform); a motor never coasts down faster than it is driven up
-        up = _log_uniform(rng, _scaled_about(r.tau_up_range_s, vehicle.tau_up_s, s), (n, 1))
-        down = _log_uniform(rng, _scaled_about(r.tau_down_range_s, vehicle.tau_down_s, s), (n, 1))
+        up = _log_uniform(rng, _scaled_about(r.tau_up_range_s, _geometric_mean(r.tau_up_range_s), s), (n, 1))
+        down = _log_uniform(rng, _scaled_about(r.tau_down_range_s, _geometric_mean(r.tau_down_range_s), s), (n, 1))
         p.tau_up_s = np.broadcast_to(up, (n, 4)).copy()
         p.tau_down_s = np.broadcast_to(np.maximum(down, up), (n, 4)).copy()
     else:
@@ -68,7 +68,7 @@ def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: Re
     # older parameters their old values.
     if r.torque_to_thrust_range_m is not None:
         p.torque_to_thrust_m = _log_uniform(
-            rng, _scaled_about(r.torque_to_thrust_range_m, vehicle.torque_to_thrust_m, s), (n,))
+            rng, _scaled_about(r.torque_to_thrust_range_m, _geometric_mean(r.torque_to_thrust_range_m), s), (n,))
     if r.rate_gain_scale is not None:
         p.rate_gain_scale = _log_uniform(rng, _scaled_about(r.rate_gain_scale, 1.0, s), (n,))
         p.rate_p_only = rng.uniform(size=n) < r.rate_p_only_fraction * min(s, 1.0)
@@ -82,6 +82,12 @@ def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: Re
         p.thrust_gain = p.thrust_gain * factor
         p.max_thrust_n = p.max_thrust_n * factor
     return p
+
+
+def _geometric_mean(rng_pair: tuple[float, float]) -> float:
+    """Centre of a log-uniform range: absolute ranges scale about it, not about the nominal value
+    (the Crazyflie's nominal spin-down, L2F's 249 ms, is the range's end)."""
+    return float(np.sqrt(rng_pair[0] * rng_pair[1]))
 
 
 def _scaled_about(rng_pair: tuple[float, float], centre: float, scale: float) -> tuple[float, float]:

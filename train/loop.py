@@ -64,6 +64,10 @@ class TrainConfig:
     stop_at_target: bool = False  # stop once an eval reaches target_success
     curriculum_steps: int = 0  # env steps over which pos/action reward weights ramp to final
     curriculum_start: float = 0.2  # fraction of the final pos/action weights at step 0
+    # randomization ranges ramp from randomization_ramp_start x the run's scale to the full scale
+    # over randomization_ramp_steps env steps (off when 0); evaluations always use the full ranges
+    randomization_ramp_steps: int = 0
+    randomization_ramp_start: float = 0.25
     log_every_s: float = 2.0
     n_step: int = 1  # TD target over n rewards (train/nstep.py)
     # learning rates decay linearly to lr_end_fraction x their start over lr_decay_steps env steps
@@ -186,6 +190,16 @@ def shaped_reward(reward: np.ndarray, info: dict, terminated: np.ndarray, tc: Tr
         return reward
     speed = np.linalg.norm(info["final_obs"][:, vel_slice], axis=1) if vel_slice is not None else None
     return reward + np.where(terminated, 0.0, shaping(info["distance_m"], tc, speed)).astype(np.float32)
+
+
+def curriculum_realism(final: RealismConfig, tc: TrainConfig, env_steps: int) -> RealismConfig:
+    """Training realism at ``env_steps``: the randomization scale ramps linearly from
+    ``randomization_ramp_start`` x final to final over ``randomization_ramp_steps`` (off when 0)."""
+    if tc.randomization_ramp_steps <= 0:
+        return final
+    frac = min(1.0, env_steps / tc.randomization_ramp_steps)
+    s = tc.randomization_ramp_start + (1.0 - tc.randomization_ramp_start) * frac
+    return dataclasses.replace(final, randomization_scale=final.randomization_scale * s)
 
 
 def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) -> RewardWeights:
@@ -387,7 +401,8 @@ class Trainer:
 
     def _collect(self, actor) -> None:
         tc, p = self.tc, self.progress
-        self.env.task.config = dataclasses.replace(self.task, reward=curriculum_weights(self.task.reward, tc, p.env_steps))
+        self.env.task.config = dataclasses.replace(self.task, reward=curriculum_weights(self.task.reward, tc, p.env_steps),
+                                                   realism=curriculum_realism(self.task.realism, tc, p.env_steps))
         for _ in range(tc.chunk):
             action = self._act(actor)
             # read before stepping: envs that end in this step restart with a new airframe

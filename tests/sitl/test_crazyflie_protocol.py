@@ -160,7 +160,7 @@ def test_manual_setpoint_with_rate_flag_flies_body_rates(twin):
 
     pk = crtp.encode(7, 0, struct.pack("<BfffHB", 11, 0.0, 0.0, 90.0, 40000, 1))
     # yaw in velocity mode moves a yaw-angle setpoint at 90 deg/s (controller_pid.c); with the
-    # yaw-angle PID and slow motor spin-down the rate rings about it, the angle follows it
+    # yaw-angle PID and the motor lag the rate may ring about it; the angle follows it
     run_ms(twin, 600, pk)
     yaw0 = np.degrees(quat_to_euler(twin.sim.state.quat_wb[0])[2])
     run_ms(twin, 1000, pk)
@@ -169,7 +169,7 @@ def test_manual_setpoint_with_rate_flag_flies_body_rates(twin):
     twin = CrazyflieTwin()  # pitch from rest, as a fresh flight
     run_ms(twin, 400, crtp.encode(7, 0, struct.pack("<BfffHB", 11, 0.0, 0.0, 0.0, 40000, 1)))
     pk = crtp.encode(7, 0, struct.pack("<BfffHB", 11, 0.0, -60.0, 0.0, 40000, 1))
-    # the rate PID overshoots on the nominal airframe (slow spin-down): the mean rate is the command
+    # the rate PID may overshoot with the motor lag: the mean rate is the command
     run_ms(twin, 100, pk)
     pitch0 = np.degrees(quat_to_euler(twin.sim.state.quat_wb[0])[1])
     run_ms(twin, 300, pk)
