@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("train.cli_sweep", "seeds and hyper-parameter sweeps of quadhil train on Ray Tune, local or on a cluster", "train"),
     "export": ("deploy.cli_export", "export a trained actor to .tflite (or C) with its contract inside", "deploy"),
     "inspect": ("deploy.cli_inspect", "print the contract and tensors embedded in a .tflite", "deploy"),
+    "crosscheck": ("deploy.cli_crosscheck", "fly a .tflite in an independent simulator (rotorpy) with the project's throws", "deploy"),
     "sitl": ("sim.sitl.cli", "run a SITL twin: a Crazyflie over CRTP/UDP or a PX4 vehicle over MAVLink", "sim.sitl"),
     "fly": ("firmware_bridge.cli_fly", "fly a .tflite policy over cflib or MAVLink with the safety supervisor", "firmware_bridge"),
     "plot": ("firmware_bridge.cli_plot", "plot a flight log to PNGs", "firmware_bridge"),
