@@ -81,6 +81,22 @@ def parse_mavlink_uri(uri: str) -> tuple[str, dict]:
     raise LinkError(f"not a MAVLink URI: {uri!r}")
 
 
+def vision_position_estimate_fields(pos_w: np.ndarray, quat_wb: np.ndarray) -> dict:
+    """VISION_POSITION_ESTIMATE fields for a pose (world ENU m, body-FLU-to-ENU quaternion).
+    PX4's mavlink_receiver.cpp (handle_message_vision_position_estimate) reads x, y, z as
+    LOCAL_FRAME_NED, builds the attitude from roll, pitch, yaw (Euler, body FRD in NED), stamps
+    the sample through timesync's sync_stamp(usec) and takes the covariance (upper triangle of
+    the 6x6, row-major) when EKF2_EV_NOISE_MD is 0; EKF2 then fuses it per EKF2_EV_CTRL
+    (firmware_bridge.mocap.PX4_EV_PARAMS)."""
+    pos_ned = enu_to_ned(np.asarray(pos_w, dtype=np.float64).reshape(3))
+    roll, pitch, yaw = (float(v) for v in quat_to_euler(quat_enu_flu_to_ned_frd(np.asarray(quat_wb, dtype=np.float64))))
+    cov = [0.0] * 21  # upper triangle of the 6x6 (x, y, z, roll, pitch, yaw), row-major
+    for i, var in zip((0, 6, 11, 15, 18, 20), (1e-4, 1e-4, 1e-4, 4e-4, 4e-4, 4e-4)):
+        cov[i] = var  # 1 cm, 0.02 rad standard deviations on the diagonal
+    return {"x": float(pos_ned[0]), "y": float(pos_ned[1]), "z": float(pos_ned[2]), "roll": roll, "pitch": pitch,
+            "yaw": yaw, "covariance": cov}
+
+
 def px4_thrust_setpoint(cmd: CtbrCommand) -> float:
     """Normalized thrust for SET_ATTITUDE_TARGET: the contract's collective thrust fraction
     (of 4 x max motor thrust), clipped to [0, 1]."""
@@ -443,26 +459,17 @@ class MavlinkLink(Link):
         return enc
 
     def send_external_pose(self, pos_w: np.ndarray, quat_wb: np.ndarray) -> dict:
-        """A mocap pose as VISION_POSITION_ESTIMATE. PX4's mavlink_receiver.cpp
-        (handle_message_vision_position_estimate) reads x, y, z as LOCAL_FRAME_NED, builds the
-        attitude from roll, pitch, yaw (Euler, body FRD in NED), stamps it with timesync's
-        sync_stamp(usec) and takes the covariance (upper triangle of 6x6, row-major) when
-        EKF2_EV_NOISE_MD is 0; EKF2 then fuses it per EKF2_EV_CTRL (firmware_bridge.mocap.PX4_EV_PARAMS)."""
-        pos_ned = enu_to_ned(np.asarray(pos_w, dtype=np.float64).reshape(3))
-        roll, pitch, yaw = (float(v) for v in quat_to_euler(quat_enu_flu_to_ned_frd(np.asarray(quat_wb, dtype=np.float64))))
-        cov = [float("nan")] * 21
-        for i, var in zip((0, 6, 11, 15, 18, 20), (1e-4, 1e-4, 1e-4, 4e-4, 4e-4, 4e-4)):
-            cov[i] = var  # 1 cm, 0.02 rad standard deviations on the diagonal
-        cov = [0.0 if v != v else v for v in cov]
-        usec = int(1e6 * (time.monotonic() - self._t0))
+        """A mocap pose as VISION_POSITION_ESTIMATE (fields: :func:`vision_position_estimate_fields`)."""
+        f = vision_position_estimate_fields(pos_w, quat_wb)
+        f["usec"] = int(1e6 * (time.monotonic() - self._t0))
         m = self._m
         if m is not None:
             try:
-                m.mav.vision_position_estimate_send(usec, *(float(v) for v in pos_ned), roll, pitch, yaw, cov, 0)
+                m.mav.vision_position_estimate_send(f["usec"], f["x"], f["y"], f["z"], f["roll"], f["pitch"], f["yaw"],
+                                                    f["covariance"], 0)
             except OSError as exc:
                 self.lost_reason = f"MAVLink send failed: {exc}"
-        return {"usec": usec, "x_ned": float(pos_ned[0]), "y_ned": float(pos_ned[1]), "z_ned": float(pos_ned[2]),
-                "roll": roll, "pitch": pitch, "yaw": yaw}
+        return {k: v for k, v in f.items() if k != "covariance"}
 
     def assist(self, vz_ref_mps: float, latest: Telemetry, hold_xy_w: np.ndarray | None = None) -> dict:
         """Climb or descend at ``vz_ref_mps`` (world z up, m/s) on PX4's own position/velocity
