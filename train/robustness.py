@@ -11,12 +11,15 @@ Axes (values in the units of their names; see :data:`AXES`):
 
     motor_tau_s            first-order motor time constant, spin-up = spin-down (the file's are
                            asymmetric; rotorpy's Crazyflie has 0.072 s, Eschmann et al. 2024)
-    thrust_to_weight       4 x max motor thrust / weight, set through the mass (a payload, a heavier
-                           battery); the inertia stays the file's
+    thrust_to_weight       the most collective thrust the firmware can ask for / weight (Crazyflie:
+                           4 x THRUST_MAX with battery compensation), set through the mass (a payload,
+                           a heavier battery); the inertia stays the file's
     yaw_torque_m           rotor reaction torque / thrust (kappa); rotorpy's Crazyflie has 0.034 m
     inertia_scale          all three principal moments x value
-    rate_gain_scale        the firmware rate loop's P, I and D gains x value (users tune their loops)
-    p_only_gain_scale      the rate loop with I = D = 0 and P x value (a P-only loop, as rotorpy has)
+    rate_gain_scale        the firmware rate loop's P, I and D gains x value (users tune their loops;
+                           BatchParams.rate_gain_scale, the simulator's own knob)
+    p_only_gain_scale      the rate loop with I = D = 0 and P x value (a P-only loop, as rotorpy has;
+                           BatchParams.rate_p_only)
     sensor_noise_scale     the vehicle file's state-estimate noise std x value
     latency_ticks          every action applied N control ticks late
     com_offset_arm         centre of mass moved forward (body +x) by value x the rotor arm length
@@ -66,9 +69,18 @@ def _set_motor_tau(task: HoverTask, tau_s: float) -> None:
     task.sim.params.tau_down_s[:] = tau_s
 
 
+def collective_ceiling_n(task: HoverTask) -> np.ndarray:
+    """(N,) the most collective thrust each vehicle's firmware can ask its motors for, N: 4 x the
+    full 16-bit command's thrust (THRUST_MAX with the Crazyflie's battery compensation, else the
+    motor's full thrust) through each motor's thrust gain, within what the motor can give."""
+    p, v = task.sim.params, task.vehicle
+    per_motor = np.where(p.compensated[:, None], v.command_thrust_max_n * p.thrust_gain, p.max_thrust_n)
+    return np.minimum(per_motor, p.max_thrust_n).sum(axis=1)
+
+
 def _set_thrust_to_weight(task: HoverTask, ratio: float) -> None:
     p = task.sim.params
-    p.mass_kg[:] = p.max_thrust_n.sum(axis=1) / (task.sim.gravity_mps2 * ratio)
+    p.mass_kg[:] = collective_ceiling_n(task) / (task.sim.gravity_mps2 * ratio)
 
 
 def _set_yaw_torque(task: HoverTask, kappa_m: float) -> None:
@@ -80,13 +92,11 @@ def _scale_inertia(task: HoverTask, scale: float) -> None:
 
 
 def _scale_rate_gains(task: HoverTask, scale: float, p_only: bool = False) -> None:
-    rc = task.rate_ctrl
-    if rc is None:
+    if task.rate_ctrl is None:
         raise ValueError("this axis needs the firmware rate loop (a ctbr policy)")
-    nominal = task.vehicle.rate_controller
-    rc.kp = nominal.kp_nm_per_rad_s * scale
-    rc.ki = np.zeros(3) if p_only else nominal.ki_nm_per_rad * scale
-    rc.kd = np.zeros(3) if p_only else nominal.kd_nm_s_per_rad * scale
+    task.sim.params.rate_gain_scale[:] = scale
+    task.sim.params.rate_p_only[:] = p_only
+    task.rate_ctrl_gains_from_params()
 
 
 def _shift_com(task: HoverTask, arm_fraction: float) -> None:
@@ -99,7 +109,7 @@ AXES: tuple[Axis, ...] = (
     Axis("motor_tau_s", "s", (0.02, 0.04, 0.06, 0.08, 0.10, 0.12),
          "motor time constant, spin-up = spin-down", airframe=_set_motor_tau),
     Axis("thrust_to_weight", "1", (1.4, 1.6, 1.8, 2.0, 2.4, 2.8, 3.2),
-         "4 x max thrust / weight, through the mass", airframe=_set_thrust_to_weight),
+         "collective ceiling / weight, through the mass", airframe=_set_thrust_to_weight),
     Axis("yaw_torque_m", "m", (0.003, 0.006, 0.012, 0.02, 0.034),
          "rotor reaction torque / thrust", airframe=_set_yaw_torque),
     Axis("inertia_scale", "1", (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "principal moments x value",
@@ -143,8 +153,9 @@ def _apply_corner(task: HoverTask, corner: dict[str, float]) -> None:
 
 
 def nominal_thrust_to_weight(vehicle) -> float:
-    """4 x max motor thrust / weight of the vehicle file's nominal airframe (standard gravity)."""
-    return 4.0 * vehicle.max_thrust_n / (vehicle.mass_kg * GRAVITY_MPS2)
+    """Thrust-to-weight of the vehicle file's nominal airframe as its firmware can use it: 4 x the
+    full command's thrust (Crazyflie: THRUST_MAX, battery compensated) / weight (standard gravity)."""
+    return 4.0 * min(vehicle.command_thrust_max_n, vehicle.max_thrust_n) / (vehicle.mass_kg * GRAVITY_MPS2)
 
 
 def _restart_motors_at_hover(task: HoverTask) -> None:

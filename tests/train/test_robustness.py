@@ -14,9 +14,17 @@ from sim.randomization import RealismConfig
 from sim.vehicle import GRAVITY_MPS2
 from train.robustness import AXES, CORNER_AXES, nominal_thrust_to_weight, run_suite, suite_realism
 
-from .test_evaluate import _pd
 
 AXIS = {a.name: a for a in AXES}
+
+
+def _pd(spec, vehicle):
+    """A hand-written cascaded PD that holds the nominal Crazyflie (deploy.crosscheck_rotorpy's,
+    gentle tilt gain: the firmware rate loop behind it has 55/249 ms motors), the file's mass as
+    feed-forward and no integral."""
+    from deploy.crosscheck_rotorpy import PDHover
+
+    return PDHover(spec, vehicle.mass_kg, kp=6.0, kd=4.0, k_tilt=4.0, max_collective_fraction=1.0)
 
 
 @pytest.fixture()
@@ -31,7 +39,9 @@ def test_airframe_axes_set_exactly_the_parameter_they_name(task, crazyflie):
     assert np.all(task.sim.params.tau_up_s == 0.08) and np.all(task.sim.params.tau_down_s == 0.08)
     AXIS["thrust_to_weight"].airframe(task, 1.6)
     p = task.sim.params
-    assert p.max_thrust_n.sum(axis=1) / (p.mass_kg * GRAVITY_MPS2) == pytest.approx(np.full(3, 1.6))
+    # what the firmware's full collective command gives (THRUST_MAX on a compensated Crazyflie)
+    ceiling_n = 4 * min(crazyflie.command_thrust_max_n, crazyflie.max_thrust_n)
+    assert ceiling_n / (p.mass_kg * GRAVITY_MPS2) == pytest.approx(np.full(3, 1.6))
     AXIS["yaw_torque_m"].airframe(task, 0.034)
     assert np.all(task.sim.params.torque_to_thrust_m == 0.034)
     AXIS["inertia_scale"].airframe(task, 2.0)
@@ -46,12 +56,14 @@ def test_airframe_axes_set_exactly_the_parameter_they_name(task, crazyflie):
 def test_rate_loop_axes_scale_the_gains_or_drop_i_and_d(task, crazyflie):
     nominal = crazyflie.rate_controller
     AXIS["rate_gain_scale"].airframe(task, 2.0)
-    assert task.rate_ctrl.kp == pytest.approx(2 * nominal.kp_nm_per_rad_s)
-    assert task.rate_ctrl.ki == pytest.approx(2 * nominal.ki_nm_per_rad)
-    assert task.rate_ctrl.kd == pytest.approx(2 * nominal.kd_nm_s_per_rad)
+    kp, ki, kd = task.rate_ctrl._gains()
+    assert kp == pytest.approx(np.tile(2 * nominal.kp_nm_per_rad_s, (3, 1)))
+    assert ki == pytest.approx(np.tile(2 * nominal.ki_nm_per_rad, (3, 1)))
+    assert kd == pytest.approx(np.tile(2 * nominal.kd_nm_s_per_rad, (3, 1)))
     AXIS["p_only_gain_scale"].airframe(task, 1.0)
-    assert task.rate_ctrl.kp == pytest.approx(nominal.kp_nm_per_rad_s)
-    assert not task.rate_ctrl.ki.any() and not task.rate_ctrl.kd.any()
+    kp, ki, kd = task.rate_ctrl._gains()
+    assert kp == pytest.approx(np.tile(nominal.kp_nm_per_rad_s, (3, 1)))
+    assert not ki.any() and not kd.any()
     assert nominal.ki_nm_per_rad.any(), "the vehicle file's own gains must stay untouched"
 
 
@@ -65,14 +77,14 @@ def test_realism_axes_change_only_their_knob():
 
 
 def test_success_falls_where_the_axis_hurts_and_the_suite_is_reproducible(crazyflie, cf_spec):
-    # A PD with the nominal mass as feed-forward and no integral: a heavier airframe (a lower
-    # thrust-to-weight) sags below the success radius; at the file's own 2.41 it holds.
+    # A PD with the nominal mass as feed-forward and no integral holds the nominal airframe; a
+    # payload that leaves a thrust-to-weight of 1.4 (the file's is 1.70) makes it sag and fail.
     act = _pd(cf_spec, crazyflie)
     kwargs = dict(episodes=6, seed=1, axes=("thrust_to_weight", "latency_ticks"), corners=False)
     r = run_suite(act, cf_spec, **kwargs)
-    assert r.nominal.success_rate == 1.0
+    assert r.nominal.success_rate >= 0.8
     tw = {c.value: c.success_rate for c in r.axes["thrust_to_weight"]}
-    assert tw[1.4] < 0.5 and tw[2.4] == 1.0
+    assert tw[1.4] == 0.0
     assert set(r.axes) == {"thrust_to_weight", "latency_ticks"}
     d1, d2 = r.as_dict(), run_suite(act, cf_spec, **kwargs).as_dict()
     d1.pop("wall_s"), d2.pop("wall_s")
@@ -97,9 +109,9 @@ def test_unknown_axis_is_refused_by_name(crazyflie, cf_spec):
         run_suite(lambda o: o[:, :4], cf_spec, episodes=1, axes=("nope",))
 
 
-def test_nominal_thrust_to_weight_of_the_crazyflie_file(crazyflie):
-    assert nominal_thrust_to_weight(crazyflie) == pytest.approx(
-        4 * crazyflie.max_thrust_n / (crazyflie.mass_kg * GRAVITY_MPS2))
+def test_nominal_thrust_to_weight_is_what_the_firmware_can_ask_for(crazyflie):
+    # compensated Crazyflie: 4 x THRUST_MAX 0.1125 N over 27 g, not the motors' 4 x 0.16 N
+    assert nominal_thrust_to_weight(crazyflie) == pytest.approx(4 * 0.1125 / (0.027 * GRAVITY_MPS2))
 
 
 def test_eval_suite_command_writes_table_json_and_heat_map(tmp_path, capsys):
