@@ -45,7 +45,8 @@ from typing import Callable
 
 import numpy as np
 
-from sim.contract import PolicySpec, act_to_command, hover_action, integrate_position_error, observe, push_action_history
+from sim.contract import (CtbrCommand, MotorCommand, PolicySpec, act_to_command, hover_action, integrate_position_error,
+                          observe, push_action_history)
 from sim.env import HoverTask, HoverTaskConfig
 from sim.errors import QuadhilError
 from sim.randomization import RealismConfig, noisy_estimate
@@ -230,6 +231,17 @@ def throws(spec: PolicySpec, vehicle: Vehicle, n: int, seed: int, task: HoverTas
     return s.pos_w.copy(), s.vel_w.copy(), s.quat_wb.copy(), s.omega_b.copy()
 
 
+def rotorpy_control(cmd: CtbrCommand | MotorCommand, airframe: RotorpyAirframe) -> dict:
+    """One vehicle's command (batch of 1) as rotorpy's control dict: ctbr -> ``cmd_thrust`` N and
+    ``cmd_w`` rad/s body FLU; motors -> ``cmd_motor_thrusts`` N, each firmware motor's thrust on
+    the rotorpy rotor at its position."""
+    if isinstance(cmd, CtbrCommand):
+        return {"cmd_thrust": float(cmd.collective_thrust_n[0]), "cmd_w": np.array(cmd.body_rate_b[0], dtype=np.float64)}
+    thrusts = np.zeros(len(airframe.motor_to_rotor))
+    thrusts[airframe.motor_to_rotor] = cmd.thrust_n[0]
+    return {"cmd_motor_thrusts": thrusts}
+
+
 def fly_episode(act: ActFn, spec: PolicySpec, vehicle: Vehicle, airframe: RotorpyAirframe, start, task: HoverTaskConfig,
                 sim_rate_hz: float, noise_rng: np.random.Generator | None) -> Episode:
     """One episode in rotorpy from ``start`` = (pos_w, vel_w, quat_wb, omega_b) of one throw.
@@ -266,13 +278,7 @@ def fly_episode(act: ActFn, spec: PolicySpec, vehicle: Vehicle, airframe: Rotorp
         obs = observe(*est, target, history, spec, position_error_integral=integral)
         action = np.asarray(act(obs), dtype=np.float64).reshape(1, 4)
         history = push_action_history(history, action)
-        cmd = act_to_command(action, spec, vehicle)
-        if ctbr:
-            control = {"cmd_thrust": float(cmd.collective_thrust_n[0]), "cmd_w": cmd.body_rate_b[0].copy()}
-        else:
-            thrusts = np.zeros(4)
-            thrusts[airframe.motor_to_rotor] = cmd.thrust_n[0]
-            control = {"cmd_motor_thrusts": thrusts}
+        control = rotorpy_control(act_to_command(action, spec, vehicle), airframe)
         saturated += bool(np.any(quad.get_cmd_motor_speeds(state, control) > w_max))
         for _ in range(substeps):
             state = quad.step(state, control, dt)

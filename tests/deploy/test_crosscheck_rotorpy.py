@@ -84,6 +84,31 @@ def test_the_crazyflie_is_rotorpys_own_and_motors_map_by_position():
     assert af.spin_agrees == bool(np.all(dirs == CF.spin_sign))
 
 
+@pytest.mark.parametrize("vehicle", [CF, X500], ids=["crazyflie", "x500"])
+def test_a_motor_command_pushes_rotorpys_body_the_way_quadhils_allocation_says(vehicle):
+    """motors path: firmware motor i's thrust lands on rotorpy's rotor at its position, so roll
+    and pitch torques agree with quadhil's allocation matrix (yaw follows each model's spin)."""
+    from rotorpy.vehicles.multirotor import Multirotor
+
+    from sim.contract import MotorCommand
+
+    af = cr.rotorpy_airframe(vehicle)
+    quad = Multirotor(af.quad_params, control_abstraction="cmd_motor_thrusts", aero=False)
+    alloc = vehicle.allocation_matrix()
+    for i in range(4):
+        thrust = np.zeros((1, 4))
+        thrust[0, i] = 0.5 * vehicle.max_thrust_n
+        control = cr.rotorpy_control(MotorCommand(thrust_n=thrust, thrust_fraction=thrust / vehicle.max_thrust_n), af)
+        speeds = quad.get_cmd_motor_speeds({"w": np.zeros(3), "q": np.array([0, 0, 0, 1.0])}, control)
+        force, moment = quad.compute_body_wrench(np.zeros(3), speeds, np.zeros(3))
+        assert force[2] == pytest.approx(thrust[0, i])
+        assert np.array_equal(np.sign(moment[:2]), np.sign(alloc[1:3] @ thrust[0]))
+        r = list(af.quad_params["rotor_pos"].values())[af.motor_to_rotor[i]]  # rotorpy's own arm
+        assert moment[:2] == pytest.approx([r[1] * thrust[0, i], -r[0] * thrust[0, i]], rel=1e-9)
+        rotor_dir = af.quad_params["rotor_directions"][af.motor_to_rotor[i]]
+        assert np.sign(moment[2]) == rotor_dir
+
+
 def test_x500_parameters_carry_the_vehicle_file():
     p = cr.x500_quad_params(X500)
     assert p["mass"] == X500.mass_kg and p["Izz"] == X500.inertia_kgm2[2]
