@@ -59,13 +59,19 @@ def run(args: argparse.Namespace) -> int:
     for o in outcomes:
         if o.status == "error":
             print(f"trial {o.configuration} seed {o.seed} failed: {o.error}\n  its output: {o.run_dir}/stdout.log")
+    unfinished = sum(o.status == "unfinished" for o in outcomes)
+    if unfinished:
+        print(f"the sweep was interrupted with {unfinished} trial(s) unfinished; continue it with "
+              f"quadhil sweep {args.config} --out {out} --resume")
     result = {"sweep": spec.name, "out": str(out), "address": args.address or "local",
               "cpus_per_trial": args.cpus_per_trial, "cpus": os.cpu_count(), "wall_s": wall_s,
-              "target_success": target, "png": str(png), "loadavg": os.getloadavg(),
+              "target_success": target, "png": str(png), "loadavg": os.getloadavg(), "unfinished": unfinished,
               **sweep_report.report_dict(summaries, diffs, outcomes)}
     (out / "summary.json").write_text(json.dumps(_plain(result), indent=2, sort_keys=True) + "\n")
     if args.json:
         emit_json(result)
+    if unfinished:
+        return 130
     return 1 if any(o.status == "error" for o in outcomes) else 0
 
 

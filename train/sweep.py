@@ -41,13 +41,15 @@ class TrialOutcome:
     """What one trial gave. Times in s of the trial's wall clock (from the trial's start, the
     TensorFlow import included, as ``quadhil train`` counts them); success rates in [0, 1].
     ``status``: "done" (trained and evaluated on fresh episodes), "stopped" (stopped early by the
-    scheduler: no fresh evaluation) or "error". ``history``: (wall s, env steps, periodic eval
+    scheduler: no fresh evaluation), "unfinished" (the sweep was interrupted: ``--resume``) or
+    "error". ``history``: (wall s, env steps, periodic eval
     success) per periodic evaluation."""
 
     configuration: str
     seed: int
     status: str
     run_dir: str
+    trial_id: str = ""
     fresh_success: float | None = None
     fresh_rmse_m: float | None = None
     fresh_crash_rate: float | None = None
@@ -295,7 +297,17 @@ def run_sweep(spec: SweepSpec, out: Path, address: str | None = None, cpus_per_t
                                run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=verbose,
                                                          failure_config=tune.FailureConfig(max_failures=0)))
         grid = tuner.fit()
-        return [_outcome(r, runs_dir) for r in grid]
+        # The trial states Tune saved last: after Ctrl-C, Tune checkpoints the experiment with the
+        # running trials still PENDING/RUNNING (what Tuner.restore resumes) and only then ends them,
+        # so the in-memory states all read TERMINATED
+        saved = {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(exp)).trials}
+
+        def trial_of(result) -> tuple[str, str]:
+            name = Path(result.path).name  # trial_dirname: ..._<trial_id>
+            return next(((tid, st) for tid, st in saved.items() if name.endswith("_" + tid)), (name, "TERMINATED"))
+
+        # in the order Tune created the trials (a restored ResultGrid lists them in another)
+        return sorted((_outcome(r, runs_dir, *trial_of(r)) for r in grid), key=lambda o: o.trial_id)
     finally:
         ray.shutdown()
 
@@ -309,7 +321,7 @@ def _num(value):
     return v if v == v else None
 
 
-def _outcome(result, runs_dir: Path) -> TrialOutcome:
+def _outcome(result, runs_dir: Path, trial_id: str, state: str) -> TrialOutcome:
     config, m = result.config, result.metrics or {}
     name = configuration_name(config["config"], dict(config.get("set") or {}))
     history = []
@@ -318,11 +330,17 @@ def _outcome(result, runs_dir: Path) -> TrialOutcome:
         for _, row in df.iterrows():
             if not bool(row.get("final", False)):
                 history.append((float(row["wall_s"]), int(row["env_steps"]), float(row["eval_success"])))
-    status = "error" if result.error is not None else ("done" if m.get("final") else "stopped")
+    if result.error is not None or state == "ERROR":
+        status = "error"
+    elif m.get("final"):
+        status = "done"
+    else:
+        status = "stopped" if state == "TERMINATED" else "unfinished"
     tts = _num(m.get("time_to_target_s"))
     stt = _num(m.get("steps_to_target"))
     fe = _num(m.get("fresh_episodes"))
     return TrialOutcome(configuration=name, seed=int(config["seed"]), status=status,
+                        trial_id=trial_id,
                         run_dir=str(trial_run_dir(runs_dir, config)), fresh_success=_num(m.get("fresh_success")),
                         fresh_rmse_m=_num(m.get("fresh_rmse_m")), fresh_crash_rate=_num(m.get("fresh_crash_rate")),
                         fresh_episodes=int(fe) if fe is not None else None,

@@ -40,6 +40,7 @@ class ConfigSummary:
     done: int
     stopped: int
     errors: int
+    unfinished: int
     success_mean: float | None
     success_ci: tuple | None
     success_per_seed: list
@@ -79,6 +80,7 @@ def summarize(outcomes, seed: int = 0) -> list[ConfigSummary]:
         out.append(ConfigSummary(
             configuration=name, seeds=[o.seed for o in rows], done=len(done),
             stopped=sum(o.status == "stopped" for o in rows), errors=sum(o.status == "error" for o in rows),
+            unfinished=sum(o.status == "unfinished" for o in rows),
             success_mean=float(np.mean(succ)) if succ else None, success_ci=bootstrap_ci(succ, seed),
             success_per_seed=[(o.seed, o.fresh_success) for o in rows],
             rmse_mean_m=float(np.mean(rmse)) if rmse else None, reached=len(times),
@@ -132,7 +134,7 @@ def print_report(title: str, summaries: list[ConfigSummary], diffs: list[PairedD
     console = Console()
     table = Table(title=title)
     for col in ("configuration", "seeds", f"fresh success ({CI_LEVEL:.0%} CI)", "per seed %",
-                "rmse m", f"at {target_success:.0%}", "to bar med/max", "stop/err"):
+                "rmse m", f"at {target_success:.0%}", "to bar med/max", "stop/err/unf"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for s in summaries:
         per_seed = " ".join("-" if v is None else f"{100 * v:.0f}" for _, v in s.success_per_seed)
@@ -140,7 +142,7 @@ def print_report(title: str, summaries: list[ConfigSummary], diffs: list[PairedD
                       f"{_pct(s.success_mean)} {_ci(s.success_ci)}", per_seed,
                       "-" if s.rmse_mean_m is None else f"{s.rmse_mean_m:.3f}",
                       f"{s.reached}/{len(s.seeds)}", f"{_s(s.time_to_bar_median_s)}/{_s(s.time_to_bar_max_s)}",
-                      f"{s.stopped}/{s.errors}")
+                      f"{s.stopped}/{s.errors}/{s.unfinished}")
     console.print(table)
     if diffs:
         t2 = Table(title="paired by seed: configuration - baseline, fresh success")

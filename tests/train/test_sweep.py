@@ -222,48 +222,69 @@ def _sweep(argv: list[str], cwd: Path, timeout_s: float = 240.0, env: dict | Non
     return proc.returncode, out, payload
 
 
-def _check_run_directories(result: dict) -> None:
+def _check_run_directories(result: dict, max_steps: int = 320) -> None:
     for trial in result["trials"]:
         run = Path(trial["run_dir"])
         cfg = json.loads((run / "config.json").read_text())
         assert cfg["kind"] == "quadhil-training-run" and cfg["seed"] == trial["seed"]
         assert cfg["result"]["eval"]["success_rate"] == trial["fresh_success"]
+        assert cfg["result"]["env_steps"] == trial["env_steps"] == max_steps
         assert (run / "checkpoint" / "done").exists() and (run / "actor_best.keras").exists()
         assert any((run / "tb").iterdir())  # TensorBoard scalars, as quadhil train writes them
         log = (run / "stdout.log").read_text()
         assert "quadhil sweep trial: quadhil train" in log and "eval @ 160 steps" in log
-        # one report to Tune per periodic evaluation (160, 320, and the last one at 320)
-        assert [h[1] for h in trial["history"]] == [160, 320, 320]
+        # one report to Tune per periodic evaluation (every 160 steps, and the last one again)
+        steps = [h[1] for h in trial["history"]]
+        assert steps[-2:] == [max_steps, max_steps] and steps == sorted(steps) and all(x % 160 == 0 for x in steps)
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.2)
 
 
 @pytest.mark.slow
 @needs_ray
-def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray(tmp_path):
-    (tmp_path / "tiny.toml").write_text('name = "tiny"\nseeds = [0, 1]\n' + TINY_TRAIN)
+def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_after_ctrl_c(tmp_path):
+    steps = 3200  # long enough to interrupt after the first checkpoint (every 160 steps here)
+    (tmp_path / "tiny.toml").write_text(
+        'name = "tiny"\nseeds = [0, 1]\n' + TINY_TRAIN.replace("max-steps = 320", f"max-steps = {steps}")
+        .replace("train.checkpoint_every_steps=100000", "train.checkpoint_every_steps=160"))
     ray_tmp = tempfile.mkdtemp(prefix="qh-ray-", dir="/tmp")  # Ray's socket paths must stay short
     out = tmp_path / "sweep"
-    rc, text, result = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--json"], tmp_path)
+    argv = ["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--json"]
+    runs = [out / "runs" / "base" / f"seed{s}" for s in (0, 1)]
+    proc = subprocess.Popen([*QUADHIL, "sweep", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        # both trials hold a checkpoint at the same time: two trials at once on two cores
+        _wait_for(lambda: all((r / "checkpoint" / "done").exists() for r in runs) or proc.poll() is not None,
+                  180, "both trials' first checkpoint")
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        _end_session(proc)
+    assert proc.returncode == 130, text[-4000:]
+    interrupted = json.loads(text.strip().splitlines()[-1])
+    assert interrupted["unfinished"] >= 1 and "--resume" in text
+    rc, text, result = _sweep([*argv, "--resume"], tmp_path)
     assert rc == 0, text[-4000:]
     assert result is not None and result["address"] == "local" and result["cpus_per_trial"] == 1.0
     assert [(t["seed"], t["status"]) for t in result["trials"]] == [(0, "done"), (1, "done")]
+    _check_run_directories(result, max_steps=steps)
+    # a trial cut short continued its own run directory from its checkpoint (quadhil train --resume)
+    logs = [(r / "stdout.log").read_text() for r in runs]
+    assert any(line.startswith("quadhil sweep trial: quadhil train") and line.endswith(" --resume")
+               for log in logs for line in log.splitlines())
     (summary,) = result["configurations"]
     assert summary["configuration"] == "base" and summary["seeds"] == [0, 1] and summary["done"] == 2
     assert summary["success_mean"] == pytest.approx(np.mean([t["fresh_success"] for t in result["trials"]]))
-    assert summary["reached"] == 0 and summary["time_to_bar_median_s"] is None  # 320 steps fly nothing
-    _check_run_directories(result)
-    # two trials on two cores ran side by side: each started before the other finished
-    runs = [Path(t["run_dir"]) for t in result["trials"]]
-    starts = [(r / "stdout.log").stat().st_ctime for r in runs]
-    ends = [(r / "eval.json").stat().st_mtime for r in runs]
-    assert max(starts) < min(ends)
     assert (out / "success_vs_time.png").stat().st_size > 10_000
     assert json.loads((out / "summary.json").read_text())["trials"] == result["trials"]
     assert "Trial status" in text  # Tune's own progress output
-    # the finished experiment restores through Tuner.restore and reports the same figures
-    rc, text, again = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--resume", "--json"],
-                             tmp_path)
-    assert rc == 0, text[-4000:]
-    assert [t["fresh_success"] for t in again["trials"]] == [t["fresh_success"] for t in result["trials"]]
     # a sweep folder is never overwritten by a new sweep
     rc, text, _ = _sweep(["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp], tmp_path, timeout_s=60)
     assert rc == 2 and "already holds a sweep; use --resume" in text
