@@ -233,3 +233,16 @@ def test_randomized_crazyflies_cover_the_published_spread():
     tw = full.sum(axis=1) / (p.mass_kg * 9.80665)
     assert tw.min() < 1.5 and tw.max() > 2.8
     assert ((tw > 1.8) & (tw < 2.8)).mean() > 0.2
+
+
+def test_the_twins_controller_sees_its_1_khz_gyro_through_the_same_filter():
+    from sim.sitl.crazyflie.twin import CrazyflieTwin
+
+    twin = CrazyflieTwin()
+    ref = Lpf2p(1, 1000.0, 80.0)
+    for _ in range(3):
+        expected = ref.apply(np.array([[1.0, 0.0, 0.0]]))
+        twin.sim.state.omega_b[0] = [1.0, 0.0, 0.0]  # set each tick: on the ground the twin zeroes it
+        twin.tick()
+        np.testing.assert_allclose(twin.filtered_omega_b, expected, rtol=1e-12)
+    assert twin.filtered_omega_b[0, 0] < 0.5
