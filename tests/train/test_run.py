@@ -219,11 +219,14 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
 
 
 def test_the_crazyflie_flying_ctbr_learns_from_quarter_turns_by_default():
-    """Crazyflie ctbr preset v4 = the common recipe (v3) plus train.yaw_symmetry; motors stay v3."""
+    """Crazyflie ctbr preset v5 = v4 (the common recipe plus train.yaw_symmetry) with the ranges
+    ramped in, a yaw-rate cost and 0-3 ticks of latency; motors stay v3."""
     from train.presets import preset
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v4" and cf["train"]["yaw_symmetry"] is True
+    assert cf["name"] == "crazyflie-ctbr-v5" and cf["train"]["yaw_symmetry"] is True
+    assert cf["train"]["randomization_ramp_steps"] == 500_000 and cf["reward"]["yaw_rate"] == 0.1
+    assert cf["realism"]["latency_ticks_max"] == 3
     assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
     assert "yaw_symmetry" not in preset("crazyflie", "motors")["train"]
 
