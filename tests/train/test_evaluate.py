@@ -24,9 +24,12 @@ def _pd(spec, vehicle):
         e, rot, vel = obs[:, 0:3], obs[:, 3:12].reshape(-1, 3, 3), obs[:, 12:15]
         acc = -6.0 * e - 4.0 * vel + np.array([0.0, 0.0, g])
         zb = rot[:, :, 2]
-        thrust = m * np.einsum("ni,ni->n", acc, zb)
+        # the whole demand, not its projection on the tilted body axis: with the firmware's full
+        # scale (4 x THRUST_MAX, 1.7 g) the projected demand lost throws that start low and falling
+        thrust = m * np.linalg.norm(acc, axis=1)
         z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
-        rates = 15.0 * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))
+        # 10 per s: at 15 the tilt loop rang through 55/72 ms motors and the 80 Hz gyro filter
+        rates = 10.0 * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))
         rates[:, 2] = 0.0
         a0 = 2.0 * np.clip(thrust / (4 * spec.thrust_max_n), 0, 1) - 1.0
         return np.concatenate([a0[:, None], np.clip(rates / rate_max, -1, 1)], axis=1)
