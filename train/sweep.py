@@ -300,7 +300,10 @@ def run_sweep(spec: SweepSpec, out: Path, address: str | None = None, cpus_per_t
         # The trial states Tune saved last: after Ctrl-C, Tune checkpoints the experiment with the
         # running trials still PENDING/RUNNING (what Tuner.restore resumes) and only then ends them,
         # so the in-memory states all read TERMINATED
-        saved = {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(exp)).trials}
+        try:
+            saved = {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(exp)).trials}
+        except (OSError, ValueError, tune.TuneError):  # ray://: the experiment lives on the head
+            saved = {}
 
         def trial_of(result) -> tuple[str, str]:
             name = Path(result.path).name  # trial_dirname: ..._<trial_id>

@@ -238,6 +238,30 @@ def _check_run_directories(result: dict, max_steps: int = 320) -> None:
         assert steps[-2:] == [max_steps, max_steps] and steps == sorted(steps) and all(x % 160 == 0 for x in steps)
 
 
+_LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """Hex local addresses (as /proc/net/tcp{,6} write them) of the TCP sockets that processes
+    ``pids`` listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            pass
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in open(table).read().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                found.add(cols[1].split(":")[0])
+    return found
+
+
 def _wait_for(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -263,6 +287,9 @@ def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_afte
         _wait_for(lambda: all((r / "checkpoint" / "done").exists() for r in runs) or proc.poll() is not None,
                   180, "both trials' first checkpoint")
         assert proc.poll() is None, proc.communicate()[0][-4000:]
+        # every server of the Ray this sweep started (GCS, raylet, workers, agents) on 127.0.0.1 only
+        listening = _listening_addresses(_session_pids(proc.pid))
+        assert listening and listening <= _LOOPBACK_HEX, listening
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         text, _ = proc.communicate(timeout=120)
     finally:
@@ -319,6 +346,8 @@ def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "the Ray head did not listen within 60 s"
                 time.sleep(0.3)
+        listening = _listening_addresses(_session_pids(head.pid))
+        assert listening and listening <= _LOOPBACK_HEX, listening  # the head too, on 127.0.0.1 only
         out = tmp_path / "sweep"
         rc, text, result = _sweep(["pair.toml", "--out", str(out), "--address", f"127.0.0.1:{port}", "--json"],
                                   tmp_path, env=auth)
