@@ -322,7 +322,8 @@ def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_afte
 def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
     """The cluster path with the real engine: `ray start --head` on a free loopback port (its own
     temp dir, its own session, ended by the test through the session's pids, never `ray stop`,
-    which would end every Ray process of this user), and `quadhil sweep --address HOST:PORT`."""
+    which would end every Ray process of this user), and `quadhil sweep --address HOST:PORT`, then
+    `--address ray://HOST:CLIENT_PORT`."""
     (tmp_path / "pair.toml").write_text('name = "pair"\nseeds = [0]\n' + TINY_TRAIN +
                                         '[configs.fast]\nset = ["agent.actor_lr=0.002"]\n[configs.slow]\n')
     port, client_port = _free_port(), _free_port()
@@ -364,6 +365,11 @@ def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
         (session,) = [p for p in Path(ray_tmp).glob("session_2*") if p.is_dir()]
         assert list((session / "logs").glob("worker-*")), "no worker logs on the head"
         assert not [p for p in Path(ray_tmp).glob("session_2*") if p != session and p.is_dir()]
+        # and through Ray Client (ray://), where the Tuner itself runs on the head
+        rc, text, result = _sweep(["pair.toml", "--out", str(tmp_path / "client"), "--address",
+                                   f"ray://127.0.0.1:{client_port}", "--json"], tmp_path, env=auth)
+        assert rc == 0, text[-4000:]
+        assert [t["status"] for t in result["trials"]] == ["done", "done"] and len(result["paired"]) == 1
     finally:
         _end_session(head)
     assert not _session_pids(head.pid)
