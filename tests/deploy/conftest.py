@@ -13,7 +13,10 @@ import pytest
 # full-scale random tanh MLP fed with crash-state observations (a random policy crashes) has
 # pre-activations large enough that int8 misses the 0.05 parity gate (test_export checks that it
 # refuses); at 0.3 the same seeded actor passes int8 with a ~3x margin (max diff ~0.013).
-FIXTURE_WEIGHT_SCALE = 0.3
+# Since the firmware-faithful Crazyflie path (2026-12-06: THRUST_MAX-scaled thrust, zero thrust
+# stops the motors) the random actor's crashes visit a wider box, and at 0.3 int8 missed the gate
+# on random observations inside it (0.059); at 0.2 it passes.
+FIXTURE_WEIGHT_SCALE = 0.2
 
 
 def make_run(run_dir: Path, seed: int = 0, weight_scale: float = FIXTURE_WEIGHT_SCALE) -> Path:
