@@ -33,6 +33,7 @@ SWEEP_RECORD = "sweep.json"  # what the trials share, kept for --resume
 STDOUT_LOG = "stdout.log"  # a trial's stdout and stderr, in its run directory
 OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials pass only small result dicts through Ray
 ASHA_MAX_T = 10**12
+CONNECT_TIMEOUT_S = 10.0  # a cluster's head must accept a TCP connection within this
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -83,6 +84,19 @@ def check_address(address: str | None) -> None:
         raise QuadhilError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
 
 
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """QuadhilError unless something accepts a TCP connection at ``address`` (HOST:PORT or
+    ray://HOST:PORT) within ``timeout_s``: Ray itself retries a silent address for minutes."""
+    import socket
+
+    host, port = address.split("://", 1)[-1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise QuadhilError(f"no Ray cluster answers at {address} within {timeout_s:.0f} s ({exc}); "
+                           "start its head with `ray start --head` or check the address") from None
+
+
 def ray_environment(address: str | None) -> dict[str, str]:
     """Environment variables to set before Ray is imported. Ray reads its 'is this a cluster'
     switch at import: off, every server it starts (GCS, raylet, workers, runtime-env agent)
@@ -98,6 +112,8 @@ def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None =
     """Start Ray here (no address: this machine's cores, no dashboard, a small object store,
     workers' logs not forwarded) or join the cluster at ``address``. Worker processes get
     NUMBA_NUM_THREADS so the physics kernel uses the cores its trial was given."""
+    if address not in (None, "auto"):
+        check_reachable(address)
     os.environ.update(ray_environment(address))
     import ray
 
@@ -281,9 +297,10 @@ def run_sweep(spec: SweepSpec, out: Path, address: str | None = None, cpus_per_t
         static, cpus_per_trial = stored["sweep"], float(stored["cpus_per_trial"])
     else:
         static = sweep_static(spec, runs_dir, cpus_per_trial)
+    start_ray(address, cpus_per_trial, temp_dir)
+    if not resume:
         record.write_text(json.dumps({"source": spec.source, "name": spec.name, "cpus_per_trial": cpus_per_trial,
                                       "sweep": static}, indent=2, sort_keys=True) + "\n")
-    start_ray(address, cpus_per_trial, temp_dir)
     import ray
     from ray import tune
 

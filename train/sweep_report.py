@@ -179,7 +179,7 @@ def plot_success_vs_time(outcomes, path: Path, target_success: float, title: str
     ax.set_ylim(-2, 102)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

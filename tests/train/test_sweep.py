@@ -121,6 +121,17 @@ def test_a_search_builds_optuna_through_ray_and_asha_without_max_t():
     assert grid["seed"] == {"grid_search": [0, 1, 2, 3, 4, 5]}
 
 
+def test_an_address_where_no_ray_answers_is_refused_within_its_timeout(tmp_path):
+    from train.sweep import run_sweep
+
+    spec = _parse('name = "x"\nseeds = [0]\n' + TINY_TRAIN)
+    t0 = time.monotonic()
+    with pytest.raises(QuadhilError, match=r"no Ray cluster answers at 127\.0\.0\.1:\d+ within"):
+        run_sweep(spec, tmp_path / "out", address=f"127.0.0.1:{_free_port()}")
+    assert time.monotonic() - t0 < 12.0
+    assert not (tmp_path / "out" / "sweep.json").exists()
+
+
 # --- the statistic -----------------------------------------------------------------------------
 
 
