@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="eval seed (training selects 'best' with another)")
     parser.add_argument("--which", default="best", choices=("best", "last"))
     parser.add_argument("--no-randomization", action="store_true", help="nominal vehicle, perfect state")
+    parser.add_argument("--randomization-scale", type=float, default=1.0,
+                        help="multiply the vehicle file's randomization ranges (what a preset trained on, e.g. 0.5)")
     parser.add_argument("--latency-ticks", type=int, default=0,
                         help="delay every action by N control ticks (what a radio link or a slow loop adds)")
     parser.add_argument("--suite", choices=("robustness",), default=None,
@@ -65,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(f"--episodes must be >= 1, got {args.episodes}")
     if args.latency_ticks < 0:
         raise QuadhilError(f"--latency-ticks must be >= 0, got {args.latency_ticks}")
-    if args.suite and (args.latency_ticks or args.no_randomization):
-        raise QuadhilError("--suite sets latency and randomization per cell itself: drop --latency-ticks and "
-                           "--no-randomization")
+    if args.randomization_scale < 0:
+        raise QuadhilError(f"--randomization-scale must be >= 0, got {args.randomization_scale}")
+    if args.suite and (args.latency_ticks or args.no_randomization or args.randomization_scale != 1.0):
+        raise QuadhilError("--suite sets latency and randomization per cell itself: drop --latency-ticks, "
+                           "--randomization-scale and --no-randomization")
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise QuadhilError(f"{run_dir} is not a directory")
@@ -88,18 +92,22 @@ def run(args: argparse.Namespace) -> int:
     task = eval_task_config(task)  # eval realism: the default, on; no latency
     realism = RealismConfig.off() if args.no_randomization else task.realism
     realism = dataclasses.replace(realism, latency_ticks=args.latency_ticks)
+    if not args.no_randomization:
+        realism = dataclasses.replace(realism, randomization_scale=args.randomization_scale)
     t0 = time.perf_counter()
     result = evaluate_policy(act_fn, spec, spec.vehicle, episodes=args.episodes, seed=args.seed,
                              realism=realism, task=task)
     summary = {**result.summary(), "vehicle": spec.vehicle, "action_mode": spec.action_mode,
                "layout": spec.layout, "actor": args.which, "seed": args.seed,
                "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks,
+               "randomization_scale": 0.0 if args.no_randomization else args.randomization_scale,
                "eval_s": time.perf_counter() - t0,
                "loadavg": os.getloadavg()}
     # eval.json holds the run's figure (default realism); a variant writes its own file, so that
     # measuring a committed policy with a tick of delay does not overwrite that figure
     stem = "eval" + ("-nominal" if args.no_randomization else "") + (
-        f"-latency{args.latency_ticks}" if args.latency_ticks else "")
+        f"-latency{args.latency_ticks}" if args.latency_ticks else "") + (
+        f"-scale{args.randomization_scale:g}" if args.randomization_scale != 1.0 and not args.no_randomization else "")
     (run_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not args.no_plot:
         plot_trajectories(result, run_dir / f"{stem}.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
