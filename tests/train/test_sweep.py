@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,6 +179,15 @@ def test_paired_differences_keep_grid_values_apart():
 # --- real sweeps on Ray Tune ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def ray_tmp():
+    """A short folder for Ray's sessions (its socket paths must stay under 108 characters, which
+    pytest's tmp_path can exceed), removed after the test."""
+    path = tempfile.mkdtemp(prefix="qh-ray-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -282,12 +292,11 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 @needs_ray
-def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_after_ctrl_c(tmp_path):
+def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_after_ctrl_c(tmp_path, ray_tmp):
     steps = 3200  # long enough to interrupt after the first checkpoint (every 160 steps here)
     (tmp_path / "tiny.toml").write_text(
         'name = "tiny"\nseeds = [0, 1]\n' + TINY_TRAIN.replace("max-steps = 320", f"max-steps = {steps}")
         .replace("train.checkpoint_every_steps=100000", "train.checkpoint_every_steps=160"))
-    ray_tmp = tempfile.mkdtemp(prefix="qh-ray-", dir="/tmp")  # Ray's socket paths must stay short
     out = tmp_path / "sweep"
     argv = ["tiny.toml", "--out", str(out), "--ray-temp-dir", ray_tmp, "--json"]
     runs = [out / "runs" / "base" / f"seed{s}" for s in (0, 1)]
@@ -330,7 +339,7 @@ def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_afte
 
 @pytest.mark.slow
 @needs_ray
-def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
+def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path, ray_tmp):
     """The cluster path with the real engine: `ray start --head` on a free loopback port (its own
     temp dir, its own session, ended by the test through the session's pids, never `ray stop`,
     which would end every Ray process of this user), and `quadhil sweep --address HOST:PORT`, then
@@ -338,7 +347,6 @@ def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path):
     (tmp_path / "pair.toml").write_text('name = "pair"\nseeds = [0]\n' + TINY_TRAIN +
                                         '[configs.fast]\nset = ["agent.actor_lr=0.002"]\n[configs.slow]\n')
     port, client_port = _free_port(), _free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="qh-head-", dir="/tmp")
     # Ray's token authentication, with a token of this test's own (not the user's ~/.ray/auth_token)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", **auth)
