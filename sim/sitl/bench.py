@@ -24,6 +24,7 @@ import time
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
+from sim.sitl.processes import process_cpu_s
 
 LOG_NAMES = ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z",
              "stateEstimate.vx", "stateEstimate.vy", "stateEstimate.vz")
@@ -66,15 +67,6 @@ class _Client:
                 self.log_packets += 1
 
 
-def _cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; prints a table (and a JSON line with --json)."""
     if args.duration <= 0 or args.rate_hz <= 0:
@@ -107,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         c.request(5, 1, bytes((3, 1, 1)), lambda d: d[:3] == b"\x51\x03\x01")
         c.send(3, 0, struct.pack("<fffH", 0, 0, 0, 0))
         period = 1.0 / args.rate_hz
-        cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
+        cpu0, t0 = process_cpu_s(proc.pid), time.monotonic()
         next_send, sent = t0, 0
         while time.monotonic() - t0 < args.duration:
             c.send(3, 0, struct.pack("<fffH", 0.0, 0.0, 0.0, 37000))
@@ -117,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 if select.select([c.sock], [], [], left)[0]:
                     c.pump()
         window = time.monotonic() - t0
-        cpu1 = _cpu_s(proc.pid)
+        cpu1 = process_cpu_s(proc.pid)
         c.send(3, 0, struct.pack("<fffH", 0, 0, 0, 0))
         c.pump()
         proc.send_signal(signal.SIGTERM)

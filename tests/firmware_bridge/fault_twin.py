@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     server = CrazyflieServer(twin, "127.0.0.1", 0)
     if args.realtime:
-        from sim.sitl.crazyflie.cli import _raise_priority  # the twin's own --realtime
+        from sim.sitl.processes import raise_priority  # the twin's own --realtime
 
-        _raise_priority()
+        raise_priority()
     signal.signal(signal.SIGTERM, lambda s, f: server.stop_event.set())
     signal.signal(signal.SIGINT, lambda s, f: server.stop_event.set())
     print(f"ready {server.uri}", flush=True)

@@ -9,26 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 
 from sim.errors import QuadhilError
 from sim.report import start_arg
-from sim.sitl.processes import stop_on_signals
-
-
-def _raise_priority() -> None:
-    """Real-time scheduling for the 1 kHz loop on a busy machine (it sleeps ~90% of the time,
-    so a FIFO priority cannot starve the system)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        return
-    except (AttributeError, PermissionError, OSError):
-        pass
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
-    except (AttributeError, PermissionError, OSError):
-        print("warning: --realtime: no permission to raise the scheduling priority", file=sys.stderr)
+from sim.sitl.processes import raise_priority, stop_on_signals
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(f"cannot bind UDP {args.host}:{args.port}: {exc.strerror}") from None
 
     if args.realtime:
-        _raise_priority()
+        raise_priority()
     stop_on_signals(server.stop_event)
     print(f"ready {server.uri}", flush=True)
     try:

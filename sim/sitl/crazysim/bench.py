@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
-from sim.sitl.processes import stop_process, twin_command
+from sim.sitl.processes import process_cpu_s, stop_process, twin_command
 
 START_TIMEOUT_S = 60.0
 
@@ -38,15 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="CrazySim's cf2 binary (default: the scripted firmware peer)")
     parser.add_argument("--realtime", action="store_true", help="run the server (and cf2) with --realtime")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
-
-
-def _cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
@@ -102,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
                      for p in ports]
             fw_pids = [p.pid for p in peers]
         pids = [server.pid, *fw_pids]
-        cpu0, t0 = {p: _cpu_s(p) for p in pids}, time.monotonic()
+        cpu0, t0 = {p: process_cpu_s(p) for p in pids}, time.monotonic()
         time.sleep(args.duration)
         window = time.monotonic() - t0
-        cpu = {p: (None if cpu0[p] is None or _cpu_s(p) is None else (_cpu_s(p) - cpu0[p]) / window) for p in pids}
+        cpu = {p: (None if cpu0[p] is None or process_cpu_s(p) is None else (process_cpu_s(p) - cpu0[p]) / window) for p in pids}
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=20)
         if server.returncode != 0:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from sim.errors import QuadhilError
 from sim.report import emit_json
-from sim.sitl.processes import stop_on_signals
+from sim.sitl.processes import raise_priority, stop_on_signals
 
 MAX_INSTANCES = 10  # cflib's udp scan probes 19850..19859
 
@@ -48,18 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     parser.add_argument("--stats-json", default=None, metavar="PATH", help="write the figures to PATH on exit")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line on exit")
-
-
-def _raise_priority() -> None:
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        return
-    except (AttributeError, PermissionError, OSError):
-        pass
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
-    except (AttributeError, PermissionError, OSError):
-        print("warning: --realtime: no permission to raise the scheduling priority", file=sys.stderr)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -92,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     failure: list[str] = []
     try:
         if args.realtime:
-            _raise_priority()
+            raise_priority()
         stop_on_signals(server.stop_event)
         for d in server.drones:
             print(f"drone {d.index} firmware {d.host}:{d.firmware_port} cflib {d.uri}", flush=True)

@@ -25,15 +25,9 @@ from pymavlink import mavutil
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table
-from sim.sitl.processes import free_port
+from sim.sitl.processes import free_port, process_cpu_s
 
 HOVER_FRACTION = 2.0 * 9.80665 / (4 * 8.54858)  # x500
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(proc: subprocess.Popen) -> str:
@@ -82,7 +76,7 @@ def bench_twin(hold_s: float) -> dict:
         z = vz = 0.0
         counts = {"ATTITUDE": 0, "LOCAL_POSITION_NED": 0}
         errors = []
-        c0, w0 = _cpu_s(proc.pid), time.monotonic()
+        c0, w0 = process_cpu_s(proc.pid), time.monotonic()
         while time.monotonic() - w0 < hold_s:
             m = conn.recv_match(blocking=False)
             while m is not None:
@@ -97,7 +91,7 @@ def bench_twin(hold_s: float) -> dict:
             conn.mav.set_attitude_target_send(0, 1, 1, 128, [1, 0, 0, 0], 0, 0, 0, float(np.clip(thrust, 0, 1)))
             time.sleep(0.02)
         wall = time.monotonic() - w0
-        cpu = (_cpu_s(proc.pid) - c0) / wall
+        cpu = (process_cpu_s(proc.pid) - c0) / wall
         t_last = time.monotonic()
         hb = _recv(conn, "HEARTBEAT", 5.0, lambda m: (m.custom_mode >> 16) & 0xFF == 3)
         failsafe_s = time.monotonic() - t_last if hb is not None else None
@@ -141,7 +135,7 @@ def bench_hil(duration_s: float) -> dict:
         while conn.recv_match(blocking=False) is not None:
             pass
         n, first, last = 0, None, None
-        c0, w0 = _cpu_s(proc.pid), time.monotonic()
+        c0, w0 = process_cpu_s(proc.pid), time.monotonic()
         while time.monotonic() - w0 < duration_s:
             m = conn.recv_match(type="HIL_SENSOR", blocking=True, timeout=0.5)
             if m is None:
@@ -151,7 +145,7 @@ def bench_hil(duration_s: float) -> dict:
             last = m.time_usec
             conn.mav.hil_actuator_controls_send(m.time_usec, [0.757] * 4 + [0.0] * 12, 129, 1)
         wall = time.monotonic() - w0
-        cpu = (_cpu_s(proc.pid) - c0) / wall
+        cpu = (process_cpu_s(proc.pid) - c0) / wall
     finally:
         if conn is not None:
             conn.close()
