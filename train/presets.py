@@ -73,10 +73,23 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # path, 99.5 % after 2 minutes. So the ranges ramp from 0.25x to 1x over the first 500 k env
     # steps (train.loop.curriculum_realism), and body yaw rate costs 0.1 (rad/s)^2 a tick: through
     # the firmware's yaw-angle loop the policies otherwise learned to hover spinning.
-    # v4 on today's physics: --set realism.latency_ticks_max=1 --set train.randomization_ramp_steps=0
-    # --set reward.yaw_rate=0.
-    ("crazyflie", "ctbr"): {"version": 5, "train": {"yaw_symmetry": True, "randomization_ramp_steps": 500_000},
-                            "reward": {"yaw_rate": 0.1}, "realism": {"latency_ticks_max": 3}},
+    # v4 on today's physics: --set realism.latency_ticks_max=1 --set reward.yaw_rate=0
+    # --set realism.randomization_scale=1. No v5 seed reached the bar (47.5 / 2.5 / 2.5 %).
+    # Preset v6 (2026-12-06): v5's yaw-rate cost, no ramp, 0-1 ticks of latency, and training on the
+    # vehicle file's ranges at 0.5x (sim.randomization scales each range about its centre: spin-down
+    # 52-164 ms instead of 25-249 ms, spin-up 38-75 ms, rate gains x0.75-1.5 with 10 % P-only, noise
+    # x0.5-2, 12.5 % uncompensated builds); evaluations keep 1x. Seed 0, 800 k env steps: 0.35x at
+    # 18-26 % in the periodic evaluations up to 400 k (stopped there); 0.5x 61.3 % and 0.7x 67.6 % on
+    # 1,000 fresh full-range episodes (one seed each: within the seed spread below), 0.5x chosen
+    # for leading mid-run (70 % at 300 k) and on its own ranges (85.2 % against 0.7x's 80.3 %).
+    # Seeds 0/1/2 at 0.5x, 800 k steps: 61.3 / 56.3 / 41.4 % on the full ranges (v5's 5-minute runs:
+    # 37.4 / 3.1 / 1.7 %), 85.2 / 81.4 / 62.9 % on the 0.5x ranges it trained on, 14-22 % with a tick
+    # of delay. It does NOT reach the bar either, and no v6 actor beats the committed v4 policy
+    # (74.3 % / 91.1 % at 0.5x); it is the default because it learns the most of the tried recipes.
+    # v5: --set realism.randomization_scale=1 --set realism.latency_ticks_max=3
+    # --set train.randomization_ramp_steps=500000.
+    ("crazyflie", "ctbr"): {"version": 6, "train": {"yaw_symmetry": True}, "reward": {"yaw_rate": 0.1},
+                            "realism": {"randomization_scale": 0.5}},
     ("x500", "ctbr"): {"version": 7, "control_rate_hz": 50.0, "agent": {"critic_layer_norm": True},
                        "train": {"n_step": 8, "yaw_symmetry": True}, "realism": {"randomization_scale": 1.25}},
 }
@@ -94,7 +107,7 @@ REFERENCE_RATE_HZ = 100.0
 # Recipe versions ("version" above): v3 the common recipe (crazyflie motors), v4 (x500) the
 # 2 M replay, v5 (x500 ctbr) 50 Hz and a LayerNorm critic, v6 (x500 ctbr) 80 ms targets and 1.25x
 # randomization in training, v7 (x500 ctbr) quarter-turn augmentation; crazyflie ctbr v4 is v3
-# with quarter turns.
+# with quarter turns, v5 v4 with latency 0-3 and a ramp, v6 v4 with 0.5x ranges and a yaw-rate cost.
 BASE_VERSION = 3
 
 

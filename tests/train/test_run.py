@@ -155,6 +155,18 @@ def test_eval_with_link_latency_reports_it_and_refuses_a_negative_one(smoke_run,
     assert "--latency-ticks" in capsys.readouterr().err
 
 
+def test_eval_on_a_narrower_training_distribution_writes_its_own_file(smoke_run, capsys):
+    """--randomization-scale evaluates on the ranges a preset trained on; eval.json keeps the full ranges."""
+    assert run_command("eval", [str(smoke_run), "--episodes", "5", "--no-plot"]) == 0
+    assert run_command("eval", [str(smoke_run), "--episodes", "4", "--randomization-scale", "0.5", "--no-plot",
+                                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["randomization_scale"] == 0.5
+    assert json.loads((smoke_run / "eval-scale0.5.json").read_text())["episodes"] == 4
+    assert json.loads((smoke_run / "eval.json").read_text())["randomization_scale"] == 1.0
+    assert run_command("eval", [str(smoke_run), "--randomization-scale", "-0.1"]) == 2
+    assert "--randomization-scale" in capsys.readouterr().err
+
+
 def test_eval_of_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert run_command("eval", [str(tmp_path)]) == 2
     assert "not a training run" in capsys.readouterr().err
@@ -219,16 +231,17 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
 
 
 def test_the_crazyflie_flying_ctbr_learns_from_quarter_turns_by_default():
-    """Crazyflie ctbr preset v5 = v4 (the common recipe plus train.yaw_symmetry) with the ranges
-    ramped in, a yaw-rate cost and 0-3 ticks of latency; motors stay v3."""
+    """Crazyflie ctbr preset v6 = v4 (the common recipe plus train.yaw_symmetry, 0-1 ticks of latency)
+    with a yaw-rate cost, trained on half the vehicle file's ranges and no ramp; motors stay v3."""
     from train.presets import preset
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v5" and cf["train"]["yaw_symmetry"] is True
-    assert cf["train"]["randomization_ramp_steps"] == 500_000 and cf["reward"]["yaw_rate"] == 0.1
-    assert cf["realism"]["latency_ticks_max"] == 3
+    assert cf["name"] == "crazyflie-ctbr-v6" and cf["train"]["yaw_symmetry"] is True
+    assert cf["realism"]["randomization_scale"] == 0.5 and cf["reward"]["yaw_rate"] == 0.1
+    assert cf["realism"]["latency_ticks_max"] == 1 and "randomization_ramp_steps" not in cf["train"]
     assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
     assert "yaw_symmetry" not in preset("crazyflie", "motors")["train"]
+    assert "randomization_scale" not in preset("crazyflie", "motors")["realism"]
 
 
 def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_path):
