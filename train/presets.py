@@ -86,6 +86,9 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # 37.4 / 3.1 / 1.7 %), 85.2 / 81.4 / 62.9 % on the 0.5x ranges it trained on, 14-22 % with a tick
     # of delay. It does NOT reach the bar either, and no v6 actor beats the committed v4 policy
     # (74.3 % / 91.1 % at 0.5x); it is the default because it learns the most of the tried recipes.
+    # The tick of latency is what holds it back: with latency fixed at 1 it stays at 0-4 %; without
+    # (--set realism.latency_ticks_max=0) seeds 0/1/2 reach 95.2 / 97.6 / 91.6 % on the 0.5x ranges
+    # (72.1 / 73.8 / 66.3 % full) in 400 k steps, but 7-11 % with a tick, and are unflown in the twins.
     # v5: --set realism.randomization_scale=1 --set realism.latency_ticks_max=3
     # --set train.randomization_ramp_steps=500000.
     ("crazyflie", "ctbr"): {"version": 6, "train": {"yaw_symmetry": True}, "reward": {"yaw_rate": 0.1},
