@@ -64,6 +64,7 @@ def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, l
     task.reset()
     sim = task.sim
     sim.params.put(np.array([False, True]), sim.params.take(np.array([0])))
+    task.rate_ctrl_gains_from_params()  # the copied airframe's rate-loop draw (gain scale, P-only) too
     s0 = sim.state.take(np.array([0]))
     turned = s0.copy()
     target = task.target_w[0]
@@ -71,7 +72,7 @@ def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, l
     turned.vel_w = s0.vel_w @ QUARTER_TURN_Z.T
     turned.quat_wb = quat_multiply(quat_from_euler(np.zeros(1), np.zeros(1), np.full(1, np.pi / 2)), s0.quat_wb)
     sim.state.put(np.array([False, True]), turned)
-    task.rate_ctrl.reset(None, sim.state.omega_b)
+    task.sync_firmware_state()  # PIDs, gyro filter and yaw setpoint as the placed vehicles have them
     obs = task.observe()
     rng = np.random.default_rng(1)
     for _ in range(40):
