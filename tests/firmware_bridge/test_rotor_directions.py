@@ -20,13 +20,12 @@ import numpy as np
 import pytest
 
 from sim.contract import default_spec, hover_action
-from sim.env import HoverTaskConfig, HoverVecEnv
-from sim.frames import quat_from_euler
-from sim.randomization import RealismConfig
+from sim.env import HoverVecEnv
 from sim.sitl import app_channel as ac
 from sim.sitl.crazyflie import crtp
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
 from sim.vehicle import load_vehicle
+from tests.sim.hover_support import hovering_env
 
 CF_YAW_MIX = np.array([-1.0, 1.0, -1.0, 1.0])  # power_distribution_quadrotor.c, +yaw demand
 X500_YAW_MIX = np.array([-1.0, -1.0, 1.0, 1.0])  # 4001_gz_x500 CA_ROTOR*_KM signs
@@ -34,18 +33,7 @@ DELTA = 0.1  # of the normalized action
 
 
 def _hovering_env(vehicle: str, mode: str) -> HoverVecEnv:
-    env = HoverVecEnv(vehicle, 1, spec=default_spec(load_vehicle(vehicle), mode),
-                      config=HoverTaskConfig(realism=RealismConfig.off()), seed=0)
-    env.reset()
-    task = env.task
-    s = task.sim.state
-    s.pos_w[:] = task.target_w
-    s.vel_w[:] = 0.0
-    s.omega_b[:] = 0.0
-    s.quat_wb[:] = quat_from_euler(np.zeros(1), np.zeros(1), np.zeros(1))
-    s.thrust_n[:] = task.sim.hover_thrust_n()
-    task.sync_firmware_state()
-    return env
+    return hovering_env(vehicle, spec=default_spec(load_vehicle(vehicle), mode))
 
 
 @pytest.mark.parametrize("vehicle, mix", [("crazyflie", CF_YAW_MIX), ("x500", X500_YAW_MIX)])

@@ -13,12 +13,13 @@ import pytest
 from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, manual_rate_packet
 from sim.command_path import ctbr_thrust_u16, firmware_collective_n, motor_thrust_n, stops_motors
 from sim.contract import act_to_command, default_spec, hover_action
-from sim.env import HoverTaskConfig, HoverVecEnv
-from sim.frames import quat_from_euler, quat_to_euler
+from sim.env import HoverVecEnv
+from sim.frames import quat_to_euler
 from sim.randomization import RealismConfig
 from sim.rate_control import Lpf2p, YawAngleLoop, lpf2p_coefficients
 from sim.sitl.crazyflie.commander import Commander
 from sim.vehicle import load_vehicle
+from tests.sim.hover_support import hovering_env
 
 CF = load_vehicle("crazyflie")
 THRUST_MAX_N = 0.1125  # platform_defaults_cf2.h
@@ -37,17 +38,7 @@ def _wire(collective_action: float, rates=(0.0, 0.0, 0.0)):
 
 
 def _nominal_env(n: int = 1, yaw_rad: float = 0.0) -> HoverVecEnv:
-    env = HoverVecEnv("crazyflie", n, config=HoverTaskConfig(realism=RealismConfig.off()), seed=0)
-    env.reset()
-    task = env.task
-    s = task.sim.state
-    s.pos_w[:] = task.target_w
-    s.vel_w[:] = 0.0
-    s.omega_b[:] = 0.0
-    s.quat_wb[:] = quat_from_euler(np.zeros(n), np.zeros(n), np.full(n, yaw_rad))
-    s.thrust_n[:] = task.sim.hover_thrust_n()
-    task.sync_firmware_state()
-    return env
+    return hovering_env("crazyflie", n, yaw_rad=yaw_rad)
 
 
 # --- 2. thrust ------------------------------------------------------------------------------
