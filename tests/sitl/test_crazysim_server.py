@@ -115,8 +115,11 @@ def test_a_burst_from_cflib_reaches_the_firmware_spread_one_per_tick_and_every_p
         times = [t for t, d in peer.log.other_arrivals if d[0] == 0xF0]
         assert len(times) == 50
         assert times[-1] - times[0] >= 0.040  # 50 packets over >= 40 ms, not one burst
-        # per 1 ms the firmware receives at most: one IMU, one pose, one relayed packet
-        assert peer.log.max_in_one_ms <= 4
+        # the burst waited in the relay's queue and left it one packet per tick (the peer's own
+        # per-millisecond arrival count is not checked: its thread's scheduling can batch reads)
+        stats = srv.drones[0].stats
+        assert stats.relay_queue_max >= 2 and stats.relay_overflow == 0
+        assert stats.relayed_to_firmware >= 50
 
 
 def test_the_relay_answers_cflibs_0xFF_scan_probe_and_keeps_it_from_the_firmware():
