@@ -110,16 +110,16 @@ def ray_environment(address: str | None) -> dict[str, str]:
 
 def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None = None) -> None:
     """Start Ray here (no address: this machine's cores, no dashboard, a small object store,
-    workers' logs not forwarded) or join the cluster at ``address``. Worker processes get
-    NUMBA_NUM_THREADS so the physics kernel uses the cores its trial was given."""
+    workers' logs not forwarded) or join the cluster at ``address``. No runtime_env is passed:
+    with one, a Ray Client (ray://) connection makes the head start its per-client server through
+    the runtime-env agent, a path that failed on a loaded CI machine ("Starting Ray client server
+    failed"); each trial sets its own threads instead (:func:`_limit_threads`)."""
     if address not in (None, "auto"):
         check_reachable(address)
     os.environ.update(ray_environment(address))
     import ray
 
-    threads = str(max(1, int(cpus_per_trial)))
-    kw = dict(log_to_driver=False, logging_level="warning", ignore_reinit_error=True,
-              runtime_env={"env_vars": {"NUMBA_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "2"}})
+    kw = dict(log_to_driver=False, logging_level="warning", ignore_reinit_error=True)
     if address is None:
         kw.update(num_cpus=os.cpu_count() or 1, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
         if temp_dir is not None:
@@ -181,6 +181,15 @@ def _periodic_metrics(rec: dict) -> dict:
             "steps_to_target": rec["steps_to_target"], "final": False}
 
 
+def _limit_threads(threads: int) -> None:
+    """Keep a trial's physics kernel (numba) on the cores Tune gave it, and TensorFlow's C++ logs
+    quiet. Called in the trial's worker process before the trainer is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numba
+
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def run_trial(config: dict, sweep: dict) -> None:
     """A Tune trial: train one (configuration, seed) into its run directory, ``tune.report``
     after each periodic evaluation, then report the fresh-episode evaluation of the chosen actor
@@ -201,6 +210,7 @@ def run_trial(config: dict, sweep: dict) -> None:
     os.dup2(log.fileno(), 1)  # file-descriptor level: TensorFlow's C++ logs land here too
     os.dup2(log.fileno(), 2)
     try:
+        _limit_threads(sweep["threads"])
         from train.cli_train import train_and_evaluate
 
         argv, args = _train_args(config, sweep, run_dir)

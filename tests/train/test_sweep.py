@@ -337,6 +337,14 @@ def test_a_two_seed_sweep_runs_both_trials_at_once_on_local_ray_and_resumes_afte
     assert rc == 2 and "already holds a sweep; use --resume" in text
 
 
+def _client_server_logs(session: Path) -> str:
+    """The head's Ray Client server logs, for the failure message: they say why a ray:// client
+    could not start its server, and the temp dir is gone after the test."""
+    parts = [f"\n--- {p.name}:\n" + p.read_text(errors="replace")[-1500:]
+             for p in sorted((session / "logs").glob("ray_client_server*")) if p.stat().st_size]
+    return "".join(parts) or "\n(no Ray Client server logs)"
+
+
 @pytest.mark.slow
 @needs_ray
 def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path, ray_tmp):
@@ -387,7 +395,7 @@ def test_a_sweep_joins_a_ray_head_started_on_127_0_0_1_by_address(tmp_path, ray_
         # and through Ray Client (ray://), where the Tuner itself runs on the head
         rc, text, result = _sweep(["pair.toml", "--out", str(tmp_path / "client"), "--address",
                                    f"ray://127.0.0.1:{client_port}", "--json"], tmp_path, env=auth)
-        assert rc == 0, text[-4000:]
+        assert rc == 0, text[-3000:] + _client_server_logs(session)
         assert [t["status"] for t in result["trials"]] == ["done", "done"] and len(result["paired"]) == 1
     finally:
         _end_session(head)
