@@ -16,11 +16,14 @@ visible is left out of the frame, as real systems do. A client subscribes by sen
 
 from __future__ import annotations
 
+import argparse
 import socket
 import struct
+from typing import Callable
 
 import numpy as np
 
+from sim.errors import QuadhilError
 from sim.frames import enu_to_mocap
 
 MAGIC = b"QMC1"
@@ -112,3 +115,32 @@ class MocapStreamServer:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+def add_mocap_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--mocap-*`` options of a twin that also acts as the room's motion capture."""
+    parser.add_argument("--mocap-port", type=int, default=None, metavar="PORT",
+                        help="also act as the room's motion capture: stream the true pose over UDP on PORT "
+                             "(read with quadhil fly --mocap sitl:127.0.0.1:PORT)")
+    parser.add_argument("--mocap-object", default="cf", help="rigid body name in the mocap stream (default cf)")
+    parser.add_argument("--mocap-axes", choices=("z-up", "y-up"), default="z-up",
+                        help="axes the mocap stream reports in (default z-up)")
+    parser.add_argument("--mocap-rate", type=float, default=100.0, help="mocap frames per second (default 100)")
+    parser.add_argument("--mocap-dropout-after", type=float, default=None, metavar="S",
+                        help="the rigid body stops being tracked S seconds after the motors first spin")
+
+
+def open_mocap_stream(args: argparse.Namespace, host: str, tick_hooks: list,
+                      pose_of: Callable[[object], tuple[float, np.ndarray, np.ndarray, bool]]) -> MocapStreamServer:
+    """Bind the stream the ``--mocap-*`` options ask for on ``host`` and tick it from the twin's
+    physics loop: ``pose_of(twin)`` gives (twin time s, ENU position m, body-to-world quaternion
+    w-x-y-z, motors spinning). QuadhilError names a bad option or a port that cannot be bound."""
+    if not 0 <= args.mocap_port <= 65535 or not args.mocap_rate > 0:
+        raise QuadhilError("--mocap-port must be 0..65535 and --mocap-rate > 0")
+    try:
+        srv = MocapStreamServer(host, args.mocap_port, args.mocap_object, args.mocap_axes, args.mocap_rate,
+                                args.mocap_dropout_after)
+    except OSError as exc:
+        raise QuadhilError(f"cannot bind mocap UDP {host}:{args.mocap_port}: {exc.strerror}") from None
+    tick_hooks.append(lambda twin: srv.tick(*pose_of(twin)))
+    return srv

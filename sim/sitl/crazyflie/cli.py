@@ -13,6 +13,7 @@ import sys
 
 from sim.errors import QuadhilError
 from sim.report import start_arg
+from sim.sitl.mocap_stream import add_mocap_stream_arguments, open_mocap_stream
 from sim.sitl.processes import raise_priority, stop_on_signals
 
 
@@ -38,33 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimate", choices=("truth", "noisy", "mocap"), default=None,
                         help="what the twin's state estimate follows: truth, noisy truth (= --noise) or the "
                              "external poses a client sends (cflib extpose, CRTP localization port)")
-    parser.add_argument("--mocap-port", type=int, default=None, metavar="PORT",
-                        help="also act as the room's motion capture: stream the true pose over UDP on PORT "
-                             "(read with quadhil fly --mocap sitl:127.0.0.1:PORT)")
-    parser.add_argument("--mocap-object", default="cf", help="rigid body name in the mocap stream (default cf)")
-    parser.add_argument("--mocap-axes", choices=("z-up", "y-up"), default="z-up",
-                        help="axes the mocap stream reports in (default z-up)")
-    parser.add_argument("--mocap-rate", type=float, default=100.0, help="mocap frames per second (default 100)")
-    parser.add_argument("--mocap-dropout-after", type=float, default=None, metavar="S",
-                        help="the rigid body stops being tracked S seconds after the motors first spin")
+    add_mocap_stream_arguments(parser)
     parser.add_argument("--stats-json", default=None, metavar="PATH",
                         help="write real-time and traffic figures to PATH (JSON) on exit")
-
-
-def _mocap_server(args: argparse.Namespace, twin):
-    """The twin's room mocap (sim.sitl.mocap_stream), ticked from the physics loop."""
-    from sim.sitl.mocap_stream import MocapStreamServer
-
-    if not 0 <= args.mocap_port <= 65535 or not args.mocap_rate > 0:
-        raise QuadhilError("--mocap-port must be 0..65535 and --mocap-rate > 0")
-    try:
-        srv = MocapStreamServer(args.host, args.mocap_port, args.mocap_object, args.mocap_axes, args.mocap_rate,
-                                args.mocap_dropout_after)
-    except OSError as exc:
-        raise QuadhilError(f"cannot bind mocap UDP {args.host}:{args.mocap_port}: {exc.strerror}") from None
-    twin.tick_hooks.append(lambda tw: srv.tick(tw.now_s(), tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0],
-                                               bool(tw.sim.state.thrust_n.sum() > 0)))
-    return srv
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     twin = CrazyflieTwin(TwinConfig(seed=args.seed, noise=args.noise or estimate == "noisy", wind_mps=args.wind,
                                     start_m=tuple(args.start), auto_arm=not args.no_auto_arm,
                                     estimate=estimate))
-    mocap = _mocap_server(args, twin) if args.mocap_port is not None else None
+    mocap = None
+    if args.mocap_port is not None:
+        mocap = open_mocap_stream(args, args.host, twin.tick_hooks, lambda tw: (
+            tw.now_s(), tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0], bool(tw.sim.state.thrust_n.sum() > 0)))
     try:
         server = CrazyflieServer(twin, args.host, args.port, latency_ms=args.latency_ms)
     except OSError as exc:

@@ -8,6 +8,7 @@ import sys
 
 from sim.errors import QuadhilError
 from sim.report import emit_json, start_arg, xyz_arg
+from sim.sitl.mocap_stream import add_mocap_stream_arguments, open_mocap_stream
 from sim.sitl.processes import stop_on_signals
 
 
@@ -50,12 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimate", choices=("truth", "vision"), default="truth",
                         help="what the estimate follows: truth (default) or the VISION_POSITION_ESTIMATE messages a "
                              "client sends (EKF2 on external vision)")
-    parser.add_argument("--mocap-port", type=int, default=None, metavar="PORT",
-                        help="also act as the room's motion capture: stream the true pose over UDP on PORT "
-                             "(quadhil fly --mocap sitl:127.0.0.1:PORT)")
-    parser.add_argument("--mocap-object", default="cf", help="rigid body name in the mocap stream (default cf)")
-    parser.add_argument("--mocap-axes", choices=("z-up", "y-up"), default="z-up", help="axes of the mocap stream")
-    parser.add_argument("--mocap-rate", type=float, default=100.0, help="mocap frames per second (default 100)")
+    add_mocap_stream_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON status line at exit")
 
 
@@ -80,15 +76,12 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(str(exc)) from None
     mocap = None
     if args.mocap_port is not None:
-        from sim.sitl.mocap_stream import MocapStreamServer
-
         try:
-            mocap = MocapStreamServer(args.bind, args.mocap_port, args.mocap_object, args.mocap_axes, args.mocap_rate)
-        except OSError as exc:
+            mocap = open_mocap_stream(args, args.bind, twin.tick_hooks, lambda tw: (
+                tw.time_s, tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0], bool(tw.commander.armed)))
+        except QuadhilError:
             twin.close()
-            raise QuadhilError(f"cannot bind mocap UDP {args.bind}:{args.mocap_port}: {exc.strerror}") from None
-        twin.tick_hooks.append(lambda tw: mocap.tick(tw.time_s, tw.sim.state.pos_w[0], tw.sim.state.quat_wb[0],
-                                                     bool(tw.commander.armed)))
+            raise
     stop = stop_on_signals()
     c = twin.config
     print(f"px4 twin sysid {twin.sysid}: onboard udp {c.bind_host}:{c.onboard_listen_port} -> {c.remote_host}:"
