@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/quadhil demo --vehicle $(VEHICLE)
 
+# Real-time flights sleep most of their time: 3 xdist workers on 2 cores, with the CPU-bound tests
+# kept to one worker at a time (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 3 --dist loadgroup tests
 
 bench: $(STAMP)
 	$(VENV)/bin/quadhil bench sim
