@@ -108,6 +108,9 @@ def ray_environment(address: str | None) -> dict[str, str]:
     return env
 
 
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"  # ray/util/client/server/proxier.py Datapath
+
+
 def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None = None) -> None:
     """Start Ray here (no address: this machine's cores, no dashboard, a small object store,
     workers' logs not forwarded) or join the cluster at ``address``. No runtime_env is passed:
@@ -127,7 +130,19 @@ def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None =
     else:
         kw["address"] = address
     try:
-        ray.init(**kw)
+        try:
+            ray.init(**kw)
+        except ConnectionError as exc:
+            if not (address or "").startswith("ray://") or CLIENT_SERVER_FAILED not in str(exc):
+                raise
+            # The head starts one server process per Ray Client connection; when that process dies
+            # at start (seen once on a loaded CI machine), the head frees its port and a second
+            # connection gets a fresh one.
+            print(f"quadhil sweep: the head's Ray Client server did not start; connecting again ({exc})",
+                  file=sys.stderr)
+            ray.shutdown()
+            time.sleep(2.0)
+            ray.init(**kw)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         hint = ""
         if address is not None and os.environ.get("RAY_AUTH_MODE") != "token":

@@ -133,6 +133,36 @@ def test_an_address_where_no_ray_answers_is_refused_within_its_timeout(tmp_path)
     assert not (tmp_path / "out" / "sweep.json").exists()
 
 
+@needs_ray
+@pytest.mark.parametrize("failures, joined", [(1, True), (2, False)])
+def test_a_ray_client_server_that_dies_at_start_is_asked_once_more(monkeypatch, failures, joined):
+    """A Ray Client connection whose per-client server process died at start (Ray's proxier
+    answers "Starting Ray client server failed") connects once more; a second failure is a
+    QuadhilError naming the address."""
+    import ray
+
+    from train import sweep
+
+    calls = []
+
+    def init(**kw):
+        calls.append(kw["address"])
+        if len(calls) <= failures:
+            raise ConnectionAbortedError(f"Initialization failure from server: {sweep.CLIENT_SERVER_FAILED}.")
+
+    monkeypatch.setattr(sweep, "check_reachable", lambda address: None)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+    address = "ray://127.0.0.1:10001"
+    if joined:
+        sweep.start_ray(address, 1.0)
+    else:
+        with pytest.raises(QuadhilError, match=r"cannot start or join Ray at ray://127\.0\.0\.1:10001"):
+            sweep.start_ray(address, 1.0)
+    assert calls == [address, address]
+
+
 # --- the statistic -----------------------------------------------------------------------------
 
 
