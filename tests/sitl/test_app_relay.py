@@ -4,6 +4,7 @@ motors to zero and is reported. The last test flies it end to end through real c
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 
@@ -107,8 +108,8 @@ def test_malformed_replayed_and_foreign_packets_change_nothing():
         ac.encode_motors(10, [0.9] * 4),  # replay of sequence 10
         ac.encode_motors(9, [0.9] * 4),  # older
         b"\x02" + ac.encode_motors(11, [0.9] * 4)[1:],  # wrong version
-        ac.encode_setpoint(12, (0, 0, 1)),  # mode 2 is not run by the twin
-        ac.encode_status(ac.StatusPacket(13, ac.AppState.IDLE, ac.AppEvent.NONE, 0, 0, 0)),
+        ac.encode_setpoint(11, (0, 0, 1))[:12] + struct.pack("<f", float("nan")) + b"\0" * 4,  # a non-finite target
+        ac.encode_status(ac.StatusPacket(13, ac.AppState.IDLE, ac.AppEvent.NONE, 0, 0, 0)),  # app -> client only
     ]
     for payload in bad:
         twin.handle_datagram(_datagram(payload))
@@ -116,6 +117,22 @@ def test_malformed_replayed_and_foreign_packets_change_nothing():
     assert np.allclose(twin.motor_cmd_n, before)
     assert app_relay.relay_state(twin).rejected == len(bad)
     assert app_relay.relay_state(twin).accepted == 1
+
+
+def test_a_valid_setpoint_in_relay_mode_is_stored_for_the_policy_and_leaves_the_motors_alone():
+    twin = _ready_twin()
+    twin.handle_datagram(_datagram(ac.encode_motors(1, [0.2] * 4)))
+    twin.tick()
+    before = twin.motor_cmd_n.copy()
+    twin.handle_datagram(_datagram(ac.encode_setpoint(2, (0.1, -0.2, 1.0))))
+    twin.tick()
+    rs = app_relay.relay_state(twin)
+    assert np.allclose(twin.motor_cmd_n, before)
+    assert rs.setpoints_accepted == 1 and rs.rejected == 0
+    assert np.allclose(rs.target_w, (0.1, -0.2, 1.0))
+    twin.handle_datagram(_datagram(ac.encode_motors(2, [0.9] * 4)))  # one counter for both kinds: a replay
+    twin.tick()
+    assert rs.rejected == 1 and np.allclose(twin.motor_cmd_n, before)
 
 
 def test_a_relay_flown_twin_lifts_off_and_the_supervisor_keeps_it_flying():
@@ -140,10 +157,13 @@ def test_the_relay_runs_only_while_quadhil_enable_and_mode_say_so():
     twin.handle_datagram(_datagram(ac.encode_motors(2, [0.5] * 4)))
     twin.tick()
     assert np.all(twin.motor_cmd_n > 0)
-    twin.params.set("quadhil.mode", 2)  # onboard policy: not run by the twin, so the relay lets go
+    twin.params.set("quadhil.mode", 2)  # onboard policy: the app's placeholder weights are refused
     twin.tick()
     assert np.all(twin.motor_cmd_n == 0)
-    assert _statuses(twin)[-1].event == ac.AppEvent.DISABLED
+    assert _statuses(twin)[-1].state == ac.AppState.REFUSED
+    twin.params.set("quadhil.enable", 0)  # the PID controller flies again
+    twin.tick()
+    assert _statuses(twin)[-1].state == ac.AppState.IDLE and _statuses(twin)[-1].event == ac.AppEvent.DISABLED
 
 
 def test_watchdog_period_is_the_wdms_parameter():

@@ -1,4 +1,5 @@
-"""The Crazyflie twin's side of quadhil's onboard app, mode 1 (motor relay).
+"""The Crazyflie twin's side of quadhil's onboard app: mode 1 (motor relay) here, mode 2 (onboard
+policy, the app's own C) in :mod:`sim.sitl.crazyflie.app_policy`.
 
 The twin routes every CRTP packet on port 13, channel 2 (the app channel) to :func:`handle`, and
 calls :func:`tick` once per simulation tick. This module does what
@@ -18,6 +19,9 @@ the motors follow in the 1 kHz loop (:func:`tick`, the controller), only while t
 parameters that :func:`param_specs` adds to the twin's TOC say ``enable = 1`` and ``mode = 1``
 (what the bridge sets through cflib); otherwise the twin's own PID controller flies. The relay
 never raises on a malformed packet: it refuses it and counts it, like the firmware.
+A valid SETPOINT packet (same checks, the same sequence counter as MOTORS, as in the app's
+handlePacket) moves the onboard policy's target in any mode; ``mode = 2`` runs
+:func:`sim.sitl.crazyflie.app_policy.tick`, any other non-zero mode holds the motors off.
 The twin API used: ``set_motor_override(thrust_n (4,) | None)``, ``now_s()``, ``send_crtp(port,
 channel, data)``, ``tick_hooks``, ``vehicle`` (the nominal :class:`sim.vehicle.Vehicle`) and
 ``commander`` (fed a neutral setpoint per valid packet, as the app does; this uses the twin
@@ -52,17 +56,32 @@ class RelayState:
     trip_ages_s: list = field(default_factory=list)  # time from the last valid packet to the trip
     last_error: str = ""
     overriding: bool = False
+    # mode 2 (sim.sitl.crazyflie.app_policy): the app's shared target and policy statics
+    setpoints_accepted: int = 0
+    target_w: np.ndarray | None = None  # m ENU; None until a SETPOINT or the policy's first tick
+    policy: object = None  # app_policy.CPolicy, loaded when the twin boots
+    policy_error: str = ""
+    policy_started: bool = False
+    policy_ticks: int = 0
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    last_action: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    pwm_ratio: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    last_feed_s: float | None = None
 
 
 _ATTR = "_quadhil_app_relay"
 
 
 def relay_state(twin) -> RelayState:
-    """The relay state attached to ``twin`` (created on first use, which also registers
-    :func:`tick` in ``twin.tick_hooks`` so the watchdog runs every twin tick)."""
+    """The relay state attached to ``twin`` (created on first use - the twin does so when it boots -,
+    which also registers :func:`tick` in ``twin.tick_hooks`` so the app's controller runs every twin
+    tick, and loads the onboard policy's C, see :func:`sim.sitl.crazyflie.app_policy.load_for_twin`)."""
     state = getattr(twin, _ATTR, None)
     if state is None:
+        from sim.sitl.crazyflie import app_policy
+
         state = RelayState()
+        app_policy.load_for_twin(twin, state)
         setattr(twin, _ATTR, state)
         hooks = getattr(twin, "tick_hooks", None)
         if hooks is not None and tick not in hooks:
@@ -124,9 +143,15 @@ def _param(twin, name: str, default: float) -> float:
         return default
 
 
+def _mode(twin) -> int:
+    """The mode the app's controller runs: 0 when quadhil.enable = 0 (the PID controller flies),
+    else quadhil.mode (1 relay, 2 onboard policy)."""
+    return int(_param(twin, "mode", 1.0)) if bool(_param(twin, "enable", 1.0)) else 0
+
+
 def _active(twin) -> bool:
     """quadhil.enable = 1 and quadhil.mode = 1 (the app's controller runs the relay)."""
-    return bool(_param(twin, "enable", 1.0)) and int(_param(twin, "mode", 1.0)) == 1
+    return _mode(twin) == 1
 
 
 def param_specs(twin) -> list:
@@ -152,16 +177,20 @@ def handle(twin, payload: bytes) -> None:
         rs.rejected += 1
         rs.last_error = str(exc)
         return
-    if not isinstance(packet, ac.MotorPacket):
-        # SETPOINT is mode 2 (onboard policy), which this twin does not run; STATUS is app -> client.
+    if not isinstance(packet, (ac.MotorPacket, ac.SetpointPacket)):
+        # STATUS is app -> client: the app's handlePacket counts anything else as rejected
         rs.rejected += 1
-        rs.last_error = f"{type(packet).__name__} is not handled by the twin's relay"
+        rs.last_error = f"{type(packet).__name__} is not a client packet"
         return
     if not ac.sequence_is_newer(packet.sequence, rs.last_seq):
         rs.rejected += 1
         rs.last_error = f"sequence {packet.sequence} is not newer than {rs.last_seq}"
         return
     rs.last_seq = packet.sequence
+    if isinstance(packet, ac.SetpointPacket):  # stored in any mode; only the policy reads it
+        rs.target_w = np.asarray(packet.target_w, dtype=np.float64)
+        rs.setpoints_accepted += 1
+        return
     rs.last_rx_s = _now_s(twin)
     rs.motors = np.asarray(packet.motors, dtype=np.float64)
     rs.accepted += 1
@@ -170,12 +199,15 @@ def handle(twin, payload: bytes) -> None:
 
 
 def tick(twin) -> None:
-    """The app's controller in mode 1, once per twin tick: apply the last valid packet, or, when
-    none arrived within ``watchdog_ms``, motors off and report. Disabled: hand the motors back."""
+    """The app's controller (controllerOutOfTree), once per twin tick. Mode 1: apply the last valid
+    packet, or, when none arrived within ``watchdog_ms``, motors off and report. Mode 2: the onboard
+    policy (:mod:`sim.sitl.crazyflie.app_policy`). Disabled: hand the motors back."""
     rs = getattr(twin, _ATTR, None)
     if rs is None:
         return
-    if not _active(twin):
+    mode = _mode(twin)
+    if mode == 0:
+        rs.policy_started = False
         if rs.state != ac.AppState.IDLE or rs.overriding:
             twin.set_motor_override(None)
             rs.overriding = False
@@ -184,8 +216,18 @@ def tick(twin) -> None:
     rs.overriding = True
     rs.watchdog_ms = _param(twin, "wdMs", rs.watchdog_ms)  # read every tick, like the app's statics
     rs.thrust_scale = _param(twin, "thrustScale", rs.thrust_scale)
+    if mode == 2:
+        from sim.sitl.crazyflie import app_policy
+
+        app_policy.tick(twin, rs, lambda state, event: _set_state(twin, rs, state, event), _feed_commander)
+        return
+    rs.policy_started = False
+    if mode != 1:
+        twin.set_motor_override(np.zeros(4))  # quadhil_app.c: an unknown mode holds the motors off
+        return
     if rs.last_rx_s is None:
         twin.set_motor_override(np.zeros(4))  # enabled, nothing received yet: motors off
+        _set_state(twin, rs, ac.AppState.IDLE, ac.AppEvent.NONE)
         return
     now = _now_s(twin)
     age_s = now - rs.last_rx_s

@@ -39,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimate", choices=("truth", "noisy", "mocap"), default=None,
                         help="what the twin's state estimate follows: truth, noisy truth (= --noise) or the "
                              "external poses a client sends (cflib extpose, CRTP localization port)")
+    parser.add_argument("--app-policy", default=None, metavar="WEIGHTS.h",
+                        help="the onboard app's mode-2 network: a policy_weights.h from `quadhil export RUN --format c "
+                             "--out WEIGHTS.h`, built with gcc from the app's own C (default: the app's placeholder, "
+                             "which mode 2 refuses)")
     add_mocap_stream_arguments(parser)
     parser.add_argument("--stats-json", default=None, metavar="PATH",
                         help="write real-time and traffic figures to PATH (JSON) on exit")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     estimate = args.estimate or ("noisy" if args.noise else "truth")
     twin = CrazyflieTwin(TwinConfig(seed=args.seed, noise=args.noise or estimate == "noisy", wind_mps=args.wind,
                                     start_m=tuple(args.start), auto_arm=not args.no_auto_arm,
-                                    estimate=estimate))
+                                    estimate=estimate, app_policy=args.app_policy))
     mocap = None
     if args.mocap_port is not None:
         mocap = open_mocap_stream(args, args.host, twin.tick_hooks, lambda tw: (

@@ -13,7 +13,8 @@ Extension API (used by the motor-relay app in ``sim.sitl.crazyflie.app_relay``):
 - ``twin.supervisor``, ``twin.sim`` (QuadSim, N = 1), ``twin.params`` for inspection.
 
 Port 13 channel 2 (app channel) datagrams go to ``app_relay.handle(twin, payload)`` when that
-module exists; otherwise they are counted and dropped, as on firmware without an app.
+module exists; otherwise they are counted and dropped, as on firmware without an app. The app
+(relay and onboard policy, ``TwinConfig.app_policy``) is attached when the twin boots.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class TwinConfig:
     # "mocap": the estimate's position and attitude follow the external poses the client sends
     # (CRTP localization port, EXT_POSE); see CrazyflieTwin._estimate. Otherwise truth / noisy.
     estimate: str = "truth"
+    # the onboard app's mode-2 network: a policy_weights.h (quadhil export --format c) that the twin
+    # builds with the app's own C (sim.sitl.crazyflie.app_policy); None: the app's placeholder
+    app_policy: str | None = None
 
 
 class Battery:
@@ -168,6 +172,8 @@ class CrazyflieTwin:
             self._app_relay = None
         self.params = ParamStore(self._param_specs())
         self.log = LogSubsystem(self._log_vars())
+        if self._app_relay is not None:  # the app's controller runs from boot, as on the vehicle
+            self._app_relay.relay_state(self)
 
     # ----------------------------------------------------------------- extension API
     def now_s(self) -> float:

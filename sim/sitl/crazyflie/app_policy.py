@@ -1,0 +1,257 @@
+"""The Crazyflie twin's side of quadhil's onboard app, mode 2 (onboard policy), running the app's own C.
+
+``firmware_bridge/crazyflie_app/src/quadhil_nn.c`` (observation builder, forward pass, action to
+PWM-ratio mapping) is compiled for this host with gcc against one ``policy_weights.h`` (written by
+``quadhil export RUN --format c``) into a shared library, loaded through ctypes and called from the
+twin's 1 kHz loop: no second implementation of the network, no process boundary in the loop.
+
+What this module mirrors of ``firmware_bridge/crazyflie_app/src/quadhil_app.c`` (runPolicy,
+policyAcceptable, applyActions, appMain's feedCommander; the state lives in the relay's
+:class:`sim.sitl.crazyflie.app_relay.RelayState`, as the app keeps both modes in one set of
+statics):
+
+* ``policyAcceptable``: the embedded network must be for vehicle ``crazyflie``, motor-level, at an
+  integer rate dividing the 1 kHz main loop, with at most 8 past actions. Otherwise: motors off,
+  state ``refused`` (one STATUS packet), every tick. The committed placeholder weights
+  (vehicle ``"none: ..."``) are refused, as on a fresh build of the app;
+* the policy runs on ticks where ``RATE_DO_EXECUTE(rate, step)`` holds (step % (1000 / rate) == 0,
+  crazyflie-firmware src/modules/interface/stabilizer_types.h); between them the motors keep the
+  last forces;
+* on its first tick: the action history starts at the hover action, the target is the estimated
+  position unless a SETPOINT packet already set one, state ``policy`` event ``started``;
+* the observation comes from the state estimate (position, velocity, attitude quaternion) and the
+  gyro (deg/s in ``sensorData_t``, times 0.0174532925 as the app does), here the twin's estimate and
+  its low-passed 1 kHz gyro (what the twin's PID controller sees too);
+* a non-finite action: motors off for that tick, nothing else changes;
+* the action goes through ``qh_action_to_pwm_ratio`` (``control_t.normalizedForces``), and from
+  there through the same path the relay uses (``Vehicle.command_to_thrust``,
+  ``twin.set_motor_override``);
+* while flying, the commander is fed a neutral setpoint every 100 ms, so the supervisor's commander
+  watchdog never levels out or locks a vehicle flown by the app. Consequence, as on the real app:
+  mode 2 has no link watchdog; SETPOINT packets only move the target, and when they stop the
+  policy holds the last one.
+
+gcc missing: :class:`sim.errors.QuadhilError` naming it, when weights were asked for
+(``TwinConfig.app_policy`` / ``quadhil sitl crazyflie --app-policy``); with the default placeholder
+the twin still runs (mode 1 needs no C) and mode 2 refuses, with the reason in
+``RelayState.policy_error``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import QuadhilError
+
+APP_SRC = Path(__file__).resolve().parents[3] / "firmware_bridge" / "crazyflie_app" / "src"
+PLACEHOLDER_WEIGHTS = APP_SRC / "policy_weights.h"
+# the app's own build flags for the portable C (tests/firmware_bridge/onboard_support.HOST_CFLAGS)
+# plus what a shared library needs
+HOST_CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+MAIN_LOOP_HZ = 1000  # RATE_MAIN_LOOP, crazyflie-firmware stabilizer_types.h
+MAX_ACTION_HISTORY = 8  # quadhil_app.c: float history[4 * 8]
+FEED_PERIOD_S = 0.1  # quadhil_app.c appMain: feedCommander every 100 ms while the policy flies
+DEG2RAD_F32 = np.float32(0.0174532925)  # quadhil_app.c runPolicy
+
+
+class QhState(ctypes.Structure):
+    """``qh_state_t`` of quadhil_nn.h: world ENU m, m/s; quaternion w,x,y,z body-to-world; rad/s FLU."""
+
+    _fields_ = [("pos_w", ctypes.c_float * 3), ("vel_w", ctypes.c_float * 3),
+                ("quat_wb", ctypes.c_float * 4), ("omega_b", ctypes.c_float * 3)]
+
+
+def _cache_dir() -> Path:
+    d = Path(os.environ.get("QUADHIL_APP_POLICY_CACHE", Path(tempfile.gettempdir()) / "quadhil-app-policy"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def build_library(weights_h: Path) -> Path:
+    """Compile quadhil_nn.c with ``weights_h`` as its policy_weights.h into a shared library for this
+    host; return its path. Cached by the content of the sources, the weights and the flags, so a
+    twin pays gcc once per policy. Raises QuadhilError when gcc is missing or the build fails."""
+    weights_h = Path(weights_h)
+    if not weights_h.is_file():
+        raise QuadhilError(f"app policy weights {weights_h} not found (write them with "
+                           "`quadhil export RUN --format c --out FILE.h`)")
+    nn_c, nn_h = APP_SRC / "quadhil_nn.c", APP_SRC / "quadhil_nn.h"
+    if not nn_c.is_file():
+        raise QuadhilError(f"the app's C source {nn_c} is not there (a source checkout of quadhil is needed)")
+    text = weights_h.read_bytes()
+    key = hashlib.sha256(b"\0".join([nn_c.read_bytes(), nn_h.read_bytes(), text, " ".join(HOST_CFLAGS).encode()]))
+    lib = _cache_dir() / f"quadhil_nn-{key.hexdigest()[:20]}.so"
+    if lib.is_file():
+        return lib
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise QuadhilError("gcc not found: the twin runs the onboard app's policy (mode 2) as the app's own C "
+                           "(quadhil_nn.c) built for this host; install gcc (Debian: apt-get install gcc)")
+    with tempfile.TemporaryDirectory(prefix="quadhil-app-policy-") as tmp:
+        # quadhil_nn.c includes "policy_weights.h": a quoted include looks in the including file's
+        # directory first, so a copy next to these weights finds them and not the app's placeholder
+        stage = Path(tmp)
+        shutil.copyfile(nn_c, stage / "quadhil_nn.c")
+        (stage / "policy_weights.h").write_bytes(text)
+        out = stage / lib.name
+        cmd = [gcc, *HOST_CFLAGS, f"-I{stage}", f"-I{APP_SRC}", str(stage / "quadhil_nn.c"), "-o", str(out), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise QuadhilError(f"building the app policy from {weights_h} failed: {' '.join(cmd)}\n{proc.stderr}")
+        os.replace(out, lib)  # atomic: parallel twins never load a half-written library
+    return lib
+
+
+@dataclass
+class CPolicy:
+    """quadhil_nn.c with one policy_weights.h, loaded through ctypes."""
+
+    weights_h: Path
+    library: Path
+    vehicle: str
+    motor_level: bool
+    for_crazyflie: bool
+    rate_hz: float
+    obs_dim: int
+    action_history: int
+    hover_action: np.ndarray  # (4,) the history's starting value
+    _lib: ctypes.CDLL
+
+    @classmethod
+    def load(cls, weights_h: Path) -> "CPolicy":
+        """Build (or take from the cache) and load the library for ``weights_h``."""
+        path = build_library(Path(weights_h))
+        lib = ctypes.CDLL(str(path))
+        f32p = ctypes.POINTER(ctypes.c_float)
+        lib.qh_observe.argtypes = [ctypes.POINTER(QhState), f32p, f32p, f32p]
+        lib.qh_observe.restype = ctypes.c_int
+        lib.qh_forward.argtypes = [f32p, f32p]
+        lib.qh_forward.restype = None
+        lib.qh_action_to_pwm_ratio.argtypes = [ctypes.c_float, ctypes.c_float]
+        lib.qh_action_to_pwm_ratio.restype = ctypes.c_float
+        lib.qh_policy_vehicle.restype = ctypes.c_char_p
+        lib.qh_policy_is_for_crazyflie.restype = ctypes.c_bool
+        lib.qh_policy_is_motor_level.restype = ctypes.c_bool
+        lib.qh_policy_rate_hz.restype = ctypes.c_float
+        lib.qh_policy_obs_dim.restype = ctypes.c_int
+        lib.qh_policy_action_history.restype = ctypes.c_int
+        lib.qh_policy_hover_action.restype = f32p
+        hover = np.ctypeslib.as_array(lib.qh_policy_hover_action(), shape=(4,)).copy()
+        return cls(Path(weights_h), path, lib.qh_policy_vehicle().decode(), bool(lib.qh_policy_is_motor_level()),
+                   bool(lib.qh_policy_is_for_crazyflie()), float(lib.qh_policy_rate_hz()),
+                   int(lib.qh_policy_obs_dim()), int(lib.qh_policy_action_history()), hover, lib)
+
+    def acceptable(self) -> bool:
+        """quadhil_app.c policyAcceptable: crazyflie, motors, an integer rate dividing 1 kHz, <= 8 actions."""
+        rate_i = int(self.rate_hz)
+        return (self.for_crazyflie and self.motor_level and rate_i > 0 and float(rate_i) == self.rate_hz
+                and MAIN_LOOP_HZ % rate_i == 0 and self.action_history <= MAX_ACTION_HISTORY)
+
+    def refusal(self) -> str:
+        """The app's console line for a refused network (quadhil_app.c runPolicy)."""
+        return (f"refusing policy for '{self.vehicle}' ({'motors' if self.motor_level else 'ctbr'}, "
+                f"{int(self.rate_hz)} Hz): need crazyflie, motors, a divisor of 1000 Hz")
+
+    def observe(self, pos_w, vel_w, quat_wb, omega_b, target_w, history: np.ndarray) -> np.ndarray:
+        """qh_observe: the raw observation (float32) of one state (m, m/s ENU; w,x,y,z; rad/s FLU)."""
+        s = QhState((ctypes.c_float * 3)(*pos_w), (ctypes.c_float * 3)(*vel_w), (ctypes.c_float * 4)(*quat_wb),
+                    (ctypes.c_float * 3)(*omega_b))
+        target = np.ascontiguousarray(target_w, dtype=np.float32)
+        hist = np.ascontiguousarray(history, dtype=np.float32)
+        if hist.size == 0:
+            hist = np.zeros(4, dtype=np.float32)
+        obs = np.zeros(max(self.obs_dim, 1), dtype=np.float32)
+        f32p = ctypes.POINTER(ctypes.c_float)
+        n = self._lib.qh_observe(ctypes.byref(s), target.ctypes.data_as(f32p), hist.ctypes.data_as(f32p),
+                                 obs.ctypes.data_as(f32p))
+        if n != self.obs_dim:
+            raise QuadhilError(f"qh_observe wrote {n} values, the weights say {self.obs_dim}")
+        return obs
+
+    def forward(self, obs: np.ndarray) -> np.ndarray:
+        """qh_forward: four actions in [-1, 1] (float32) for one raw observation."""
+        x = np.ascontiguousarray(obs, dtype=np.float32)
+        out = np.zeros(4, dtype=np.float32)
+        f32p = ctypes.POINTER(ctypes.c_float)
+        self._lib.qh_forward(x.ctypes.data_as(f32p), out.ctypes.data_as(f32p))
+        return out
+
+    def pwm_ratio(self, action: np.ndarray, thrust_scale: float) -> np.ndarray:
+        """qh_action_to_pwm_ratio per motor: control_t.normalizedForces in [0, 1]."""
+        return np.array([self._lib.qh_action_to_pwm_ratio(float(a), float(thrust_scale)) for a in action])
+
+
+def load_for_twin(twin, rs) -> None:
+    """Load the weights the twin was configured with (``twin.config.app_policy``; QuadhilError when
+    that fails), else the app's committed placeholder (a failure is kept in ``rs.policy_error`` and
+    mode 2 refuses). Called once when the twin boots, outside the real-time loop."""
+    configured = getattr(getattr(twin, "config", None), "app_policy", None)
+    if configured:
+        rs.policy = CPolicy.load(Path(configured))
+        return
+    try:
+        rs.policy = CPolicy.load(PLACEHOLDER_WEIGHTS)
+    except QuadhilError as exc:
+        rs.policy, rs.policy_error = None, str(exc)
+
+
+def reset(rs) -> None:
+    """What leaving mode 2 does in the app: the next entry starts the policy afresh (policyStarted)."""
+    rs.policy_started = False
+
+
+def tick(twin, rs, set_state, feed_commander) -> None:
+    """The app's controller in mode 2 (runPolicy) for the 1 kHz twin tick ``twin.ticks``, plus
+    appMain's 100 ms commander feed. ``set_state(state, event)`` reports like the app's setState."""
+    from sim.sitl import app_channel as ac
+
+    rs.overriding = True
+    policy = rs.policy
+    if policy is None or not policy.acceptable():
+        if rs.state != ac.AppState.REFUSED:
+            rs.last_error = rs.policy_error if policy is None else policy.refusal()
+        twin.set_motor_override(np.zeros(4))
+        set_state(ac.AppState.REFUSED, ac.AppEvent.NONE)
+        return
+    step = int(twin.ticks)
+    if step % (MAIN_LOOP_HZ // int(policy.rate_hz)) == 0:
+        _run_policy(twin, rs, policy, set_state)
+    now_s = float(twin.now_s())
+    if rs.state == ac.AppState.POLICY and (rs.last_feed_s is None or now_s - rs.last_feed_s >= FEED_PERIOD_S):
+        rs.last_feed_s = now_s
+        feed_commander(twin)
+
+
+def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
+    from sim.sitl import app_channel as ac
+
+    if not rs.policy_started:
+        rs.history = np.tile(policy.hover_action, policy.action_history).astype(np.float32)
+        if rs.target_w is None:
+            rs.target_w = np.asarray(twin.est_pos, dtype=np.float64).copy()
+        rs.policy_started = True
+        rs.policy_ticks = 0
+        set_state(ac.AppState.POLICY, ac.AppEvent.STARTED)
+    qx, qy, qz, qw = twin.est_quat_xyzw
+    gyro_dps = np.degrees(np.asarray(getattr(twin, "filtered_omega_b", twin.est_omega_b)).reshape(3)).astype(np.float32)
+    obs = policy.observe(twin.est_pos, twin.est_vel, (qw, qx, qy, qz), gyro_dps * DEG2RAD_F32, rs.target_w,
+                         rs.history)
+    action = policy.forward(obs)
+    rs.policy_ticks += 1
+    if not np.all(np.isfinite(action)):
+        twin.set_motor_override(np.zeros(4))
+        return
+    if policy.action_history > 0:  # newest first, as sim.contract.push_action_history
+        rs.history = np.concatenate([action, rs.history[:-4]]).astype(np.float32)
+    rs.last_action = action.copy()
+    rs.pwm_ratio = policy.pwm_ratio(action, rs.thrust_scale)
+    twin.set_motor_override(twin.vehicle.command_to_thrust(rs.pwm_ratio))
