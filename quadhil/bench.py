@@ -17,6 +17,7 @@ TARGETS = {
     "sitl-fw": ("sim.sitl.crazysim.bench", "CrazySim physics side: tick lateness, IMU rate, CPU per drone (scripted firmware or cf2)"),
     "sitl-px4": ("sim.sitl.px4.bench", "PX4 twin and px4-hil: command RTT, CPU, hold error, failsafe delay, lockstep rate"),
     "bridge": ("firmware_bridge.bench", "bridge loop latency and deadline misses against the twin"),
+    "onboard": ("firmware_bridge.onboard_bench", "Cortex-M4 flash and cycle estimate of the Crazyflie app's policy tick"),
     "sb3": ("train.sb3_compare", "stable-baselines3 TD3 vs quadhil's DDPG: wall time to 95 %% eval success"),
 }
 
