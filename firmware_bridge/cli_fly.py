@@ -102,6 +102,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-port", type=int, default=8765, help="port of --live (default 8765)")
     parser.add_argument("--no-mcap", action="store_true", help="write the flight log as JSON lines only (no .mcap)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--onboard", action="store_true",
+                        help="Crazyflie with quadhil's app: its mode 2 flies the network flashed with the app "
+                             "(quadhil export --format c); the bridge takes off, streams --target as SETPOINT packets "
+                             "for --duration s and lands. --model is checked for what the app accepts")
     parser.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
 
 
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     """Fly; print the summary; exit 0 (landed), 2 (refused) or 3 (failsafe)."""
     from firmware_bridge.flight import Flight, FlyConfig, RefusedToArm
 
+    if args.onboard:
+        return _run_onboard(args)
     cfg = FlyConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                     arm=args.arm, geofence=args.geofence, log_dir=args.log, takeoff_height_m=args.takeoff_height,
                     handover=args.handover, connect_timeout_s=args.connect_timeout, battery_min_v=args.battery_min,
@@ -150,6 +156,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(d)
     return EXIT_FAILSAFE if result.failsafe else 0
+
+
+def _run_onboard(args: argparse.Namespace) -> int:
+    """``--onboard``: firmware_bridge.onboard_flight; exit 0 landed or dry run, 2 refused, 3 failsafe."""
+    from firmware_bridge.onboard_flight import OnboardConfig, fly_onboard
+
+    cfg = OnboardConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
+                        arm=args.arm, connect_timeout_s=args.connect_timeout,
+                        takeoff_height_m=args.takeoff_height or 0.5)
+    d = fly_onboard(cfg, log=(lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+    print_table("quadhil fly --onboard", [
+        ("final state", d["final_state"]), ("dry run", d["dry_run"]), ("target (m)", d.get("target_w")),
+        ("hover RMSE (m)", _f(d["rmse_m"])), ("max error (m)", _f(d["max_error_m"])),
+        ("app states", " -> ".join(d["app_states"]) or "none heard"), ("reason", d["reason"] or "none")])
+    if args.json:
+        emit_json(d)
+    if d["final_state"] == "refused":
+        raise QuadhilError(f"--onboard refused: {d['reason']}")
+    return EXIT_FAILSAFE if d["final_state"] == "failsafe" else 0
 
 
 def _preflight_rows(d: dict) -> list[tuple[str, str]]:

@@ -64,7 +64,7 @@ SLOW_VARS = ("pm.vbat",)
 SITL_BATTERY_V = 4.2
 SUPERVISOR_VAR = "supervisor.info"
 RELAY_PARAM_ENABLE = "quadhil.enable"  # firmware_bridge/crazyflie_app: PARAM_GROUP quadhil
-RELAY_PARAM_MODE = "quadhil.mode"  # 1 = motor relay
+RELAY_PARAM_MODE = "quadhil.mode"  # 1 = motor relay, 2 = onboard policy
 MOTOR_POWER_WRITE_S = 0.015  # one param write round trip on the radio, measured by Bitcraze users
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class CrazyflieLink(Link):
         self._warned_params = False
         self._relay_seq = 0
         self._relay_active = False
+        self.app_status: list = []  # StatusPacket (sim.sitl.app_channel) the app sent, in order
 
     # -- lifecycle -------------------------------------------------------------------------
     def connect(self, timeout_s: float) -> None:
@@ -175,6 +176,7 @@ class CrazyflieLink(Link):
         cf.fully_connected.add_callback(lambda uri: self._connected.set())
         cf.connection_failed.add_callback(self._on_failed)
         cf.connection_lost.add_callback(self._on_lost)
+        cf.appchannel.packet_received.add_callback(self._on_app_packet)
         self._cf = cf
         try:
             cf.open_link(self.uri)
@@ -189,6 +191,17 @@ class CrazyflieLink(Link):
     def _on_failed(self, uri, msg) -> None:
         self._failed = _one_line(msg)
         self._connected.set()
+
+    def _on_app_packet(self, data: bytes) -> None:
+        """A packet from quadhil's app (STATUS); anything else on the app channel is ignored."""
+        from sim.sitl import app_channel
+
+        try:
+            packet = app_channel.decode(bytes(data))
+        except app_channel.PacketError:
+            return
+        if isinstance(packet, app_channel.StatusPacket):
+            self.app_status.append(packet)
 
     def _on_lost(self, uri, msg) -> None:
         self.lost_reason = f"cflib reports connection lost: {_one_line(msg)}"
@@ -492,6 +505,40 @@ class CrazyflieLink(Link):
                 self._cf.param.set_value(RELAY_PARAM_ENABLE, "0")
             elif self.motor_path == "motor_power_params":
                 self._cf.param.set_value("motorPowerSet.enable", "0")
+        except Exception:  # noqa: BLE001 - best effort on a failing link
+            pass
+
+    # -- the app's onboard policy (mode 2) ----------------------------------------------------
+    def onboard_setpoint(self, target_w: np.ndarray) -> dict:
+        """Move the onboard policy's target (m, world ENU): one SETPOINT packet on the app channel
+        (sim.sitl.app_channel; the app stores it in any mode). Nothing is sent in a dry run."""
+        x, y, z = (float(v) for v in np.asarray(target_w, dtype=np.float64).reshape(3))
+        if self._cf is None or self.dry_run:
+            return {"x": x, "y": y, "z": z}
+        if self.motor_path != "app_channel":
+            raise LinkError(f"the Crazyflie at {self.uri} has no quadhil app (no {RELAY_PARAM_ENABLE} parameter)")
+        from sim.sitl import app_channel
+
+        self._relay_seq = (self._relay_seq + 1) & 0xFFFF
+        self._cf.appchannel.send_packet(app_channel.encode_setpoint(self._relay_seq, (x, y, z)))
+        return {"x": x, "y": y, "z": z}
+
+    def onboard_start(self, target_w: np.ndarray) -> None:
+        """Hand the motors to the app's onboard policy aimed at ``target_w``: the target first (so the
+        policy's first tick already has it), then quadhil.mode = 2 and quadhil.enable = 1."""
+        if self._cf is None or self.dry_run:
+            return
+        self.onboard_setpoint(target_w)
+        self._cf.param.set_value(RELAY_PARAM_MODE, "2")
+        self._cf.param.set_value(RELAY_PARAM_ENABLE, "1")
+
+    def onboard_stop(self) -> None:
+        """quadhil.enable = 0: the stock PID controller flies again, on the commander's setpoints
+        (best effort on a failing link)."""
+        if self._cf is None or self.dry_run:
+            return
+        try:
+            self._cf.param.set_value(RELAY_PARAM_ENABLE, "0")
         except Exception:  # noqa: BLE001 - best effort on a failing link
             pass
 

@@ -1,0 +1,223 @@
+"""``quadhil fly --onboard``: a Crazyflie flown by the policy inside quadhil's app (mode 2).
+
+The network runs onboard (``firmware_bridge/crazyflie_app``, weights flashed with the app); the
+bridge only takes off and lands on the firmware's own stabilization (``Link.assist``), hands the
+motors to the app with the target first (``CrazyflieLink.onboard_start``), streams the target as
+SETPOINT packets while watching the state estimate, and takes the motors back
+(``quadhil.enable = 0``) to land, or to descend when something is wrong:
+
+* the app reports ``refused`` (its network is not a Crazyflie motor-level one at a rate dividing
+  1 kHz, or it is the placeholder) or never reports ``policy``;
+* the estimate is further than ``abort_radius_m`` from the target once the policy has had
+  ``settle_s`` to get there, is stale for more than ``stale_s``, is not finite, or cflib loses
+  the link.
+
+The app has no link watchdog in mode 2 (it feeds its own commander, quadhil_app.c appMain), so a
+bridge that dies leaves the vehicle hovering at the last target: the bridge is the only one that
+lands it. The ``--model`` .tflite is not what flies: it is checked for what the app accepts
+(vehicle crazyflie, motors, a rate dividing 1 kHz), and the app does not report which network
+it holds, so the bridge cannot confirm the two are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import QuadhilError
+
+CLIMB_MPS = 0.6  # as firmware_bridge.flight
+SINK_MPS = 0.3
+GROUND_TOUCH_M = 0.05
+TAKEOFF_TIMEOUT_S = 5.0
+TOUCHDOWN_TIMEOUT_S = 4.0
+APP_START_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class OnboardConfig:
+    """One onboard-policy flight. Positions world ENU, m; times s."""
+
+    model: str
+    link: str
+    target_w: tuple[float, float, float] | None = None  # default: above the start at takeoff height
+    takeoff_height_m: float = 0.5
+    duration_s: float = 10.0
+    arm: bool = False
+    setpoint_rate_hz: float = 20.0
+    abort_radius_m: float = 1.0
+    settle_s: float = 2.0
+    stale_s: float = 0.3
+    connect_timeout_s: float = 10.0
+
+
+def app_refusal(spec) -> str | None:
+    """Why quadhil_app.c's policyAcceptable would refuse a network made under ``spec``, or None."""
+    rate = float(spec.control_rate_hz)
+    if spec.vehicle != "crazyflie":
+        return f"the app flies Crazyflie policies; this one is for {spec.vehicle!r}"
+    if spec.action_mode != "motors":
+        return f"the app's onboard policy is motor-level; this one is {spec.action_mode!r}"
+    if rate != int(rate) or int(rate) <= 0 or 1000 % int(rate):
+        return f"{rate:g} Hz does not divide the firmware's 1 kHz loop"
+    if spec.action_history > 8:
+        return f"{spec.action_history} past actions; the app keeps at most 8"
+    return None
+
+
+def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
+    """Fly; return the figures (``final_state`` ``landed`` | ``failsafe`` | ``refused`` | ``dry_run``,
+    ``rmse_m`` over the hover after ``settle_s``, the app's states heard). Raises QuadhilError when
+    the model or the vehicle cannot do this at all."""
+    from deploy.runtime import Policy
+    from firmware_bridge.links import make_link
+    from sim.sitl import app_channel as ac
+    from sim.vehicle import load_vehicle
+
+    spec = Policy.load(cfg.model).spec
+    why = app_refusal(spec)
+    if why is not None:
+        raise QuadhilError(f"--onboard: {why}")
+    if not cfg.link.startswith(("radio://", "usb://", "udp://")):
+        raise QuadhilError("--onboard flies quadhil's Crazyflie app: the link must be radio://, usb:// or udp://")
+    vehicle = load_vehicle(spec.vehicle)
+    link = make_link(cfg.link)
+    result: dict = {"mode": "onboard", "model": cfg.model, "link": cfg.link, "dry_run": not cfg.arm,
+                    "rmse_m": None, "max_error_m": None, "hover_s": 0.0, "reason": None, "app_states": []}
+    link.connect(cfg.connect_timeout_s)
+    try:
+        link.prepare(spec, vehicle)
+        if "motors" not in link.action_modes() or link.motor_path != "app_channel":
+            result.update(final_state="refused", reason=f"no quadhil app on {cfg.link} (no quadhil.enable parameter)")
+            return result
+        tel = _wait_telemetry(link, cfg.stale_s * 10)
+        if tel is None:
+            result.update(final_state="refused", reason="no state estimate from the vehicle")
+            return result
+        start = np.asarray(tel.pos_w, dtype=np.float64)
+        target = np.asarray(cfg.target_w if cfg.target_w is not None else
+                            (start[0], start[1], start[2] + cfg.takeoff_height_m), dtype=np.float64)
+        result["target_w"] = target.tolist()
+        if not cfg.arm:
+            link.onboard_setpoint(target)  # a dry run sends nothing
+            result.update(final_state="dry_run", reason="dry run: nothing was sent")
+            return result
+        link.arm(0.0)
+        reason = _takeoff(link, target[2], start[:2], log)
+        errors: list[float] = []
+        if reason is None:
+            reason = _hover(link, cfg, target, errors, result, ac, log)
+        result["app_states"] = [ac.AppState(s.state).name.lower() for s in _dedup(link.app_status)]
+        if errors:
+            e = np.asarray(errors)
+            result.update(rmse_m=float(np.sqrt(np.mean(e ** 2))), max_error_m=float(e.max()))
+        landed = _land(link, log)
+        if reason is None:
+            result.update(final_state="landed" if landed else "failsafe",
+                          reason=None if landed else "touch-down not confirmed")
+        else:
+            result.update(final_state="refused" if reason.startswith("app refused") else "failsafe", reason=reason)
+        return result
+    finally:
+        link.close()
+
+
+def _dedup(statuses: list) -> list:
+    out = []
+    for s in statuses:
+        if not out or (out[-1].state, out[-1].event) != (s.state, s.event):
+            out.append(s)
+    return out
+
+
+def _wait_telemetry(link, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        tel = link.telemetry.latest()
+        if tel is not None:
+            return tel
+        time.sleep(0.01)
+    return None
+
+
+def _fresh(link, stale_s: float):
+    tel = link.telemetry.latest()
+    if tel is None or time.monotonic() - tel.t_arrival_s > stale_s or not np.all(np.isfinite(tel.pos_w)):
+        return None
+    return tel
+
+
+def _takeoff(link, z_m: float, hold_xy, log) -> str | None:
+    """Climb on the firmware's stabilization to ``z_m``; None when there, else why not."""
+    t0 = time.monotonic()
+    while True:
+        tel = _fresh(link, 0.3)
+        if tel is None:
+            return "no fresh state estimate during takeoff"
+        if tel.pos_w[2] >= z_m - 0.05:
+            log(f"takeoff: z = {tel.pos_w[2]:.2f} m after {time.monotonic() - t0:.1f} s")
+            return None
+        if time.monotonic() - t0 > TAKEOFF_TIMEOUT_S:
+            return f"assisted takeoff did not reach z = {z_m:.2f} m in {TAKEOFF_TIMEOUT_S:.0f} s"
+        link.assist(CLIMB_MPS, tel, np.asarray(hold_xy))
+        time.sleep(0.02)
+
+
+def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log) -> str | None:
+    """The app flies; the bridge streams the target and watches. None when the hover completed."""
+    n0 = len(link.app_status)
+    link.onboard_start(target)
+    t0 = time.monotonic()
+    period_s = 1.0 / cfg.setpoint_rate_hz
+    started = False
+    while True:
+        now = time.monotonic()
+        new = link.app_status[n0:]
+        if any(s.state == ac.AppState.REFUSED for s in new):
+            return "app refused its onboard network (quadhil.state = refused): flash the app with weights from " \
+                   "`quadhil export RUN --format c`"
+        if not started:
+            started = any(s.state == ac.AppState.POLICY for s in new)
+            if not started and now - t0 > APP_START_TIMEOUT_S:
+                return f"the app did not report its policy running within {APP_START_TIMEOUT_S:.0f} s"
+        if not link.alive:
+            return f"link lost: {link.lost_reason}"
+        tel = _fresh(link, cfg.stale_s)
+        if tel is None:
+            return f"state estimate stale for more than {cfg.stale_s:.1f} s or not finite"
+        err = float(np.linalg.norm(np.asarray(tel.pos_w) - target))
+        if now - t0 >= cfg.settle_s:
+            errors.append(err)
+            if err > cfg.abort_radius_m:
+                return f"{err:.2f} m from the target (abort radius {cfg.abort_radius_m:.2f} m)"
+        if now - t0 >= cfg.settle_s + cfg.duration_s:
+            result["hover_s"] = now - t0 - cfg.settle_s
+            log(f"onboard hover: {len(errors)} samples, last error {err:.3f} m")
+            return None
+        link.onboard_setpoint(target)
+        time.sleep(max(0.0, period_s - (time.monotonic() - now)))
+
+
+def _land(link, log) -> bool:
+    """Take the motors back from the app and descend on the firmware's stabilization."""
+    tel = _fresh(link, 0.3)
+    t0 = time.monotonic()
+    if tel is not None:  # a level setpoint is the commander's newest before the PID takes over
+        link.assist(-SINK_MPS, tel, np.asarray(tel.pos_w[:2]))
+    link.onboard_stop()
+    landed = False
+    while time.monotonic() - t0 < TOUCHDOWN_TIMEOUT_S:
+        tel = _fresh(link, 0.3)
+        if tel is None:
+            break
+        if tel.pos_w[2] < GROUND_TOUCH_M:
+            landed = True
+            break
+        link.assist(-SINK_MPS, tel, np.asarray(tel.pos_w[:2]))
+        time.sleep(0.02)
+    link.stop_motors()
+    link.disarm()
+    log("landed" if landed else "touch-down not confirmed: motors stopped")
+    return landed
