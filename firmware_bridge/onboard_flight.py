@@ -8,9 +8,9 @@ SETPOINT packets while watching the state estimate, and takes the motors back
 
 * the app reports ``refused`` (its network is not a Crazyflie motor-level one at a rate dividing
   1 kHz, or it is the placeholder) or never reports ``policy``;
-* the estimate is further than ``abort_radius_m`` from the target once the policy has had
-  ``settle_s`` to get there, is stale for more than ``stale_s``, is not finite, or cflib loses
-  the link.
+* the estimate is further than ``abort_radius_m`` from the target (from the hand-over on; the
+  hover RMSE counts only after ``settle_s``), is stale for more than ``stale_s``, is not finite,
+  or cflib loses the link.
 
 The app has no link watchdog in mode 2 (it feeds its own commander, quadhil_app.c appMain), so a
 bridge that dies leaves the vehicle hovering at the last target: the bridge is the only one that
@@ -188,10 +188,10 @@ def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log
         if tel is None:
             return f"state estimate stale for more than {cfg.stale_s:.1f} s or not finite"
         err = float(np.linalg.norm(np.asarray(tel.pos_w) - target))
+        if err > cfg.abort_radius_m:
+            return f"{err:.2f} m from the target (abort radius {cfg.abort_radius_m:.2f} m)"
         if now - t0 >= cfg.settle_s:
             errors.append(err)
-            if err > cfg.abort_radius_m:
-                return f"{err:.2f} m from the target (abort radius {cfg.abort_radius_m:.2f} m)"
         if now - t0 >= cfg.settle_s + cfg.duration_s:
             result["hover_s"] = now - t0 - cfg.settle_s
             log(f"onboard hover: {len(errors)} samples, last error {err:.3f} m")

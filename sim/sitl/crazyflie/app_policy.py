@@ -243,8 +243,12 @@ def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
         set_state(ac.AppState.POLICY, ac.AppEvent.STARTED)
     qx, qy, qz, qw = twin.est_quat_xyzw
     gyro_dps = np.degrees(np.asarray(getattr(twin, "filtered_omega_b", twin.est_omega_b)).reshape(3)).astype(np.float32)
-    obs = policy.observe(twin.est_pos, twin.est_vel, (qw, qx, qy, qz), gyro_dps * DEG2RAD_F32, rs.target_w,
-                         rs.history)
+    omega_b = gyro_dps * DEG2RAD_F32
+    obs = policy.observe(twin.est_pos, twin.est_vel, (qw, qx, qy, qz), omega_b, rs.target_w, rs.history)
+    # what this tick saw, for inspection: (pos, vel, quat wxyz, omega rad/s, target, history), obs
+    rs.last_inputs = (list(twin.est_pos), list(twin.est_vel), (qw, qx, qy, qz), omega_b.copy(),
+                      np.array(rs.target_w, dtype=np.float64), rs.history.copy())
+    rs.last_obs = obs
     action = policy.forward(obs)
     rs.policy_ticks += 1
     if not np.all(np.isfinite(action)):

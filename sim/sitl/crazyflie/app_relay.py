@@ -67,6 +67,8 @@ class RelayState:
     last_action: np.ndarray = field(default_factory=lambda: np.zeros(4))
     pwm_ratio: np.ndarray = field(default_factory=lambda: np.zeros(4))
     last_feed_s: float | None = None
+    last_inputs: tuple | None = None  # the policy's last tick: estimate, target and history it saw
+    last_obs: np.ndarray | None = None
 
 
 _ATTR = "_quadhil_app_relay"

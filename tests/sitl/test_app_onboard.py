@@ -1,0 +1,259 @@
+"""Mode 2 of quadhil's onboard app in the Crazyflie twin: the app's own C (quadhil_nn.c, built for
+the host and called through ctypes) flies the motors from the twin's estimate, with the app's
+refusals, start, commander feed and STATUS reports (quadhil_app.c), and both ways of flying a
+motor-level policy through real cflib: the bridge relaying motor commands (mode 1) and the app's
+onboard network following SETPOINT packets (mode 2, ``quadhil fly --onboard``).
+
+The policy flown is tests/sitl/onboard_policy.py's: a trained one when there is one (then hover is
+asserted), else a constant-action stand-in (then the chain and the safety paths are)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.sitl import app_channel as ac
+from sim.sitl.crazyflie import app_policy, app_relay, crtp
+from sim.sitl.crazyflie.supervisor import State
+from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
+from tests.sitl import onboard_policy
+
+HOVER_RMSE_M = 0.10  # trained policy, hover at the target through either path
+POLICY_RATE_HZ = 100
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> onboard_policy.MotorsPolicy:
+    p = onboard_policy.prepare(tmp_path_factory.mktemp("motors-policy"))
+    print(f"motor-level policy flown: {p.name}")
+    return p
+
+
+def _statuses(twin) -> list[ac.StatusPacket]:
+    out = []
+    for d in twin.outbox:
+        pk = crtp.decode(d)
+        if (pk.port, pk.channel) == (ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL):
+            out.append(ac.decode(pk.data))
+    return out
+
+
+def _setpoint(twin, seq: int, target) -> None:
+    twin.handle_datagram(crtp.encode(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, ac.encode_setpoint(seq, target)))
+
+
+def _airborne_twin(weights: Path | None, z_m: float = 1.0) -> CrazyflieTwin:
+    """A twin whose app runs ``weights`` in mode 2 from a start ``z_m`` up (the throw a hover policy
+    is trained to recover from: the motors are allowed after the pre-flight checks)."""
+    twin = CrazyflieTwin(TwinConfig(start_m=(0.0, 0.0, z_m), app_policy=None if weights is None else str(weights)))
+    twin.params.set("quadhil.mode", 2)
+    twin.params.set("quadhil.enable", 1)
+    return twin
+
+
+# ---------------------------------------------------------------------- the app's C in the twin
+
+def test_each_policy_tick_is_the_contracts_observation_the_tflites_action_and_the_relays_motor_path(policy):
+    from deploy.runtime import Policy
+    from sim.contract import act_to_command, observe
+
+    net = Policy.load(policy.tflite)
+    twin = _airborne_twin(policy.weights_h)
+    rs = app_relay.relay_state(twin)
+    checked = 0
+    for k in range(1, 301):
+        twin.tick()
+        if (k - 1) % (1000 // POLICY_RATE_HZ) or rs.last_obs is None or not twin.supervisor.motors_allowed:
+            continue
+        pos, vel, quat, omega, target, history = rs.last_inputs
+        expected_obs = observe(np.array([pos]), np.array([vel]), np.array([quat]), np.array([omega], np.float64),
+                               target, history[None].astype(np.float64), net.spec)[0]
+        assert np.allclose(rs.last_obs, expected_obs, atol=1e-5), "the C observation differs from sim.contract"
+        action = np.asarray(net.act(expected_obs), dtype=np.float64)
+        assert np.allclose(rs.last_action, action, atol=1e-5), "the C forward pass differs from the .tflite"
+        thrust = twin.vehicle.command_to_thrust(act_to_command(action[None], net.spec, twin.vehicle).thrust_fraction[0])
+        assert np.allclose(twin.motor_cmd_n[0], thrust, rtol=1e-4, atol=1e-6), "motors differ from the relay's mapping"
+        checked += 1
+    assert checked >= 25
+
+
+def test_the_policy_runs_at_its_rate_and_holds_the_motors_between_its_ticks(policy):
+    twin = _airborne_twin(policy.weights_h)
+    rs = app_relay.relay_state(twin)
+    ran, changed = [], []
+    prev_ticks, prev_motors = 0, twin.motor_cmd_n.copy()
+    for _ in range(1000):
+        step = twin.ticks
+        twin.tick()
+        if rs.policy_ticks != prev_ticks:
+            ran.append(step)
+        elif twin.supervisor.motors_allowed and step > 250 and not np.array_equal(twin.motor_cmd_n, prev_motors):
+            changed.append(step)
+        prev_ticks, prev_motors = rs.policy_ticks, twin.motor_cmd_n.copy()
+    assert ran == list(range(0, 1000, 1000 // POLICY_RATE_HZ)), "RATE_DO_EXECUTE(rate, step) on the 1 kHz step"
+    assert changed == [], "between its ticks the motors keep the last forces"
+
+
+def test_the_first_tick_aims_at_the_estimated_position_and_reports_started(policy):
+    twin = _airborne_twin(policy.weights_h, z_m=0.7)
+    twin.tick()
+    rs = app_relay.relay_state(twin)
+    assert np.allclose(rs.target_w, (0.0, 0.0, 0.7))
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
+
+
+def test_a_setpoint_before_the_start_is_the_first_target(policy):
+    twin = CrazyflieTwin(TwinConfig(start_m=(0.0, 0.0, 0.7), app_policy=str(policy.weights_h)))
+    _setpoint(twin, 1, (0.2, -0.1, 1.0))
+    twin.params.set("quadhil.mode", 2)
+    twin.params.set("quadhil.enable", 1)
+    twin.tick()
+    assert np.allclose(app_relay.relay_state(twin).target_w, (0.2, -0.1, 1.0))
+
+
+def _refused_weights(tmp_path: Path, vehicle: str, mode: str, rate_hz: float) -> Path:
+    from deploy.export_c import render_header
+    from tests.firmware_bridge.onboard_support import make_actor
+
+    actor, spec, veh = make_actor(vehicle, mode, control_rate_hz=rate_hz)
+    text, _ = render_header(actor, spec, veh)
+    path = tmp_path / f"{vehicle}-{mode}-{rate_hz:g}.h"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("vehicle, mode, rate_hz, why", [
+    (None, None, None, "'none: run quadhil export --format c'"),  # the app's committed placeholder
+    ("x500", "motors", 100.0, "'x500'"),
+    ("crazyflie", "ctbr", 100.0, "(ctbr, 100 Hz)"),
+    ("crazyflie", "motors", 300.0, "(motors, 300 Hz)"),
+])
+def test_mode_2_refuses_what_the_app_refuses_with_motors_off_and_one_status(tmp_path, vehicle, mode, rate_hz, why):
+    weights = None if vehicle is None else _refused_weights(tmp_path, vehicle, mode, rate_hz)
+    twin = _airborne_twin(weights, z_m=0.0)
+    for _ in range(300):
+        twin.tick()
+    rs = app_relay.relay_state(twin)
+    assert np.all(twin.motor_cmd_n == 0)
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.REFUSED, ac.AppEvent.NONE)]
+    assert why in rs.last_error and "need crazyflie, motors, a divisor of 1000 Hz" in rs.last_error
+    assert rs.policy_ticks == 0
+
+
+def test_without_setpoints_the_app_keeps_flying_and_feeds_the_commander_itself(policy):
+    """quadhil_app.c has no link watchdog in mode 2: SETPOINTs only move the target, and the app
+    feeds the commander every 100 ms, so the supervisor never levels out or locks it."""
+    twin = _airborne_twin(policy.weights_h)
+    for _ in range(3000):  # 3 s without any packet: past the commander's 0.5 s and 2 s watchdogs
+        twin.tick()
+        if twin.supervisor.motors_allowed and twin.ticks > 600:
+            assert twin.commander.inactivity_s(twin.now_s()) <= 0.1 + 0.001 + 1e-9  # 100 ms, checked a tick later
+    rs = app_relay.relay_state(twin)
+    assert rs.state == ac.AppState.POLICY and rs.watchdog_trips == 0
+    assert twin.supervisor.state == State.FLYING
+    assert np.all(twin.motor_cmd_n > 0)
+
+
+def test_disabling_the_app_hands_the_motors_to_the_pid_and_a_restart_keeps_the_target(policy):
+    twin = _airborne_twin(policy.weights_h)
+    for _ in range(500):
+        twin.tick()
+    _setpoint(twin, 1, (0.0, 0.0, 1.2))
+    twin.outbox.clear()
+    twin.params.set("quadhil.enable", 0)
+    twin.tick()
+    twin.tick()
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
+    assert twin._override_n is None
+    assert np.all(twin.motor_cmd_n == 0), "the PID controller on the app's neutral setpoint: motors off"
+    twin.outbox.clear()
+    twin.params.set("quadhil.enable", 1)
+    for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
+        twin.tick()
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
+    assert np.allclose(app_relay.relay_state(twin).target_w, (0.0, 0.0, 1.2))
+
+
+def test_without_gcc_asking_for_weights_fails_naming_it_and_the_default_twin_refuses_mode_2(policy, tmp_path,
+                                                                                          monkeypatch):
+    from sim.errors import QuadhilError
+
+    monkeypatch.setenv("QUADHIL_APP_POLICY_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(app_policy.shutil, "which", lambda name: None)
+    with pytest.raises(QuadhilError, match="gcc not found"):
+        CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
+    twin = _airborne_twin(None, z_m=0.0)
+    twin.tick()
+    rs = app_relay.relay_state(twin)
+    assert rs.state == ac.AppState.REFUSED and "gcc not found" in rs.last_error
+
+
+def test_a_trained_policy_follows_a_setpoint_step(policy):
+    if not policy.trained:
+        pytest.skip(f"hover figures are for a trained policy; flying {policy.name}")
+    twin = _airborne_twin(policy.weights_h)
+    for _ in range(2000):
+        twin.tick()
+    _setpoint(twin, 1, (0.3, -0.2, 1.2))
+    for _ in range(4000):
+        twin.tick()
+    err = np.linalg.norm(twin.sim.state.pos_w[0] - (0.3, -0.2, 1.2))
+    print(f"{policy.name}: {err:.3f} m from a setpoint 0.42 m away, 4 s after the step")
+    assert err < HOVER_RMSE_M
+
+
+# ---------------------------------------------------------------------- end to end, real cflib
+
+def _fly(args: list[str], timeout_s: float = 90.0) -> tuple[int, dict, str]:
+    cmd = [sys.executable, "-m", "quadhil", "fly", *args, "--arm", "--quiet", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    return proc.returncode, (json.loads(lines[-1]) if lines else {}), err
+
+
+def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_it(policy, tmp_path):
+    """quadhil sitl crazyflie --app-policy (a process) runs the app's C; quadhil fly --onboard (another)
+    takes off, hands the motors to mode 2 with SETPOINTs over cflib, watches, and takes them back."""
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    with start_crazyflie_twin(0, "--app-policy", str(policy.weights_h)) as twin:
+        rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.8",
+                           "--duration", "3"])
+    assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
+    print(f"onboard ({policy.name}): {d['final_state']}, RMSE {d['rmse_m']}, max {d['max_error_m']}, "
+          f"app states {d['app_states']}, reason {d['reason']}")
+    assert "policy" in d["app_states"], "the app must report its policy running"
+    if policy.trained:
+        assert rc == 0 and d["final_state"] == "landed"
+        assert d["rmse_m"] < HOVER_RMSE_M
+    else:  # the climbing stand-in leaves the abort radius: the bridge takes the motors back
+        assert rc == 3 and d["final_state"] == "failsafe" and "from the target" in d["reason"]
+
+
+def test_the_relay_flies_the_motors_policy_through_cflib(policy, tmp_path):
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    with start_crazyflie_twin() as twin:
+        rc, d, err = _fly(["--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.8",
+                           "--duration", "3", "--log", str(tmp_path / "flights")])
+    assert d, f"no JSON from quadhil fly (exit {rc}): {err[-2000:]}"
+    rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
+    sent = [r for r in rows if r.get("type") == "tick" and r.get("action") is not None]
+    assert all("m1_pwm" in r["cmd"] for r in sent), "motor-level commands (the twin's TOC offers the relay app)"
+    print(f"relay ({policy.name}): {d['final_state']}, RMSE {d['rmse_m']}, failsafe {d['failsafe']}, "
+          f"{len(sent)} policy ticks")
+    assert len(sent) >= 50, "the bridge must have relayed the policy's motor commands"
+    if policy.trained:
+        assert rc == 0 and d["failsafe"] is None
+        assert d["rmse_m"] < HOVER_RMSE_M
