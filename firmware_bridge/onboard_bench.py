@@ -12,8 +12,9 @@ flags at ``-O2`` (or ``--opt``), measured with ``arm-none-eabi-size``, and disas
   iteration with the Cortex-M4 cycle counts below along the path it takes while looping (back
   edge and forward branches inside it taken, branches out of it not; the row loop: all of its
   own instructions); iterations come from the network's sizes in ``policy_weights.h``;
-* ``tanhf`` (newlib's libm for this multilib: ``tanhf``, ``expm1f``, ``fabsf``, none with a loop,
-  checked) is priced as every one of its instructions once: an upper bound per call;
+* ``tanhf`` (newlib's libm for this multilib, with what it calls: ``expm1f``, ``fabsf``, and on the
+  overflow path ``__math_oflowf`` ... ``__errno`` from libc; none with a loop, checked) is priced as
+  the longest path through its branches: an upper bound per call;
 * the rest of ``qh_forward`` is priced once per layer and ``qh_observe`` / the PWM mapping as all
   their instructions once per observation element / motor: upper bounds, small next to the MACs.
 
@@ -208,6 +209,55 @@ def _acyclic(insns: list[Insn]) -> bool:
     return all(visit(k) for k in range(len(insns)) if k not in state)
 
 
+def longest_path_cycles(funcs, name: str, refill: int, _memo: dict | None = None) -> int:
+    """Worst-case cycles of one call of a loop-free function: the longest path through its branches
+    (taken: 1+P, not taken: 1), calls (``bl``) and tail calls priced as their callees' longest paths.
+    ``funcs``: {name: instructions}, or a callable name -> instructions | None. Raises RuntimeError
+    for a loop or a callee that cannot be found."""
+    memo = {} if _memo is None else _memo
+    if (name, refill) in memo:
+        return memo[(name, refill)]
+    insns = funcs(name) if callable(funcs) else funcs.get(name)
+    if not insns:
+        raise RuntimeError(f"{name} not in the disassembly")
+    if not _acyclic(insns):
+        raise RuntimeError(f"{name} has a loop: no static bound")
+    index = {i.addr: k for k, i in enumerate(insns)}
+    best: dict[int, int] = {}
+
+    def callee(ins: Insn) -> int:
+        sym = re.search(r"<([^>+]+)", ins.args)
+        if sym is None:
+            raise RuntimeError(f"indirect call in {name}: no static bound")
+        return longest_path_cycles(funcs, sym.group(1), refill, memo)
+
+    def walk(k: int) -> int:
+        if k in best:
+            return best[k]
+        ins = insns[k]
+        t = ins.branch_target
+        ends = (ins.op.startswith("pop") and "pc" in ins.args) or ins.op == "bx" or \
+            (ins.op.startswith("ldm") and "pc" in ins.args)
+        if ins.op == "bl":
+            cost = insn_cycles(ins, refill) + callee(ins) + (walk(k + 1) if k + 1 < len(insns) else 0)
+        elif ins.op == "b" and not ins.local:  # tail call
+            cost = insn_cycles(ins, refill) + callee(ins)
+        elif ins.op == "b" and t is not None:
+            cost = insn_cycles(ins, refill) + walk(index[t])
+        elif t is not None:  # conditional
+            cost = max(insn_cycles(ins, refill, taken=True) + walk(index[t]),
+                       insn_cycles(ins, refill) + (walk(k + 1) if k + 1 < len(insns) else 0))
+        elif ends or k + 1 >= len(insns):
+            cost = insn_cycles(ins, refill)
+        else:
+            cost = insn_cycles(ins, refill) + walk(k + 1)
+        best[k] = cost
+        return cost
+
+    memo[(name, refill)] = walk(0)
+    return memo[(name, refill)]
+
+
 def network_shape(weights_h: str) -> dict:
     """Layers (inputs, outputs, activation name), observation size, rate and vehicle of a policy_weights.h."""
     layers = [(int(a), int(b), c) for a, b, c in
@@ -243,7 +293,16 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
         t, d, b = (int(x) for x in _run([size, str(obj)]).splitlines()[1].split()[:3])
         funcs = parse_functions(_run([objdump, "-d", "--no-show-raw-insn", str(obj)]))
         libm = _run([gcc, *ARM_FLAGS, "-print-file-name=libm.a"]).strip()
+        libc = _run([gcc, *ARM_FLAGS, "-print-file-name=libc.a"]).strip()
         libm_funcs = parse_functions(_run([objdump, "-d", "--no-show-raw-insn", libm]))
+
+        def library_function(name: str):  # libm first, then libc (__errno on tanhf's error path)
+            if name not in libm_funcs:
+                found = parse_functions(_run([objdump, "-d", "--no-show-raw-insn", f"--disassemble={name}", libc]))
+                libm_funcs[name] = found.get(name) or []
+            return libm_funcs[name] or None
+
+        c_tanh_by_p = {p: longest_path_cycles(library_function, "tanhf", p) for p in (1, 3)}
         version = _run([gcc, "--version"]).splitlines()[0]
     fwd = funcs["qh_forward"]
     loops = _loops(fwd)
@@ -262,9 +321,6 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
     row = min(row, key=lambda lp: lp[1] - lp[0]) if row else None
     mac_path = _iteration_cycles(fwd, mac[0], 1)[1]
     macs_per_iter = sum(1 for i in mac_path if i.op.startswith(("vmul", "vfma", "vmla")))
-    tanh_fns = [libm_funcs[n] for n in ("tanhf", "expm1f", "fabsf") if n in libm_funcs]
-    if not tanh_fns or not all(_acyclic(f) for f in tanh_fns):
-        raise RuntimeError("newlib's tanhf/expm1f/fabsf not found, or not loop-free: no upper bound per call")
 
     layers = shape["layers"]
     n_mac = sum(i * o for i, o, _ in layers)
@@ -278,7 +334,7 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
         c_norm = _iteration_cycles(fwd, norm[0], p)[0]
         c_bias = _iteration_cycles(fwd, bias[0], p)[0]
         c_row = _body_cycles(fwd, row, _nested(loops, row), p) if row else 0
-        c_tanh = sum(insn_cycles(i, p) for f in tanh_fns for i in f)
+        c_tanh = c_tanh_by_p[p]
         # activation loops and layer bookkeeping: every other instruction of qh_forward, per output
         c_rest = sum(insn_cycles(fwd[k], p, taken=True) for k in range(len(fwd)) if k not in counted)
         c_observe = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_observe"])

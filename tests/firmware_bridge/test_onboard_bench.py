@@ -65,6 +65,28 @@ def test_a_tail_call_is_not_a_loop():
     assert ob._loops(insns) == [] and ob._acyclic(insns)
 
 
+def test_a_loop_free_functions_bound_is_its_dearest_path_with_its_callees():
+    text = """
+00000000 <f>:
+   0:\tcmp\tr0, #0
+   2:\tbeq.n\ta <f+0xa>
+   4:\tvdiv.f32\ts0, s0, s1
+   8:\tbx\tlr
+   a:\tbl\t0 <g>
+   e:\tbx\tlr
+
+00000000 <g>:
+   0:\tvadd.f32\ts0, s0, s0
+   4:\tbx\tlr
+"""
+    funcs = ob.parse_functions(text)
+    # cmp (1), then not taken (1) + vdiv (14) + bx (1 + P) against taken (1 + P) + bl (1 + P) + g (1 + 1 + P) + bx (1 + P)
+    assert ob.longest_path_cycles(funcs, "f", refill=1) == 1 + max(1 + 14 + 2, 2 + 2 + 3 + 2) == 18
+    assert ob.longest_path_cycles(funcs, "f", refill=3) == 1 + max(1 + 14 + 4, 4 + 4 + 5 + 4) == 20
+    with pytest.raises(RuntimeError, match="not in the disassembly"):
+        ob.longest_path_cycles({"f": funcs["f"]}, "f", refill=1)
+
+
 def _bench(*args: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "quadhil", "bench", "onboard", *args, "--json"],
                           capture_output=True, text=True, timeout=300)
