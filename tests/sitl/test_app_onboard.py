@@ -207,6 +207,21 @@ def test_a_trained_policy_follows_a_setpoint_step(policy):
     assert err < HOVER_RMSE_M
 
 
+def test_the_twin_logs_the_apps_quadhil_group(policy):
+    twin = _airborne_twin(policy.weights_h)
+    for _ in range(500):
+        twin.tick()
+    values = {f"{v.group}.{v.name}": v.getter() for v in twin.log.variables if v.group == "quadhil"}
+    rs = app_relay.relay_state(twin)
+    assert set(values) == {"quadhil.state", "quadhil.event", "quadhil.wdTrips", "quadhil.rejected",
+                           *(f"quadhil.m{i}" for i in range(1, 5)), *(f"quadhil.a{i}" for i in range(1, 5))}
+    assert values["quadhil.state"] == ac.AppState.POLICY and values["quadhil.event"] == ac.AppEvent.STARTED
+    assert [values[f"quadhil.a{i}"] for i in range(1, 5)] == pytest.approx(rs.last_action.tolist())
+    # the PWM ratio is the force the motors get: thrust = command_to_thrust(ratio)
+    ratios = np.array([values[f"quadhil.m{i}"] for i in range(1, 5)])
+    assert twin.vehicle.command_to_thrust(ratios) == pytest.approx(twin.motor_cmd_n[0].tolist())
+
+
 # ---------------------------------------------------------------------- end to end, real cflib
 
 def _fly(args: list[str], timeout_s: float = 90.0) -> tuple[int, dict, str]:

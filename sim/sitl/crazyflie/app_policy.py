@@ -213,13 +213,14 @@ def tick(twin, rs, set_state, feed_commander) -> None:
     """The app's controller in mode 2 (runPolicy) for the 1 kHz twin tick ``twin.ticks``, plus
     appMain's 100 ms commander feed. ``set_state(state, event)`` reports like the app's setState."""
     from sim.sitl import app_channel as ac
+    from sim.sitl.crazyflie.app_relay import motors_off
 
     rs.overriding = True
     policy = rs.policy
     if policy is None or not policy.acceptable():
         if rs.state != ac.AppState.REFUSED:
             rs.last_error = rs.policy_error if policy is None else policy.refusal()
-        twin.set_motor_override(np.zeros(4))
+        motors_off(twin, rs)
         set_state(ac.AppState.REFUSED, ac.AppEvent.NONE)
         return
     step = int(twin.ticks)
@@ -233,6 +234,7 @@ def tick(twin, rs, set_state, feed_commander) -> None:
 
 def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
     from sim.sitl import app_channel as ac
+    from sim.sitl.crazyflie.app_relay import motors_off
 
     if not rs.policy_started:
         rs.history = np.tile(policy.hover_action, policy.action_history).astype(np.float32)
@@ -252,7 +254,7 @@ def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
     action = policy.forward(obs)
     rs.policy_ticks += 1
     if not np.all(np.isfinite(action)):
-        twin.set_motor_override(np.zeros(4))
+        motors_off(twin, rs)
         return
     if policy.action_history > 0:  # newest first, as sim.contract.push_action_history
         rs.history = np.concatenate([action, rs.history[:-4]]).astype(np.float32)

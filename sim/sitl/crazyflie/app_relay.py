@@ -132,7 +132,14 @@ def _apply(twin, rs: RelayState) -> None:
     # stabilizer's battery compensation reads that as thrust (motors.c: linear to THRUST_MAX, 0
     # below THRUST_MIN); without compensation it is PWM (vehicle.command_to_thrust does both).
     u = np.clip(frac * rs.thrust_scale, 0.0, 1.0)
+    rs.last_action, rs.pwm_ratio = rs.motors.copy(), u  # the app's applyActions: lastAction, pwmRatio
     twin.set_motor_override(vehicle.command_to_thrust(u))
+
+
+def motors_off(twin, rs: RelayState) -> None:
+    """The app's motorsOff: zero force on every motor, and its logged PWM ratios zeroed."""
+    rs.pwm_ratio = np.zeros(4)
+    twin.set_motor_override(np.zeros(4))
 
 
 def _param(twin, name: str, default: float) -> float:
@@ -167,6 +174,29 @@ def param_specs(twin) -> list:
         ParamSpec("quadhil", "wdMs", "uint16_t", ac.DEFAULT_WATCHDOG_MS),
         ParamSpec("quadhil", "thrustScale", "float", 1.0),
     ]
+
+
+def log_vars(twin) -> list:
+    """The app's ``quadhil`` log group (quadhil_app.c LOG_GROUP_START(quadhil)) for the twin's log TOC:
+    state, event (uint8), wdTrips, rejected (uint32), m1..m4 (PWM ratio sent to the motors), a1..a4
+    (last action), floats. Read from the relay state when it exists (the twin attaches it at boot)."""
+    from sim.sitl.crazyflie.logging import LogVar
+
+    def get(attr: str, i: int | None = None):
+        def value() -> float:
+            rs = getattr(twin, _ATTR, None)
+            if rs is None:
+                return 0.0
+            v = getattr(rs, attr)
+            return float(v[i] if i is not None else v)
+        return value
+
+    out = [LogVar("quadhil", "state", "uint8_t", get("state")), LogVar("quadhil", "event", "uint8_t", get("event")),
+           LogVar("quadhil", "wdTrips", "uint32_t", get("watchdog_trips")),
+           LogVar("quadhil", "rejected", "uint32_t", get("rejected"))]
+    out += [LogVar("quadhil", f"m{i + 1}", "float", get("pwm_ratio", i)) for i in range(4)]
+    out += [LogVar("quadhil", f"a{i + 1}", "float", get("last_action", i)) for i in range(4)]
+    return out
 
 
 def handle(twin, payload: bytes) -> None:
@@ -225,10 +255,10 @@ def tick(twin) -> None:
         return
     rs.policy_started = False
     if mode != 1:
-        twin.set_motor_override(np.zeros(4))  # quadhil_app.c: an unknown mode holds the motors off
+        motors_off(twin, rs)  # quadhil_app.c: an unknown mode holds the motors off
         return
     if rs.last_rx_s is None:
-        twin.set_motor_override(np.zeros(4))  # enabled, nothing received yet: motors off
+        motors_off(twin, rs)  # enabled, nothing received yet: motors off
         _set_state(twin, rs, ac.AppState.IDLE, ac.AppEvent.NONE)
         return
     now = _now_s(twin)
@@ -239,7 +269,7 @@ def tick(twin) -> None:
             rs.watchdog_trips += 1
             rs.trip_times_s.append(now)
             rs.trip_ages_s.append(age_s)
-        twin.set_motor_override(np.zeros(4))  # safe output: motors off until a valid packet
+        motors_off(twin, rs)  # safe output: motors off until a valid packet
         _set_state(twin, rs, ac.AppState.RELAY_TIMEOUT, ac.AppEvent.WATCHDOG)
         return
     event = {ac.AppState.RELAY_TIMEOUT: ac.AppEvent.RESUMED, ac.AppState.IDLE: ac.AppEvent.STARTED}.get(rs.state,

@@ -293,6 +293,8 @@ class CrazyflieTwin:
             add("ext_pos", ax, "float", lambda i=i: t.ext_pose[1][i] if t.ext_pose else 0.0)
         add("locSrvZ", "tick", "uint16_t", lambda: int(1000.0 * t.ext_pose[0]) & 0xFFFF if t.ext_pose else 0)
         add("sitl", "extPoseCount", "uint32_t", lambda: t.ext_pose_count)
+        if self._app_relay is not None:  # the onboard app's quadhil.* log group
+            v += self._app_relay.log_vars(self)
         return v
 
     @property
