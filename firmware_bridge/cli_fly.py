@@ -164,12 +164,13 @@ def _run_onboard(args: argparse.Namespace) -> int:
 
     cfg = OnboardConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                         arm=args.arm, connect_timeout_s=args.connect_timeout,
-                        takeoff_height_m=args.takeoff_height or 0.5)
+                        takeoff_height_m=args.takeoff_height or 0.5, log_dir=args.log)
     d = fly_onboard(cfg, log=(lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
     print_table("quadhil fly --onboard", [
         ("final state", d["final_state"]), ("dry run", d["dry_run"]), ("target (m)", d.get("target_w")),
         ("hover RMSE (m)", _f(d["rmse_m"])), ("max error (m)", _f(d["max_error_m"])),
-        ("app states", " -> ".join(d["app_states"]) or "none heard"), ("reason", d["reason"] or "none")])
+        ("app states", " -> ".join(d["app_states"]) or "none heard"), ("reason", d["reason"] or "none"),
+        ("log", d.get("log"))])
     if args.json:
         emit_json(d)
     if d["final_state"] == "refused":

@@ -51,6 +51,7 @@ class OnboardConfig:
     settle_s: float = 2.0
     stale_s: float = 0.3
     connect_timeout_s: float = 10.0
+    log_dir: str | None = "flights"  # a JSON-lines log onboard-*.jsonl here; None: none
 
 
 def app_refusal(spec) -> str | None:
@@ -71,7 +72,10 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
     """Fly; return the figures (``final_state`` ``landed`` | ``failsafe`` | ``refused`` | ``dry_run``,
     ``rmse_m`` over the hover after ``settle_s``, the app's states heard). Raises QuadhilError when
     the model or the vehicle cannot do this at all."""
+    from dataclasses import asdict
+
     from deploy.runtime import Policy
+    from firmware_bridge.flightlog import FlightLogWriter
     from firmware_bridge.links import make_link
     from sim.sitl import app_channel as ac
     from sim.vehicle import load_vehicle
@@ -86,8 +90,20 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
     link = make_link(cfg.link)
     result: dict = {"mode": "onboard", "model": cfg.model, "link": cfg.link, "dry_run": not cfg.arm,
                     "rmse_m": None, "max_error_m": None, "hover_s": 0.0, "reason": None, "app_states": []}
-    link.connect(cfg.connect_timeout_s)
+    flog = None
+    if cfg.log_dir:
+        flog = FlightLogWriter.in_dir(cfg.log_dir, {"mode": "onboard", "model": cfg.model, "spec": spec.to_dict(),
+                                                    "config": asdict(cfg)}, stem="onboard")
+        result["log"] = str(flog.path)
+    t0 = time.monotonic()
+
+    def record(kind: str, **fields) -> None:
+        if flog is not None:
+            flog.write({"type": kind, "t": time.monotonic() - t0, **fields})
+
     try:
+        link.connect(cfg.connect_timeout_s)
+        record("link", **link.describe())
         link.prepare(spec, vehicle)
         if "motors" not in link.action_modes() or link.motor_path != "app_channel":
             result.update(final_state="refused", reason=f"no quadhil app on {cfg.link} (no quadhil.enable parameter)")
@@ -105,10 +121,13 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
             result.update(final_state="dry_run", reason="dry run: nothing was sent")
             return result
         link.arm(0.0)
+        record("phase", phase="takeoff", start=start, target=target)
         reason = _takeoff(link, target[2], start[:2], log)
         errors: list[float] = []
         if reason is None:
-            reason = _hover(link, cfg, target, errors, result, ac, log)
+            record("phase", phase="onboard")
+            reason = _hover(link, cfg, target, errors, result, ac, log, record)
+        record("phase", phase="land", reason=reason)
         result["app_states"] = [ac.AppState(s.state).name.lower() for s in _dedup(link.app_status)]
         if errors:
             e = np.asarray(errors)
@@ -122,6 +141,12 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
         return result
     finally:
         link.close()
+        if flog is not None:
+            for s in link.app_status:
+                record("app_status", state=ac.AppState(s.state).name.lower(), event=ac.AppEvent(s.event).name.lower(),
+                       app_time_ms=s.time_ms, watchdog_trips=s.watchdog_trips, rejected=s.rejected)
+            record("summary", **{k: v for k, v in result.items() if k != "log"})
+            flog.close()
 
 
 def _dedup(statuses: list) -> list:
@@ -165,7 +190,7 @@ def _takeoff(link, z_m: float, hold_xy, log) -> str | None:
         time.sleep(0.02)
 
 
-def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log) -> str | None:
+def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log, record) -> str | None:
     """The app flies; the bridge streams the target and watches. None when the hover completed."""
     n0 = len(link.app_status)
     link.onboard_start(target)
@@ -188,6 +213,7 @@ def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log
         if tel is None:
             return f"state estimate stale for more than {cfg.stale_s:.1f} s or not finite"
         err = float(np.linalg.norm(np.asarray(tel.pos_w) - target))
+        record("tick", pos=tel.pos_w, vel=tel.vel_w, quat=tel.quat_wb, omega=tel.omega_b, target=target, error_m=err)
         if err > cfg.abort_radius_m:
             return f"{err:.2f} m from the target (abort radius {cfg.abort_radius_m:.2f} m)"
         if now - t0 >= cfg.settle_s:

@@ -244,11 +244,14 @@ def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_i
 
     with start_crazyflie_twin(0, "--app-policy", str(policy.weights_h)) as twin:
         rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.8",
-                           "--duration", "3"])
+                           "--duration", "3", "--log", str(tmp_path / "flights")])
     assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
     print(f"onboard ({policy.name}): {d['final_state']}, RMSE {d['rmse_m']}, max {d['max_error_m']}, "
           f"app states {d['app_states']}, reason {d['reason']}")
     assert "policy" in d["app_states"], "the app must report its policy running"
+    rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
+    assert [r["phase"] for r in rows if r["type"] == "phase"] == ["takeoff", "onboard", "land"]
+    assert sum(r["type"] == "tick" for r in rows) >= 20 and rows[-1]["type"] == "summary"
     if policy.trained:
         assert rc == 0 and d["final_state"] == "landed"
         assert d["rmse_m"] < HOVER_RMSE_M
