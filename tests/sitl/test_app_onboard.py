@@ -259,6 +259,67 @@ def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_i
         assert rc == 3 and d["final_state"] == "failsafe" and "from the target" in d["reason"]
 
 
+def test_through_cflib_mode_2_outlives_a_silent_client_and_stops_when_the_client_disables_it(policy):
+    """A cflib client starts mode 2, then sends nothing for 3 s: the app (it has no link watchdog)
+    keeps flying, logged as quadhil.state = policy, and the supervisor never levels out or locks it.
+    quadhil.enable = 0 through cflib: the client hears idle/disabled and the motors stop (the PID
+    controller on the app's neutral setpoint), as quadhil_app.c does."""
+    import threading
+    import time
+
+    from cflib.crazyflie.log import LogConfig
+
+    from sim.sitl.crazyflie.server import CrazyflieServer
+    from tests.sitl.conftest import connect_cflib
+
+    twin = CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
+    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    statuses: list[ac.StatusPacket] = []
+    logged: list[dict] = []
+    scf = None
+    try:
+        scf = connect_cflib(server.uri)
+        scf.cf.appchannel.packet_received.add_callback(lambda data: statuses.append(ac.decode(bytes(data))))
+        conf = LogConfig(name="app", period_in_ms=100)
+        for name in ("quadhil.state", "quadhil.m1", "quadhil.a1"):
+            conf.add_variable(name)
+        conf.data_received_cb.add_callback(lambda ts, data, c: logged.append(dict(data)))
+        scf.cf.log.add_config(conf)
+        conf.start()
+        z0 = float(twin.sim.state.pos_w[0, 2])
+        scf.cf.appchannel.send_packet(ac.encode_setpoint(1, (0.0, 0.0, z0 + 0.5)))
+        scf.cf.param.set_value("quadhil.mode", "2")
+        scf.cf.param.set_value("quadhil.enable", "1")
+        deadline = time.monotonic() + 3.0
+        while not any(st.state == ac.AppState.POLICY for st in statuses) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(st.state == ac.AppState.POLICY and st.event == ac.AppEvent.STARTED for st in statuses)
+        time.sleep(3.0)  # the client is silent: past the commander's 0.5 s and 2 s watchdogs
+        rs = app_relay.relay_state(twin)
+        assert rs.state == ac.AppState.POLICY and twin.supervisor.state == State.FLYING
+        assert np.all(twin.motor_cmd_n > 0) and float(twin.sim.state.pos_w[0, 2]) > z0 + 0.2
+        print(f"mode 2 from the ground, 3 s after the start ({policy.name}): "
+              f"{np.linalg.norm(twin.sim.state.pos_w[0] - (0.0, 0.0, z0 + 0.5)):.3f} m from the setpoint 0.5 m up")
+        assert logged and logged[-1]["quadhil.state"] == ac.AppState.POLICY
+        assert logged[-1]["quadhil.m1"] > 0
+        scf.cf.param.set_value("quadhil.enable", "0")
+        deadline = time.monotonic() + 3.0
+        while not any(st.event == ac.AppEvent.DISABLED for st in statuses) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert (statuses[-1].state, statuses[-1].event) == (ac.AppState.IDLE, ac.AppEvent.DISABLED)
+        assert np.all(twin.motor_cmd_n == 0)
+        conf.stop()
+    finally:
+        if scf is not None:
+            scf.close_link()
+        server.stop_event.set()
+        thread.join(timeout=5)
+        server.close()
+
+
 def test_the_relay_flies_the_motors_policy_through_cflib(policy, tmp_path):
     from tests.sitl.conftest import start_crazyflie_twin
 
