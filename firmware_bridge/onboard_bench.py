@@ -10,13 +10,16 @@ flags at ``-O2`` (or ``--opt``), measured with ``arm-none-eabi-size``, and disas
   (the multiply-accumulate loop: a VMUL/VFMA/VMLA; the normalization loop: a VDIV; the bias copy:
   integer loads/stores only; the row loop: the one around the MAC loop) and each is priced per
   iteration with the Cortex-M4 cycle counts below along the path it takes while looping (back
-  edge and forward branches inside it taken, branches out of it not; the row loop: all of its
-  own instructions); iterations come from the network's sizes in ``policy_weights.h``;
+  edge and forward branches inside it taken, branches out of it not; the row loop: its dearest way
+  around, the MAC loop's instructions excepted); iterations come from the network's sizes in
+  ``policy_weights.h``;
 * ``tanhf`` (newlib's libm for this multilib, with what it calls: ``expm1f``, ``fabsf``, and on the
   overflow path ``__math_oflowf`` ... ``__errno`` from libc; none with a loop, checked) is priced as
   the longest path through its branches: an upper bound per call;
-* the rest of ``qh_forward`` is priced once per layer and ``qh_observe`` / the PWM mapping as all
-  their instructions once per observation element / motor: upper bounds, small next to the MACs.
+* the activation loop is priced per output as its dearest iteration (the longest path once around
+  it, the ``tanhf`` call counted above), the rest of ``qh_forward`` as all its instructions once
+  per layer, ``qh_observe`` / the PWM mapping as all their instructions once per observation
+  element / motor: upper bounds, small next to the MACs.
 
 Cycle counts: ARM Cortex-M4 Technical Reference Manual (ARM DDI 0439B), 3.3.1 "Cortex-M4
 instructions and their cycle counts" (integer) and 7.2.3 "FPU instruction set" (table 7-1), as
@@ -148,13 +151,6 @@ def _loops(insns: list[Insn]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _body_cycles(insns: list[Insn], loop: tuple[int, int, int], inner: list[tuple[int, int, int]], refill: int) -> int:
-    """One iteration of ``loop`` without the instructions of the loops nested in it."""
-    start, end, back = loop
-    skip = {k for s, e, _ in inner for k in range(s, e + 1)}
-    return sum(insn_cycles(insns[k], refill, taken=(k == back)) for k in range(start, end + 1) if k not in skip)
-
-
 def _iteration_cycles(insns: list[Insn], loop: tuple[int, int, int], refill: int) -> tuple[int, list[Insn]]:
     """One iteration of an innermost ``loop`` along the path the loop runs while it keeps looping:
     from its head, a conditional branch forward inside the loop is taken (the loop condition of a
@@ -176,6 +172,45 @@ def _iteration_cycles(insns: list[Insn], loop: tuple[int, int, int], refill: int
         cycles += insn_cycles(ins, refill, taken=False)
         k += 1
     raise RuntimeError(f"no path around the loop at {insns[start].addr:#x}")
+
+
+def _longest_iteration(insns: list[Insn], loop: tuple[int, int, int], loops, refill: int,
+                       path_out: list | None = None, free: frozenset = frozenset()) -> int | None:
+    """The dearest way once around ``loop``: the longest simple path from its head that ends taking
+    its back edge, through its own instructions and code outside the ranges of ``loops`` (an
+    out-of-line call site, as -O2 puts ``bl tanhf``); a call costs its ``bl`` only. None when there
+    is no such path (a backward branch that is no loop: the return from out-of-line code).
+    ``path_out``, when given, receives the indices of that path; instructions in ``free`` cost 0
+    (priced elsewhere: the MAC loop's, on the path around the row loop)."""
+    start, end, back = loop
+    index = {i.addr: k for k, i in enumerate(insns)}
+    in_loops = {k for s, e, _ in loops for k in range(s, e + 1)}
+    allowed = set(range(start, end + 1)) | (set(range(len(insns))) - in_loops)
+    best: int | None = None
+    best_path: list = []
+
+    def visit(k: int, cost: int, seen: list) -> None:
+        nonlocal best, best_path
+        ins = insns[k]
+        t = ins.branch_target
+        if k == back:
+            total = cost + (0 if k in free else insn_cycles(ins, refill, taken=True))
+            if best is None or total > best:
+                best, best_path = total, list(seen)
+            return
+        nxt = []
+        if t is not None and t in index:
+            nxt.append((index[t], insn_cycles(ins, refill, taken=True)))
+        if ins.op != "b" and not (ins.op.startswith("pop") and "pc" in ins.args) and ins.op != "bx":
+            nxt.append((k + 1, insn_cycles(ins, refill)))
+        for n, c in nxt:
+            if n in allowed and n not in seen and n < len(insns):
+                visit(n, cost + (0 if k in free else c), seen + [n])
+
+    visit(start, 0, [start])
+    if path_out is not None:
+        path_out[:] = best_path
+    return best
 
 
 def _nested(loops, loop):
@@ -317,25 +352,60 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
             and holds(lp, "ldr") and holds(lp, "str")]
     if len(mac) != 1 or len(norm) != 1 or len(bias) != 1:
         raise RuntimeError(f"could not find the MAC, normalization and bias loops in qh_forward ({opt}, {version})")
-    row = [lp for lp in loops if mac[0] in _nested(loops, lp)]
-    row = min(row, key=lambda lp: lp[1] - lp[0]) if row else None
     mac_path = _iteration_cycles(fwd, mac[0], 1)[1]
     macs_per_iter = sum(1 for i in mac_path if i.op.startswith(("vmul", "vfma", "vmla")))
+    by_addr = {i.addr: k for k, i in enumerate(fwd)}
+    mac_nodes = frozenset(by_addr[i.addr] for i in mac_path)
+    real = [lp for lp in loops if _longest_iteration(fwd, lp, [], 1) is not None]  # around within itself
+    # the row loop: the cheapest other real loop whose way around passes the MAC loop's head (by
+    # path, not by address range: -Os rotates loops so that ranges do not nest)
+    row, row_cost = None, None
+    for lp in real:
+        path: list = []
+        if lp == mac[0] or lp in (norm[0], bias[0]):
+            continue
+        c = _longest_iteration(fwd, lp, real, 1, path, free=mac_nodes)
+        if c is not None and mac[0][0] in path and (row_cost is None or c < row_cost):
+            row, row_cost = lp, c
 
     layers = shape["layers"]
     n_mac = sum(i * o for i, o, _ in layers)
     n_out = sum(o for _, o, _ in layers)
     n_in = sum(i for i, _, _ in layers)
     n_tanh = sum(o for _, o, act in layers if act == "TANH")
-    counted = {k for lp in [mac[0], norm[0], bias[0], *([row] if row else [])] for k in range(lp[0], lp[1] + 1)}
+    known = [mac[0], norm[0], bias[0], *([row] if row else [])]
+
+    # activation loops (out[j] = activate(out[j])): the other real loops whose dearest iteration
+    # loads and stores a float with no arithmetic; their paths, not their address ranges, are
+    # counted (a rotated loop's range can span other loops' code)
+    activation, act_nodes = [], set()
+    for lp in real:
+        if lp in known:
+            continue
+        path: list = []
+        if _longest_iteration(fwd, lp, real, 1, path) is None:
+            continue
+        ops = [fwd[k].op for k in path]
+        if any(o.startswith(("vstr", "vstm")) for o in ops) and any(o.startswith(("vldr", "vldm")) for o in ops) \
+                and not any(o.startswith(("vmul", "vfma", "vmla", "vdiv")) for o in ops):
+            activation.append(lp)
+            act_nodes |= set(path)
+    row_nodes: list = []
+    if row is not None:
+        _longest_iteration(fwd, row, real, 1, row_nodes, free=mac_nodes)
+    counted = {k for lp in (mac[0], norm[0], bias[0]) for k in range(lp[0], lp[1] + 1)} | set(row_nodes) | act_nodes
     by_p = {}
     for p in (1, 3):
         c_mac = _iteration_cycles(fwd, mac[0], p)[0] / macs_per_iter
         c_norm = _iteration_cycles(fwd, norm[0], p)[0]
         c_bias = _iteration_cycles(fwd, bias[0], p)[0]
-        c_row = _body_cycles(fwd, row, _nested(loops, row), p) if row else 0
+        # once around the row loop with the MAC loop's instructions priced per MAC, plus the MAC
+        # loop's last, failing test (compare + branch not taken)
+        c_row = _longest_iteration(fwd, row, real, p, free=mac_nodes) + 2 if row else 0
         c_tanh = c_tanh_by_p[p]
-        # activation loops and layer bookkeeping: every other instruction of qh_forward, per output
+        c_act = max(_longest_iteration(fwd, lp, real, p) for lp in activation) if activation else None
+        # layer bookkeeping, prologue, epilogue: every other instruction once per layer; without a
+        # recognised activation loop, once per output (a looser bound)
         c_rest = sum(insn_cycles(fwd[k], p, taken=True) for k in range(len(fwd)) if k not in counted)
         c_observe = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_observe"])
         c_pwm = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_action_to_pwm_ratio"])
@@ -345,7 +415,8 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
             "bias_copy": n_out * c_bias,
             "row_overhead": n_in * c_row,
             "tanhf_upper": n_tanh * c_tanh,
-            "activation_and_bookkeeping_upper": n_out * c_rest,
+            "activation_and_bookkeeping_upper": (n_out * c_act + len(layers) * c_rest) if c_act is not None
+            else n_out * c_rest,
             "observe_upper": shape["obs_dim"] * c_observe,
             "pwm_mapping_upper": 4 * c_pwm,
         }
@@ -359,6 +430,8 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
         "compiler": version, "flags": " ".join([*ARM_FLAGS, opt]), "weights": str(weights_h),
         "vehicle": shape["vehicle"], "layers": [list(x) for x in layers], "obs_dim": shape["obs_dim"],
         "macs": n_mac, "tanh_calls": n_tanh,
+        "loops_found": {"mac": True, "normalization": True, "bias": True, "row": row is not None,
+                        "activation": bool(activation)},
         "flash_text_b": t, "flash_data_b": d, "ram_bss_b": b,
         "mac_loop": mac_loop, "mac_loop_instructions_per_mac": len(mac_loop) / macs_per_iter,
         "cycles_per_mac": [by_p[1][0], by_p[3][0]], "tanhf_cycles_upper": [by_p[1][1], by_p[3][1]],
