@@ -6,9 +6,11 @@ flags at ``-O2`` (or ``--opt``), measured with ``arm-none-eabi-size``, and disas
 ``arm-none-eabi-objdump``. A static estimate of the cycles of one policy tick (``qh_observe`` +
 ``qh_forward`` + four ``qh_action_to_pwm_ratio``) follows from the disassembly:
 
-* the C loops of ``qh_forward`` are found in the disassembly by what their innermost bodies hold
-  (the multiply-accumulate loop: a VMUL/VFMA/VMLA; the normalization loop: a VDIV; the bias copy:
-  integer loads/stores only; the row loop: the one around the MAC loop) and each is priced per
+* the C loops of ``qh_forward`` are found in the disassembly by what they hold (the
+  multiply-accumulate loop: a VMUL/VFMA/VMLA; the normalization loop: a VDIV; the bias copy:
+  integer loads/stores only; the row loop: the cheapest other loop whose way around passes the MAC
+  loop's head; the activation loop: one whose dearest way around loads and stores a float with no
+  arithmetic; by path, not by address range, as -Os rotates loops) and each is priced per
   iteration with the Cortex-M4 cycle counts below along the path it takes while looping (back
   edge and forward branches inside it taken, branches out of it not; the row loop: its dearest way
   around, the MAC loop's instructions excepted); iterations come from the network's sizes in
