@@ -6,6 +6,9 @@ motors to the app with the target first (``CrazyflieLink.onboard_start``), strea
 SETPOINT packets while watching the state estimate, and takes the motors back
 (``quadhil.enable = 0``) to land, or to descend when something is wrong:
 
+* before arming: no quadhil app on the vehicle, no state estimate, or a battery below the vehicle
+  file's ``low_voltage_v`` (none of ``quadhil fly``'s geofence and flight-plan checks: the abort
+  radius around the target is the fence here);
 * the app reports ``refused`` (its network is not a Crazyflie motor-level one at a rate dividing
   1 kHz, or it is the placeholder) or never reports ``policy``;
 * the estimate is further than ``abort_radius_m`` from the target (from the hand-over on; the
@@ -111,6 +114,14 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
         tel = _wait_telemetry(link, cfg.stale_s * 10)
         if tel is None:
             result.update(final_state="refused", reason="no state estimate from the vehicle")
+            return result
+        battery_min_v = vehicle.battery.low_voltage_v
+        deadline = time.monotonic() + 1.0  # the slow log block (pm.vbat) comes at 10 Hz
+        while link.battery_v is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if link.battery_v is None or not link.battery_v >= battery_min_v:
+            result.update(final_state="refused", reason=f"battery {link.battery_v} V, need >= {battery_min_v:.2f} V "
+                                                        f"({link.battery_source})")
             return result
         start = np.asarray(tel.pos_w, dtype=np.float64)
         target = np.asarray(cfg.target_w if cfg.target_w is not None else

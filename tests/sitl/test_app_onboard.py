@@ -259,6 +259,33 @@ def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_i
         assert rc == 3 and d["final_state"] == "failsafe" and "from the target" in d["reason"]
 
 
+def test_an_app_holding_the_placeholder_refuses_and_the_bridge_lands(policy, tmp_path):
+    """A twin without --app-policy holds the app's committed placeholder: mode 2 refuses it (motors
+    off), the bridge hears it, takes the motors back and says why."""
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    with start_crazyflie_twin() as twin:
+        rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.6",
+                           "--duration", "2", "--log", str(tmp_path / "flights")])
+    assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
+    assert rc == 2 and d["final_state"] == "refused" and d["reason"].startswith("app refused")
+    assert d["app_states"][-1] == "refused"
+
+
+def test_onboard_refuses_a_policy_the_app_would_refuse_before_connecting(tmp_path):
+    from deploy.export import export_policy
+    from tests.firmware_bridge.onboard_support import make_actor
+
+    actor, spec, _ = make_actor("crazyflie", "ctbr")
+    run = tmp_path / "run"
+    run.mkdir()
+    actor.save(run / "actor_best.keras")
+    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    export_policy(run, tmp_path / "ctbr.tflite", "none", parity_obs=200, episodes=0, log=lambda *a, **k: None)
+    rc, d, err = _fly(["--onboard", "--model", str(tmp_path / "ctbr.tflite"), "--link", "udp://127.0.0.1:9"])
+    assert rc == 2 and "motor-level" in err and not d
+
+
 def test_through_cflib_mode_2_outlives_a_silent_client_and_stops_when_the_client_disables_it(policy):
     """A cflib client starts mode 2, then sends nothing for 3 s: the app (it has no link watchdog)
     keeps flying, logged as quadhil.state = policy, and the supervisor never levels out or locks it.

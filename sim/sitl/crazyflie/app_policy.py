@@ -124,13 +124,15 @@ class CPolicy:
     obs_dim: int
     action_history: int
     hover_action: np.ndarray  # (4,) the history's starting value
-    _lib: ctypes.CDLL
+    _lib: ctypes.PyDLL
 
     @classmethod
     def load(cls, weights_h: Path) -> "CPolicy":
         """Build (or take from the cache) and load the library for ``weights_h``."""
         path = build_library(Path(weights_h))
-        lib = ctypes.CDLL(str(path))
+        # PyDLL keeps the GIL during a call: qh_forward's buffers are static, and two twins in one
+        # process (threads) must not run it at once
+        lib = ctypes.PyDLL(str(path))
         f32p = ctypes.POINTER(ctypes.c_float)
         lib.qh_observe.argtypes = [ctypes.POINTER(QhState), f32p, f32p, f32p]
         lib.qh_observe.restype = ctypes.c_int
