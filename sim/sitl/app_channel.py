@@ -43,6 +43,7 @@ APP_CHANNEL_MTU = 30  # CRTP payload limit (crtp.h CRTP_MAX_DATA_SIZE)
 PACKET_VERSION = 1
 PACKET_SIZE = 20
 DEFAULT_WATCHDOG_MS = 50  # a relay without a valid packet for this long drops to safe output
+DEFAULT_LINK_LOSS_MS = 500  # the onboard policy without a valid packet for this long lands (quadhil.lossMs)
 
 
 class Kind(IntEnum):
@@ -61,6 +62,7 @@ class AppState(IntEnum):
     RELAY_TIMEOUT = 2  # mode 1: watchdog tripped, safe output (motors off) until a new packet
     POLICY = 3  # mode 2: onboard policy flying
     REFUSED = 4  # mode 2 refused: the embedded network is not for a Crazyflie
+    LINK_LOST = 5  # mode 2: no valid packet for quadhil.lossMs; descending, then motors off until disabled
 
 
 class AppEvent(IntEnum):
@@ -68,8 +70,8 @@ class AppEvent(IntEnum):
 
     NONE = 0
     STARTED = 1
-    WATCHDOG = 2  # no valid packet within the watchdog period
-    RESUMED = 3  # a valid packet after a watchdog trip
+    WATCHDOG = 2  # no valid packet within the watchdog period (mode 1 wdMs, mode 2 lossMs)
+    RESUMED = 3  # a valid packet after a watchdog trip (mode 2: a SETPOINT before the motors were cut)
     DISABLED = 4
     BAD_PACKET = 5
 
@@ -237,6 +239,7 @@ def generate_c_header() -> str:
         f"#define QH_PACKET_VERSION {PACKET_VERSION}u",
         f"#define QH_PACKET_SIZE {PACKET_SIZE}u",
         f"#define QH_DEFAULT_WATCHDOG_MS {DEFAULT_WATCHDOG_MS}u",
+        f"#define QH_DEFAULT_LINK_LOSS_MS {DEFAULT_LINK_LOSS_MS}u",
     ]
     for enum, prefix in ((Kind, "QH_KIND_"), (AppState, "QH_STATE_"), (AppEvent, "QH_EVENT_")):
         lines.append("")

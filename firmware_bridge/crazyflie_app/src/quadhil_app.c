@@ -6,7 +6,10 @@
  *                     valid packet for quadhil.wdMs (default 50 ms) the motors drop to zero and the
  *                     app reports it (STATUS packet, log quadhil.state / quadhil.wdTrips).
  *   quadhil.mode = 2  onboard policy: the exported actor (policy_weights.h) runs at its control rate
- *                     from the onboard state estimate; SETPOINT packets move its target.
+ *                     from the onboard state estimate; SETPOINT packets move its target. Without a
+ *                     valid packet for quadhil.lossMs (default 500 ms) the app lands by itself: state
+ *                     LINK_LOST, the target sinks at QH_LOSS_DESCENT_MPS, then the motors are cut and
+ *                     stay off until quadhil.enable = 0; a SETPOINT before the cut resumes.
  *   quadhil.enable = 0 (default) or mode 0: the stock PID controller flies, as in the firmware's
  *                     examples/app_out_of_tree_controller, so selecting this controller is harmless.
  *
@@ -23,8 +26,10 @@
  * The supervisor (src/modules/src/supervisor.c) levels out and then locks a flying Crazyflie whose
  * commander has had no setpoint for 500 ms / 2 s. Relay packets are not commander setpoints, so
  * the app feeds the commander a neutral setpoint (commanderSetSetpoint, src/modules/src/commander.c)
- * for every valid relay packet, and every 100 ms while the onboard policy flies. The setpoint's
- * content is ignored by this controller in modes 1 and 2.
+ * for every valid relay packet, and every 100 ms while the onboard policy flies (its descent after a
+ * link loss included: the supervisor would otherwise level out, then cut, a descending vehicle; the
+ * app's own link watchdog replaces the commander's in mode 2). The setpoint's content is ignored by
+ * this controller in modes 1 and 2.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -52,11 +57,20 @@
 #define QH_MODE_RELAY 1u
 #define QH_MODE_POLICY 2u
 #define QH_MAIN_LOOP_HZ 1000u /* RATE_MAIN_LOOP in stabilizer_types.h */
+/* Link loss in mode 2: how fast the policy's target sinks. Slow enough for a hover policy trained on
+ * position errors of a few decimetres to follow without a pitch or thrust transient, fast enough to
+ * be down from 2 m in under 7 s; about the landing speed of the firmware's high-level commander
+ * examples (crazyflie-lib-python examples use 0.2-0.5 m/s). */
+#define QH_LOSS_DESCENT_MPS 0.3f
+#define QH_LOSS_GROUND_Z_M 0.05f    /* estimate below this: on the ground, motors off */
+#define QH_LOSS_STUCK_GAP_M 0.3f    /* target this far below the estimate ... */
+#define QH_LOSS_STUCK_MS 1000u      /* ... for this long: it cannot descend further, motors off */
 
 /* --- parameters (group "quadhil") --- */
 static uint8_t enable = 0;
 static uint8_t mode = QH_MODE_RELAY;
 static uint16_t wdMs = QH_DEFAULT_WATCHDOG_MS;
+static uint16_t lossMs = QH_DEFAULT_LINK_LOSS_MS;
 static float thrustScale = 1.0f;
 
 /* --- shared between the app task (packets) and the stabilizer task (controller) --- */
@@ -65,6 +79,8 @@ typedef struct {
   float target_w[3];        /* policy target, m ENU */
   bool have_target;
   TickType_t last_rx_tick;  /* tick of the last valid MOTORS packet */
+  TickType_t link_rx_tick;  /* tick of the last valid packet of any kind (mode 2's link watchdog) */
+  uint32_t setpoints;       /* valid SETPOINT packets so far (one during a descent resumes) */
   bool have_motors;
   uint16_t last_seq;
   bool have_seq;
@@ -87,6 +103,10 @@ static float lastAction[4];
 /* policy state (stabilizer task only) */
 static float history[4 * 8];
 static bool policyStarted = false;
+static uint32_t lossSetpoints = 0; /* shared.setpoints when the link was lost */
+static bool lossCut = false;       /* landed after a link loss: motors off until quadhil.enable = 0 */
+static bool lossStuck = false;     /* the target is QH_LOSS_STUCK_GAP_M below the estimate ... */
+static TickType_t lossStuckTick;   /* ... since this tick */
 
 static void setState(uint8_t state, uint8_t event) {
   if (state != appState || event != lastEvent) {
@@ -135,6 +155,7 @@ static void handlePacket(const uint8_t *buf, size_t len) {
       shared.motors[2] = p.m3;
       shared.motors[3] = p.m4;
       shared.last_rx_tick = xTaskGetTickCount();
+      shared.link_rx_tick = shared.last_rx_tick;
       shared.have_motors = true;
       shared.last_seq = p.sequence;
       shared.have_seq = true;
@@ -158,6 +179,8 @@ static void handlePacket(const uint8_t *buf, size_t len) {
       shared.target_w[1] = p.y_m;
       shared.target_w[2] = p.z_m;
       shared.have_target = true;
+      shared.link_rx_tick = xTaskGetTickCount();
+      shared.setpoints++;
       shared.last_seq = p.sequence;
       shared.have_seq = true;
     }
@@ -177,8 +200,9 @@ void appMain(void) {
     /* a short timeout so that status changes found by the controller go out promptly */
     const size_t len = appchannelReceiveDataPacket(buf, sizeof(buf), 5);
     if (len > 0) handlePacket(buf, len);
-    if (enable && mode == QH_MODE_POLICY && appState == QH_STATE_POLICY &&
-        T2M(xTaskGetTickCount() - lastFeed) >= 100u) {
+    /* after the cut the feed stops: the supervisor's own watchdog then locks the landed vehicle */
+    const bool flying = appState == QH_STATE_POLICY || (appState == QH_STATE_LINK_LOST && !lossCut);
+    if (enable && mode == QH_MODE_POLICY && flying && T2M(xTaskGetTickCount() - lastFeed) >= 100u) {
       lastFeed = xTaskGetTickCount();
       feedCommander();
     }
@@ -255,6 +279,59 @@ static bool policyAcceptable(void) {
          (QH_MAIN_LOOP_HZ % (unsigned)rate_i) == 0u && qh_policy_action_history() <= 8;
 }
 
+/* Mode 2's link watchdog, once per policy tick (rate Hz). Returns false when the motors must be cut
+ * (landed after a link loss). Trips after lossMs without a valid packet: the target sinks from
+ * wherever is lower, the target or the estimate (never climb on a lost link), until the estimate is
+ * on the ground or the target has been far below it for a while (the vehicle stands on something). */
+static bool followLink(const state_t *state, uint32_t rate) {
+  const TickType_t now = xTaskGetTickCount();
+  bool resumed = false;
+  bool tripped = false;
+  taskENTER_CRITICAL();
+  const uint32_t age_ms = (uint32_t)T2M(now - shared.link_rx_tick);
+  if (appState == QH_STATE_LINK_LOST) {
+    if (shared.setpoints != lossSetpoints) {
+      resumed = true; /* the packet's target stands */
+    } else {
+      shared.target_w[2] -= QH_LOSS_DESCENT_MPS / (float)rate;
+    }
+  } else if (lossMs > 0u && age_ms >= lossMs) {
+    tripped = true;
+    lossSetpoints = shared.setpoints;
+    if (state->position.z < shared.target_w[2]) shared.target_w[2] = state->position.z;
+  }
+  const float target_z = shared.target_w[2];
+  taskEXIT_CRITICAL();
+  if (resumed) {
+    lossStuck = false;
+    setState(QH_STATE_POLICY, QH_EVENT_RESUMED);
+    return true;
+  }
+  if (tripped) {
+    watchdogTrips++;
+    lossStuck = false;
+    DEBUG_PRINT("link watchdog: no valid packet for %lu ms, descending\n", (unsigned long)age_ms);
+    setState(QH_STATE_LINK_LOST, QH_EVENT_WATCHDOG);
+    return true;
+  }
+  if (appState != QH_STATE_LINK_LOST) return true;
+  if (target_z < state->position.z - QH_LOSS_STUCK_GAP_M) {
+    if (!lossStuck) {
+      lossStuck = true;
+      lossStuckTick = now;
+    }
+  } else {
+    lossStuck = false;
+  }
+  if (state->position.z < QH_LOSS_GROUND_Z_M || (lossStuck && T2M(now - lossStuckTick) >= QH_LOSS_STUCK_MS)) {
+    lossCut = true;
+    DEBUG_PRINT("link watchdog: down (z %d mm), motors off until quadhil.enable = 0\n",
+                (int)(state->position.z * 1000.0f));
+    return false;
+  }
+  return true;
+}
+
 static void runPolicy(control_t *control, const sensorData_t *sensors, const state_t *state,
                       const stabilizerStep_t step) {
   if (!policyAcceptable()) {
@@ -265,6 +342,10 @@ static void runPolicy(control_t *control, const sensorData_t *sensors, const sta
     }
     motorsOff(control);
     setState(QH_STATE_REFUSED, QH_EVENT_NONE);
+    return;
+  }
+  if (lossCut) {
+    motorsOff(control); /* landed after a link loss: only quadhil.enable = 0 lets the motors run again */
     return;
   }
   const uint32_t rate = (uint32_t)qh_policy_rate_hz();
@@ -282,9 +363,14 @@ static void runPolicy(control_t *control, const sensorData_t *sensors, const sta
       shared.target_w[2] = state->position.z;
       shared.have_target = true;
     }
+    shared.link_rx_tick = xTaskGetTickCount(); /* the link watchdog counts from the start */
     taskEXIT_CRITICAL();
     policyStarted = true;
     setState(QH_STATE_POLICY, QH_EVENT_STARTED);
+  }
+  if (!followLink(state, rate)) {
+    motorsOff(control);
+    return;
   }
   float target[3];
   taskENTER_CRITICAL();
@@ -330,6 +416,7 @@ void controllerOutOfTree(control_t *control, const setpoint_t *setpoint, const s
                          const state_t *state, const stabilizerStep_t stabilizerStep) {
   if (!enable || mode == QH_MODE_OFF) {
     policyStarted = false;
+    lossCut = false;
     if (appState != QH_STATE_IDLE) setState(QH_STATE_IDLE, QH_EVENT_DISABLED);
     controllerPid(control, setpoint, sensors, state, stabilizerStep);
     return;
@@ -351,6 +438,9 @@ PARAM_ADD(PARAM_UINT8, enable, &enable)
 PARAM_ADD(PARAM_UINT8, mode, &mode)
 /** @brief relay watchdog (ms): without a valid packet for this long the motors stop */
 PARAM_ADD(PARAM_UINT16, wdMs, &wdMs)
+/** @brief onboard policy link watchdog (ms): without a valid packet for this long it lands; 0 = off (unsafe:
+ * a vehicle that loses its client hovers until the battery is flat) */
+PARAM_ADD(PARAM_UINT16, lossMs, &lossMs)
 /** @brief scale of every motor thrust command (1 = nominal) */
 PARAM_ADD(PARAM_FLOAT, thrustScale, &thrustScale)
 PARAM_GROUP_STOP(quadhil)
