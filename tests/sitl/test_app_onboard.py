@@ -145,10 +145,12 @@ def test_mode_2_refuses_what_the_app_refuses_with_motors_off_and_one_status(tmp_
     assert rs.policy_ticks == 0
 
 
-def test_without_setpoints_the_app_keeps_flying_and_feeds_the_commander_itself(policy):
-    """quadhil_app.c has no link watchdog in mode 2: SETPOINTs only move the target, and the app
-    feeds the commander every 100 ms, so the supervisor never levels out or locks it."""
+def test_with_lossMs_0_the_app_keeps_flying_without_setpoints_and_feeds_the_commander_itself(policy):
+    """quadhil.lossMs = 0 switches mode 2's link watchdog off (documented as unsafe): SETPOINTs only
+    move the target, and the app feeds the commander every 100 ms, so the supervisor never levels
+    out or locks it."""
     twin = _airborne_twin(policy.weights_h)
+    twin.params.set("quadhil.lossMs", 0)
     for _ in range(3000):  # 3 s without any packet: past the commander's 0.5 s and 2 s watchdogs
         twin.tick()
         if twin.supervisor.motors_allowed and twin.ticks > 600:
@@ -157,6 +159,89 @@ def test_without_setpoints_the_app_keeps_flying_and_feeds_the_commander_itself(p
     assert rs.state == ac.AppState.POLICY and rs.watchdog_trips == 0
     assert twin.supervisor.state == State.FLYING
     assert np.all(twin.motor_cmd_n > 0)
+
+
+def _fly_until(twin, rs, done, limit_s: float) -> None:
+    for _ in range(int(limit_s * 1000)):
+        twin.tick()
+        if done():
+            return
+    raise AssertionError(f"not within {limit_s} s: state {rs.state.name}, z {twin.sim.state.pos_w[0, 2]:.2f} m")
+
+
+def test_a_silent_client_trips_the_link_watchdog_after_lossMs_and_the_app_lands_and_stays_off(policy):
+    """quadhil_app.c followLink: lossMs (500 ms by default) after the policy started without a packet,
+    state link_lost (event watchdog, one STATUS, wdTrips + 1); the target sinks at 0.3 m/s from the
+    lower of itself and the estimate, the feed goes on; then the motors are cut (on the ground, or the
+    target 0.3 m below the estimate for 1 s) and stay off, the feed stops."""
+    twin = _airborne_twin(policy.weights_h)
+    assert twin.params.get("quadhil.lossMs") == ac.DEFAULT_LINK_LOSS_MS == 500
+    rs = app_relay.relay_state(twin)
+    _fly_until(twin, rs, lambda: rs.state == ac.AppState.LINK_LOST, 1.0)
+    trip_s = rs.loss_times_s[0]
+    assert len(rs.loss_times_s) == 1 and round(trip_s * 1000) == 500, "started at 0 ms, no packet: trips at 500 ms"
+    assert [(s.state, s.event, s.watchdog_trips) for s in _statuses(twin)] == [
+        (ac.AppState.POLICY, ac.AppEvent.STARTED, 0), (ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG, 1)]
+    z_trip = rs.loss_trip_z_m
+    assert z_trip < 1.0, "the stand-in sinks before the supervisor lets its motors run, so does a trained one"
+    assert rs.target_w[2] == pytest.approx(z_trip), "the target (1.0 m) drops to the estimate: never climb on a lost link"
+    target_z = rs.target_w[2]
+    for _ in range(100):  # 10 policy ticks
+        twin.tick()
+    assert rs.target_w[2] == pytest.approx(target_z - 10 * 0.3 / POLICY_RATE_HZ, abs=1e-5)
+    assert np.all(twin.motor_cmd_n > 0), "the policy keeps flying the descent"
+    assert twin.commander.inactivity_s(twin.now_s()) <= 0.1 + 0.001 + 1e-9, "the feed goes on during the descent"
+    _fly_until(twin, rs, lambda: rs.loss_cut, z_trip / 0.3 + 2.0 - 0.1)
+    print(f"link loss ({policy.name}): trip at {trip_s:.3f} s, z {z_trip:.2f} m; motors cut "
+          f"{rs.loss_cut_s - trip_s:.2f} s later at z {twin.est_pos[2]:.2f} m")
+    z_cut = float(twin.sim.state.pos_w[0, 2])
+    for _ in range(3000):  # stays off, whatever arrives: a SETPOINT after the cut does not resume
+        twin.tick()
+        if twin.ticks % 500 == 0:
+            _setpoint(twin, twin.ticks // 500, (0.0, 0.0, 1.0))
+        assert np.all(twin.motor_cmd_n == 0) and rs.state == ac.AppState.LINK_LOST
+    assert float(twin.sim.state.pos_w[0, 2]) < min(z_cut, 0.05), "the vehicle came down"
+    assert twin.commander.inactivity_s(twin.now_s()) > 2.0, "no feed after the cut"
+    assert rs.watchdog_trips == 1
+
+
+def test_a_setpoint_during_the_descent_resumes_the_policy_at_its_target(policy):
+    twin = _airborne_twin(policy.weights_h)
+    rs = app_relay.relay_state(twin)
+    _fly_until(twin, rs, lambda: rs.state == ac.AppState.LINK_LOST, 1.0)
+    for _ in range(300):
+        twin.tick()
+    assert rs.state == ac.AppState.LINK_LOST and not rs.loss_cut
+    twin.outbox.clear()
+    _setpoint(twin, 1, (0.0, 0.0, 1.5))
+    for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
+        twin.tick()
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.RESUMED)]
+    assert np.allclose(rs.target_w, (0.0, 0.0, 1.5)), "the packet's target, no longer sinking"
+    z0 = float(twin.sim.state.pos_w[0, 2])
+    for _ in range(490):  # within lossMs of the SETPOINT
+        twin.tick()
+    assert rs.state == ac.AppState.POLICY and np.all(twin.motor_cmd_n > 0)
+    if policy.trained:  # the stand-in's constant thrust ignores the target
+        assert float(twin.sim.state.pos_w[0, 2]) > z0, "climbs back towards the 1.5 m target"
+    _fly_until(twin, rs, lambda: rs.state == ac.AppState.LINK_LOST, 0.1)  # and the watchdog is armed again
+    assert rs.watchdog_trips == 2
+
+
+def test_disabling_the_app_after_a_loss_landing_gives_idle_and_a_restart_flies_again(policy):
+    twin = _airborne_twin(policy.weights_h)
+    rs = app_relay.relay_state(twin)
+    _fly_until(twin, rs, lambda: rs.loss_cut, 8.0)
+    twin.outbox.clear()
+    twin.params.set("quadhil.enable", 0)
+    twin.tick()
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
+    assert not rs.loss_cut and twin._override_n is None
+    twin.outbox.clear()
+    twin.params.set("quadhil.enable", 1)
+    for _ in range(1000 // POLICY_RATE_HZ):
+        twin.tick()
+    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
 
 
 def test_disabling_the_app_hands_the_motors_to_the_pid_and_a_restart_keeps_the_target(policy):
@@ -286,65 +371,142 @@ def test_onboard_refuses_a_policy_the_app_would_refuse_before_connecting(tmp_pat
     assert rc == 2 and "motor-level" in err and not d
 
 
-def test_through_cflib_mode_2_outlives_a_silent_client_and_stops_when_the_client_disables_it(policy):
-    """A cflib client starts mode 2, then sends nothing for 3 s: the app (it has no link watchdog)
-    keeps flying, logged as quadhil.state = policy, and the supervisor never levels out or locks it.
-    quadhil.enable = 0 through cflib: the client hears idle/disabled and the motors stop (the PID
-    controller on the app's neutral setpoint), as quadhil_app.c does."""
-    import threading
+class _CflibClient:
+    """A twin served on a free UDP port (a thread) and a cflib client hearing the app's STATUS packets
+    and logging quadhil.state / quadhil.m1 at 10 Hz. Closed (link, server, thread) even on failure."""
+
+    def __init__(self, twin: CrazyflieTwin):
+        import threading
+
+        from sim.sitl.crazyflie.server import CrazyflieServer
+
+        self.twin = twin
+        self.server = CrazyflieServer(twin, host="127.0.0.1", port=0)
+        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.statuses: list[ac.StatusPacket] = []
+        self.logged: list[dict] = []
+        self.scf = self.conf = None
+
+    def __enter__(self) -> "_CflibClient":
+        from cflib.crazyflie.log import LogConfig
+
+        from tests.sitl.conftest import connect_cflib
+
+        self.thread.start()
+        try:
+            self.scf = connect_cflib(self.server.uri)
+            self.scf.cf.appchannel.packet_received.add_callback(
+                lambda data: self.statuses.append(ac.decode(bytes(data))))
+            self.conf = LogConfig(name="app", period_in_ms=100)
+            for name in ("quadhil.state", "quadhil.m1"):
+                self.conf.add_variable(name)
+            self.conf.data_received_cb.add_callback(lambda ts, data, c: self.logged.append(dict(data)))
+            self.scf.cf.log.add_config(self.conf)
+            self.conf.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.scf is not None:
+            self.scf.close_link()
+        self.server.stop_event.set()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+    def wait_status(self, state: ac.AppState, event: ac.AppEvent, timeout_s: float, after: int = 0) -> int:
+        """Index of the first STATUS (state, event) from index ``after`` on, or AssertionError."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for i, st in enumerate(self.statuses[after:], after):
+                if (st.state, st.event) == (state, event):
+                    return i
+            time.sleep(0.01)
+        raise AssertionError(f"no {state.name}/{event.name} STATUS within {timeout_s} s: "
+                             f"{[(s.state.name, s.event.name) for s in self.statuses]}")
+
+    def send_setpoint(self, seq: int, target) -> None:
+        self.scf.cf.appchannel.send_packet(ac.encode_setpoint(seq, target))
+
+    def set_param(self, name: str, value) -> None:
+        self.scf.cf.param.set_value(name, str(value))
+
+
+def test_through_cflib_a_silent_client_makes_mode_2_land_by_itself_and_a_setpoint_in_time_resumes(policy):
+    """The client (cflib) starts mode 2 1 m up, then goes silent: lossMs (500 ms, read through cflib)
+    later, by the app's clock, it hears link_lost/watchdog; a SETPOINT then resumes (policy/resumed);
+    silent again, the app descends and cuts its motors within z / 0.3 m/s + 2 s, logged as
+    quadhil.state = link_lost, m1 = 0, and they stay off; quadhil.enable = 0 gives idle/disabled."""
     import time
 
-    from cflib.crazyflie.log import LogConfig
+    twin = CrazyflieTwin(TwinConfig(start_m=(0.0, 0.0, 1.0), app_policy=str(policy.weights_h)))
+    with _CflibClient(twin) as c:
+        assert int(c.scf.cf.param.get_value("quadhil.lossMs")) == 500
+        c.send_setpoint(1, (0.0, 0.0, 1.0))
+        c.set_param("quadhil.mode", 2)
+        c.set_param("quadhil.enable", 1)
+        i_start = c.wait_status(ac.AppState.POLICY, ac.AppEvent.STARTED, 3.0)
+        i_lost = c.wait_status(ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG, 2.0, after=i_start)
+        silent_ms = c.statuses[i_lost].time_ms - c.statuses[i_start].time_ms
+        assert 500 <= silent_ms <= 500 + 1000 // POLICY_RATE_HZ + 1, "lossMs, checked on the policy's ticks"
+        assert c.statuses[i_lost].watchdog_trips == 1
+        c.send_setpoint(2, (0.0, 0.0, 1.0))
+        i_resumed = c.wait_status(ac.AppState.POLICY, ac.AppEvent.RESUMED, 1.0, after=i_lost)
+        i_lost = c.wait_status(ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG, 2.0, after=i_resumed)
+        t_lost = time.monotonic()
+        rs = app_relay.relay_state(twin)
+        # down at 0.3 m/s; a vehicle that does not follow is 0.3 m above its target within 1 s, cut 1 s later
+        bound_s = rs.loss_trip_z_m / 0.3 + 2.0
+        # the wall clock only bounds the wait (the twin's real-time loop may lag on a loaded machine)
+        while not (c.logged and c.logged[-1]["quadhil.m1"] == 0.0) and time.monotonic() - t_lost < bound_s + 5.0:
+            time.sleep(0.01)
+        assert rs.loss_cut and c.logged[-1]["quadhil.m1"] == 0.0
+        cut_s = rs.loss_cut_s - rs.loss_times_s[-1]
+        print(f"through cflib ({policy.name}): silent {silent_ms} ms -> link_lost; second loss at z "
+              f"{rs.loss_trip_z_m:.2f} m, motors cut {cut_s:.2f} s later, twin time (bound {bound_s:.2f} s), "
+              f"heard in the log {time.monotonic() - t_lost:.2f} s (wall) after the STATUS")
+        assert cut_s < bound_s
+        n_cut = len(c.logged)
+        z_cut = float(twin.sim.state.pos_w[0, 2])
+        time.sleep(1.0)
+        after_cut = c.logged[n_cut - 1:]
+        assert len(after_cut) >= 5 and all(r["quadhil.m1"] == 0.0 and r["quadhil.state"] == ac.AppState.LINK_LOST
+                                           for r in after_cut), "the motors stay off"
+        assert np.all(twin.motor_cmd_n == 0) and float(twin.sim.state.pos_w[0, 2]) < z_cut, "coming down"
+        c.set_param("quadhil.enable", 0)
+        c.wait_status(ac.AppState.IDLE, ac.AppEvent.DISABLED, 3.0, after=i_lost)
+        assert rs.watchdog_trips == 2
 
-    from sim.sitl.crazyflie.server import CrazyflieServer
-    from tests.sitl.conftest import connect_cflib
+
+def test_through_cflib_lossMs_0_lets_mode_2_outlive_a_silent_client_until_the_client_disables_it(policy):
+    """quadhil.lossMs = 0 through cflib (unsafe, the behaviour before the link watchdog): the client
+    starts mode 2 and sends nothing for 3 s; the app keeps flying, logged as quadhil.state = policy,
+    and the supervisor never levels out or locks it. quadhil.enable = 0: the client hears
+    idle/disabled and the motors stop (the PID controller on the app's neutral setpoint)."""
+    import time
 
     twin = CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
-    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    statuses: list[ac.StatusPacket] = []
-    logged: list[dict] = []
-    scf = None
-    try:
-        scf = connect_cflib(server.uri)
-        scf.cf.appchannel.packet_received.add_callback(lambda data: statuses.append(ac.decode(bytes(data))))
-        conf = LogConfig(name="app", period_in_ms=100)
-        for name in ("quadhil.state", "quadhil.m1", "quadhil.a1"):
-            conf.add_variable(name)
-        conf.data_received_cb.add_callback(lambda ts, data, c: logged.append(dict(data)))
-        scf.cf.log.add_config(conf)
-        conf.start()
+    with _CflibClient(twin) as c:
         z0 = float(twin.sim.state.pos_w[0, 2])
-        scf.cf.appchannel.send_packet(ac.encode_setpoint(1, (0.0, 0.0, z0 + 0.5)))
-        scf.cf.param.set_value("quadhil.mode", "2")
-        scf.cf.param.set_value("quadhil.enable", "1")
-        deadline = time.monotonic() + 3.0
-        while not any(st.state == ac.AppState.POLICY for st in statuses) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert any(st.state == ac.AppState.POLICY and st.event == ac.AppEvent.STARTED for st in statuses)
-        time.sleep(3.0)  # the client is silent: past the commander's 0.5 s and 2 s watchdogs
+        c.set_param("quadhil.lossMs", 0)
+        c.send_setpoint(1, (0.0, 0.0, z0 + 0.5))
+        c.set_param("quadhil.mode", 2)
+        c.set_param("quadhil.enable", 1)
+        i_start = c.wait_status(ac.AppState.POLICY, ac.AppEvent.STARTED, 3.0)
+        time.sleep(3.0)  # the client is silent: past lossMs and the commander's 0.5 s and 2 s watchdogs
         rs = app_relay.relay_state(twin)
-        assert rs.state == ac.AppState.POLICY and twin.supervisor.state == State.FLYING
+        assert rs.loss_ms == 0 and rs.state == ac.AppState.POLICY and twin.supervisor.state == State.FLYING
+        assert rs.watchdog_trips == 0 and len(c.statuses) == i_start + 1
         assert np.all(twin.motor_cmd_n > 0) and float(twin.sim.state.pos_w[0, 2]) > z0 + 0.2
-        print(f"mode 2 from the ground, 3 s after the start ({policy.name}): "
-              f"{np.linalg.norm(twin.sim.state.pos_w[0] - (0.0, 0.0, z0 + 0.5)):.3f} m from the setpoint 0.5 m up")
-        assert logged and logged[-1]["quadhil.state"] == ac.AppState.POLICY
-        assert logged[-1]["quadhil.m1"] > 0
-        scf.cf.param.set_value("quadhil.enable", "0")
-        deadline = time.monotonic() + 3.0
-        while not any(st.event == ac.AppEvent.DISABLED for st in statuses) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert c.logged and c.logged[-1]["quadhil.state"] == ac.AppState.POLICY and c.logged[-1]["quadhil.m1"] > 0
+        c.set_param("quadhil.enable", 0)
+        c.wait_status(ac.AppState.IDLE, ac.AppEvent.DISABLED, 3.0, after=i_start)
         time.sleep(0.05)
-        assert (statuses[-1].state, statuses[-1].event) == (ac.AppState.IDLE, ac.AppEvent.DISABLED)
+        assert (c.statuses[-1].state, c.statuses[-1].event) == (ac.AppState.IDLE, ac.AppEvent.DISABLED)
         assert np.all(twin.motor_cmd_n == 0)
-        conf.stop()
-    finally:
-        if scf is not None:
-            scf.close_link()
-        server.stop_event.set()
-        thread.join(timeout=5)
-        server.close()
 
 
 def test_the_relay_flies_the_motors_policy_through_cflib(policy, tmp_path):

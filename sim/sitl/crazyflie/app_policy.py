@@ -27,9 +27,14 @@ statics):
   there through the same path the relay uses (``Vehicle.command_to_thrust``,
   ``twin.set_motor_override``);
 * while flying, the commander is fed a neutral setpoint every 100 ms, so the supervisor's commander
-  watchdog never levels out or locks a vehicle flown by the app. Consequence, as on the real app:
-  mode 2 has no link watchdog; SETPOINT packets only move the target, and when they stop the
-  policy holds the last one.
+  watchdog never levels out or locks a vehicle flown by the app; the app's own link watchdog
+  (followLink) replaces it: once the policy runs, without a valid app-channel packet of any kind for
+  ``quadhil.lossMs`` (default 500 ms, 0 = off) the state becomes ``link_lost`` (event ``watchdog``,
+  ``wdTrips`` + 1, one STATUS); the target's z first drops to the estimate's if it was higher, then
+  sinks by 0.3 m/s / rate each policy tick while the policy keeps flying and the feed goes on; when
+  the estimate's z is below 0.05 m, or the target has been more than 0.3 m below it for 1 s, the
+  motors are cut and stay off (state ``link_lost``, no more feed) until ``quadhil.enable`` = 0. A
+  valid SETPOINT before the cut resumes: state ``policy``, event ``resumed``, the packet's target.
 
 gcc missing: :class:`sim.errors.QuadhilError` naming it, when weights were asked for
 (``TwinConfig.app_policy`` / ``quadhil sitl crazyflie --app-policy``); with the default placeholder
@@ -60,6 +65,10 @@ HOST_CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shar
 MAIN_LOOP_HZ = 1000  # RATE_MAIN_LOOP, crazyflie-firmware stabilizer_types.h
 MAX_ACTION_HISTORY = 8  # quadhil_app.c: float history[4 * 8]
 FEED_PERIOD_S = 0.1  # quadhil_app.c appMain: feedCommander every 100 ms while the policy flies
+LOSS_DESCENT_MPS = np.float32(0.3)  # quadhil_app.c QH_LOSS_DESCENT_MPS (its why is there)
+LOSS_GROUND_Z_M = 0.05  # QH_LOSS_GROUND_Z_M
+LOSS_STUCK_GAP_M = 0.3  # QH_LOSS_STUCK_GAP_M
+LOSS_STUCK_S = 1.0  # QH_LOSS_STUCK_MS
 DEG2RAD_F32 = np.float32(0.0174532925)  # quadhil_app.c runPolicy
 
 
@@ -225,13 +234,56 @@ def tick(twin, rs, set_state, feed_commander) -> None:
         motors_off(twin, rs)
         set_state(ac.AppState.REFUSED, ac.AppEvent.NONE)
         return
+    if rs.loss_cut:
+        motors_off(twin, rs)  # landed after a link loss: only quadhil.enable = 0 lets the motors run
+        return
     step = int(twin.ticks)
     if step % (MAIN_LOOP_HZ // int(policy.rate_hz)) == 0:
         _run_policy(twin, rs, policy, set_state)
     now_s = float(twin.now_s())
-    if rs.state == ac.AppState.POLICY and (rs.last_feed_s is None or now_s - rs.last_feed_s >= FEED_PERIOD_S):
+    # the feed goes on during a link-loss descent (the supervisor must not cut it) and stops after the cut
+    flying = rs.state == ac.AppState.POLICY or (rs.state == ac.AppState.LINK_LOST and not rs.loss_cut)
+    if flying and (rs.last_feed_s is None or now_s - rs.last_feed_s >= FEED_PERIOD_S):
         rs.last_feed_s = now_s
         feed_commander(twin)
+
+
+def _follow_link(twin, rs, policy: CPolicy, set_state) -> bool:
+    """quadhil_app.c followLink, once per policy tick: mode 2's link watchdog. False when the motors
+    must be cut (landed after a link loss)."""
+    from sim.sitl import app_channel as ac
+
+    now_s = float(twin.now_s())
+    z_m = float(twin.est_pos[2])
+    if rs.state == ac.AppState.LINK_LOST:
+        if rs.setpoints_accepted != rs.loss_setpoints:  # a SETPOINT during the descent: its target stands
+            rs.loss_stuck_since_s = None
+            set_state(ac.AppState.POLICY, ac.AppEvent.RESUMED)
+            return True
+        # the app's float target: one float32 subtraction per tick
+        rs.target_w[2] = float(np.float32(rs.target_w[2]) - LOSS_DESCENT_MPS / np.float32(policy.rate_hz))
+    else:
+        # whole microseconds, as the relay's watchdog: 1 ms twin ticks compare exactly
+        age_us = round((now_s - rs.link_rx_s) * 1e6)
+        if rs.loss_ms > 0 and age_us >= round(rs.loss_ms * 1e3):
+            rs.watchdog_trips += 1
+            rs.loss_times_s.append(now_s)
+            rs.loss_trip_z_m = z_m
+            rs.loss_setpoints = rs.setpoints_accepted
+            rs.loss_stuck_since_s = None
+            rs.target_w[2] = min(float(rs.target_w[2]), z_m)  # never climb on a lost link
+            set_state(ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG)
+        return True
+    if rs.target_w[2] < z_m - LOSS_STUCK_GAP_M:
+        if rs.loss_stuck_since_s is None:
+            rs.loss_stuck_since_s = now_s
+    else:
+        rs.loss_stuck_since_s = None
+    stuck = rs.loss_stuck_since_s is not None and round((now_s - rs.loss_stuck_since_s) * 1e6) >= LOSS_STUCK_S * 1e6
+    if z_m < LOSS_GROUND_Z_M or stuck:
+        rs.loss_cut, rs.loss_cut_s = True, now_s
+        return False
+    return True
 
 
 def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
@@ -244,7 +296,11 @@ def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
             rs.target_w = np.asarray(twin.est_pos, dtype=np.float64).copy()
         rs.policy_started = True
         rs.policy_ticks = 0
+        rs.link_rx_s = float(twin.now_s())  # the link watchdog counts from the start
         set_state(ac.AppState.POLICY, ac.AppEvent.STARTED)
+    if not _follow_link(twin, rs, policy, set_state):
+        motors_off(twin, rs)
+        return
     qx, qy, qz, qw = twin.est_quat_xyzw
     gyro_dps = np.degrees(np.asarray(getattr(twin, "filtered_omega_b", twin.est_omega_b)).reshape(3)).astype(np.float32)
     omega_b = gyro_dps * DEG2RAD_F32

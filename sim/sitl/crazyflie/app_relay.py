@@ -67,6 +67,15 @@ class RelayState:
     last_action: np.ndarray = field(default_factory=lambda: np.zeros(4))
     pwm_ratio: np.ndarray = field(default_factory=lambda: np.zeros(4))
     last_feed_s: float | None = None
+    # mode 2's link watchdog (quadhil_app.c followLink)
+    loss_ms: float = float(ac.DEFAULT_LINK_LOSS_MS)
+    link_rx_s: float | None = None  # twin time of the last valid packet of any kind
+    loss_setpoints: int = 0  # setpoints_accepted when the link was lost
+    loss_cut: bool = False  # landed after a link loss: motors off until quadhil.enable = 0
+    loss_stuck_since_s: float | None = None  # the target far below the estimate since then
+    loss_times_s: list = field(default_factory=list)  # twin time of each link-loss trip
+    loss_cut_s: float | None = None  # twin time of the last cut
+    loss_trip_z_m: float | None = None  # the estimate's z at the last link-loss trip, m
     last_inputs: tuple | None = None  # the policy's last tick: estimate, target and history it saw
     last_obs: np.ndarray | None = None
 
@@ -165,13 +174,14 @@ def _active(twin) -> bool:
 
 def param_specs(twin) -> list:
     """The app's ``quadhil`` parameter group (quadhil_app.c PARAM_GROUP_START(quadhil)) for the
-    twin's param TOC: enable (0), mode (1 relay, 2 policy), wdMs (50), thrustScale (1.0)."""
+    twin's param TOC: enable (0), mode (1 relay, 2 policy), wdMs (50), lossMs (500), thrustScale (1.0)."""
     from sim.sitl.crazyflie.params import ParamSpec
 
     return [
         ParamSpec("quadhil", "enable", "uint8_t", 0),
         ParamSpec("quadhil", "mode", "uint8_t", 1),
         ParamSpec("quadhil", "wdMs", "uint16_t", ac.DEFAULT_WATCHDOG_MS),
+        ParamSpec("quadhil", "lossMs", "uint16_t", ac.DEFAULT_LINK_LOSS_MS),
         ParamSpec("quadhil", "thrustScale", "float", 1.0),
     ]
 
@@ -219,6 +229,7 @@ def handle(twin, payload: bytes) -> None:
         rs.last_error = f"sequence {packet.sequence} is not newer than {rs.last_seq}"
         return
     rs.last_seq = packet.sequence
+    rs.link_rx_s = _now_s(twin)  # any valid packet feeds mode 2's link watchdog
     if isinstance(packet, ac.SetpointPacket):  # stored in any mode; only the policy reads it
         rs.target_w = np.asarray(packet.target_w, dtype=np.float64)
         rs.setpoints_accepted += 1
@@ -240,6 +251,7 @@ def tick(twin) -> None:
     mode = _mode(twin)
     if mode == 0:
         rs.policy_started = False
+        rs.loss_cut = False
         if rs.state != ac.AppState.IDLE or rs.overriding:
             twin.set_motor_override(None)
             rs.overriding = False
@@ -248,6 +260,7 @@ def tick(twin) -> None:
     rs.overriding = True
     rs.watchdog_ms = _param(twin, "wdMs", rs.watchdog_ms)  # read every tick, like the app's statics
     rs.thrust_scale = _param(twin, "thrustScale", rs.thrust_scale)
+    rs.loss_ms = _param(twin, "lossMs", rs.loss_ms)
     if mode == 2:
         from sim.sitl.crazyflie import app_policy
 
