@@ -15,9 +15,11 @@ SETPOINT packets while watching the state estimate, and takes the motors back
   hover RMSE counts only after ``settle_s``), is stale for more than ``stale_s``, is not finite,
   or cflib loses the link.
 
-The app has no link watchdog in mode 2 (it feeds its own commander, quadhil_app.c appMain), so a
-bridge that dies leaves the vehicle hovering at the last target: the bridge is the only one that
-lands it. The ``--model`` .tflite is not what flies: it is checked for what the app accepts
+The app has its own link watchdog in mode 2 (quadhil_app.c followLink, ``quadhil.lossMs``, default
+500 ms): a bridge that dies or a radio that drops leaves the vehicle descending at 0.3 m/s, its
+motors cut on the ground (STATUS ``link_lost``). The bridge, streaming at 20 Hz, never lets it trip
+while the uplink works; a ``link_lost`` it hears is logged and listed in ``app_states``, and its
+next SETPOINT resumes the policy (event ``resumed``) if the motors were not yet cut. The ``--model`` .tflite is not what flies: it is checked for what the app accepts
 (vehicle crazyflie, motors, a rate dividing 1 kHz), and the app does not report which network
 it holds, so the bridge cannot confirm the two are the same.
 """
@@ -208,12 +210,18 @@ def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log
     t0 = time.monotonic()
     period_s = 1.0 / cfg.setpoint_rate_hz
     started = False
+    reported_losses = 0
     while True:
         now = time.monotonic()
         new = link.app_status[n0:]
         if any(s.state == ac.AppState.REFUSED for s in new):
             return "app refused its onboard network (quadhil.state = refused): flash the app with weights from " \
                    "`quadhil export RUN --format c`"
+        lost = sum(s.state == ac.AppState.LINK_LOST and s.event == ac.AppEvent.WATCHDOG for s in new)
+        if lost > reported_losses:
+            reported_losses = lost
+            log("the app reports link_lost: our SETPOINTs stopped reaching it for quadhil.lossMs; it descends "
+                "until the next one arrives")
         if not started:
             started = any(s.state == ac.AppState.POLICY for s in new)
             if not started and now - t0 > APP_START_TIMEOUT_S:

@@ -5,7 +5,8 @@ motor-level policy through real cflib: the bridge relaying motor commands (mode 
 onboard network following SETPOINT packets (mode 2, ``quadhil fly --onboard``).
 
 The policy flown is tests/sitl/onboard_policy.py's: a trained one when there is one (then hover is
-asserted), else a constant-action stand-in (then the chain and the safety paths are)."""
+asserted), else a constant-action stand-in (then the chain and the safety paths are: refusals, the
+link watchdog's landing (quadhil.lossMs), its resume, and what disables the app)."""
 
 from __future__ import annotations
 
@@ -203,6 +204,20 @@ def test_a_silent_client_trips_the_link_watchdog_after_lossMs_and_the_app_lands_
     assert float(twin.sim.state.pos_w[0, 2]) < min(z_cut, 0.05), "the vehicle came down"
     assert twin.commander.inactivity_s(twin.now_s()) > 2.0, "no feed after the cut"
     assert rs.watchdog_trips == 1
+
+
+def test_a_link_lost_on_the_ground_cuts_the_motors_at_the_next_policy_tick(policy):
+    """The estimate's z below 0.05 m after a trip: on the ground, motors off at once."""
+    twin = _airborne_twin(policy.weights_h, z_m=0.0)
+    twin.params.set("quadhil.lossMs", 100)
+    rs = app_relay.relay_state(twin)
+    _fly_until(twin, rs, lambda: rs.loss_cut, 1.0)
+    assert round(rs.loss_times_s[0] * 1000) == 100 and rs.loss_trip_z_m < 0.05
+    assert round((rs.loss_cut_s - rs.loss_times_s[0]) * 1000) == 1000 // POLICY_RATE_HZ
+    for _ in range(500):
+        twin.tick()
+        assert np.all(twin.motor_cmd_n == 0)
+    assert rs.state == ac.AppState.LINK_LOST
 
 
 def test_a_setpoint_during_the_descent_resumes_the_policy_at_its_target(policy):
