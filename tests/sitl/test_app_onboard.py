@@ -359,6 +359,34 @@ def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_i
         assert rc == 3 and d["final_state"] == "failsafe" and "from the target" in d["reason"]
 
 
+def test_the_bridge_reports_the_apps_link_lost_and_its_setpoints_resume_the_policy(policy, tmp_path):
+    """An app whose quadhil.lossMs (30 ms, set on the twin) is shorter than the bridge's 50 ms SETPOINT
+    period trips between setpoints: quadhil fly --onboard hears link_lost/watchdog, lists it in
+    app_states and its log, and each next SETPOINT resumes the policy (policy/resumed)."""
+    import threading
+
+    from sim.sitl.crazyflie.server import CrazyflieServer
+
+    twin = CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
+    twin.params.set("quadhil.lossMs", 30)
+    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", server.uri, "--target", "0,0,0.8",
+                           "--duration", "2", "--log", str(tmp_path / "flights")])
+    finally:
+        server.stop_event.set()
+        thread.join(timeout=5)
+        server.close()
+    assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
+    assert "link_lost" in d["app_states"] and "policy" in d["app_states"]
+    rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
+    seen = {(r["state"], r["event"]) for r in rows if r["type"] == "app_status"}
+    assert {("link_lost", "watchdog"), ("policy", "resumed")} <= seen
+    assert app_relay.relay_state(twin).watchdog_trips >= 2
+
+
 def test_an_app_holding_the_placeholder_refuses_and_the_bridge_lands(policy, tmp_path):
     """A twin without --app-policy holds the app's committed placeholder: mode 2 refuses it (motors
     off), the bridge hears it, takes the motors back and says why."""
