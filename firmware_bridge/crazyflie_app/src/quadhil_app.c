@@ -57,10 +57,10 @@
 #define QH_MODE_RELAY 1u
 #define QH_MODE_POLICY 2u
 #define QH_MAIN_LOOP_HZ 1000u /* RATE_MAIN_LOOP in stabilizer_types.h */
-/* Link loss in mode 2: how fast the policy's target sinks. Slow enough for a hover policy trained on
- * position errors of a few decimetres to follow without a pitch or thrust transient, fast enough to
- * be down from 2 m in under 7 s; about the landing speed of the firmware's high-level commander
- * examples (crazyflie-lib-python examples use 0.2-0.5 m/s). */
+/* Link loss in mode 2: how fast the policy's target sinks. The bridge's own landing speed
+ * (firmware_bridge SINK_MPS = 0.3), near cflib's MotionCommander.land default of 0.2 m/s
+ * (crazyflie-lib-python cflib/positioning/motion_commander.py VELOCITY): a gentle sink for a hover
+ * policy trained to hold a target, and down from 2 m in under 7 s. */
 #define QH_LOSS_DESCENT_MPS 0.3f
 #define QH_LOSS_GROUND_Z_M 0.05f    /* estimate below this: on the ground, motors off */
 #define QH_LOSS_STUCK_GAP_M 0.3f    /* target this far below the estimate ... */
