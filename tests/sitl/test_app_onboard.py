@@ -297,11 +297,12 @@ def test_a_trained_policy_follows_a_setpoint_step(policy):
     if not policy.trained:
         pytest.skip(f"hover figures are for a trained policy; flying {policy.name}")
     twin = _airborne_twin(policy.weights_h)
-    for _ in range(2000):
-        twin.tick()
-    _setpoint(twin, 1, (0.3, -0.2, 1.2))
-    for _ in range(4000):
-        twin.tick()
+    # the client streams its target at 10 Hz throughout, or the app's link-loss descent starts
+    for k, target in enumerate([(0.0, 0.0, 1.0)] * 20 + [(0.3, -0.2, 1.2)] * 40):
+        _setpoint(twin, 1 + k, target)
+        for _ in range(100):
+            twin.tick()
+    assert app_relay.relay_state(twin).state == ac.AppState.POLICY
     err = np.linalg.norm(twin.sim.state.pos_w[0] - (0.3, -0.2, 1.2))
     print(f"{policy.name}: {err:.3f} m from a setpoint 0.42 m away, 4 s after the step")
     assert err < HOVER_RMSE_M
