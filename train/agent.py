@@ -247,8 +247,16 @@ class DDPGAgent:
 
     def numpy_actor(self):
         """A pure-numpy forward pass of the current actor weights: obs (N, D) -> actions (N, 4).
-        ~20x faster than calling Keras for the small batches of acting; refreshed by the caller."""
-        return NumpyActor.from_keras(self.actor)
+        ~20x faster than calling Keras for the small batches of acting; refreshed by the caller
+        after every update call, so it reads the variables it needs directly (about half the
+        time of :meth:`NumpyActor.from_keras`, which it equals)."""
+        if not hasattr(self, "_numpy_plan"):
+            first = NumpyActor.from_keras(self.actor)  # the frozen normalization, and the layers' activations
+            dense = [layer for layer in self.actor.layers if isinstance(layer, keras.layers.Dense)]
+            self._numpy_plan = (first, [(layer.kernel, layer.bias, act) for layer, (_, _, act) in zip(dense, first.layers)])
+        first, plan = self._numpy_plan
+        return first.with_layers([(k.numpy(), b.numpy(), act)
+                                  for k, b, act in plan])
 
     # --- state for checkpoints ------------------------------------------------------------
 
@@ -295,6 +303,12 @@ class NumpyActor:
                 act = layer.get_config()["activation"]
                 layers.append((w, b, act))
         return cls(mean, std, layers)
+
+    def with_layers(self, layers) -> "NumpyActor":
+        """The same normalization with other (kernel, bias, activation) layers."""
+        out = NumpyActor.__new__(NumpyActor)
+        out.mean, out.inv_std, out.layers = self.mean, self.inv_std, layers
+        return out
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = (np.asarray(obs, dtype=np.float32) - self.mean) * self.inv_std
