@@ -161,7 +161,9 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
     process_s = time.perf_counter() - t0
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"quadhil train (seed {seed}) exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        from sim.errors import QuadhilError
+
+        raise QuadhilError(f"quadhil train (seed {seed}) exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     res = json.loads(lines[-1])
     t = res.get("time_to_target_s")
     reached = t is not None and t <= args.max_seconds

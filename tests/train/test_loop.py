@@ -1,0 +1,66 @@
+"""train/loop.py's speed and time-to-target settings: threads, the evaluation task, confirmation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from sim.env import HoverTaskConfig
+from train.loop import TrainConfig, eval_task, tf_threads_for
+from tests.train.test_bench import EASY
+
+
+def test_the_update_leaves_one_core_to_the_acting_thread_when_they_overlap():
+    assert tf_threads_for(TrainConfig(), cores=2) == 1
+    assert tf_threads_for(TrainConfig(), cores=1) == 1
+    assert tf_threads_for(TrainConfig(overlap=False), cores=2) == 2
+    assert tf_threads_for(TrainConfig(tf_threads=3), cores=2) == 3
+
+
+def test_evaluations_fly_the_full_ranges_unless_a_scale_is_set():
+    task = HoverTaskConfig()
+    task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, randomization_scale=0.25,
+                                                                 latency_ticks_max=1))
+    assert eval_task(task, TrainConfig()).realism.randomization_scale == 1.0
+    scaled = eval_task(task, TrainConfig(eval_randomization_scale=0.25)).realism
+    assert scaled.randomization_scale == 0.25 and scaled.latency_ticks_max is None  # still quadhil eval's task
+
+
+def _easy_trainer(tmp_path, *extra):
+    from train.cli_train import build_trainer, configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    sets = [a for a in EASY if a not in ("--confirm-episodes", "8", "--no-randomization")]
+    return build_trainer(parser.parse_args(["--vehicle", "crazyflie", "--out", str(tmp_path / "run"), "--no-randomization",
+                                            "--no-progress", "--stop-at-target", "--max-steps", "480", *sets, *extra]))
+
+
+def test_a_periodic_pass_that_fresh_episodes_do_not_confirm_does_not_count_and_training_goes_on(tmp_path):
+    import time
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.confirm_episodes=8", "--set", "train.target_success=0.5")
+    seeds = []
+
+    def refuted(model):  # the fresh episodes fail every try; the seeds tried must differ
+        seeds.append(trainer.tc.confirm_seed + len(trainer.progress.confirmations))
+        return 0.0
+
+    trainer.confirm = refuted
+    res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
+    assert res["time_to_target_s"] is None and res["steps_to_target"] is None
+    assert res["env_steps"] >= 480  # stop_at_target did not stop it
+    assert res["best_periodic_success"] >= 0.5 and len(res["confirmations"]) >= 2
+    assert all(c["fresh_success"] == 0.0 and c["periodic_success"] >= 0.5 for c in res["confirmations"])
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_a_confirmed_pass_stops_the_run_at_the_confirmation(tmp_path):
+    import time
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.confirm_episodes=8", "--set", "train.target_success=0.5")
+    res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
+    (first,) = res["confirmations"]
+    assert first["fresh_success"] >= 0.5 and res["time_to_target_s"] == first["wall_s"]
+    assert res["steps_to_target"] == first["env_steps"] == res["env_steps"] < 480
+    assert set(res["time_breakdown_s"]) >= {"collect", "sample", "update", "eval", "confirm", "loop", "other"}
