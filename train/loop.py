@@ -33,7 +33,7 @@ from train.nstep import NStepAccumulator
 from train.noise import make_noise
 from train.obs_scale import with_fixed_obs_scales
 from train.replay import ReplayBuffer
-from train.symmetry import check_turnable, turn_transitions
+from train.symmetry import check_turnable, turn_pairs, turn_transitions
 
 TASKS = ("hover",)
 CHECKPOINT_DIR = "checkpoint"
@@ -95,6 +95,9 @@ class TrainConfig:
     # numpy's OpenBLAS threads (0: leave its default, one per core). Its threads made the numpy
     # actor of a 200-episode evaluation ~10x slower on a busy 2-core machine (train/runtime.py).
     blas_threads: int = 1
+    # Quarter turns and the update's noise made inside the compiled update from integers the run's
+    # Generator draws (same distributions, another stream), instead of on the acting thread.
+    augment_in_graph: bool = True
     # > 0: a periodic evaluation at or above target_success only counts once the same actor also
     # reaches it on this many fresh episodes (a new seed per try, from confirm_seed): the fixed
     # periodic set picks its own winners. Until then training goes on.
@@ -317,6 +320,8 @@ class Trainer:
         self._vel_slice = velocity_slice(spec)
         if train_config.yaw_symmetry:
             check_turnable(spec)
+        if train_config.augment_in_graph:
+            self.agent.set_augmentation(self._obs_noise_std, turn_pairs(spec) if train_config.yaw_symmetry else None)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
         # called after each periodic evaluation with :meth:`eval_record` (e.g. a sweep reporting
         # to its tuner); not saved in checkpoints
@@ -511,6 +516,12 @@ class Trainer:
             frac = min(1.0, p.env_steps / tc.lr_decay_steps)
             self.agent.set_lr_factor(1.0 + frac * (tc.lr_end_fraction - 1.0))
         obs, act, rew, nobs, mask = self.buffer.sample(self.rng, (k, tc.batch_size))
+        if tc.augment_in_graph:
+            turns = self.rng.integers(0, 4, size=(k, tc.batch_size), dtype=np.int32) if tc.yaw_symmetry else None
+            seeds = None
+            if self.ac.target_noise > 0 or self.ac.smooth_weight > 0:
+                seeds = self.rng.integers(0, 2**31 - 1, size=(k, 2, 2), dtype=np.int64)
+            return obs, act, rew, nobs, mask, None, None, turns, seeds
         if tc.yaw_symmetry:
             obs, nobs = turn_transitions(self.rng, obs, nobs, self.spec)
         tnoise = None
