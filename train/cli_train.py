@@ -83,7 +83,7 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict,
                             tf_threads_for)
     from train.presets import default_control_rate_hz, preset
-    from train.runtime import configure_tensorflow, limit_blas_threads
+    from train.runtime import configure_tensorflow
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
     if args.budget_minutes is not None and not args.budget_minutes > 0:
@@ -104,9 +104,7 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
             raise QuadhilError(f"cannot resume: {out} holds no run (no config.json)")
         spec, cfg = load_run_spec(out)
         tc = dataclasses.replace(TrainConfig.from_dict(cfg["train"]), **budget)
-        configure_tensorflow(threads or tf_threads_for(tc))
-        if tc.blas_threads > 0:
-            limit_blas_threads(tc.blas_threads)
+        configure_tensorflow(threads or tf_threads_for(tc), blas_threads=tc.blas_threads)
         trainer = Trainer(out, vehicle, spec, task_config_from_dict(cfg["task_config"]), int(cfg["seed"]),
                           AgentConfig.from_dict(cfg["agent"]), tc,
                           extra_config={k: cfg[k] for k in ("preset",) if k in cfg})
@@ -146,9 +144,7 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
         raise QuadhilError(f"bad setting: {exc}") from None
     spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task, args.action_history)
     out.mkdir(parents=True, exist_ok=True)
-    configure_tensorflow(threads or tf_threads_for(tc))
-    if tc.blas_threads > 0:
-        limit_blas_threads(tc.blas_threads)
+    configure_tensorflow(threads or tf_threads_for(tc), blas_threads=tc.blas_threads)
     trainer = Trainer(out, vehicle, spec, task, args.seed, ac, tc, extra_config={"preset": p["name"]})
     trainer.write_config()
     return trainer

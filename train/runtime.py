@@ -7,11 +7,15 @@ import glob
 import os
 
 
-def configure_tensorflow(threads: int | None = None) -> int:
+def configure_tensorflow(threads: int | None = None, blas_threads: int = 1) -> int:
     """Quiet logs and pin TF's thread pools: ``threads`` intra-op threads (default: the machine's
-    cores), one inter-op thread. Call before building models: once TensorFlow has run an op its
-    pools are fixed and this changes nothing. Returns the intra-op threads in effect."""
+    cores), one inter-op thread; and numpy's OpenBLAS to ``blas_threads`` (0: leave it, see
+    :func:`limit_blas_threads`; every caller evaluates policies with numpy). Call before building
+    models: once TensorFlow has run an op its pools are fixed and this changes nothing. Returns
+    the intra-op threads in effect."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if blas_threads > 0:
+        limit_blas_threads(blas_threads)
     import tensorflow as tf
 
     n = threads or os.cpu_count() or 1

@@ -13,7 +13,7 @@ def test_bench_train_reports_the_loop_and_update_rates_as_one_json_line(capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     cf = figures["crazyflie"]
     assert cf["loop_env_steps_per_s"] > 0 and cf["loop_updates_per_s"] > 0 and cf["update_only_updates_per_s"] > 0
-    assert cf["num_envs"] == 8 and cf["batch_size"] == 128
+    assert cf["num_envs"] == 16 and cf["batch_size"] == 128 and cf["updates_per_call"] == 40
 
 
 # A task any actor passes (a huge success ball, a still start, 0.4 s episodes) on tiny nets: the
