@@ -225,6 +225,18 @@ class DDPGAgent:
         xa, xb = tf.gather(rows, a, axis=1), tf.gather(rows, b, axis=1)
         return tf.gather(tf.concat([rows, c * xa - s * xb, s * xa + c * xb], axis=1), index, axis=1)
 
+    def drawn_noise(self, seeds, batch: int):
+        """(TD3 target noise (B, 4) clipped, smoothness noise (B, obs_dim)) from ``seeds`` (2, 2)
+        int, with tf.random.stateless_normal; None for a noise this agent does not use."""
+        c = self.config
+        tnoise = snoise = None
+        if c.target_noise > 0:
+            tnoise = tf.clip_by_value(c.target_noise * tf.random.stateless_normal([batch, 4], seeds[0]),
+                                      -c.target_noise_clip, c.target_noise_clip)
+        if c.smooth_weight > 0 and self._obs_noise_std is not None:
+            snoise = tf.random.stateless_normal([batch, self.spec.obs_dim], seeds[1]) * self._obs_noise_std
+        return tnoise, snoise
+
     def _update_many(self, obs, act, rew, next_obs, mask, tnoise, snoise, turns=None, seeds=None):
         """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q.
         ``turns`` (K, B) / ``seeds`` (K, 2, 2): turn the rows and draw the noise in here
@@ -234,18 +246,14 @@ class DDPGAgent:
         aloss = tf.constant(0.0)
         qmean = tf.constant(0.0)
         n_actor = tf.constant(0.0)
-        c = self.config
         for i in tf.range(k):
             obs_i, next_obs_i, tnoise_i, snoise_i = obs[i], next_obs[i], tnoise[i], snoise[i]
             if turns is not None:
                 obs_i, next_obs_i = self._turn(obs_i, turns[i]), self._turn(next_obs_i, turns[i])
             if seeds is not None:
-                b = tf.shape(obs_i)[0]
-                if c.target_noise > 0:
-                    tnoise_i = tf.clip_by_value(c.target_noise * tf.random.stateless_normal([b, 4], seeds[i, 0]),
-                                                -c.target_noise_clip, c.target_noise_clip)
-                if c.smooth_weight > 0 and self._obs_noise_std is not None:
-                    snoise_i = tf.random.stateless_normal([b, self.spec.obs_dim], seeds[i, 1]) * self._obs_noise_std
+                drawn_t, drawn_s = self.drawn_noise(seeds[i], tf.shape(obs_i)[0])
+                tnoise_i = tnoise_i if drawn_t is None else drawn_t
+                snoise_i = snoise_i if drawn_s is None else drawn_s
             cl, qm = self._critic_step(obs_i, act[i], rew[i], next_obs_i, mask[i], tnoise_i)
             closs += cl
             qmean += qm

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import pytest
+
 from sim.env import HoverTaskConfig
 from train.loop import TrainConfig, eval_task, tf_threads_for
 from tests.train.test_bench import EASY
@@ -64,3 +66,46 @@ def test_a_confirmed_pass_stops_the_run_at_the_confirmation(tmp_path):
     assert first["fresh_success"] >= 0.5 and res["time_to_target_s"] == first["wall_s"]
     assert res["steps_to_target"] == first["env_steps"] == res["env_steps"] < 480
     assert set(res["time_breakdown_s"]) >= {"collect", "sample", "update", "eval", "confirm", "loop", "other"}
+
+
+def _tiny_run(tmp_path, name, *extra):
+    from quadhil.cli import run_command
+    from tests.train.conftest import TINY
+
+    out = tmp_path / name
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", "240",
+                                 "--set", "agent.smooth_weight=10", *extra]) == 0
+    import numpy as np
+
+    with np.load(out / "checkpoint" / "agent.npz") as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+@pytest.mark.parametrize("extra", [("--td3", "--actor-loss", "action_gradients"), ("--actor-loss", "q")])
+def test_both_actor_losses_and_td3_train_with_the_noise_drawn_in_the_update_and_repeat_exactly(tmp_path, extra):
+    """The default loop draws target and smoothness noise inside the compiled update from seeds the
+    run's Generator draws, and quarter-turns there (the Crazyflie ctbr preset's yaw_symmetry): a run
+    must still repeat bit for bit, and every form must train."""
+    import numpy as np
+
+    a = _tiny_run(tmp_path, "a", *extra)
+    b = _tiny_run(tmp_path, "b", *extra)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.all(np.isfinite(x)) for x in a)
+    host = _tiny_run(tmp_path, "host", *extra, "--set", "train.augment_in_graph=false")
+    assert any(not np.array_equal(x, y) for x, y in zip(a, host))  # another random stream, same code path otherwise
+
+
+def test_the_noise_drawn_in_the_update_has_the_configured_size(cf_spec):
+    import numpy as np
+
+    from train.agent import AgentConfig, DDPGAgent
+
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8,), critic_hidden=(8,), target_noise=0.2,
+                                           target_noise_clip=0.3, smooth_weight=1.0, jit=False))
+    std = np.linspace(0.01, 0.5, cf_spec.obs_dim).astype(np.float32)
+    agent.set_augmentation(obs_noise_std=std)
+    tnoise, snoise = (x.numpy() for x in agent.drawn_noise(np.array([[1, 2], [3, 4]]), 20_000))
+    assert snoise.shape == (20_000, cf_spec.obs_dim) and tnoise.shape == (20_000, 4)
+    np.testing.assert_allclose(snoise.std(axis=0), std, rtol=0.05)
+    assert np.abs(tnoise).max() <= 0.3 and 0.15 < tnoise.std() < 0.2  # N(0, 0.2) clipped at 0.3
