@@ -32,7 +32,7 @@ from pathlib import Path
 # The speed settings before 2026-12-06 (issue #23), as overrides of today's defaults: what
 # --compare-previous runs beside the current recipe. Each later speed change adds its old value.
 PREVIOUS_RECIPE = ("train.tf_threads=2", "train.blas_threads=0", "train.augment_in_graph=false", "train.num_envs=8",
-                   "train.updates_per_step=2")
+                   "train.updates_per_step=2", "train.eval_beside_update=false")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

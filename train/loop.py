@@ -98,6 +98,10 @@ class TrainConfig:
     # Quarter turns and the update's noise made inside the compiled update from integers the run's
     # Generator draws (same distributions, another stream), instead of on the acting thread.
     augment_in_graph: bool = True
+    # With ``overlap``: a due periodic evaluation (and its confirmation) runs on the acting thread
+    # during the next iteration, beside the update that thread would otherwise wait for, on the
+    # weights as they were when it fell due (the same figures, one iteration later).
+    eval_beside_update: bool = True
     # > 0: a periodic evaluation at or above target_success only counts once the same actor also
     # reaches it on this many fresh episodes (a new seed per try, from confirm_seed): the fixed
     # periodic set picks its own winners. Until then training goes on.
@@ -556,7 +560,7 @@ class Trainer:
         self._collect(actor)
         self.clock.add("collect", time.perf_counter() - t0)
 
-    def _iterate(self, actor) -> dict | None:
+    def _iterate(self, actor, beside: Callable[[], None] | None = None) -> dict | None:
         """One iteration: ``chunk`` ticks of acting and K gradient steps; returns the update's stats.
 
         With ``train.overlap`` the K updates run in a worker thread on batches drawn from the
@@ -573,10 +577,14 @@ class Trainer:
             batches = self._sample_update()
         if batches is None:
             self._timed_collect(actor)
+            if beside is not None:
+                beside()
             return None
         future = self._update_pool().submit(self._timed_update, batches)
         try:
             self._timed_collect(actor)
+            if beside is not None:  # e.g. a due evaluation, while the update still runs
+                beside()
         finally:
             with self.clock.section("wait_for_update"):
                 stats = future.result()  # never leave an update running past the iteration
@@ -590,19 +598,42 @@ class Trainer:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quadhil-update")
         return self._pool
 
-    def _maybe_eval(self, t_run_s: float, writer, bar) -> None:
-        """Evaluate when due; save actor_best on a new best; log to the bar or stderr."""
+    def _eval_snapshot(self) -> dict:
+        """What a periodic evaluation needs, taken while no update runs: the counters and copies of
+        the candidate actors' weights (numpy arrays), so it can run beside the next update."""
+        p = self.progress
+        models = [("actor", self.agent.actor.get_weights())]
+        if self.tc.eval_target_actor and p.updates > 0:
+            models.append(("target", self.agent.actor_target.get_weights()))
+        return {"env_steps": p.env_steps, "models": models}
+
+    def _snapshot_model(self, which: str, weights: list):
+        """A model of its own per candidate (named 'actor', as saved) holding ``weights``."""
+        from train.networks import build_actor
+
+        if not hasattr(self, "_snapshot_models"):
+            self._snapshot_models = {}
+        if which not in self._snapshot_models:
+            self._snapshot_models[which] = build_actor(self.spec, hidden=tuple(self.ac.actor_hidden))
+        model = self._snapshot_models[which]
+        model.set_weights(weights)
+        return model
+
+    def _maybe_eval(self, t_run_s: float, writer, bar, snap: dict | None = None) -> None:
+        """Evaluate when due (or ``snap``, taken by :meth:`_eval_snapshot` when it fell due); save
+        actor_best on a new best; log to the bar or stderr."""
         from train.networks import ACTOR_BEST
 
         tc, p = self.tc, self.progress
-        if p.env_steps < p.next_eval_steps:
-            return
+        if snap is None:
+            if p.env_steps < p.next_eval_steps:
+                return
+            snap = self._eval_snapshot()
+        steps = snap["env_steps"]
         t_entry = time.perf_counter()
-        while p.next_eval_steps <= p.env_steps:
+        while p.next_eval_steps <= steps:
             p.next_eval_steps += tc.eval_every_steps
-        candidates = [("actor", self.agent.actor)]
-        if tc.eval_target_actor and p.updates > 0:
-            candidates.append(("target", self.agent.actor_target))
+        candidates = [(which, self._snapshot_model(which, w)) for which, w in snap["models"]]
         models = dict(candidates)
         for which, model in candidates:
             r = self.evaluate(tc.eval_episodes, model)
@@ -610,41 +641,42 @@ class Trainer:
             if which == "actor" or (r.success_rate, -rmse) > (res.success_rate, -(res.rmse_m if np.isfinite(res.rmse_m) else float("inf"))):
                 res, res_which = r, which
             if (r.success_rate, -rmse) > (p.best_success, -p.best_rmse_m):
-                p.best_success, p.best_rmse_m, p.best_env_steps = r.success_rate, rmse, p.env_steps
+                p.best_success, p.best_rmse_m, p.best_env_steps = r.success_rate, rmse, steps
                 p.best_which = which
                 self._save_actor_copy(model, self.out / ACTOR_BEST)
-        p.last_eval = {**res.summary(), "env_steps": p.env_steps, "wall_s": t_run_s, "which": res_which}
+        p.last_eval = {**res.summary(), "env_steps": steps, "wall_s": t_run_s, "which": res_which}
         if p.time_to_target_s is None and res.success_rate >= tc.target_success:
             if tc.confirm_episodes > 0:
                 t0 = time.perf_counter()
                 fresh = self.confirm(models[res_which])
                 self.clock.add("confirm", time.perf_counter() - t0)
                 t_done = t_run_s + time.perf_counter() - t_entry  # the bar counts once it is confirmed
-                p.confirmations.append({"env_steps": p.env_steps, "wall_s": t_done, "which": res_which,
+                p.confirmations.append({"env_steps": steps, "wall_s": t_done, "which": res_which,
                                         "periodic_success": res.success_rate, "fresh_success": fresh,
                                         "episodes": tc.confirm_episodes})
                 if fresh >= tc.target_success:
-                    p.time_to_target_s, p.steps_to_target = t_done, p.env_steps
+                    p.time_to_target_s, p.steps_to_target = t_done, steps
             else:
-                p.time_to_target_s, p.steps_to_target = t_run_s, p.env_steps
+                p.time_to_target_s, p.steps_to_target = t_run_s, steps
         if writer is not None:
-            with writer.as_default(step=p.env_steps):
+            with writer.as_default(step=steps):
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)
                 self.tf.summary.scalar("eval/rmse_m", res.rmse_m if np.isfinite(res.rmse_m) else 10.0)
                 self.tf.summary.scalar("eval/crash_rate", res.crash_rate)
         if self.on_eval is not None:
             self.on_eval(self.eval_record())
         if bar is not None:
-            bar.write(f"eval @ {p.env_steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
+            bar.write(f"eval @ {steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                       f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}")
         elif self.log_evals:
             import sys
-            print(f"eval @ {p.env_steps:,} steps, {p.updates:,} updates, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
+            print(f"eval @ {steps:,} steps, {p.updates:,} updates, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                   f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}", file=sys.stderr, flush=True)
 
     def eval_record(self) -> dict:
         """The latest periodic evaluation and the run's standing: ``success_rate``, ``rmse_m`` (m,
-        None if no episode reached the time limit), ``crash_rate``, ``env_steps``, ``updates``,
+        None if no episode reached the time limit), ``crash_rate``, ``env_steps`` (the evaluated
+        actor's), ``updates`` (so far),
         ``wall_s`` (s of this run's training so far, as the wall budget counts it),
         ``best_success``, ``time_to_target_s`` and ``steps_to_target`` (None until reached)."""
         p, last = self.progress, self.progress.last_eval
@@ -652,7 +684,8 @@ class Trainer:
         return {"success_rate": float(last.get("success_rate", float("nan"))),
                 "rmse_m": float(rmse) if rmse is not None and np.isfinite(rmse) else None,
                 "crash_rate": float(last.get("crash_rate", float("nan"))),
-                "env_steps": int(p.env_steps), "updates": int(p.updates), "wall_s": float(last.get("wall_s", 0.0)),
+                "env_steps": int(last.get("env_steps", p.env_steps)), "updates": int(p.updates),
+                "wall_s": float(last.get("wall_s", 0.0)),
                 "best_success": float(p.best_success), "time_to_target_s": p.time_to_target_s,
                 "steps_to_target": p.steps_to_target}
 
@@ -683,14 +716,23 @@ class Trainer:
                 break
             if tc.stop_at_target and p.time_to_target_s is not None:
                 break
-            s = self._iterate(actor)
+            eval_beside = tc.overlap and tc.eval_beside_update
+            beside = None
+            if eval_beside and p.env_steps >= p.next_eval_steps:
+                snap = self._eval_snapshot()
+
+                def beside():
+                    with clock.section("eval"):
+                        self._maybe_eval(run_time(), writer, bar if show_progress else None, snap)
+            s = self._iterate(actor, beside)
             stats = s or stats
             p.iterations += 1
             if s is not None:
                 with clock.section("actor_copy"):
                     actor = self.agent.numpy_actor()
-            with clock.section("eval"):
-                self._maybe_eval(run_time(), writer, bar if show_progress else None)
+            if not eval_beside:
+                with clock.section("eval"):
+                    self._maybe_eval(run_time(), writer, bar if show_progress else None)
             if p.env_steps >= p.next_checkpoint_steps:
                 while p.next_checkpoint_steps <= p.env_steps:
                     p.next_checkpoint_steps += tc.checkpoint_every_steps
@@ -725,6 +767,8 @@ class Trainer:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        # an evaluation that fell due in the last iteration, as if it had run beside another one
+        self._maybe_eval(run_time(), writer, None)
         # a final eval so "best" reflects the end of training too
         p.next_eval_steps = min(p.next_eval_steps, p.env_steps)
         self._maybe_eval(run_time(), writer, None)

@@ -64,7 +64,9 @@ def test_a_confirmed_pass_stops_the_run_at_the_confirmation(tmp_path):
     res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
     (first,) = res["confirmations"]
     assert first["fresh_success"] >= 0.5 and res["time_to_target_s"] == first["wall_s"]
-    assert res["steps_to_target"] == first["env_steps"] == res["env_steps"] < 480
+    # the evaluation ran beside the next iteration's update (train.eval_beside_update), on the
+    # weights of the moment it fell due: the run stops after that one iteration (5 ticks of 4 envs)
+    assert res["steps_to_target"] == first["env_steps"] <= res["env_steps"] <= first["env_steps"] + 20 < 480
     assert set(res["time_breakdown_s"]) >= {"collect", "sample", "update", "eval", "confirm", "loop", "other"}
 
 
@@ -109,3 +111,17 @@ def test_the_noise_drawn_in_the_update_has_the_configured_size(cf_spec):
     assert snoise.shape == (20_000, cf_spec.obs_dim) and tnoise.shape == (20_000, 4)
     np.testing.assert_allclose(snoise.std(axis=0), std, rtol=0.05)
     assert np.abs(tnoise).max() <= 0.3 and 0.15 < tnoise.std() < 0.2  # N(0, 0.2) clipped at 0.3
+
+
+def test_an_evaluation_beside_the_update_gives_the_figures_and_the_training_of_one_after_it(tmp_path):
+    import json
+
+    import numpy as np
+
+    beside = _tiny_run(tmp_path, "beside", "--max-steps", "400")
+    after = _tiny_run(tmp_path, "after", "--max-steps", "400", "--set", "train.eval_beside_update=false")
+    assert all(np.array_equal(x, y) for x, y in zip(beside, after))
+    ra, rb = (json.loads((tmp_path / n / "config.json").read_text())["result"] for n in ("beside", "after"))
+    for key in ("best_periodic_success", "best_periodic_rmse_m", "best_env_steps", "best_which", "env_steps"):
+        assert ra[key] == rb[key], key
+    assert ra["last_eval"]["success_rate"] == rb["last_eval"]["success_rate"]
