@@ -165,6 +165,8 @@ class DDPGAgent:
         self.actor_opt.build(self.actor.trainable_variables)
         self.critic_opt.build(self.critic_vars)
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
+        self._obs_noise_std = None  # (obs_dim,) for in-graph smoothness noise (set_augmentation)
+        self._turn_index = None  # column map of an in-graph quarter turn (set_augmentation)
         self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit)
 
     # --- one gradient step ------------------------------------------------------------------
@@ -196,22 +198,70 @@ class DDPGAgent:
             for t, s in zip(tgt.weights, src.weights):
                 t.assign(t * (1.0 - tau) + s * tau)
 
-    def _update_many(self, obs, act, rew, next_obs, mask, tnoise, snoise):
-        """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q."""
+    def set_augmentation(self, obs_noise_std: np.ndarray | None = None, turn_pairs: tuple | None = None) -> None:
+        """What :meth:`update` makes inside the compiled step when it is given ``noise_seeds`` and
+        ``turns``: smoothness noise of std ``obs_noise_std`` (obs_dim,) and quarter turns of the
+        column pairs ``turn_pairs`` (:func:`train.symmetry.turn_pairs`). Call before the first update."""
+        self._obs_noise_std = None if obs_noise_std is None else np.asarray(obs_noise_std, np.float32)
+        if turn_pairs is None:
+            self._turn_index = None
+            return
+        a, b = (list(x) for x in turn_pairs)
+        width = self.spec.obs_dim + self.privileged_dim
+        index = list(range(width))  # gather map over [row | turned a columns | turned b columns]
+        for i, col in enumerate(a):
+            index[col] = width + i
+        for i, col in enumerate(b):
+            index[col] = width + len(a) + i
+        self._turn_index = (a, b, index)
+
+    def _turn(self, rows, turns):
+        """rows (B, W) turned by ``turns`` (B,) quarter turns, as train.symmetry.quarter_turn does
+        (the same products, so the same floats)."""
+        a, b, index = self._turn_index
+        k = tf.math.floormod(tf.cast(turns, tf.int32), 4)
+        c = tf.gather(tf.constant([1.0, 0.0, -1.0, 0.0]), k)[:, None]
+        s = tf.gather(tf.constant([0.0, 1.0, 0.0, -1.0]), k)[:, None]
+        xa, xb = tf.gather(rows, a, axis=1), tf.gather(rows, b, axis=1)
+        return tf.gather(tf.concat([rows, c * xa - s * xb, s * xa + c * xb], axis=1), index, axis=1)
+
+    def drawn_noise(self, seeds, batch: int):
+        """(TD3 target noise (B, 4) clipped, smoothness noise (B, obs_dim)) from ``seeds`` (2, 2)
+        int, with tf.random.stateless_normal; None for a noise this agent does not use."""
+        c = self.config
+        tnoise = snoise = None
+        if c.target_noise > 0:
+            tnoise = tf.clip_by_value(c.target_noise * tf.random.stateless_normal([batch, 4], seeds[0]),
+                                      -c.target_noise_clip, c.target_noise_clip)
+        if c.smooth_weight > 0 and self._obs_noise_std is not None:
+            snoise = tf.random.stateless_normal([batch, self.spec.obs_dim], seeds[1]) * self._obs_noise_std
+        return tnoise, snoise
+
+    def _update_many(self, obs, act, rew, next_obs, mask, tnoise, snoise, turns=None, seeds=None):
+        """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q.
+        ``turns`` (K, B) / ``seeds`` (K, 2, 2): turn the rows and draw the noise in here
+        (:meth:`set_augmentation`) instead of taking them from the host."""
         k = tf.shape(obs)[0]
         closs = tf.constant(0.0)
         aloss = tf.constant(0.0)
         qmean = tf.constant(0.0)
         n_actor = tf.constant(0.0)
         for i in tf.range(k):
-            cl, qm = self._critic_step(obs[i], act[i], rew[i], next_obs[i], mask[i], tnoise[i])
+            obs_i, next_obs_i, tnoise_i, snoise_i = obs[i], next_obs[i], tnoise[i], snoise[i]
+            if turns is not None:
+                obs_i, next_obs_i = self._turn(obs_i, turns[i]), self._turn(next_obs_i, turns[i])
+            if seeds is not None:
+                drawn_t, drawn_s = self.drawn_noise(seeds[i], tf.shape(obs_i)[0])
+                tnoise_i = tnoise_i if drawn_t is None else drawn_t
+                snoise_i = snoise_i if drawn_s is None else drawn_s
+            cl, qm = self._critic_step(obs_i, act[i], rew[i], next_obs_i, mask[i], tnoise_i)
             closs += cl
             qmean += qm
             self.n_updates.assign_add(1)
             if self.n_updates % self.config.policy_delay == 0:
-                al, grads = actor_gradients(self.actor, self.critics[0], obs[i][:, :self.spec.obs_dim],
-                                            self.config.actor_loss, self.config.smooth_weight, snoise[i],
-                                            critic_obs=obs[i])
+                al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
+                                            self.config.actor_loss, self.config.smooth_weight, snoise_i,
+                                            critic_obs=obs_i)
                 self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
                 self._soft_update()
                 aloss += al
@@ -219,23 +269,37 @@ class DDPGAgent:
         kf = tf.cast(k, tf.float32)
         return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
 
-    def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None) -> dict:
+    def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None, turns=None, noise_seeds=None) -> dict:
         """Run K updates on arrays shaped (K, B, ...); ``obs``/``next_obs`` rows are
         [observation | privileged] (obs_dim + privileged_dim). ``tnoise`` (K, B, 4) is the TD3
         target smoothing noise (already clipped) and ``snoise`` (K, B, obs_dim) the smoothness
         perturbation of the observation, both drawn by the caller's numpy Generator so a run is
-        reproducible. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        reproducible. Or, cheaper for the host: ``noise_seeds`` (K, 2, 2) int, drawn the same way,
+        seed the same noises inside the compiled step (tf.random.stateless_normal, so still
+        reproducible), and ``turns`` (K, B) int quarter-turns both ends of each transition there
+        (:meth:`set_augmentation`). Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
         width = self.spec.obs_dim + self.privileged_dim
         if obs.shape[-1] != width or next_obs.shape[-1] != width:
             raise ValueError(f"replay rows must be obs_dim + privileged_dim = {width} wide, "
                              f"got {obs.shape[-1]} and {next_obs.shape[-1]}")
+        if noise_seeds is not None and self.config.smooth_weight > 0 and self._obs_noise_std is None:
+            raise ValueError("in-graph smoothness noise needs set_augmentation(obs_noise_std=...) first")
+        # unused placeholders where the compiled step draws the noise itself
+        placeholder = (obs.shape[0], 1, 1) if noise_seeds is not None else None
         if tnoise is None:
-            tnoise = np.zeros(act.shape, dtype=np.float32)
+            tnoise = np.zeros(placeholder or act.shape, dtype=np.float32)
         if snoise is None:
-            snoise = np.zeros(obs.shape[:-1] + (self.spec.obs_dim,), dtype=np.float32)
+            snoise = np.zeros(placeholder or obs.shape[:-1] + (self.spec.obs_dim,), dtype=np.float32)
+        if turns is not None and self._turn_index is None:
+            raise ValueError("turns need set_augmentation(turn_pairs=...) first")
+        extra = {}
+        if turns is not None:
+            extra["turns"] = tf.constant(turns, dtype=tf.int32)
+        if noise_seeds is not None:
+            extra["seeds"] = tf.constant(noise_seeds, dtype=tf.int64)
         out = self._update_fn(tf.constant(obs), tf.constant(act), tf.constant(rew), tf.constant(next_obs),
                               tf.constant(mask), tf.constant(tnoise, dtype=tf.float32),
-                              tf.constant(snoise, dtype=tf.float32))
+                              tf.constant(snoise, dtype=tf.float32), **extra)
         return {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
 
     def set_lr_factor(self, factor: float) -> None:
@@ -247,8 +311,16 @@ class DDPGAgent:
 
     def numpy_actor(self):
         """A pure-numpy forward pass of the current actor weights: obs (N, D) -> actions (N, 4).
-        ~20x faster than calling Keras for the small batches of acting; refreshed by the caller."""
-        return NumpyActor.from_keras(self.actor)
+        ~20x faster than calling Keras for the small batches of acting; refreshed by the caller
+        after every update call, so it reads the variables it needs directly (about half the
+        time of :meth:`NumpyActor.from_keras`, which it equals)."""
+        if not hasattr(self, "_numpy_plan"):
+            first = NumpyActor.from_keras(self.actor)  # the frozen normalization, and the layers' activations
+            dense = [layer for layer in self.actor.layers if isinstance(layer, keras.layers.Dense)]
+            self._numpy_plan = (first, [(layer.kernel, layer.bias, act) for layer, (_, _, act) in zip(dense, first.layers)])
+        first, plan = self._numpy_plan
+        return first.with_layers([(k.numpy(), b.numpy(), act)
+                                  for k, b, act in plan])
 
     # --- state for checkpoints ------------------------------------------------------------
 
@@ -295,6 +367,12 @@ class NumpyActor:
                 act = layer.get_config()["activation"]
                 layers.append((w, b, act))
         return cls(mean, std, layers)
+
+    def with_layers(self, layers) -> "NumpyActor":
+        """The same normalization with other (kernel, bias, activation) layers."""
+        out = NumpyActor.__new__(NumpyActor)
+        out.mean, out.inv_std, out.layers = self.mean, self.inv_std, layers
+        return out
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = (np.asarray(obs, dtype=np.float32) - self.mean) * self.inv_std

@@ -1,22 +1,62 @@
-"""``quadhil bench train``: gradient updates/s and env-steps/s of the training loop.
+"""``quadhil bench train``: how fast the training loop runs, and how fast it learns.
 
-Two figures per vehicle: (1) the compiled update step alone, K updates per call on batches of the
-preset's size, and (2) the whole loop (acting, env stepping, replay insert and sampling, updates,
-no evaluation) over a fixed wall-clock slice. Timings depend on machine load: loadavg is reported.
+Throughput (the default): two figures per vehicle, (1) the compiled update step alone, K updates
+per call on batches of the preset's size, and (2) the whole loop (acting, env stepping, replay
+insert and sampling, updates, no evaluation) over a fixed wall-clock slice, with where its time
+went (:meth:`train.loop.Trainer.time_breakdown`).
+
+Time to a bar (``--to-success P``): seeds one after another, each a normal ``quadhil train`` run
+in its own process (a temp dir, or ``--out``), stopped at the first periodic evaluation at or
+above P whose actor also reaches P on ``--confirm-episodes`` fresh episodes of another seed
+(``train.confirm_episodes``); its figure is the trainer's ``time_to_target_s``, which counts from
+the start of ``quadhil train`` (the import of ``train.cli_train``, before TensorFlow's) to the end
+of the confirming evaluation. A seed that has not got there within ``--max-seconds`` is a failure
+and stays in the median. ``--baseline-set`` / ``--compare-previous`` run a second recipe on the
+same seeds, alternating with the first (same machine load), and report the ratio.
+
+Timings depend on machine load: loadavg is reported with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+# The speed settings before 2026-12-06 (issue #23), as overrides of today's defaults: what
+# --compare-previous runs beside the current recipe. Each later speed change adds its old value.
+PREVIOUS_RECIPE = ("train.tf_threads=2", "train.blas_threads=0", "train.augment_in_graph=false", "train.num_envs=8",
+                   "train.updates_per_step=2", "train.eval_beside_update=false")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``quadhil bench train``."""
-    parser.add_argument("--vehicle", action="append", default=None, help="vehicle(s) (default: crazyflie and x500)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="wall time of each measurement")
+    parser.add_argument("--vehicle", action="append", default=None,
+                        help="vehicle(s) (default: crazyflie and x500; --to-success: crazyflie)")
+    parser.add_argument("--action-mode", default="ctbr", choices=("ctbr", "motors"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting as quadhil train --set does")
+    parser.add_argument("--seconds", type=float, default=10.0, help="wall time of each throughput measurement")
+    parser.add_argument("--to-success", type=float, default=None, metavar="P",
+                        help="measure each seed's wall time to a confirmed success rate P instead of throughput")
+    parser.add_argument("--seeds", type=int, default=5, help="--to-success: seeds 0..N-1 (default 5)")
+    parser.add_argument("--max-seconds", type=float, default=300.0,
+                        help="--to-success: a seed not at the bar by then is a failure (default 300)")
+    parser.add_argument("--confirm-episodes", type=int, default=200,
+                        help="--to-success: fresh episodes that must confirm a periodic evaluation (default 200)")
+    parser.add_argument("--no-randomization", action="store_true", help="--to-success: as quadhil train's")
+    parser.add_argument("--baseline-set", action="append", default=None, metavar="KEY=VALUE",
+                        help="--to-success: also run a baseline recipe, --set plus these overrides, seed by seed")
+    parser.add_argument("--compare-previous", action="store_true",
+                        help="--to-success: the baseline is the loop's speed settings before issue #23 "
+                             f"({' '.join(PREVIOUS_RECIPE)})")
+    parser.add_argument("--out", default=None, help="--to-success: keep the runs in DIR/<recipe>-seed<S>")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -35,48 +75,62 @@ def _bench_updates(agent, batch: int, k: int, seconds: float, obs_dim: int) -> f
     return n / (time.perf_counter() - t0)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Measure and print; one JSON line with --json."""
+def _train_args(vid: str, args: argparse.Namespace, out: str, extra_sets: list[str] = ()) -> list[str]:
+    """``quadhil train`` arguments of a run like ``quadhil train --vehicle VID`` with the bench's options."""
+    a = ["--vehicle", vid, "--action-mode", args.action_mode, "--out", out]
+    for item in [*args.set, *extra_sets]:
+        a += ["--set", item]
+    if args.no_randomization:
+        a.append("--no-randomization")
+    return a
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    """The update step alone and the whole loop, per vehicle; one JSON line with --json."""
     import dataclasses
 
     from sim.report import emit_json, print_table
-    from train.runtime import configure_tensorflow
-
-    configure_tensorflow()
     from train.cli_train import build_trainer
     from train.cli_train import configure as configure_train
 
     vehicles = args.vehicle or ["crazyflie", "x500"]
-    figures: dict = {"loadavg_start": os.getloadavg(), "seconds": args.seconds}
+    figures: dict = {"loadavg_start": os.getloadavg(), "seconds": args.seconds, "set": args.set}
     for vid in vehicles:
         with tempfile.TemporaryDirectory() as tmp:
-            # exactly what `quadhil train --vehicle VID` would build (its parser's defaults)
+            # exactly what `quadhil train --vehicle VID [--set ...]` would build (its parser's defaults)
             train_parser = argparse.ArgumentParser()
             configure_train(train_parser)
-            ns = train_parser.parse_args(["--vehicle", vid, "--out", os.path.join(tmp, "run"), "--budget-minutes", "60",
+            ns = train_parser.parse_args([*_train_args(vid, args, os.path.join(tmp, "run")), "--budget-minutes", "60",
                                           "--no-progress", "--json"])
             trainer = build_trainer(ns)
             tc = trainer.tc
             k = max(1, int(round(tc.chunk * tc.updates_per_step)))
-            ups = _bench_updates(trainer.agent, tc.batch_size, k, args.seconds / 2, trainer.spec.obs_dim)
+            ups = _bench_updates(trainer.agent, tc.batch_size, k, args.seconds / 2,
+                                 trainer.spec.obs_dim + trainer.agent.privileged_dim)
             # the loop: warm-up filled, no evaluation or checkpoint inside the measured slice
             trainer.tc = dataclasses.replace(tc, eval_every_steps=10**12, checkpoint_every_steps=10**12,
                                              warmup_steps=0, budget_s=args.seconds)
             trainer.progress.next_eval_steps = 10**12
             trainer.progress.next_checkpoint_steps = 10**12
-            trainer._collect(trainer.agent.numpy_actor())
+            while len(trainer.buffer) < tc.batch_size:
+                trainer._collect(trainer.agent.numpy_actor())
             trainer._update()
+            trainer.clock.seconds.clear()
             s0, u0, t0 = trainer.progress.env_steps, trainer.progress.updates, time.perf_counter()
             actor = trainer.agent.numpy_actor()
             while time.perf_counter() - t0 < args.seconds:
                 trainer._iterate(actor)
-                actor = trainer.agent.numpy_actor()
+                with trainer.clock.section("actor_copy"):
+                    actor = trainer.agent.numpy_actor()
             dt = time.perf_counter() - t0
             figures[vid] = {
                 "update_only_updates_per_s": ups,
                 "loop_env_steps_per_s": (trainer.progress.env_steps - s0) / dt,
                 "loop_updates_per_s": (trainer.progress.updates - u0) / dt,
+                # fraction of the loop's wall time per section; "update" runs beside "collect"
+                "loop_time_fraction": {k_: v / dt for k_, v in sorted(trainer.clock.seconds.items())},
                 "num_envs": tc.num_envs, "batch_size": tc.batch_size, "updates_per_step": tc.updates_per_step,
+                "updates_per_call": k, "tf_threads": trainer.tf_threads,
             }
     figures["loadavg_end"] = os.getloadavg()
     rows = []
@@ -85,8 +139,118 @@ def run(args: argparse.Namespace) -> int:
         rows += [(f"{vid} update step alone, updates/s", f["update_only_updates_per_s"]),
                  (f"{vid} training loop, env steps/s", f["loop_env_steps_per_s"]),
                  (f"{vid} training loop, updates/s", f["loop_updates_per_s"])]
+        rows += [(f"{vid} loop time in {k_}", v) for k_, v in f["loop_time_fraction"].items()]
     rows.append(("loadavg (1 min) at start", figures["loadavg_start"][0]))
     print_table("quadhil bench train", rows)
     if args.json:
         emit_json(figures)
     return 0
+
+
+def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str]) -> dict:
+    """One ``quadhil train`` process to the bar; its figures (``time_to_target_s`` None: failed)."""
+    import quadhil
+
+    root = str(Path(quadhil.__file__).resolve().parents[1])  # run this checkout's code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
+    cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets), "--seed", str(seed),
+           "--budget-minutes", repr(args.max_seconds / 60.0), "--stop-at-target", "--no-progress",
+           "--eval-episodes", "10", "--json"]
+    load0, t0 = os.getloadavg(), time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    process_s = time.perf_counter() - t0
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        from sim.errors import QuadhilError
+
+        raise QuadhilError(f"quadhil train (seed {seed}) exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    res = json.loads(lines[-1])
+    t = res.get("time_to_target_s")
+    reached = t is not None and t <= args.max_seconds
+    wall = res["train_wall_s"]
+    return {"seed": seed, "reached": reached, "time_to_target_s": t if reached else None,
+            "steps_to_target": res.get("steps_to_target") if reached else None,
+            "env_steps": res["env_steps"], "updates": res["updates"], "train_wall_s": wall,
+            "env_steps_per_s": res["env_steps"] / wall if wall > 0 else None,
+            "updates_per_s": res["updates"] / wall if wall > 0 else None,
+            "best_periodic_success": res["best_periodic_success"], "confirmations": res.get("confirmations", []),
+            "time_breakdown_s": res.get("time_breakdown_s"), "tf_threads": res.get("tf_threads"),
+            "process_s": process_s, "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+
+
+def summarize(seeds: list[dict]) -> dict:
+    """Median and max time to the bar over ``seeds`` (s): a failed seed counts as slower than
+    any success, so the median is None once half of them failed, the max once one did."""
+    times = sorted(s["time_to_target_s"] if s["reached"] else math.inf for s in seeds)
+    n = len(times)
+    median = (times[(n - 1) // 2] + times[n // 2]) / 2.0 if n else math.inf
+    return {"seeds": n, "reached": sum(s["reached"] for s in seeds),
+            "failed_seeds": [s["seed"] for s in seeds if not s["reached"]],
+            "median_s": median if math.isfinite(median) else None,
+            "max_s": times[-1] if n and math.isfinite(times[-1]) else None,
+            "times_s": [s["time_to_target_s"] for s in seeds]}
+
+
+def run_to_success(args: argparse.Namespace) -> int:
+    """Seeds to a confirmed bar, optionally beside a baseline recipe; one JSON line with --json."""
+    from sim.errors import QuadhilError
+    from sim.report import emit_json, print_table
+
+    if not 0.0 < args.to_success <= 1.0:
+        raise QuadhilError(f"--to-success must be in (0, 1], got {args.to_success}")
+    if args.seeds < 1 or args.max_seconds <= 0 or args.confirm_episodes < 1:
+        raise QuadhilError("--seeds and --confirm-episodes must be >= 1 and --max-seconds > 0")
+    vehicles = args.vehicle or ["crazyflie"]
+    baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
+    recipes = {"recipe": []}
+    if args.baseline_set is not None or args.compare_previous:
+        recipes["baseline"] = baseline
+    tmp = None if args.out else tempfile.TemporaryDirectory()
+    root = Path(args.out or tmp.name)
+    figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
+                     "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
+                     "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
+                     "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    if "baseline" in recipes:
+        figures["baseline_set"] = baseline
+    try:
+        for vid in vehicles:
+            per: dict[str, list] = {name: [] for name in recipes}
+            for seed in range(args.seeds):
+                order = list(recipes) if seed % 2 == 0 else list(reversed(recipes))  # alternate who goes first
+                for name in order:
+                    per[name].append(run_seed(vid, args, seed, root / vid / f"{name}-seed{seed}", recipes[name]))
+            fig = {name: {**summarize(runs), "runs": runs} for name, runs in per.items()}
+            if "baseline" in fig:
+                a, b = fig["recipe"]["median_s"], fig["baseline"]["median_s"]
+                fig["speedup_median"] = b / a if a and b else None  # baseline time / recipe time
+                fig["speedup_per_seed"] = [rb["time_to_target_s"] / ra["time_to_target_s"]
+                                           if ra["reached"] and rb["reached"] else None
+                                           for ra, rb in zip(per["recipe"], per["baseline"])]
+            figures[vid] = fig
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    figures["loadavg_end"] = os.getloadavg()
+    rows = []
+    for vid in vehicles:
+        for name in recipes:
+            f = figures[vid][name]
+            rows += [(f"{vid} {name}: reached {args.to_success:.0%} (confirmed)", f"{f['reached']} of {f['seeds']}"),
+                     (f"{vid} {name}: median s", f["median_s"] if f["median_s"] is not None else "not reached"),
+                     (f"{vid} {name}: max s", f["max_s"] if f["max_s"] is not None else "not reached")]
+        if "speedup_median" in figures[vid]:
+            rows.append((f"{vid} baseline median / recipe median", figures[vid]["speedup_median"] or "n/a"))
+    rows.append(("loadavg (1 min) at start / end", f"{figures['loadavg_start'][0]:.2f} / {figures['loadavg_end'][0]:.2f}"))
+    print_table(f"quadhil bench train --to-success {args.to_success}", rows)
+    if args.json:
+        emit_json(figures)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Throughput, or time to a bar with ``--to-success``."""
+    if args.to_success is not None:
+        return run_to_success(args)
+    return run_throughput(args)

@@ -72,14 +72,18 @@ def _existing_run(out: Path):
         raise QuadhilError(f"{path} is not valid JSON; not touching {out}") from None
 
 
-def build_trainer(args: argparse.Namespace):
-    """A fresh or resumed :class:`train.loop.Trainer` from CLI arguments (validated)."""
+def build_trainer(args: argparse.Namespace, threads: int | None = None):
+    """A fresh or resumed :class:`train.loop.Trainer` from CLI arguments (validated).
+    ``threads``: TensorFlow intra-op threads (default: :func:`train.loop.tf_threads_for` the run's
+    settings), set before the first model is built."""
     import dataclasses
 
     from sim.env import HoverTaskConfig
     from sim.randomization import RealismConfig
-    from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict)
+    from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict,
+                            tf_threads_for)
     from train.presets import default_control_rate_hz, preset
+    from train.runtime import configure_tensorflow
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
     if args.budget_minutes is not None and not args.budget_minutes > 0:
@@ -100,6 +104,7 @@ def build_trainer(args: argparse.Namespace):
             raise QuadhilError(f"cannot resume: {out} holds no run (no config.json)")
         spec, cfg = load_run_spec(out)
         tc = dataclasses.replace(TrainConfig.from_dict(cfg["train"]), **budget)
+        configure_tensorflow(threads or tf_threads_for(tc), blas_threads=tc.blas_threads)
         trainer = Trainer(out, vehicle, spec, task_config_from_dict(cfg["task_config"]), int(cfg["seed"]),
                           AgentConfig.from_dict(cfg["agent"]), tc,
                           extra_config={k: cfg[k] for k in ("preset",) if k in cfg})
@@ -139,6 +144,7 @@ def build_trainer(args: argparse.Namespace):
         raise QuadhilError(f"bad setting: {exc}") from None
     spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task, args.action_history)
     out.mkdir(parents=True, exist_ok=True)
+    configure_tensorflow(threads or tf_threads_for(tc), blas_threads=tc.blas_threads)
     trainer = Trainer(out, vehicle, spec, task, args.seed, ac, tc, extra_config={"preset": p["name"]})
     trainer.write_config()
     return trainer
@@ -149,10 +155,7 @@ def train_and_evaluate(args: argparse.Namespace, t_start: float, on_eval=None, t
     write config.json with the result. ``t_start``: perf_counter value the wall budget and the
     time to target count from; ``on_eval``: :attr:`train.loop.Trainer.on_eval`; ``threads``: TF
     intra-op threads (default: the machine's cores). Returns (trainer, result dict)."""
-    from train.runtime import configure_tensorflow
-
-    configure_tensorflow(threads)
-    trainer = build_trainer(args)
+    trainer = build_trainer(args, threads)
     trainer.log_evals = args.no_progress and not args.json
     trainer.on_eval = on_eval
     result = trainer.run(t_start, show_progress=not args.no_progress and not args.json)

@@ -33,7 +33,7 @@ from train.nstep import NStepAccumulator
 from train.noise import make_noise
 from train.obs_scale import with_fixed_obs_scales
 from train.replay import ReplayBuffer
-from train.symmetry import check_turnable, turn_transitions
+from train.symmetry import check_turnable, turn_pairs, turn_transitions
 
 TASKS = ("hover",)
 CHECKPOINT_DIR = "checkpoint"
@@ -88,6 +88,28 @@ class TrainConfig:
     # Turn each sampled transition by a random quarter turn about the world z axis, an exact
     # symmetry of the hover task (train/symmetry.py), before the gradient step.
     yaw_symmetry: bool = False
+    # TensorFlow intra-op threads for the update; 0: the machine's cores less the one that acts
+    # beside it with ``overlap`` (all cores without it). The update's small matmuls gain nothing
+    # from a second thread that the acting thread needs (measured in docs/training.md, "Speed").
+    tf_threads: int = 0
+    # numpy's OpenBLAS threads (0: leave its default, one per core). Its threads made the numpy
+    # actor of a 200-episode evaluation ~10x slower on a busy 2-core machine (train/runtime.py).
+    blas_threads: int = 1
+    # Quarter turns and the update's noise made inside the compiled update from integers the run's
+    # Generator draws (same distributions, another stream), instead of on the acting thread.
+    augment_in_graph: bool = True
+    # With ``overlap``: a due periodic evaluation (and its confirmation) runs on the acting thread
+    # during the next iteration, beside the update that thread would otherwise wait for, on the
+    # weights as they were when it fell due (the same figures, one iteration later).
+    eval_beside_update: bool = True
+    # > 0: a periodic evaluation at or above target_success only counts once the same actor also
+    # reaches it on this many fresh episodes (a new seed per try, from confirm_seed): the fixed
+    # periodic set picks its own winners. Until then training goes on.
+    confirm_episodes: int = 0
+    confirm_seed: int = 20_000
+    # The randomization scale of the periodic and confirming evaluations (None: quadhil eval's
+    # default, the vehicle file's full ranges); `quadhil eval --randomization-scale` flies the same.
+    eval_randomization_scale: float | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -164,6 +186,9 @@ class Progress:
     recent_success: list = field(default_factory=list)
     next_eval_steps: int = 0
     next_checkpoint_steps: int = 0
+    # every confirmation try (TrainConfig.confirm_episodes): env_steps, wall_s, which, periodic and
+    # fresh success
+    confirmations: list = field(default_factory=list)
 
 
 def shaping(distance_m: np.ndarray, tc: TrainConfig, speed_mps: np.ndarray | None = None) -> np.ndarray:
@@ -212,6 +237,49 @@ def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) ->
     return dataclasses.replace(final, pos=final.pos * s, action=final.action * s)
 
 
+def eval_task(task: HoverTaskConfig, tc: TrainConfig) -> HoverTaskConfig:
+    """The task the periodic and confirming evaluations fly: quadhil eval's
+    (:func:`train.evaluate.eval_task_config`), at ``tc.eval_randomization_scale`` if set."""
+    t = eval_task_config(task)
+    if tc.eval_randomization_scale is None:
+        return t
+    return dataclasses.replace(t, realism=dataclasses.replace(t.realism, randomization_scale=tc.eval_randomization_scale))
+
+
+def tf_threads_for(tc: TrainConfig, cores: int | None = None) -> int:
+    """TensorFlow intra-op threads for a run of ``tc`` on ``cores`` (default: this machine's)."""
+    import os
+
+    if tc.tf_threads > 0:
+        return tc.tf_threads
+    n = cores or os.cpu_count() or 1
+    return max(1, n - 1) if tc.overlap else n
+
+
+class SectionClock:
+    """Wall seconds spent per named section of the loop (perf_counter; about 0.1 us a call)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` (s) to section ``name``."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def section(self, name: str):
+        """Context manager timing its block into ``name``."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.add(name, time.perf_counter() - t0)
+        return timed()
+
+
 class Trainer:
     """A training run in ``out`` (fresh or resumed)."""
 
@@ -219,6 +287,9 @@ class Trainer:
                  agent_config, train_config: TrainConfig, extra_config: dict | None = None):
         import tensorflow as tf
         import keras
+
+        # set by the caller before TensorFlow ran (train.cli_train.build_trainer: tf_threads_for)
+        self.tf_threads = tf.config.threading.get_intra_op_parallelism_threads()
 
         from train.agent import DDPGAgent
 
@@ -253,11 +324,14 @@ class Trainer:
         self._vel_slice = velocity_slice(spec)
         if train_config.yaw_symmetry:
             check_turnable(spec)
+        if train_config.augment_in_graph:
+            self.agent.set_augmentation(self._obs_noise_std, turn_pairs(spec) if train_config.yaw_symmetry else None)
         self.log_evals = False  # print eval lines to stderr when there is no progress bar
         # called after each periodic evaluation with :meth:`eval_record` (e.g. a sweep reporting
         # to its tuner); not saved in checkpoints
         self.on_eval: Callable[[dict], None] | None = None
         self._pool = None  # the worker thread of train.overlap, made on first use
+        self.clock = SectionClock()  # where this session's wall time went (result["time_breakdown_s"])
 
     def _bias_actor_to_hover(self) -> None:
         """Start the actor's output at the nominal hover action (zero rates), so early episodes
@@ -357,7 +431,17 @@ class Trainer:
 
         model = model or self.agent.actor
         return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed, task=eval_task_config(self.task))
+                               seed=self.tc.eval_seed, task=eval_task(self.task, self.tc))
+
+    def confirm(self, model) -> float:
+        """Success rate of ``model`` on ``train.confirm_episodes`` fresh episodes of the periodic
+        evaluation's task, from a seed no earlier try used (confirm_seed + tries so far)."""
+        from train.agent import NumpyActor
+
+        seed = self.tc.confirm_seed + len(self.progress.confirmations)
+        r = evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id,
+                            episodes=self.tc.confirm_episodes, seed=seed, task=eval_task(self.task, self.tc))
+        return float(r.success_rate)
 
     def _save_actor_copy(self, model, path: Path) -> None:
         """Save ``model``'s weights as a model named 'actor' (the target net is saved the same way)."""
@@ -436,6 +520,12 @@ class Trainer:
             frac = min(1.0, p.env_steps / tc.lr_decay_steps)
             self.agent.set_lr_factor(1.0 + frac * (tc.lr_end_fraction - 1.0))
         obs, act, rew, nobs, mask = self.buffer.sample(self.rng, (k, tc.batch_size))
+        if tc.augment_in_graph:
+            turns = self.rng.integers(0, 4, size=(k, tc.batch_size), dtype=np.int32) if tc.yaw_symmetry else None
+            seeds = None
+            if self.ac.target_noise > 0 or self.ac.smooth_weight > 0:
+                seeds = self.rng.integers(0, 2**31 - 1, size=(k, 2, 2), dtype=np.int64)
+            return obs, act, rew, nobs, mask, None, None, turns, seeds
         if tc.yaw_symmetry:
             obs, nobs = turn_transitions(self.rng, obs, nobs, self.spec)
         tnoise = None
@@ -450,14 +540,27 @@ class Trainer:
 
     def _update(self) -> dict | None:
         """K gradient steps on freshly sampled batches (None while warming up)."""
-        batches = self._sample_update()
+        with self.clock.section("sample"):
+            batches = self._sample_update()
         if batches is None:
             return None
-        stats = self.agent.update(*batches)
+        stats = self._timed_update(batches)
         self.progress.updates += batches[0].shape[0]
         return stats
 
-    def _iterate(self, actor) -> dict | None:
+    def _timed_update(self, batches) -> dict:
+        t0 = time.perf_counter()
+        stats = self.agent.update(*batches)
+        self._update_s = time.perf_counter() - t0  # read by the caller after the update returned
+        self.clock.add("update", self._update_s)
+        return stats
+
+    def _timed_collect(self, actor) -> None:
+        t0 = time.perf_counter()
+        self._collect(actor)
+        self.clock.add("collect", time.perf_counter() - t0)
+
+    def _iterate(self, actor, beside: Callable[[], None] | None = None) -> dict | None:
         """One iteration: ``chunk`` ticks of acting and K gradient steps; returns the update's stats.
 
         With ``train.overlap`` the K updates run in a worker thread on batches drawn from the
@@ -468,17 +571,23 @@ class Trainer:
         stays reproducible and resumable. Without it: act, then update (the order before
         2026-12-02; runs with ``overlap`` false repeat those step for step)."""
         if not self.tc.overlap:
-            self._collect(actor)
+            self._timed_collect(actor)
             return self._update()
-        batches = self._sample_update()
+        with self.clock.section("sample"):
+            batches = self._sample_update()
         if batches is None:
-            self._collect(actor)
+            self._timed_collect(actor)
+            if beside is not None:
+                beside()
             return None
-        future = self._update_pool().submit(self.agent.update, *batches)
+        future = self._update_pool().submit(self._timed_update, batches)
         try:
-            self._collect(actor)
+            self._timed_collect(actor)
+            if beside is not None:  # e.g. a due evaluation, while the update still runs
+                beside()
         finally:
-            stats = future.result()  # never leave an update running past the iteration
+            with self.clock.section("wait_for_update"):
+                stats = future.result()  # never leave an update running past the iteration
         self.progress.updates += batches[0].shape[0]
         return stats
 
@@ -489,48 +598,85 @@ class Trainer:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quadhil-update")
         return self._pool
 
-    def _maybe_eval(self, t_run_s: float, writer, bar) -> None:
-        """Evaluate when due; save actor_best on a new best; log to the bar or stderr."""
+    def _eval_snapshot(self) -> dict:
+        """What a periodic evaluation needs, taken while no update runs: the counters and copies of
+        the candidate actors' weights (numpy arrays), so it can run beside the next update."""
+        p = self.progress
+        models = [("actor", self.agent.actor.get_weights())]
+        if self.tc.eval_target_actor and p.updates > 0:
+            models.append(("target", self.agent.actor_target.get_weights()))
+        return {"env_steps": p.env_steps, "models": models}
+
+    def _snapshot_model(self, which: str, weights: list):
+        """A model of its own per candidate (named 'actor', as saved) holding ``weights``."""
+        from train.networks import build_actor
+
+        if not hasattr(self, "_snapshot_models"):
+            self._snapshot_models = {}
+        if which not in self._snapshot_models:
+            self._snapshot_models[which] = build_actor(self.spec, hidden=tuple(self.ac.actor_hidden))
+        model = self._snapshot_models[which]
+        model.set_weights(weights)
+        return model
+
+    def _maybe_eval(self, t_run_s: float, writer, bar, snap: dict | None = None) -> None:
+        """Evaluate when due (or ``snap``, taken by :meth:`_eval_snapshot` when it fell due); save
+        actor_best on a new best; log to the bar or stderr."""
         from train.networks import ACTOR_BEST
 
         tc, p = self.tc, self.progress
-        if p.env_steps < p.next_eval_steps:
-            return
-        while p.next_eval_steps <= p.env_steps:
+        if snap is None:
+            if p.env_steps < p.next_eval_steps:
+                return
+            snap = self._eval_snapshot()
+        steps = snap["env_steps"]
+        t_entry = time.perf_counter()
+        while p.next_eval_steps <= steps:
             p.next_eval_steps += tc.eval_every_steps
-        candidates = [("actor", self.agent.actor)]
-        if tc.eval_target_actor and p.updates > 0:
-            candidates.append(("target", self.agent.actor_target))
+        candidates = [(which, self._snapshot_model(which, w)) for which, w in snap["models"]]
+        models = dict(candidates)
         for which, model in candidates:
             r = self.evaluate(tc.eval_episodes, model)
             rmse = r.rmse_m if np.isfinite(r.rmse_m) else float("inf")
             if which == "actor" or (r.success_rate, -rmse) > (res.success_rate, -(res.rmse_m if np.isfinite(res.rmse_m) else float("inf"))):
                 res, res_which = r, which
             if (r.success_rate, -rmse) > (p.best_success, -p.best_rmse_m):
-                p.best_success, p.best_rmse_m, p.best_env_steps = r.success_rate, rmse, p.env_steps
+                p.best_success, p.best_rmse_m, p.best_env_steps = r.success_rate, rmse, steps
                 p.best_which = which
                 self._save_actor_copy(model, self.out / ACTOR_BEST)
-        p.last_eval = {**res.summary(), "env_steps": p.env_steps, "wall_s": t_run_s, "which": res_which}
+        p.last_eval = {**res.summary(), "env_steps": steps, "wall_s": t_run_s, "which": res_which}
         if p.time_to_target_s is None and res.success_rate >= tc.target_success:
-            p.time_to_target_s, p.steps_to_target = t_run_s, p.env_steps
+            if tc.confirm_episodes > 0:
+                t0 = time.perf_counter()
+                fresh = self.confirm(models[res_which])
+                self.clock.add("confirm", time.perf_counter() - t0)
+                t_done = t_run_s + time.perf_counter() - t_entry  # the bar counts once it is confirmed
+                p.confirmations.append({"env_steps": steps, "wall_s": t_done, "which": res_which,
+                                        "periodic_success": res.success_rate, "fresh_success": fresh,
+                                        "episodes": tc.confirm_episodes})
+                if fresh >= tc.target_success:
+                    p.time_to_target_s, p.steps_to_target = t_done, steps
+            else:
+                p.time_to_target_s, p.steps_to_target = t_run_s, steps
         if writer is not None:
-            with writer.as_default(step=p.env_steps):
+            with writer.as_default(step=steps):
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)
                 self.tf.summary.scalar("eval/rmse_m", res.rmse_m if np.isfinite(res.rmse_m) else 10.0)
                 self.tf.summary.scalar("eval/crash_rate", res.crash_rate)
         if self.on_eval is not None:
             self.on_eval(self.eval_record())
         if bar is not None:
-            bar.write(f"eval @ {p.env_steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
+            bar.write(f"eval @ {steps:,} steps, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                       f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}")
         elif self.log_evals:
             import sys
-            print(f"eval @ {p.env_steps:,} steps, {p.updates:,} updates, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
+            print(f"eval @ {steps:,} steps, {p.updates:,} updates, {t_run_s:.0f} s: success {res.success_rate:.1%}, "
                   f"rmse {res.rmse_m:.3f} m, crash {res.crash_rate:.1%}", file=sys.stderr, flush=True)
 
     def eval_record(self) -> dict:
         """The latest periodic evaluation and the run's standing: ``success_rate``, ``rmse_m`` (m,
-        None if no episode reached the time limit), ``crash_rate``, ``env_steps``, ``updates``,
+        None if no episode reached the time limit), ``crash_rate``, ``env_steps`` (the evaluated
+        actor's), ``updates`` (so far),
         ``wall_s`` (s of this run's training so far, as the wall budget counts it),
         ``best_success``, ``time_to_target_s`` and ``steps_to_target`` (None until reached)."""
         p, last = self.progress, self.progress.last_eval
@@ -538,7 +684,8 @@ class Trainer:
         return {"success_rate": float(last.get("success_rate", float("nan"))),
                 "rmse_m": float(rmse) if rmse is not None and np.isfinite(rmse) else None,
                 "crash_rate": float(last.get("crash_rate", float("nan"))),
-                "env_steps": int(p.env_steps), "updates": int(p.updates), "wall_s": float(last.get("wall_s", 0.0)),
+                "env_steps": int(last.get("env_steps", p.env_steps)), "updates": int(p.updates),
+                "wall_s": float(last.get("wall_s", 0.0)),
                 "best_success": float(p.best_success), "time_to_target_s": p.time_to_target_s,
                 "steps_to_target": p.steps_to_target}
 
@@ -556,6 +703,8 @@ class Trainer:
         last_log, steps_at_log, t_at_log = time.perf_counter(), p.env_steps, time.perf_counter()
         stats = None
         actor = self.agent.numpy_actor()
+        clock = self.clock
+        t_loop = time.perf_counter()
 
         def run_time() -> float:
             return t0_elapsed + time.perf_counter() - t_start
@@ -567,17 +716,29 @@ class Trainer:
                 break
             if tc.stop_at_target and p.time_to_target_s is not None:
                 break
-            s = self._iterate(actor)
+            eval_beside = tc.overlap and tc.eval_beside_update
+            beside = None
+            if eval_beside and p.env_steps >= p.next_eval_steps:
+                snap = self._eval_snapshot()
+
+                def beside():
+                    with clock.section("eval"):
+                        self._maybe_eval(run_time(), writer, bar if show_progress else None, snap)
+            s = self._iterate(actor, beside)
             stats = s or stats
             p.iterations += 1
             if s is not None:
-                actor = self.agent.numpy_actor()
-            self._maybe_eval(run_time(), writer, bar if show_progress else None)
+                with clock.section("actor_copy"):
+                    actor = self.agent.numpy_actor()
+            if not eval_beside:
+                with clock.section("eval"):
+                    self._maybe_eval(run_time(), writer, bar if show_progress else None)
             if p.env_steps >= p.next_checkpoint_steps:
                 while p.next_checkpoint_steps <= p.env_steps:
                     p.next_checkpoint_steps += tc.checkpoint_every_steps
                 p.elapsed_s = run_time()
-                self.save_checkpoint()
+                with clock.section("checkpoint"):
+                    self.save_checkpoint()
             now = time.perf_counter()
             if now - last_log >= tc.log_every_s:
                 sps = (p.env_steps - steps_at_log) / (now - t_at_log)
@@ -601,10 +762,13 @@ class Trainer:
                             tf.summary.scalar("loss/critic", stats["critic_loss"])
                             tf.summary.scalar("loss/actor", stats["actor_loss"])
                             tf.summary.scalar("q/mean", stats["q_mean"])
+        loop_s = time.perf_counter() - t_loop
         bar.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        # an evaluation that fell due in the last iteration, as if it had run beside another one
+        self._maybe_eval(run_time(), writer, None)
         # a final eval so "best" reflects the end of training too
         p.next_eval_steps = min(p.next_eval_steps, p.env_steps)
         self._maybe_eval(run_time(), writer, None)
@@ -626,4 +790,20 @@ class Trainer:
             "steps_to_target": p.steps_to_target,
             "last_eval": p.last_eval,
             "last_stats": stats,
+            "confirmations": p.confirmations,
+            "tf_threads": self.tf_threads,
+            "time_breakdown_s": self.time_breakdown(loop_s),
         }
+
+    def time_breakdown(self, loop_s: float) -> dict:
+        """Where this session's loop time went, s: ``collect`` (acting and env stepping, replay
+        insert), ``sample`` (replay batches and the update's noise), ``update`` (the compiled K
+        updates, timed in the thread that runs them; beside ``collect`` with overlap),
+        ``wait_for_update`` (acting done, update not), ``actor_copy``, ``eval`` (periodic, with
+        ``confirm`` inside it), ``checkpoint``, and ``other`` = ``loop`` less the sections on the
+        acting thread (logging, TensorBoard)."""
+        sec = dict(self.clock.seconds)
+        acting_thread = sum(v for k, v in sec.items() if k not in ("update", "confirm")) if self.tc.overlap else \
+            sum(v for k, v in sec.items() if k != "confirm")
+        return {**{k: round(v, 3) for k, v in sorted(sec.items())}, "loop": round(loop_s, 3),
+                "other": round(loop_s - acting_thread, 3)}

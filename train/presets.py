@@ -15,9 +15,15 @@ thrust whenever a motor saturated; with the term the actions change ~5x less per
 
 from __future__ import annotations
 
+# Since 2026-12-06 (issue #23) 16 envs with 4 updates per tick, the same 32 samples per transition
+# as 8 envs with 2: a tick of 16 envs costs the simulator about what a tick of 8 does, so the
+# acting thread, which bounded the loop, steps twice the transitions in the same time, and on the
+# narrow Crazyflie task the runs needed fewer env steps, not more (125 k / 175 k against 225 k /
+# 225 k, seeds 0 / 1; docs/experiments/2026-12-06-training-speed.md). The previous values:
+# --set train.num_envs=8 --set train.updates_per_step=2 (quadhil bench train --compare-previous).
 COMMON = {
     "train": {
-        "num_envs": 8, "batch_size": 128, "updates_per_step": 2.0, "n_step": 5, "chunk": 10,
+        "num_envs": 16, "batch_size": 128, "updates_per_step": 4.0, "n_step": 5, "chunk": 10,
         "warmup_steps": 5_000, "sigma_start": 0.2, "sigma_end": 0.05, "noise_decay_steps": 300_000,
         "precision_bonus": 1.0, "precision_scale_m": 0.15, "eval_every_steps": 50_000, "eval_episodes": 100,
         "checkpoint_every_steps": 250_000,

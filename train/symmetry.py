@@ -71,3 +71,21 @@ def turn_transitions(rng: np.random.Generator, obs: np.ndarray, next_obs: np.nda
     ``rng``); obs and next_obs (..., D) as :func:`quarter_turn` takes them."""
     turns = rng.integers(0, 4, size=obs.shape[:-1])
     return quarter_turn(obs, spec, turns), quarter_turn(next_obs, spec, turns)
+
+
+def turn_pairs(spec: PolicySpec) -> tuple[list[int], list[int]]:
+    """Column pairs (a, b) that a quarter turn rotates as a' = c a - s b, b' = s a + c b (the x/y
+    of each world vector, and entry j of rows 0 and 1 of each rotation matrix); every other column
+    stays. Returns (a columns, b columns): what :func:`quarter_turn` does, as index lists, for the
+    compiled update (train.agent) to turn sampled rows itself."""
+    check_turnable(spec)
+    a, b = [], []
+    for f in spec.observation:
+        sl = spec.obs_slice(f.name)
+        if f.name in _WORLD_VECTORS:
+            a.append(sl.start)
+            b.append(sl.start + 1)
+        elif f.name in _ROTATIONS:
+            a += [sl.start + j for j in range(3)]
+            b += [sl.start + 3 + j for j in range(3)]
+    return a, b

@@ -13,4 +13,61 @@ def test_bench_train_reports_the_loop_and_update_rates_as_one_json_line(capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     cf = figures["crazyflie"]
     assert cf["loop_env_steps_per_s"] > 0 and cf["loop_updates_per_s"] > 0 and cf["update_only_updates_per_s"] > 0
-    assert cf["num_envs"] == 8 and cf["batch_size"] == 128
+    assert cf["num_envs"] == 16 and cf["batch_size"] == 128 and cf["updates_per_call"] == 40
+
+
+# A task any actor passes (a huge success ball, a still start, 0.4 s episodes) on tiny nets: the
+# time-to-bar machinery runs end to end in seconds without asserting anything about speed.
+EASY = ["--no-randomization", "--confirm-episodes", "8"] + [
+    a for item in ("train.num_envs=4", "train.batch_size=16", "train.updates_per_step=1", "agent.actor_hidden=[8,8]",
+                   "agent.critic_hidden=[8,8]", "agent.jit=false", "train.warmup_steps=40", "train.chunk=5",
+                   "train.eval_every_steps=160", "train.eval_episodes=4", "train.checkpoint_every_steps=100000",
+                   "train.replay_capacity=1000", "task.episode_s=0.4", "task.hold_s=0.1", "task.success_radius_m=100",
+                   "task.success_speed_mps=100", "task.init_tilt_deg=0", "task.init_rate_rad_s=0", "task.init_vel_mps=0")
+    for a in ("--set", item)]
+
+
+def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recipe(capsys):
+    from train.bench import PREVIOUS_RECIPE
+
+    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--compare-previous", *EASY, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cf = figures["crazyflie"]
+    assert figures["baseline_set"] == list(PREVIOUS_RECIPE)
+    for name in ("recipe", "baseline"):
+        f = cf[name]
+        assert f["reached"] == 1 and f["failed_seeds"] == [] and f["median_s"] == f["max_s"] == f["times_s"][0]
+        run = f["runs"][0]
+        # the figure is the moment the fresh episodes confirmed the periodic evaluation
+        last = run["confirmations"][-1]
+        assert last["episodes"] == 8 and last["fresh_success"] >= 0.5 and last["wall_s"] == run["time_to_target_s"]
+    # the baseline ran with the previous recipe's settings, in its own process
+    assert cf["baseline"]["runs"][0]["tf_threads"] == 2
+    assert cf["speedup_median"] == cf["baseline"]["median_s"] / cf["recipe"]["median_s"]
+
+
+def test_a_seed_past_max_seconds_is_a_failure_and_stays_in_the_summary(capsys):
+    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--max-seconds", "1", *EASY,
+                                 "--json"]) == 0
+    f = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["crazyflie"]["recipe"]
+    assert f["reached"] == 0 and f["failed_seeds"] == [0] and f["times_s"] == [None]
+    assert f["median_s"] is None and f["max_s"] is None
+
+
+def test_failed_seeds_count_as_slower_than_any_success_in_the_median():
+    from train.bench import summarize
+
+    def runs(*times):
+        return [{"seed": i, "reached": t is not None, "time_to_target_s": t} for i, t in enumerate(times)]
+
+    assert summarize(runs(30.0, 10.0, 20.0)) == {"seeds": 3, "reached": 3, "failed_seeds": [], "median_s": 20.0,
+                                                 "max_s": 30.0, "times_s": [30.0, 10.0, 20.0]}
+    one_failed = summarize(runs(10.0, None, 20.0))
+    assert one_failed["median_s"] == 20.0 and one_failed["max_s"] is None and one_failed["failed_seeds"] == [1]
+    assert summarize(runs(None, None, 5.0))["median_s"] is None
+    assert summarize(runs(10.0, None))["median_s"] is None  # an even count: the mean of 10 and "never"
+
+
+def test_to_success_refuses_a_bar_outside_0_to_1(capsys):
+    assert run_command("bench", ["train", "--to-success", "1.5", "--seeds", "1"]) != 0
+    assert "--to-success must be in (0, 1]" in capsys.readouterr().err

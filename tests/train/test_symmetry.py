@@ -100,3 +100,21 @@ def test_a_transition_turns_as_one_and_every_quarter_turn_is_drawn():
     xy = turned[:, spec.obs_slice("position_error_w")][:, :2]
     headings = {tuple(row) for row in np.round(xy).astype(int).tolist()}
     assert headings == {(1, 0), (0, 1), (-1, 0), (0, -1)}
+
+
+def test_the_compiled_update_turns_rows_exactly_as_quarter_turn_does(cf_spec):
+    """train.agent turns sampled rows inside the compiled step (train.augment_in_graph); it must be
+    the same map, privileged columns kept, to the bit."""
+    import numpy as np
+
+    from train.agent import AgentConfig, DDPGAgent
+    from train.symmetry import quarter_turn, turn_pairs
+
+    priv = 3
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8,), critic_hidden=(8,), privileged_critic=True, jit=False),
+                      privileged_dim=priv)
+    agent.set_augmentation(turn_pairs=turn_pairs(cf_spec))
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((64, cf_spec.obs_dim + priv)).astype(np.float32)
+    turns = rng.integers(0, 4, size=64)
+    np.testing.assert_array_equal(agent._turn(rows, turns).numpy(), quarter_turn(rows, cf_spec, turns))

@@ -1,0 +1,127 @@
+"""train/loop.py's speed and time-to-target settings: threads, the evaluation task, confirmation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from sim.env import HoverTaskConfig
+from train.loop import TrainConfig, eval_task, tf_threads_for
+from tests.train.test_bench import EASY
+
+
+def test_the_update_leaves_one_core_to_the_acting_thread_when_they_overlap():
+    assert tf_threads_for(TrainConfig(), cores=2) == 1
+    assert tf_threads_for(TrainConfig(), cores=1) == 1
+    assert tf_threads_for(TrainConfig(overlap=False), cores=2) == 2
+    assert tf_threads_for(TrainConfig(tf_threads=3), cores=2) == 3
+
+
+def test_evaluations_fly_the_full_ranges_unless_a_scale_is_set():
+    task = HoverTaskConfig()
+    task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, randomization_scale=0.25,
+                                                                 latency_ticks_max=1))
+    assert eval_task(task, TrainConfig()).realism.randomization_scale == 1.0
+    scaled = eval_task(task, TrainConfig(eval_randomization_scale=0.25)).realism
+    assert scaled.randomization_scale == 0.25 and scaled.latency_ticks_max is None  # still quadhil eval's task
+
+
+def _easy_trainer(tmp_path, *extra):
+    from train.cli_train import build_trainer, configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    sets = [a for a in EASY if a not in ("--confirm-episodes", "8", "--no-randomization")]
+    return build_trainer(parser.parse_args(["--vehicle", "crazyflie", "--out", str(tmp_path / "run"), "--no-randomization",
+                                            "--no-progress", "--stop-at-target", "--max-steps", "480", *sets, *extra]))
+
+
+def test_a_periodic_pass_that_fresh_episodes_do_not_confirm_does_not_count_and_training_goes_on(tmp_path):
+    import time
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.confirm_episodes=8", "--set", "train.target_success=0.5")
+    seeds = []
+
+    def refuted(model):  # the fresh episodes fail every try; the seeds tried must differ
+        seeds.append(trainer.tc.confirm_seed + len(trainer.progress.confirmations))
+        return 0.0
+
+    trainer.confirm = refuted
+    res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
+    assert res["time_to_target_s"] is None and res["steps_to_target"] is None
+    assert res["env_steps"] >= 480  # stop_at_target did not stop it
+    assert res["best_periodic_success"] >= 0.5 and len(res["confirmations"]) >= 2
+    assert all(c["fresh_success"] == 0.0 and c["periodic_success"] >= 0.5 for c in res["confirmations"])
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_a_confirmed_pass_stops_the_run_at_the_confirmation(tmp_path):
+    import time
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.confirm_episodes=8", "--set", "train.target_success=0.5")
+    res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
+    (first,) = res["confirmations"]
+    assert first["fresh_success"] >= 0.5 and res["time_to_target_s"] == first["wall_s"]
+    # the evaluation ran beside the next iteration's update (train.eval_beside_update), on the
+    # weights of the moment it fell due: the run stops after that one iteration (5 ticks of 4 envs)
+    assert res["steps_to_target"] == first["env_steps"] <= res["env_steps"] <= first["env_steps"] + 20 < 480
+    assert set(res["time_breakdown_s"]) >= {"collect", "sample", "update", "eval", "confirm", "loop", "other"}
+
+
+def _tiny_run(tmp_path, name, *extra):
+    from quadhil.cli import run_command
+    from tests.train.conftest import TINY
+
+    out = tmp_path / name
+    assert run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", "240",
+                                 "--set", "agent.smooth_weight=10", *extra]) == 0
+    import numpy as np
+
+    with np.load(out / "checkpoint" / "agent.npz") as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+@pytest.mark.parametrize("extra", [("--td3", "--actor-loss", "action_gradients"), ("--actor-loss", "q")])
+def test_both_actor_losses_and_td3_train_with_the_noise_drawn_in_the_update_and_repeat_exactly(tmp_path, extra):
+    """The default loop draws target and smoothness noise inside the compiled update from seeds the
+    run's Generator draws, and quarter-turns there (the Crazyflie ctbr preset's yaw_symmetry): a run
+    must still repeat bit for bit, and every form must train."""
+    import numpy as np
+
+    a = _tiny_run(tmp_path, "a", *extra)
+    b = _tiny_run(tmp_path, "b", *extra)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.all(np.isfinite(x)) for x in a)
+    host = _tiny_run(tmp_path, "host", *extra, "--set", "train.augment_in_graph=false")
+    assert any(not np.array_equal(x, y) for x, y in zip(a, host))  # another random stream, same code path otherwise
+
+
+def test_the_noise_drawn_in_the_update_has_the_configured_size(cf_spec):
+    import numpy as np
+
+    from train.agent import AgentConfig, DDPGAgent
+
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8,), critic_hidden=(8,), target_noise=0.2,
+                                           target_noise_clip=0.3, smooth_weight=1.0, jit=False))
+    std = np.linspace(0.01, 0.5, cf_spec.obs_dim).astype(np.float32)
+    agent.set_augmentation(obs_noise_std=std)
+    tnoise, snoise = (x.numpy() for x in agent.drawn_noise(np.array([[1, 2], [3, 4]]), 20_000))
+    assert snoise.shape == (20_000, cf_spec.obs_dim) and tnoise.shape == (20_000, 4)
+    np.testing.assert_allclose(snoise.std(axis=0), std, rtol=0.05)
+    assert np.abs(tnoise).max() <= 0.3 and 0.15 < tnoise.std() < 0.2  # N(0, 0.2) clipped at 0.3
+
+
+def test_an_evaluation_beside_the_update_gives_the_figures_and_the_training_of_one_after_it(tmp_path):
+    import json
+
+    import numpy as np
+
+    beside = _tiny_run(tmp_path, "beside", "--max-steps", "400")
+    after = _tiny_run(tmp_path, "after", "--max-steps", "400", "--set", "train.eval_beside_update=false")
+    assert all(np.array_equal(x, y) for x, y in zip(beside, after))
+    ra, rb = (json.loads((tmp_path / n / "config.json").read_text())["result"] for n in ("beside", "after"))
+    for key in ("best_periodic_success", "best_periodic_rmse_m", "best_env_steps", "best_which", "env_steps"):
+        assert ra[key] == rb[key], key
+    assert ra["last_eval"]["success_rate"] == rb["last_eval"]["success_rate"]
