@@ -149,16 +149,15 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str]) -> dict:
     """One ``quadhil train`` process to the bar; its figures (``time_to_target_s`` None: failed)."""
-    import quadhil
-
-    root = str(Path(quadhil.__file__).resolve().parents[1])  # run this checkout's code
+    root = str(Path(__file__).resolve().parents[1])  # run this checkout's code
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
     cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets), "--seed", str(seed),
            "--budget-minutes", repr(args.max_seconds / 60.0), "--stop-at-target", "--no-progress",
            "--eval-episodes", "10", "--json"]
     load0, t0 = os.getloadavg(), time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # the budget plus TensorFlow's start-up, the final evaluation and the confirmation, with room to spare
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.max_seconds + 600)
     process_s = time.perf_counter() - t0
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
