@@ -88,6 +88,9 @@ class TrainConfig:
     # Turn each sampled transition by a random quarter turn about the world z axis, an exact
     # symmetry of the hover task (train/symmetry.py), before the gradient step.
     yaw_symmetry: bool = False
+    # > 0: each periodic-evaluation episode draws its action latency from 0..this many control
+    # ticks, so "best" is chosen on delayed flights too (0: none, as `quadhil eval` by default)
+    eval_latency_ticks_max: int = 0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -117,6 +120,16 @@ def task_config_from_dict(d: dict) -> HoverTaskConfig:
     if "target_w" in d:
         d["target_w"] = tuple(d["target_w"])
     return HoverTaskConfig(**d, realism=RealismConfig(**realism), reward=RewardWeights(**reward))
+
+
+def periodic_eval_task(task: HoverTaskConfig, tc: TrainConfig) -> HoverTaskConfig:
+    """The task the periodic evaluations fly: :func:`train.evaluate.eval_task_config` of the
+    training task, with each episode's latency drawn from 0..``tc.eval_latency_ticks_max`` ticks."""
+    task = eval_task_config(task)
+    if tc.eval_latency_ticks_max <= 0:
+        return task
+    realism = dataclasses.replace(task.realism, latency_ticks=0, latency_ticks_max=tc.eval_latency_ticks_max)
+    return dataclasses.replace(task, realism=realism)
 
 
 def check_vehicle_and_task(vehicle: str, task: str) -> Vehicle:
@@ -352,12 +365,13 @@ class Trainer:
 
     def evaluate(self, episodes: int, model=None):
         """Deterministic eval of ``model`` (default: the actor) on the task ``quadhil eval`` flies
-        (:func:`train.evaluate.eval_task_config`: training's latency range is not part of it)."""
+        (:func:`periodic_eval_task`: training's latency range is not part of it unless
+        ``train.eval_latency_ticks_max`` says so)."""
         from train.agent import NumpyActor
 
         model = model or self.agent.actor
         return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed, task=eval_task_config(self.task))
+                               seed=self.tc.eval_seed, task=periodic_eval_task(self.task, self.tc))
 
     def _save_actor_copy(self, model, path: Path) -> None:
         """Save ``model``'s weights as a model named 'actor' (the target net is saved the same way)."""
