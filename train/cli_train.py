@@ -28,7 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-rate-hz", type=float, default=None,
                         help="policy rate (default: the preset's, 50 for the x500 in ctbr, else 100)")
     parser.add_argument("--action-history", type=int, default=None,
-                        help="past actions in the observation (default: the layout's, 1)")
+                        help="past actions in the observation (default: the preset's with the default layout, 3 for the "
+                             "Crazyflie flying ctbr; otherwise the layout's, 1)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--updates-per-step", type=float, default=None, help="gradient steps per control tick")
@@ -82,7 +83,7 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     from sim.randomization import RealismConfig
     from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict,
                             tf_threads_for)
-    from train.presets import default_control_rate_hz, preset
+    from train.presets import default_action_history, default_control_rate_hz, preset
     from train.runtime import configure_tensorflow
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
@@ -118,6 +119,8 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     elif not args.control_rate_hz > 0:
         raise QuadhilError(f"--control-rate-hz must be > 0, got {args.control_rate_hz}")
     p = preset(vehicle.id, args.action_mode, args.control_rate_hz)
+    if args.action_history is None and args.layout == "default":
+        args.action_history = default_action_history(vehicle.id, args.action_mode)
     task = HoverTaskConfig()
     if args.no_randomization:
         task = dataclasses.replace(task, realism=RealismConfig.off())

@@ -110,6 +110,9 @@ class TrainConfig:
     # The randomization scale of the periodic and confirming evaluations (None: quadhil eval's
     # default, the vehicle file's full ranges); `quadhil eval --randomization-scale` flies the same.
     eval_randomization_scale: float | None = None
+    # > 0: each periodic-evaluation episode draws its action latency from 0..this many control
+    # ticks, so "best" is chosen on delayed flights too (0: none, as `quadhil eval` by default)
+    eval_latency_ticks_max: int = 0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -239,11 +242,15 @@ def curriculum_weights(final: RewardWeights, tc: TrainConfig, env_steps: int) ->
 
 def eval_task(task: HoverTaskConfig, tc: TrainConfig) -> HoverTaskConfig:
     """The task the periodic and confirming evaluations fly: quadhil eval's
-    (:func:`train.evaluate.eval_task_config`), at ``tc.eval_randomization_scale`` if set."""
+    (:func:`train.evaluate.eval_task_config`), at ``tc.eval_randomization_scale`` if set, with each
+    episode's action latency drawn from 0..``tc.eval_latency_ticks_max`` ticks if that is > 0."""
     t = eval_task_config(task)
-    if tc.eval_randomization_scale is None:
-        return t
-    return dataclasses.replace(t, realism=dataclasses.replace(t.realism, randomization_scale=tc.eval_randomization_scale))
+    realism = t.realism
+    if tc.eval_randomization_scale is not None:
+        realism = dataclasses.replace(realism, randomization_scale=tc.eval_randomization_scale)
+    if tc.eval_latency_ticks_max > 0:
+        realism = dataclasses.replace(realism, latency_ticks=0, latency_ticks_max=tc.eval_latency_ticks_max)
+    return dataclasses.replace(t, realism=realism)
 
 
 def tf_threads_for(tc: TrainConfig, cores: int | None = None) -> int:
@@ -426,7 +433,8 @@ class Trainer:
 
     def evaluate(self, episodes: int, model=None):
         """Deterministic eval of ``model`` (default: the actor) on the task ``quadhil eval`` flies
-        (:func:`train.evaluate.eval_task_config`: training's latency range is not part of it)."""
+        (:func:`eval_task`: training's latency range is not part of it unless
+        ``train.eval_latency_ticks_max`` says so)."""
         from train.agent import NumpyActor
 
         model = model or self.agent.actor

@@ -37,3 +37,15 @@ def test_cost_is_clipped_and_termination_pays_the_penalty():
     w = dataclasses.replace(RewardWeights(), yaw_rate=0.5)
     assert _reward(w, omega_b=(0, 0, 10.0)) == pytest.approx(w.alive_bonus - w.max_cost)
     assert _reward(w, pos_err_w=(5.0, 0, 0), terminated=True) == -w.termination_penalty
+
+
+def test_yaw_command_weight_prices_the_ctbr_yaw_rate_command_only_and_is_off_by_default():
+    def held(w, action):  # the same command held: no action-change cost
+        a = np.array([action], dtype=float)
+        z3 = np.zeros((1, 3))
+        return float(hover_reward(z3, z3, np.ones(1), z3, a, a, np.array([False]), w)[0])
+
+    assert held(RewardWeights(), (0.2, 0.0, 0.0, 0.8)) == pytest.approx(RewardWeights().alive_bonus)
+    w = dataclasses.replace(RewardWeights(), yaw_command=1.0)
+    assert held(w, (0.2, 0.0, 0.0, 0.5)) == pytest.approx(w.alive_bonus - 0.25)
+    assert held(w, (0.2, 0.5, -0.5, 0.0)) == pytest.approx(w.alive_bonus)  # thrust, roll, pitch: free

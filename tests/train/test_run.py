@@ -230,16 +230,21 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
 
 
 def test_the_crazyflie_flying_ctbr_learns_from_quarter_turns_by_default():
-    """Crazyflie ctbr preset v6 = v4 (the common recipe plus train.yaw_symmetry, 0-1 ticks of latency)
-    with a yaw-rate cost, trained on half the vehicle file's ranges and no ramp; motors stay v3."""
-    from train.presets import preset
+    """Crazyflie ctbr preset v7 = v6 (v4's quarter turns and 0-1 ticks of latency, a yaw-rate cost,
+    half the vehicle file's ranges, no ramp) plus a CAPS perturbation 10x the sensor noise, three
+    past actions observed and periodic evaluations delayed 0-1 ticks; motors stay v3."""
+    from train.presets import default_action_history, preset
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v6" and cf["train"]["yaw_symmetry"] is True
+    assert cf["name"] == "crazyflie-ctbr-v7" and cf["train"]["yaw_symmetry"] is True
     assert cf["realism"]["randomization_scale"] == 0.5 and cf["reward"]["yaw_rate"] == 0.1
     assert cf["realism"]["latency_ticks_max"] == 1 and "randomization_ramp_steps" not in cf["train"]
+    assert cf["agent"]["smooth_noise_scale"] == 10.0 and cf["train"]["eval_latency_ticks_max"] == 1
+    assert default_action_history("crazyflie", "ctbr") == 3
+    assert default_action_history("crazyflie", "motors") is None and default_action_history("x500", "ctbr") is None
     assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
     assert "yaw_symmetry" not in preset("crazyflie", "motors")["train"]
+    assert "smooth_noise_scale" not in preset("crazyflie", "motors")["agent"]
     assert "randomization_scale" not in preset("crazyflie", "motors")["realism"]
 
 
@@ -283,3 +288,17 @@ def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like
     from train.sb3_compare import load_quadhil_run  # the SB3 comparison rebuilds the same spec
 
     assert load_quadhil_run(out).spec.to_json() == spec.to_json()
+
+
+def test_a_crazyflie_ctbr_run_observes_the_presets_three_actions_unless_told_otherwise(tmp_path):
+    """Preset v7's action history applies to the default layout only; --action-history wins."""
+    from train.networks import load_run_spec
+
+    assert _train(tmp_path / "preset", "--max-steps", "40") == 0
+    assert load_run_spec(tmp_path / "preset")[0].action_history == 3
+    assert _train(tmp_path / "one", "--max-steps", "40", "--action-history", "1") == 0
+    assert load_run_spec(tmp_path / "one")[0].action_history == 1
+    assert _train(tmp_path / "integral", "--max-steps", "40", "--layout", "integral") == 0
+    assert load_run_spec(tmp_path / "integral")[0].action_history == 1
+    assert _train(tmp_path / "motors", "--max-steps", "40", "--action-mode", "motors") == 0
+    assert load_run_spec(tmp_path / "motors")[0].action_history == 1

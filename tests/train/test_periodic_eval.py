@@ -1,0 +1,35 @@
+"""What the trainer's periodic evaluations fly (train.loop.eval_task): the task `quadhil
+eval` flies, full ranges and no latency, unless ``train.eval_latency_ticks_max`` asks that each
+episode be delayed by 0..N control ticks, as in training, so that "best" is chosen on delayed
+flights too."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.env import HoverTaskConfig, HoverVecEnv
+from sim.randomization import RealismConfig
+from train.loop import TrainConfig, eval_task
+
+TRAINING = HoverTaskConfig(realism=RealismConfig(randomization_scale=0.5, latency_ticks_max=1))
+
+
+def test_by_default_the_periodic_evaluation_keeps_the_full_ranges_and_no_latency():
+    task = eval_task(TRAINING, TrainConfig())
+    assert task.realism.randomization_scale == 1.0
+    assert task.realism.latency_ticks == 0 and not task.realism.latency_ticks_max
+
+
+def test_with_eval_latency_every_episode_draws_zero_or_one_tick_and_the_throws_stay_the_same():
+    plain = HoverVecEnv("crazyflie", 200, config=eval_task(TRAINING, TrainConfig()), seed=10_000)
+    delayed = HoverVecEnv("crazyflie", 200, config=eval_task(TRAINING, TrainConfig(eval_latency_ticks_max=1)),
+                          seed=10_000)
+    plain.reset()
+    delayed.reset()
+    lat = delayed.task.latency_env
+    assert set(np.unique(lat)) == {0, 1} and 0.35 < lat.mean() < 0.65
+    assert np.all(plain.task.latency_env == 0)
+    assert delayed.task.config.realism.randomization_scale == 1.0
+    # the latency is drawn after every other draw of an episode start: same throws, same airframes
+    assert np.array_equal(plain.task.sim.state.pos_w, delayed.task.sim.state.pos_w)
+    assert np.array_equal(plain.task.sim.params.tau_down_s, delayed.task.sim.params.tau_down_s)

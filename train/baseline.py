@@ -1,0 +1,84 @@
+"""A hand-written cascade flown through the ctbr interface: the classical reference for the hover task.
+
+Position PID (integral on altitude only, and only near the target) -> a desired acceleration ->
+the collective that gives its vertical part at the current tilt (nominal mass as feed-forward) and
+body rates that turn the thrust axis toward it (gain ``k_tilt``), zero yaw rate. It reads only the
+observation a policy reads (position error, R_wb, velocity; ENU/FLU, SI) and returns normalized
+ctbr actions, so :func:`train.evaluate.evaluate_policy` flies it exactly as it flies an actor, on
+the same throws, randomized airframes, noise and action latency.
+
+What it is for: the ceiling and the delay sensitivity a learned policy can be compared with. On
+the firmware-faithful Crazyflie path with the vehicle file's full ranges (2026-12-06, 1,000
+episodes, seed 5) it recovers 95.9 % of throws, 95.4 % with a tick of action latency and 93.8 %
+with two: the latency barely matters to it, where the DDPG actors of preset v6 fall from 61 % to
+14 % (docs/experiments/2026-12-06-a-tick-of-delay.md). It is not tuned to be deployed.
+
+Why the integral is conditional: without one the thrust-to-weight spread (1.33-3.1) leaves a
+steady altitude error of up to 15 cm (the success radius is 10 cm); integrating through the throw
+winds it up and the 2 s hold is missed. Why ``k_tilt`` is low (5 /s): at 8-10 /s the firmware's
+rate loop behind it rings on airframes with slow spin-down and P-only loops (12-17 % crashes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.contract import PolicySpec
+from sim.vehicle import GRAVITY_MPS2, Vehicle
+
+
+@dataclass
+class CascadeHover:
+    """Stateful cascade controller for N vehicles (one episode each, started together).
+
+    Call it once per control tick with the (N, obs_dim) raw observations; :meth:`reset` forgets
+    the integral. Gains: ``kp`` 1/s^2 and ``kd`` 1/s (position, velocity -> acceleration), ``ki``
+    1/s^3 (altitude integral, accumulated only within ``integral_zone_m`` of the target and below
+    0.5 m/s), ``k_tilt`` 1/s (thrust-axis error -> body rate).
+    """
+
+    spec: PolicySpec
+    vehicle: Vehicle
+    kp: float = 12.0
+    kd: float = 6.0
+    ki: float = 15.0
+    k_tilt: float = 5.0
+    max_tilt_rad: float = 0.6  # horizontal acceleration demand capped at g tan(this)
+    integral_zone_m: float = 0.3
+    integral_limit_m_s: float = 3.0
+    integral_m_s: np.ndarray | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        """Forget the altitude integral (a new set of episodes)."""
+        self.integral_m_s = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """(N, obs_dim) raw observations -> (N, 4) normalized ctbr actions."""
+        sl = self.spec.obs_slice
+        e = obs[:, sl("position_error_w")].astype(np.float64)
+        rot = obs[:, sl("rotation_matrix_wb")].astype(np.float64).reshape(-1, 3, 3)
+        vel = obs[:, sl("velocity_w")].astype(np.float64)
+        dt_s = 1.0 / self.spec.control_rate_hz
+        if self.integral_m_s is None or self.integral_m_s.shape[0] != e.shape[0]:
+            self.integral_m_s = np.zeros(e.shape[0])
+        near = (np.abs(e[:, 2]) < self.integral_zone_m) & (np.abs(vel[:, 2]) < 0.5)
+        self.integral_m_s = np.clip(self.integral_m_s + np.where(near, e[:, 2], 0.0) * dt_s,
+                                    -self.integral_limit_m_s, self.integral_limit_m_s)
+        acc = -self.kp * e - self.kd * vel
+        acc[:, 2] -= self.ki * self.integral_m_s
+        horiz = np.linalg.norm(acc[:, :2], axis=1, keepdims=True)
+        cap = GRAVITY_MPS2 * math.tan(self.max_tilt_rad)
+        acc[:, :2] *= np.minimum(1.0, cap / np.maximum(horiz, 1e-9))
+        acc[:, 2] += GRAVITY_MPS2
+        zb = rot[:, :, 2]
+        thrust_n = self.vehicle.mass_kg * np.maximum(acc[:, 2], 0.0) / np.maximum(zb[:, 2], 0.5)
+        z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
+        rates = self.k_tilt * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))  # world -> body
+        rates[:, 2] = 0.0
+        # never the exact bottom: a zero 16-bit thrust stops the Crazyflie's motors (sim.command_path)
+        a0 = np.maximum(2.0 * np.clip(thrust_n / (4 * self.spec.thrust_max_n), 0.0, 1.0) - 1.0, -0.98)
+        rate_max = np.asarray(self.spec.body_rate_max_rad_s)
+        return np.concatenate([a0[:, None], np.clip(rates / rate_max, -1.0, 1.0)], axis=1).astype(np.float32)
