@@ -22,6 +22,7 @@ from sim.sitl import app_channel as ac
 from sim.sitl.crazyflie import app_policy, app_relay, crtp
 from sim.sitl.crazyflie.supervisor import State
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
+from tests.sitl.app_support import app_statuses
 from tests.sitl import onboard_policy
 
 HOVER_RMSE_M = 0.10  # trained policy, hover at the target through either path
@@ -33,15 +34,6 @@ def policy(tmp_path_factory) -> onboard_policy.MotorsPolicy:
     p = onboard_policy.prepare(tmp_path_factory.mktemp("motors-policy"))
     print(f"motor-level policy flown: {p.name}")
     return p
-
-
-def _statuses(twin) -> list[ac.StatusPacket]:
-    out = []
-    for d in twin.outbox:
-        pk = crtp.decode(d)
-        if (pk.port, pk.channel) == (ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL):
-            out.append(ac.decode(pk.data))
-    return out
 
 
 def _setpoint(twin, seq: int, target) -> None:
@@ -105,7 +97,7 @@ def test_the_first_tick_aims_at_the_estimated_position_and_reports_started(polic
     twin.tick()
     rs = app_relay.relay_state(twin)
     assert np.allclose(rs.target_w, (0.0, 0.0, 0.7))
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
 
 
 def test_a_setpoint_before_the_start_is_the_first_target(policy):
@@ -141,7 +133,7 @@ def test_mode_2_refuses_what_the_app_refuses_with_motors_off_and_one_status(tmp_
         twin.tick()
     rs = app_relay.relay_state(twin)
     assert np.all(twin.motor_cmd_n == 0)
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.REFUSED, ac.AppEvent.NONE)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.REFUSED, ac.AppEvent.NONE)]
     assert why in rs.last_error and "need crazyflie, motors, a divisor of 1000 Hz" in rs.last_error
     assert rs.policy_ticks == 0
 
@@ -181,7 +173,7 @@ def test_a_silent_client_trips_the_link_watchdog_after_lossMs_and_the_app_lands_
     _fly_until(twin, rs, lambda: rs.state == ac.AppState.LINK_LOST, 1.0)
     trip_s = rs.loss_times_s[0]
     assert len(rs.loss_times_s) == 1 and round(trip_s * 1000) == 500, "started at 0 ms, no packet: trips at 500 ms"
-    assert [(s.state, s.event, s.watchdog_trips) for s in _statuses(twin)] == [
+    assert [(s.state, s.event, s.watchdog_trips) for s in app_statuses(twin)] == [
         (ac.AppState.POLICY, ac.AppEvent.STARTED, 0), (ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG, 1)]
     z_trip = rs.loss_trip_z_m
     assert z_trip < 1.0, "the stand-in sinks before the supervisor lets its motors run, so does a trained one"
@@ -231,7 +223,7 @@ def test_a_setpoint_during_the_descent_resumes_the_policy_at_its_target(policy):
     _setpoint(twin, 1, (0.0, 0.0, 1.5))
     for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
         twin.tick()
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.RESUMED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.RESUMED)]
     assert np.allclose(rs.target_w, (0.0, 0.0, 1.5)), "the packet's target, no longer sinking"
     z0 = float(twin.sim.state.pos_w[0, 2])
     for _ in range(490):  # within lossMs of the SETPOINT
@@ -250,13 +242,13 @@ def test_disabling_the_app_after_a_loss_landing_gives_idle_and_a_restart_flies_a
     twin.outbox.clear()
     twin.params.set("quadhil.enable", 0)
     twin.tick()
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
     assert not rs.loss_cut and twin._override_n is None
     twin.outbox.clear()
     twin.params.set("quadhil.enable", 1)
     for _ in range(1000 // POLICY_RATE_HZ):
         twin.tick()
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
 
 
 def test_disabling_the_app_hands_the_motors_to_the_pid_and_a_restart_keeps_the_target(policy):
@@ -268,14 +260,14 @@ def test_disabling_the_app_hands_the_motors_to_the_pid_and_a_restart_keeps_the_t
     twin.params.set("quadhil.enable", 0)
     twin.tick()
     twin.tick()
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.IDLE, ac.AppEvent.DISABLED)]
     assert twin._override_n is None
     assert np.all(twin.motor_cmd_n == 0), "the PID controller on the app's neutral setpoint: motors off"
     twin.outbox.clear()
     twin.params.set("quadhil.enable", 1)
     for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
         twin.tick()
-    assert [(s.state, s.event) for s in _statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
+    assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
     assert np.allclose(app_relay.relay_state(twin).target_w, (0.0, 0.0, 1.2))
 
 

@@ -15,6 +15,7 @@ from sim.sitl import app_channel as ac
 from sim.sitl.crazyflie import app_relay, crtp
 from sim.sitl.crazyflie.supervisor import State
 from sim.sitl.crazyflie.twin import CrazyflieTwin
+from tests.sitl.app_support import app_statuses
 
 
 def _datagram(payload: bytes) -> bytes:
@@ -33,15 +34,6 @@ def _ready_twin(enable: bool = True) -> CrazyflieTwin:
     return twin
 
 
-def _statuses(twin) -> list[ac.StatusPacket]:
-    out = []
-    for d in twin.outbox:
-        pk = crtp.decode(d)
-        if (pk.port, pk.channel) == (ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL):
-            out.append(ac.decode(pk.data))
-    return out
-
-
 def _hover_action(twin, margin: float = 1.0) -> float:
     return 2.0 * twin.vehicle.hover_thrust_fraction * margin - 1.0
 
@@ -55,7 +47,7 @@ def test_valid_packets_set_the_motor_thrusts():
     # below THRUST_MIN
     expected = np.array([0.0, 0.25, 0.5, 0.75]) * 0.1125
     assert np.allclose(twin.motor_cmd_n[0], expected)
-    status = _statuses(twin)
+    status = app_statuses(twin)
     assert status[-1].state == ac.AppState.RELAY and status[-1].event == ac.AppEvent.STARTED
 
 
@@ -80,8 +72,8 @@ def test_watchdog_drops_the_motors_50_ms_after_the_last_valid_packet_and_reports
     print(f"relay watchdog: motors off {latency_s * 1000:.1f} ms (twin time) after the last valid packet")
     assert latency_s == pytest.approx(0.050, abs=1e-9)
     assert ticks_to_zero is not None
-    assert [s.event for s in _statuses(twin)] == [ac.AppEvent.WATCHDOG]
-    assert _statuses(twin)[0].state == ac.AppState.RELAY_TIMEOUT and _statuses(twin)[0].watchdog_trips == 1
+    assert [s.event for s in app_statuses(twin)] == [ac.AppEvent.WATCHDOG]
+    assert app_statuses(twin)[0].state == ac.AppState.RELAY_TIMEOUT and app_statuses(twin)[0].watchdog_trips == 1
 
 
 def test_a_valid_packet_after_a_trip_resumes_and_says_so():
@@ -93,7 +85,7 @@ def test_a_valid_packet_after_a_trip_resumes_and_says_so():
     twin.handle_datagram(_datagram(ac.encode_motors(2, [0.0] * 4)))
     twin.tick()
     assert np.all(twin.motor_cmd_n > 0)
-    assert _statuses(twin)[-1].event == ac.AppEvent.RESUMED
+    assert app_statuses(twin)[-1].event == ac.AppEvent.RESUMED
 
 
 def test_malformed_replayed_and_foreign_packets_change_nothing():
@@ -160,10 +152,10 @@ def test_the_relay_runs_only_while_quadhil_enable_and_mode_say_so():
     twin.params.set("quadhil.mode", 2)  # onboard policy: the app's placeholder weights are refused
     twin.tick()
     assert np.all(twin.motor_cmd_n == 0)
-    assert _statuses(twin)[-1].state == ac.AppState.REFUSED
+    assert app_statuses(twin)[-1].state == ac.AppState.REFUSED
     twin.params.set("quadhil.enable", 0)  # the PID controller flies again
     twin.tick()
-    assert _statuses(twin)[-1].state == ac.AppState.IDLE and _statuses(twin)[-1].event == ac.AppEvent.DISABLED
+    assert app_statuses(twin)[-1].state == ac.AppState.IDLE and app_statuses(twin)[-1].event == ac.AppEvent.DISABLED
 
 
 def test_watchdog_period_is_the_wdms_parameter():
