@@ -12,6 +12,7 @@ step budget).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pickle
@@ -273,18 +274,14 @@ class SectionClock:
         """Add ``seconds`` (s) to section ``name``."""
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
+    @contextlib.contextmanager
     def section(self, name: str):
         """Context manager timing its block into ``name``."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def timed():
-            t0 = time.perf_counter()
-            try:
-                yield
-            finally:
-                self.add(name, time.perf_counter() - t0)
-        return timed()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
 
 
 class Trainer:
@@ -557,16 +554,12 @@ class Trainer:
         return stats
 
     def _timed_update(self, batches) -> dict:
-        t0 = time.perf_counter()
-        stats = self.agent.update(*batches)
-        self._update_s = time.perf_counter() - t0  # read by the caller after the update returned
-        self.clock.add("update", self._update_s)
-        return stats
+        with self.clock.section("update"):  # in the worker thread with overlap
+            return self.agent.update(*batches)
 
     def _timed_collect(self, actor) -> None:
-        t0 = time.perf_counter()
-        self._collect(actor)
-        self.clock.add("collect", time.perf_counter() - t0)
+        with self.clock.section("collect"):
+            self._collect(actor)
 
     def _iterate(self, actor, beside: Callable[[], None] | None = None) -> dict | None:
         """One iteration: ``chunk`` ticks of acting and K gradient steps; returns the update's stats.
