@@ -111,7 +111,22 @@ def ray_environment(address: str | None) -> dict[str, str]:
 CLIENT_SERVER_FAILED = "Starting Ray client server failed"  # ray/util/client/server/proxier.py Datapath
 
 
-def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None = None) -> None:
+def _init_ray(ray, kw: dict, address: str | None) -> None:
+    """``ray.init(**kw)``, asked once more when the head's Ray Client server died at start (the head
+    frees its port and a second connection gets a fresh one; seen once on a loaded CI machine)."""
+    try:
+        ray.init(**kw)
+    except ConnectionError as exc:
+        if not (address or "").startswith("ray://") or CLIENT_SERVER_FAILED not in str(exc):
+            raise
+        print(f"quadhil sweep: the head's Ray Client server did not start; connecting again ({exc})",
+              file=sys.stderr)
+        ray.shutdown()
+        time.sleep(2.0)
+        ray.init(**kw)
+
+
+def start_ray(address: str | None, temp_dir: str | None = None) -> None:
     """Start Ray here (no address: this machine's cores, no dashboard, a small object store,
     workers' logs not forwarded) or join the cluster at ``address``. No runtime_env is passed:
     with one, a Ray Client (ray://) connection makes the head start its per-client server through
@@ -130,19 +145,7 @@ def start_ray(address: str | None, cpus_per_trial: float, temp_dir: str | None =
     else:
         kw["address"] = address
     try:
-        try:
-            ray.init(**kw)
-        except ConnectionError as exc:
-            if not (address or "").startswith("ray://") or CLIENT_SERVER_FAILED not in str(exc):
-                raise
-            # The head starts one server process per Ray Client connection; when that process dies
-            # at start (seen once on a loaded CI machine), the head frees its port and a second
-            # connection gets a fresh one.
-            print(f"quadhil sweep: the head's Ray Client server did not start; connecting again ({exc})",
-                  file=sys.stderr)
-            ray.shutdown()
-            time.sleep(2.0)
-            ray.init(**kw)
+        _init_ray(ray, kw, address)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         hint = ""
         if address is not None and os.environ.get("RAY_AUTH_MODE") != "token":
@@ -197,9 +200,8 @@ def _periodic_metrics(rec: dict) -> dict:
 
 
 def _limit_threads(threads: int) -> None:
-    """Keep a trial's physics kernel (numba) on the cores Tune gave it, and TensorFlow's C++ logs
-    quiet. Called in the trial's worker process before the trainer is imported."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep a trial's physics kernel (numba) on the cores Tune gave it (TensorFlow's threads and
+    logs: train.runtime.configure_tensorflow, when the trainer is built)."""
     import numba
 
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
@@ -322,7 +324,7 @@ def run_sweep(spec: SweepSpec, out: Path, address: str | None = None, cpus_per_t
         static, cpus_per_trial = stored["sweep"], float(stored["cpus_per_trial"])
     else:
         static = sweep_static(spec, runs_dir, cpus_per_trial)
-    start_ray(address, cpus_per_trial, temp_dir)
+    start_ray(address, temp_dir)
     if not resume:
         record.write_text(json.dumps({"source": spec.source, "name": spec.name, "cpus_per_trial": cpus_per_trial,
                                       "sweep": static}, indent=2, sort_keys=True) + "\n")

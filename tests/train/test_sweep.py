@@ -156,10 +156,10 @@ def test_a_ray_client_server_that_dies_at_start_is_asked_once_more(monkeypatch, 
     monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
     address = "ray://127.0.0.1:10001"
     if joined:
-        sweep.start_ray(address, 1.0)
+        sweep.start_ray(address)
     else:
         with pytest.raises(QuadhilError, match=r"cannot start or join Ray at ray://127\.0\.0\.1:10001"):
-            sweep.start_ray(address, 1.0)
+            sweep.start_ray(address)
     assert calls == [address, address]
 
 
