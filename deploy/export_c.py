@@ -20,6 +20,7 @@ import numpy as np
 
 from deploy.errors import ExportRefused
 from sim.contract import PolicySpec, hover_action
+from sim.sitl.app_channel import policy_refusal
 from sim.vehicle import Vehicle, load_vehicle
 
 # sim.contract observation field -> id in quadhil_nn.h
@@ -144,6 +145,7 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
     for i, (k, b, act) in enumerate(dense):
         out.append(f"  {{{k.shape[0]}u, {k.shape[1]}u, {ACTIVATION_IDS[act]}, qh_kernel_{i}, qh_bias_{i}}},")
     out += ["};", "", "#endif /* QUADHIL_POLICY_WEIGHTS_H */", ""]
+    app_refusal = policy_refusal(spec.vehicle, spec.action_mode, spec.control_rate_hz, spec.action_history)
     figures = {
         "format": "c",
         "vehicle": spec.vehicle,
@@ -152,7 +154,8 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         "parameters": n_params,
         "weight_bytes": 4 * n_params,
         "spec_sha256": spec_sha,
-        "crazyflie_app_accepts": spec.vehicle == "crazyflie" and spec.action_mode == "motors",
+        "crazyflie_app_accepts": app_refusal is None,
+        "crazyflie_app_refusal": app_refusal,
     }
     return "\n".join(out), figures
 
@@ -201,8 +204,7 @@ def export_c(args: argparse.Namespace) -> int:
         ("parameters", figures["parameters"]), ("weight bytes", figures["weight_bytes"]),
         ("crazyflie app accepts it", figures["crazyflie_app_accepts"]), ("written", str(out))])
     if not figures["crazyflie_app_accepts"]:
-        print(f"note: the Crazyflie app refuses this network (vehicle {spec.vehicle!r}, action mode "
-              f"{spec.action_mode!r}); it needs vehicle 'crazyflie' and action mode 'motors'")
+        print(f"note: the Crazyflie app refuses this network: {figures['crazyflie_app_refusal']}")
     if getattr(args, "json", False):
         emit_json(figures)
     return 0

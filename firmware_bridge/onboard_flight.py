@@ -31,13 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_bridge.flight import CLIMB_MPS, GROUND_TOUCH_M, SINK_MPS, TOUCHDOWN_TIMEOUT_S
 from sim.errors import QuadhilError
 
-CLIMB_MPS = 0.6  # as firmware_bridge.flight
-SINK_MPS = 0.3
-GROUND_TOUCH_M = 0.05
 TAKEOFF_TIMEOUT_S = 5.0
-TOUCHDOWN_TIMEOUT_S = 4.0
 APP_START_TIMEOUT_S = 1.0
 
 
@@ -60,17 +57,10 @@ class OnboardConfig:
 
 
 def app_refusal(spec) -> str | None:
-    """Why quadhil_app.c's policyAcceptable would refuse a network made under ``spec``, or None."""
-    rate = float(spec.control_rate_hz)
-    if spec.vehicle != "crazyflie":
-        return f"the app flies Crazyflie policies; this one is for {spec.vehicle!r}"
-    if spec.action_mode != "motors":
-        return f"the app's onboard policy is motor-level; this one is {spec.action_mode!r}"
-    if rate != int(rate) or int(rate) <= 0 or 1000 % int(rate):
-        return f"{rate:g} Hz does not divide the firmware's 1 kHz loop"
-    if spec.action_history > 8:
-        return f"{spec.action_history} past actions; the app keeps at most 8"
-    return None
+    """Why the app would refuse a network made under ``spec`` (:func:`sim.sitl.app_channel.policy_refusal`), or None."""
+    from sim.sitl.app_channel import policy_refusal
+
+    return policy_refusal(spec.vehicle, spec.action_mode, spec.control_rate_hz, spec.action_history)
 
 
 def fly_onboard(cfg: OnboardConfig, log=print) -> dict:

@@ -123,6 +123,26 @@ class StatusPacket:
 Packet = MotorPacket | SetpointPacket | StatusPacket
 
 
+MAIN_LOOP_HZ = 1000  # RATE_MAIN_LOOP (crazyflie-firmware stabilizer_types.h): the app's controller runs at it
+MAX_ACTION_HISTORY = 8  # quadhil_app.c: float history[4 * 8]
+
+
+def policy_refusal(vehicle: str, action_mode: str, rate_hz: float, action_history: int) -> str | None:
+    """Why quadhil_app.c's policyAcceptable refuses a mode-2 network made for ``vehicle`` /
+    ``action_mode`` at ``rate_hz`` (Hz) with ``action_history`` past actions, or None when the app
+    flies it: a Crazyflie, motor-level, an integer rate dividing the 1 kHz loop, <= 8 past actions."""
+    rate = float(rate_hz)
+    if vehicle != "crazyflie":
+        return f"the app flies Crazyflie policies; this one is for {vehicle!r}"
+    if action_mode != "motors":
+        return f"the app's onboard policy is motor-level; this one is {action_mode!r}"
+    if rate != int(rate) or int(rate) <= 0 or MAIN_LOOP_HZ % int(rate):
+        return f"{rate:g} Hz does not divide the firmware's {MAIN_LOOP_HZ} Hz loop"
+    if action_history > MAX_ACTION_HISTORY:
+        return f"{action_history} past actions; the app keeps at most {MAX_ACTION_HISTORY}"
+    return None
+
+
 def _check_seq(sequence: int) -> int:
     if not isinstance(sequence, int) or not 0 <= sequence <= 0xFFFF:
         raise PacketError(f"sequence must be an integer 0..65535, got {sequence!r}")

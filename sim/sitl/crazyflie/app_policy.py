@@ -56,14 +56,13 @@ from pathlib import Path
 import numpy as np
 
 from sim.errors import QuadhilError
+from sim.sitl import app_channel as ac
 
 APP_SRC = Path(__file__).resolve().parents[3] / "firmware_bridge" / "crazyflie_app" / "src"
 PLACEHOLDER_WEIGHTS = APP_SRC / "policy_weights.h"
 # the app's own build flags for the portable C (tests/firmware_bridge/onboard_support.HOST_CFLAGS)
 # plus what a shared library needs
 HOST_CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
-MAIN_LOOP_HZ = 1000  # RATE_MAIN_LOOP, crazyflie-firmware stabilizer_types.h
-MAX_ACTION_HISTORY = 8  # quadhil_app.c: float history[4 * 8]
 FEED_PERIOD_S = 0.1  # quadhil_app.c appMain: feedCommander every 100 ms while the policy flies
 LOSS_DESCENT_MPS = np.float32(0.3)  # quadhil_app.c QH_LOSS_DESCENT_MPS (its why is there)
 LOSS_GROUND_Z_M = 0.05  # QH_LOSS_GROUND_Z_M
@@ -162,10 +161,9 @@ class CPolicy:
                    int(lib.qh_policy_obs_dim()), int(lib.qh_policy_action_history()), hover, lib)
 
     def acceptable(self) -> bool:
-        """quadhil_app.c policyAcceptable: crazyflie, motors, an integer rate dividing 1 kHz, <= 8 actions."""
-        rate_i = int(self.rate_hz)
-        return (self.for_crazyflie and self.motor_level and rate_i > 0 and float(rate_i) == self.rate_hz
-                and MAIN_LOOP_HZ % rate_i == 0 and self.action_history <= MAX_ACTION_HISTORY)
+        """quadhil_app.c policyAcceptable, on what the compiled weights report."""
+        return ac.policy_refusal("crazyflie" if self.for_crazyflie else self.vehicle,
+                                 "motors" if self.motor_level else "ctbr", self.rate_hz, self.action_history) is None
 
     def refusal(self) -> str:
         """The app's console line for a refused network (quadhil_app.c runPolicy)."""
@@ -223,7 +221,6 @@ def reset(rs) -> None:
 def tick(twin, rs, set_state, feed_commander) -> None:
     """The app's controller in mode 2 (runPolicy) for the 1 kHz twin tick ``twin.ticks``, plus
     appMain's 100 ms commander feed. ``set_state(state, event)`` reports like the app's setState."""
-    from sim.sitl import app_channel as ac
     from sim.sitl.crazyflie.app_relay import motors_off
 
     rs.overriding = True
@@ -238,7 +235,7 @@ def tick(twin, rs, set_state, feed_commander) -> None:
         motors_off(twin, rs)  # landed after a link loss: only quadhil.enable = 0 lets the motors run
         return
     step = int(twin.ticks)
-    if step % (MAIN_LOOP_HZ // int(policy.rate_hz)) == 0:
+    if step % (ac.MAIN_LOOP_HZ // int(policy.rate_hz)) == 0:
         _run_policy(twin, rs, policy, set_state)
     now_s = float(twin.now_s())
     # the feed goes on during a link-loss descent (the supervisor must not cut it) and stops after the cut
@@ -251,7 +248,6 @@ def tick(twin, rs, set_state, feed_commander) -> None:
 def _follow_link(twin, rs, policy: CPolicy, set_state) -> bool:
     """quadhil_app.c followLink, once per policy tick: mode 2's link watchdog. False when the motors
     must be cut (landed after a link loss)."""
-    from sim.sitl import app_channel as ac
 
     now_s = float(twin.now_s())
     z_m = float(twin.est_pos[2])
@@ -287,7 +283,6 @@ def _follow_link(twin, rs, policy: CPolicy, set_state) -> bool:
 
 
 def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
-    from sim.sitl import app_channel as ac
     from sim.sitl.crazyflie.app_relay import motors_off
 
     if not rs.policy_started:
