@@ -213,11 +213,6 @@ def load_for_twin(twin, rs) -> None:
         rs.policy, rs.policy_error = None, str(exc)
 
 
-def reset(rs) -> None:
-    """What leaving mode 2 does in the app: the next entry starts the policy afresh (policyStarted)."""
-    rs.policy_started = False
-
-
 def tick(twin, rs, set_state, feed_commander) -> None:
     """The app's controller in mode 2 (runPolicy) for the 1 kHz twin tick ``twin.ticks``, plus
     appMain's 100 ms commander feed. ``set_state(state, event)`` reports like the app's setState."""
