@@ -24,6 +24,7 @@ from sim.command_path import cap_n, ctbr_thrust_u16, firmware_collective_n, moto
 from sim.frames import quat_to_euler
 from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
 from sim.rate_control import RateController, YawAngleLoop
+from sim.errors import QuadhilError
 from sim.reward import RewardWeights, hover_reward
 from sim.vehicle import Vehicle, load_vehicle
 
@@ -56,6 +57,9 @@ class HoverTask:
 
     def __init__(self, vehicle: Vehicle, spec: PolicySpec, n: int, config: HoverTaskConfig, seed: int | None):
         spec.check_vehicle(vehicle.id)
+        if config.reward.yaw_command and spec.action_mode != "ctbr":
+            raise QuadhilError(f"reward.yaw_command prices the ctbr yaw-rate command; in {spec.action_mode!r} mode "
+                               "the action's last entry is a motor (leave it 0)")
         self.vehicle = vehicle
         self.spec = spec
         self.n = n

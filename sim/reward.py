@@ -35,7 +35,7 @@ class RewardWeights:
     # Cost on the ctbr yaw-rate command itself (normalized, the action's last entry). The Crazyflie
     # firmware integrates that command into a yaw-angle setpoint (sim.command_path), which hides a
     # chattering command; a direct rate loop (rotorpy's, PX4's) turns it into yaw torque.
-    # ctbr only: in the motors mode the last entry is motor 4, so leave it 0 there.
+    # ctbr only: in the motors mode the last entry is motor 4 (sim.env.HoverTask refuses it there).
     yaw_command: float = 0.0
     alive_bonus: float = 1.0
     max_cost: float = 2.0

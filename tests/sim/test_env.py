@@ -218,3 +218,16 @@ def test_privileged_state_is_zero_for_the_nominal_airframe_and_reads_the_randomi
     task.reset(np.arange(64) < 32)
     assert not np.allclose(task.privileged_state()[:32, 0], before[:32, 0])  # a new episode, a new airframe
     np.testing.assert_array_equal(task.privileged_state()[32:], before[32:])
+
+
+def test_a_yaw_command_cost_on_a_motor_level_task_is_refused_naming_it():
+    import dataclasses
+
+    from sim.errors import QuadhilError
+    from sim.reward import RewardWeights
+
+    vehicle = load_vehicle("crazyflie")
+    config = HoverTaskConfig(reward=dataclasses.replace(RewardWeights(), yaw_command=1.0))
+    with pytest.raises(QuadhilError, match="reward.yaw_command prices the ctbr yaw-rate command"):
+        HoverTask(vehicle, default_spec(vehicle, "motors"), 4, config, seed=0)
+    HoverTask(vehicle, default_spec(vehicle, "ctbr"), 4, config, seed=0)  # where it means the yaw command
