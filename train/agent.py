@@ -68,6 +68,10 @@ class AgentConfig:
     jit: bool = True  # XLA-compile the update (about 1.5-2x the updates/s on a small CPU)
     privileged_critic: bool = False  # critic also sees the hidden airframe (module docstring)
     critic_layer_norm: bool = False  # LayerNorm before each hidden ReLU of the critic(s)
+    # > 0 with a teacher (train.teacher): the actor is also pulled toward the teacher's action,
+    # bc_weight * mean|Q| * |mu(s) - a_teacher(s)|^2 (TD3+BC's scale, Fujimoto & Gu 2021), on the
+    # samples where the critic rates the teacher's action higher (the Q filter of Nair et al. 2018)
+    bc_weight: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -100,15 +104,28 @@ def _smoothness(actor: keras.Model, obs: tf.Tensor, mu: tf.Tensor, obs_noise) ->
     return tf.reduce_mean(tf.reduce_sum(tf.square(mu - mu_noisy), axis=1))
 
 
+def _q_filtered_bc(critic: keras.Model, critic_obs: tf.Tensor, mu: tf.Tensor, teacher_act: tf.Tensor) -> tf.Tensor:
+    """mean|Q| * mean_i [Q(s_i, a_teacher) > Q(s_i, mu_i)] |mu_i - a_teacher_i|^2; only mu is
+    differentiated (the filter and the scale are constants of the step)."""
+    q_mu = critic([critic_obs, mu], training=False)[:, 0]
+    q_teacher = critic([critic_obs, teacher_act], training=False)[:, 0]
+    keep = tf.stop_gradient(tf.cast(q_teacher > q_mu, tf.float32))
+    scale = tf.stop_gradient(tf.reduce_mean(tf.abs(q_mu)))
+    return scale * tf.reduce_mean(keep * tf.reduce_sum(tf.square(mu - teacher_act), axis=1))
+
+
 def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, form: str,
                     smooth_weight: float = 0.0, obs_noise: tf.Tensor | None = None,
-                    critic_obs: tf.Tensor | None = None):
+                    critic_obs: tf.Tensor | None = None, bc_weight: float = 0.0,
+                    teacher_act: tf.Tensor | None = None):
     """(loss, gradients w.r.t. actor.trainable_variables) of the DDPG actor objective, either form.
 
     With ``smooth_weight`` > 0 and ``obs_noise`` (B, obs_dim) perturbations of ``obs``, both forms
     add the same smoothness penalty (module docstring). ``critic_obs`` (B, obs_dim + privileged)
-    is what a privileged critic reads instead of ``obs``."""
+    is what a privileged critic reads instead of ``obs``. With ``bc_weight`` > 0 and
+    ``teacher_act`` (B, 4), both add the Q-filtered pull toward the teacher (AgentConfig.bc_weight)."""
     smooth = smooth_weight > 0 and obs_noise is not None
+    bc = bc_weight > 0 and teacher_act is not None
     if critic_obs is None:
         critic_obs = obs
     if form == "q":
@@ -118,6 +135,8 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
             loss = -tf.reduce_mean(q)
             if smooth:
                 loss += smooth_weight * _smoothness(actor, obs, mu, obs_noise)
+            if bc:
+                loss += bc_weight * _q_filtered_bc(critic, critic_obs, mu, teacher_act)
         return loss, tape.gradient(loss, actor.trainable_variables)
     if form == "action_gradients":
         a = actor(obs, training=False)
@@ -130,6 +149,8 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
             loss = -tf.reduce_mean(tf.reduce_sum(dq_da * mu, axis=1))
             if smooth:
                 loss += smooth_weight * _smoothness(actor, obs, mu, obs_noise)
+            if bc:
+                loss += bc_weight * _q_filtered_bc(critic, critic_obs, mu, teacher_act)
         return loss, tape.gradient(loss, actor.trainable_variables)
     raise ValueError(f"actor_loss must be one of {ACTOR_LOSSES}, got {form!r}")
 
@@ -165,6 +186,9 @@ class DDPGAgent:
         self.actor_opt.build(self.actor.trainable_variables)
         self.critic_opt.build(self.critic_vars)
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
+        # False: updates train the critic(s) only (the warm start's critic pass, train.teacher)
+        self.actor_enabled = tf.Variable(True, trainable=False, name="actor_enabled")
+        self.bc_opt = None  # the behaviour-cloning optimizer, made on first use
         self._obs_noise_std = None  # (obs_dim,) for in-graph smoothness noise (set_augmentation)
         self._turn_index = None  # column map of an in-graph quarter turn (set_augmentation)
         self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit)
@@ -237,10 +261,11 @@ class DDPGAgent:
             snoise = tf.random.stateless_normal([batch, self.spec.obs_dim], seeds[1]) * self._obs_noise_std
         return tnoise, snoise
 
-    def _update_many(self, obs, act, rew, next_obs, mask, tnoise, snoise, turns=None, seeds=None):
+    def _update_many(self, obs, act, rew, next_obs, mask, tnoise, snoise, turns=None, seeds=None, teacher_act=None):
         """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q.
         ``turns`` (K, B) / ``seeds`` (K, 2, 2): turn the rows and draw the noise in here
-        (:meth:`set_augmentation`) instead of taking them from the host."""
+        (:meth:`set_augmentation`) instead of taking them from the host. ``teacher_act`` (K, B, 4):
+        the teacher's actions for ``obs`` (body-frame, so a quarter turn leaves them unchanged)."""
         k = tf.shape(obs)[0]
         closs = tf.constant(0.0)
         aloss = tf.constant(0.0)
@@ -259,17 +284,20 @@ class DDPGAgent:
             qmean += qm
             self.n_updates.assign_add(1)
             if self.n_updates % self.config.policy_delay == 0:
-                al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
-                                            self.config.actor_loss, self.config.smooth_weight, snoise_i,
-                                            critic_obs=obs_i)
-                self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+                if self.actor_enabled:
+                    al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
+                                                self.config.actor_loss, self.config.smooth_weight, snoise_i,
+                                                critic_obs=obs_i, bc_weight=self.config.bc_weight,
+                                                teacher_act=None if teacher_act is None else teacher_act[i])
+                    self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+                    aloss += al
+                    n_actor += 1.0
                 self._soft_update()
-                aloss += al
-                n_actor += 1.0
         kf = tf.cast(k, tf.float32)
         return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
 
-    def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None, turns=None, noise_seeds=None) -> dict:
+    def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None, turns=None, noise_seeds=None,
+               teacher_act=None) -> dict:
         """Run K updates on arrays shaped (K, B, ...); ``obs``/``next_obs`` rows are
         [observation | privileged] (obs_dim + privileged_dim). ``tnoise`` (K, B, 4) is the TD3
         target smoothing noise (already clipped) and ``snoise`` (K, B, obs_dim) the smoothness
@@ -277,7 +305,8 @@ class DDPGAgent:
         reproducible. Or, cheaper for the host: ``noise_seeds`` (K, 2, 2) int, drawn the same way,
         seed the same noises inside the compiled step (tf.random.stateless_normal, so still
         reproducible), and ``turns`` (K, B) int quarter-turns both ends of each transition there
-        (:meth:`set_augmentation`). Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        (:meth:`set_augmentation`). ``teacher_act`` (K, B, 4): the teacher's actions for ``obs``, for
+        AgentConfig.bc_weight. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
         width = self.spec.obs_dim + self.privileged_dim
         if obs.shape[-1] != width or next_obs.shape[-1] != width:
             raise ValueError(f"replay rows must be obs_dim + privileged_dim = {width} wide, "
@@ -297,10 +326,36 @@ class DDPGAgent:
             extra["turns"] = tf.constant(turns, dtype=tf.int32)
         if noise_seeds is not None:
             extra["seeds"] = tf.constant(noise_seeds, dtype=tf.int64)
+        if teacher_act is not None and self.config.bc_weight > 0:
+            extra["teacher_act"] = tf.constant(teacher_act, dtype=tf.float32)
         out = self._update_fn(tf.constant(obs), tf.constant(act), tf.constant(rew), tf.constant(next_obs),
                               tf.constant(mask), tf.constant(tnoise, dtype=tf.float32),
                               tf.constant(snoise, dtype=tf.float32), **extra)
         return {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
+
+    def behaviour_clone(self, obs: np.ndarray, target_act: np.ndarray, batches: np.ndarray) -> float:
+        """Supervised steps of the actor toward ``target_act`` (N, 4) for ``obs`` (N, obs_dim) raw
+        observations, one per row of ``batches`` (S, B) int indices into them; mean squared error
+        in normalized action units, its own Adam at ``actor_lr``. The target actor is set equal to
+        the actor afterwards. Returns the last step's loss."""
+        if self.bc_opt is None:
+            self.bc_opt = keras.optimizers.Adam(self.config.actor_lr)
+            self.bc_opt.build(self.actor.trainable_variables)
+            self._bc_fn = tf.function(self._bc_many, reduce_retracing=True, jit_compile=self.config.jit)
+        loss = self._bc_fn(tf.constant(obs, tf.float32), tf.constant(target_act, tf.float32),
+                           tf.constant(batches, tf.int32))
+        self.actor_target.set_weights(self.actor.get_weights())
+        return float(loss)
+
+    def _bc_many(self, obs, target_act, batches):
+        loss = tf.constant(0.0)
+        for i in tf.range(tf.shape(batches)[0]):
+            o, a = tf.gather(obs, batches[i]), tf.gather(target_act, batches[i])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.reduce_sum(tf.square(self.actor(o, training=True) - a), axis=1))
+            grads = tape.gradient(loss, self.actor.trainable_variables)
+            self.bc_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+        return loss
 
     def set_lr_factor(self, factor: float) -> None:
         """Scale both learning rates to ``factor`` x their configured values."""

@@ -114,6 +114,19 @@ class TrainConfig:
     # > 0: each periodic-evaluation episode draws its action latency from 0..this many control
     # ticks, so "best" is chosen on delayed flights too (0: none, as `quadhil eval` by default)
     eval_latency_ticks_max: int = 0
+    # A teacher to start from (train.baseline.make_teacher; "" none). Before the first update the
+    # envs fly teacher_steps transitions in teacher_rounds rounds of DAgger (Ross et al. 2011): the
+    # first round flies the teacher, round r flies the actor with the teacher in control of each
+    # env-tick with probability 0.5**r; every observation is labelled with the teacher's action,
+    # and after each round the actor is fitted to all labels so far (teacher_bc_updates steps of
+    # batch_size). The transitions stay in the replay, where teacher_critic_updates updates then
+    # train the critic alone, so the first actor step follows a critic of the cloned actor.
+    # AgentConfig.bc_weight keeps a Q-filtered pull toward the teacher in the actor loss after that.
+    teacher: str = ""
+    teacher_steps: int = 0
+    teacher_rounds: int = 3
+    teacher_bc_updates: int = 2_000
+    teacher_critic_updates: int = 5_000
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -336,6 +349,17 @@ class Trainer:
         self.on_eval: Callable[[dict], None] | None = None
         self._pool = None  # the worker thread of train.overlap, made on first use
         self.clock = SectionClock()  # where this session's wall time went (result["time_breakdown_s"])
+        self.teacher = None
+        self._teaching = False  # True while warm_start flies the teacher (no hover-only warm-up)
+        if train_config.teacher:
+            from train.baseline import make_teacher
+
+            try:
+                self.teacher = make_teacher(train_config.teacher, spec, vehicle)
+            except ValueError as exc:
+                raise QuadhilError(f"train.teacher: {exc}") from None
+        elif agent_config.bc_weight > 0:
+            raise QuadhilError("agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too")
 
     def _bias_actor_to_hover(self) -> None:
         """Start the actor's output at the nominal hover action (zero rates), so early episodes
@@ -482,7 +506,7 @@ class Trainer:
     def _act(self, actor) -> np.ndarray:
         tc, p = self.tc, self.progress
         noise = self.noise.sample(self.rng, p.env_steps)
-        if p.env_steps < tc.warmup_steps:
+        if p.env_steps < tc.warmup_steps and not self._teaching:
             base = np.tile(hover_action(self.spec, self.vehicle), (tc.num_envs, 1))
         else:
             base = actor(self.obs)
@@ -530,7 +554,8 @@ class Trainer:
             seeds = None
             if self.ac.target_noise > 0 or self.ac.smooth_weight > 0:
                 seeds = self.rng.integers(0, 2**31 - 1, size=(k, 2, 2), dtype=np.int64)
-            return obs, act, rew, nobs, mask, None, None, turns, seeds
+            return obs, act, rew, nobs, mask, None, None, turns, seeds, self._teacher_labels(obs)
+        teacher_act = self._teacher_labels(obs)  # body-frame actions: a quarter turn keeps them
         if tc.yaw_symmetry:
             obs, nobs = turn_transitions(self.rng, obs, nobs, self.spec)
         tnoise = None
@@ -541,7 +566,54 @@ class Trainer:
         if self.ac.smooth_weight > 0:
             shape = obs.shape[:-1] + (self.spec.obs_dim,)  # the actor's columns only
             snoise = (self.rng.standard_normal(shape) * self._obs_noise_std).astype(np.float32)
-        return obs, act, rew, nobs, mask, tnoise, snoise
+        return obs, act, rew, nobs, mask, tnoise, snoise, None, None, teacher_act
+
+    def _teacher_labels(self, obs: np.ndarray) -> np.ndarray | None:
+        """(K, B, 4) teacher actions for sampled rows (K, B, width), or None when unused."""
+        if self.teacher is None or self.ac.bc_weight <= 0:
+            return None
+        k, b, width = obs.shape
+        return self.teacher(obs.reshape(k * b, width)[:, :self.spec.obs_dim]).reshape(k, b, 4)
+
+    def warm_start(self) -> dict:
+        """DAgger from ``train.teacher``, then critic-only updates (TrainConfig, "teacher").
+        Returns {'env_steps', 'bc_loss', 'critic_updates'}; the transitions count as env steps."""
+        tc, p = self.tc, self.progress
+        rounds = max(1, tc.teacher_rounds)
+        per_round = tc.teacher_steps // rounds
+        seen_obs, seen_act = [], []
+        loss = float("nan")
+        for r in range(rounds):
+            actor = self.agent.numpy_actor()
+            p_teacher = 0.5 ** r
+
+            def fly(obs, actor=actor, p_teacher=p_teacher):
+                label = self.teacher(obs)
+                seen_obs.append(obs.astype(np.float32))
+                seen_act.append(label)
+                if p_teacher >= 1.0:
+                    return label
+                mine = self.rng.random(obs.shape[0]) >= p_teacher
+                return np.where(mine[:, None], actor(obs), label)
+
+            stop = p.env_steps + per_round
+            self._teaching = True
+            try:
+                while p.env_steps < stop:
+                    self._collect(fly)
+            finally:
+                self._teaching = False
+            obs_all, act_all = np.concatenate(seen_obs), np.concatenate(seen_act)
+            batches = self.rng.integers(0, obs_all.shape[0], size=(tc.teacher_bc_updates, tc.batch_size))
+            loss = self.agent.behaviour_clone(obs_all, act_all, batches)
+        self.agent.actor_enabled.assign(False)
+        try:
+            for _ in range(-(-tc.teacher_critic_updates // max(1, int(round(tc.chunk * tc.updates_per_step))))):
+                if self._update() is None:
+                    break
+        finally:
+            self.agent.actor_enabled.assign(True)
+        return {"env_steps": p.env_steps, "bc_loss": loss, "critic_updates": p.updates}
 
     def _update(self) -> dict | None:
         """K gradient steps on freshly sampled batches (None while warming up)."""
@@ -703,8 +775,14 @@ class Trainer:
         t0_elapsed = p.elapsed_s
         last_log, steps_at_log, t_at_log = time.perf_counter(), p.env_steps, time.perf_counter()
         stats = None
-        actor = self.agent.numpy_actor()
         clock = self.clock
+        warm = None
+        if self.teacher is not None and tc.teacher_steps > 0 and p.env_steps == 0:
+            t_warm = time.perf_counter()
+            warm = self.warm_start()
+            warm["wall_s"] = round(time.perf_counter() - t_warm, 3)
+            self.clock = clock = SectionClock()  # the breakdown covers the loop after it
+        actor = self.agent.numpy_actor()
         t_loop = time.perf_counter()
 
         def run_time() -> float:
@@ -794,6 +872,7 @@ class Trainer:
             "confirmations": p.confirmations,
             "tf_threads": self.tf_threads,
             "time_breakdown_s": self.time_breakdown(loop_s),
+            **({"warm_start": warm} if warm is not None else {}),
         }
 
     def time_breakdown(self, loop_s: float) -> dict:

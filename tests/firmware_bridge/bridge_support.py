@@ -51,10 +51,11 @@ def find_policy(name: str, env: str, tmp_factory) -> Path | None:
 
 def untrained_policy(vehicle: str, tmp_factory) -> Path:
     """A real exported policy whose actor never learned anything (a few hundred env steps, no
-    updates): for tests whose outcome does not depend on how well it flies (refusals, dry run)."""
+    updates, no teacher start): for tests whose outcome does not depend on how well it flies (refusals, dry run)."""
     d = tmp_factory.mktemp(f"untrained-{vehicle}")
     proc = subprocess.run([sys.executable, "-m", "quadhil", "train", "--vehicle", vehicle, "--out", str(d / "run"),
-                           "--max-steps", "200", "--no-progress"], capture_output=True, text=True, timeout=300)
+                           "--max-steps", "200", "--no-progress",
+                           "--set", "train.teacher_steps=0"], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"quadhil train failed: {proc.stderr[-2000:]}")
     return _export(d / "run", d / "policy.tflite")

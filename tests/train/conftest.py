@@ -32,6 +32,8 @@ TINY = [
     "--set", "train.replay_capacity=1000",
     # 0.4 s episodes (hold 0.1 s) so evaluations and episode ends come quickly
     "--set", "task.episode_s=0.4", "--set", "task.hold_s=0.1",
+    # the Crazyflie ctbr preset's teacher start (train.teacher), at the same tiny scale
+    "--set", "train.teacher_steps=120", "--set", "train.teacher_bc_updates=20", "--set", "train.teacher_critic_updates=10",
 ]
 
 

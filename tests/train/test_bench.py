@@ -23,7 +23,8 @@ EASY = ["--no-randomization", "--confirm-episodes", "8"] + [
                    "agent.critic_hidden=[8,8]", "agent.jit=false", "train.warmup_steps=40", "train.chunk=5",
                    "train.eval_every_steps=160", "train.eval_episodes=4", "train.checkpoint_every_steps=100000",
                    "train.replay_capacity=1000", "task.episode_s=0.4", "task.hold_s=0.1", "task.success_radius_m=100",
-                   "task.success_speed_mps=100", "task.init_tilt_deg=0", "task.init_rate_rad_s=0", "task.init_vel_mps=0")
+                   "task.success_speed_mps=100", "task.init_tilt_deg=0", "task.init_rate_rad_s=0", "task.init_vel_mps=0",
+                   "train.teacher_steps=120", "train.teacher_bc_updates=20", "train.teacher_critic_updates=10")
     for a in ("--set", item)]
 
 

@@ -41,7 +41,8 @@ updates-per-step = 1
 set = ["agent.actor_hidden=[8,8]", "agent.critic_hidden=[8,8]", "agent.jit=false",
        "train.warmup_steps=40", "train.chunk=5", "train.eval_every_steps=160", "train.eval_episodes=4",
        "train.checkpoint_every_steps=100000", "train.replay_capacity=1000",
-       "task.episode_s=0.4", "task.hold_s=0.1"]
+       "task.episode_s=0.4", "task.hold_s=0.1",
+       "train.teacher_steps=120", "train.teacher_bc_updates=20", "train.teacher_critic_updates=10"]
 """
 
 

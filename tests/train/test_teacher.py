@@ -1,0 +1,134 @@
+"""train.teacher: a run can start from the hand-written cascade (DAgger, then a critic-only pass)
+and keep a Q-filtered pull toward it; the teacher is a pure function of the observation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quadhil.cli import run_command
+from sim.contract import default_spec
+from sim.env import HoverTaskConfig, HoverVecEnv
+from train.agent import AgentConfig, DDPGAgent, _q_filtered_bc
+from train.baseline import CascadeGains, CascadeHover, ObservedIntegralCascade, cascade_actions, make_teacher
+from train.loop import make_spec
+
+
+@pytest.fixture(scope="module")
+def integral_spec(crazyflie):
+    return make_spec(crazyflie, "integral", "ctbr", 100.0, HoverTaskConfig(), 3)
+
+
+def _observations(spec, crazyflie, n=64, seed=0):
+    """Throws of the real task, stepped a few ticks so the integral and the history are not all zero."""
+    env = HoverVecEnv(crazyflie, n, spec=spec, config=HoverTaskConfig(), seed=seed)
+    obs, _ = env.reset()
+    teacher = ObservedIntegralCascade(spec, crazyflie)
+    for _ in range(30):
+        obs, *_ = env.step(teacher(obs))
+    return obs
+
+
+def test_the_teacher_is_the_cascade_law_with_the_observed_altitude_integral(integral_spec, crazyflie):
+    obs = _observations(integral_spec, crazyflie)
+    integral_z = obs[:, integral_spec.obs_slice("position_error_integral_w")][:, 2]
+    assert np.any(integral_z != 0.0)
+    np.testing.assert_array_equal(ObservedIntegralCascade(integral_spec, crazyflie)(obs),
+                                  cascade_actions(obs, integral_z, integral_spec, crazyflie, CascadeGains()))
+    # the stateful cascade is the same law on its own integral (none yet: its first tick adds e_z dt)
+    cascade = CascadeHover(integral_spec, crazyflie, integral_zone_m=-1.0)  # never integrates
+    np.testing.assert_array_equal(cascade(obs), cascade_actions(obs, np.zeros(len(obs)), integral_spec, crazyflie))
+
+
+def test_the_teacher_needs_the_integral_layout_and_body_rate_actions(crazyflie, integral_spec):
+    with pytest.raises(ValueError, match="needs layout 'integral'.*'default'"):
+        ObservedIntegralCascade(default_spec(crazyflie), crazyflie)
+    motors = make_spec(crazyflie, "integral", "motors", 100.0, HoverTaskConfig())
+    with pytest.raises(ValueError, match="flies ctbr.*'motors'"):
+        make_teacher("cascade", motors, crazyflie)
+    with pytest.raises(ValueError, match="unknown teacher 'pid'; known: cascade"):
+        make_teacher("pid", integral_spec, crazyflie)
+
+
+def test_behaviour_cloning_fits_the_actor_to_the_teacher_and_sets_the_target_actor(integral_spec, crazyflie):
+    agent = DDPGAgent(integral_spec, AgentConfig(actor_hidden=(32, 32), critic_hidden=(8, 8), jit=False))
+    obs = _observations(integral_spec, crazyflie, n=256)
+    labels = ObservedIntegralCascade(integral_spec, crazyflie)(obs)
+    before = float(np.mean(np.sum((agent.actor(obs).numpy() - labels) ** 2, axis=1)))
+    batches = np.random.default_rng(0).integers(0, len(obs), size=(400, 64))
+    agent.behaviour_clone(obs, labels, batches)
+    after = float(np.mean(np.sum((agent.actor(obs).numpy() - labels) ** 2, axis=1)))
+    assert after < 0.1 * before
+    assert all(np.array_equal(a, t) for a, t in zip(agent.actor.get_weights(), agent.actor_target.get_weights()))
+
+
+def test_with_the_actor_disabled_an_update_trains_the_critic_alone(integral_spec):
+    agent = DDPGAgent(integral_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(8, 8), jit=False))
+    rng = np.random.default_rng(1)
+    k, b, d = 2, 16, integral_spec.obs_dim
+    batch = [rng.standard_normal((k, b, d)).astype(np.float32), rng.uniform(-1, 1, (k, b, 4)).astype(np.float32),
+             rng.standard_normal((k, b)).astype(np.float32), rng.standard_normal((k, b, d)).astype(np.float32),
+             np.ones((k, b), np.float32)]
+    actor_before, critic_before = agent.actor.get_weights(), agent.critics[0].get_weights()
+    agent.actor_enabled.assign(False)
+    agent.update(*batch)
+    assert all(np.array_equal(a, b) for a, b in zip(actor_before, agent.actor.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(critic_before, agent.critics[0].get_weights()))
+    agent.actor_enabled.assign(True)
+    agent.update(*batch)
+    assert any(not np.array_equal(a, b) for a, b in zip(actor_before, agent.actor.get_weights()))
+
+
+def test_the_pull_toward_the_teacher_counts_only_samples_whose_teacher_action_the_critic_prefers(integral_spec):
+    agent = DDPGAgent(integral_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(16, 16), jit=False))
+    rng = np.random.default_rng(2)
+    obs = tf.constant(rng.standard_normal((64, integral_spec.obs_dim)), tf.float32)
+    mu = agent.actor(obs)
+    teacher = tf.constant(rng.uniform(-1, 1, (64, 4)), tf.float32)
+    critic = agent.critics[0]
+    q_mu, q_t = critic([obs, mu]).numpy()[:, 0], critic([obs, teacher]).numpy()[:, 0]
+    keep = q_t > q_mu
+    assert 0 < keep.sum() < 64  # a random critic prefers the teacher on some samples only
+    expected = np.mean(np.abs(q_mu)) * np.mean(keep * np.sum((mu.numpy() - teacher.numpy()) ** 2, axis=1))
+    assert float(_q_filtered_bc(critic, obs, mu, teacher)) == pytest.approx(expected, rel=1e-5)
+
+
+TEACHER_RUN = ["--layout", "integral", "--action-history", "3", "--set", "train.teacher=cascade",
+               "--set", "train.teacher_steps=120", "--set", "train.teacher_rounds=2", "--set", "train.teacher_bc_updates=20",
+               "--set", "train.teacher_critic_updates=10", "--set", "agent.bc_weight=0.4"]
+
+
+def _run(tmp_path, name, capsys, *extra):
+    from tests.train.conftest import TINY
+
+    out = tmp_path / name
+    code = run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", "240", "--json", *extra])
+    text = capsys.readouterr()
+    return code, (json.loads(text.out.strip().splitlines()[-1]) if code == 0 else text.err), out
+
+
+def test_a_run_from_the_teacher_warms_up_then_trains_and_repeats_exactly(tmp_path, capsys):
+    code, res, out = _run(tmp_path, "a", capsys, *TEACHER_RUN)
+    assert code == 0
+    warm = res["warm_start"]
+    # two rounds of 60 transitions of 4 envs (whole 5-tick chunks), then >= 10 critic-only updates
+    assert warm["env_steps"] == 120 and warm["critic_updates"] >= 10 and np.isfinite(warm["bc_loss"])
+    assert res["env_steps"] >= 240 and res["updates"] > warm["critic_updates"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["teacher"] == "cascade" and config["spec"]["layout"] == "integral"
+    _, again, out_b = _run(tmp_path, "b", capsys, *TEACHER_RUN)
+    with np.load(out / "checkpoint" / "agent.npz") as za, np.load(out_b / "checkpoint" / "agent.npz") as zb:
+        assert all(np.array_equal(za[f], zb[f]) for f in za.files)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layout", "default", "--set", "agent.bc_weight=0.4"], "agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too"),
+    (["--layout", "default", "--set", "train.teacher=cascade"], "train.teacher: the observed-integral cascade needs layout 'integral'"),
+    (["--layout", "integral", "--set", "train.teacher=pd"], "train.teacher: unknown teacher 'pd'; known: cascade"),
+])
+def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name(tmp_path, capsys, extra, message):
+    code, err, _ = _run(tmp_path, "r", capsys, *extra)
+    assert code == 2 and message in err
