@@ -24,12 +24,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--action-mode", default="ctbr", choices=("ctbr", "motors"))
-    parser.add_argument("--layout", default="default", help="observation layout (sim.contract.SPEC_LAYOUTS)")
+    parser.add_argument("--layout", default=None,
+                        help="observation layout (sim.contract.SPEC_LAYOUTS; default: the preset's, 'integral' for "
+                             "the Crazyflie flying ctbr, else 'default')")
     parser.add_argument("--control-rate-hz", type=float, default=None,
                         help="policy rate (default: the preset's, 50 for the x500 in ctbr, else 100)")
     parser.add_argument("--action-history", type=int, default=None,
-                        help="past actions in the observation (default: the preset's with the default layout, 3 for the "
-                             "Crazyflie flying ctbr; otherwise the layout's, 1)")
+                        help="past actions in the observation (default: the preset's with the preset's layout, 3 for "
+                             "the Crazyflie flying ctbr; otherwise the layout's, 1)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--updates-per-step", type=float, default=None, help="gradient steps per control tick")
@@ -83,7 +85,8 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     from sim.randomization import RealismConfig
     from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict,
                             tf_threads_for)
-    from train.presets import default_action_history, default_control_rate_hz, preset
+    from train.presets import (default_action_history, default_control_rate_hz, default_layout, preset,
+                               without_teacher)
     from train.runtime import configure_tensorflow
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
@@ -119,7 +122,12 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     elif not args.control_rate_hz > 0:
         raise QuadhilError(f"--control-rate-hz must be > 0, got {args.control_rate_hz}")
     p = preset(vehicle.id, args.action_mode, args.control_rate_hz)
-    if args.action_history is None and args.layout == "default":
+    preset_layout = default_layout(vehicle.id, args.action_mode)
+    if args.layout is None:
+        args.layout = preset_layout
+    elif args.layout != preset_layout:
+        p = without_teacher(p)  # the preset's teacher reads the preset's layout
+    if args.action_history is None and args.layout == preset_layout:
         args.action_history = default_action_history(vehicle.id, args.action_mode)
     task = HoverTaskConfig()
     if args.no_randomization:

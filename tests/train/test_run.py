@@ -229,17 +229,24 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
 
-def test_the_crazyflie_flying_ctbr_learns_from_quarter_turns_by_default():
-    """Crazyflie ctbr preset v7 = v6 (v4's quarter turns and 0-1 ticks of latency, a yaw-rate cost,
-    half the vehicle file's ranges, no ramp) plus a CAPS perturbation 10x the sensor noise, three
-    past actions observed and periodic evaluations delayed 0-1 ticks; motors stay v3."""
-    from train.presets import default_action_history, preset
+def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by_default():
+    """Crazyflie ctbr preset v8 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
+    perturbation 10x the sensor noise, three past actions, periodic evaluations delayed 0-1 ticks)
+    on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
+    actor_lr 3e-4, on the vehicle file's full ranges; motors stay v3."""
+    from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v7" and cf["train"]["yaw_symmetry"] is True
-    assert cf["realism"]["randomization_scale"] == 0.5 and cf["reward"]["yaw_rate"] == 0.1
+    assert cf["name"] == "crazyflie-ctbr-v8" and cf["train"]["yaw_symmetry"] is True
+    assert cf["realism"]["randomization_scale"] == 1.0 and cf["reward"]["yaw_rate"] == 0.1
     assert cf["realism"]["latency_ticks_max"] == 1 and "randomization_ramp_steps" not in cf["train"]
     assert cf["agent"]["smooth_noise_scale"] == 10.0 and cf["train"]["eval_latency_ticks_max"] == 1
+    assert cf["train"]["teacher"] == "cascade" and cf["train"]["teacher_steps"] == 90_000
+    assert cf["agent"]["bc_weight"] == 2.0 and cf["agent"]["actor_lr"] == 3e-4
+    assert default_layout("crazyflie", "ctbr") == "integral"
+    assert default_layout("crazyflie", "motors") == default_layout("x500", "ctbr") == "default"
+    bare = without_teacher(cf)
+    assert "teacher" not in bare["train"] and "bc_weight" not in bare["agent"] and bare["agent"]["actor_lr"] == 3e-4
     assert default_action_history("crazyflie", "ctbr") == 3
     assert default_action_history("crazyflie", "motors") is None and default_action_history("x500", "ctbr") is None
     assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
@@ -275,7 +282,8 @@ def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like
     from train.networks import load_actor
 
     out = tmp_path / "h3"
-    assert _train(out, "--max-steps", "200", "--action-history", "3", "--set", "agent.critic_layer_norm=true") == 0
+    assert _train(out, "--max-steps", "200", "--layout", "default", "--action-history", "3",
+                  "--set", "agent.critic_layer_norm=true") == 0
     actor, spec, cfg = load_actor(out)
     assert spec.action_history == 3 and spec.obs_slice("last_actions") == slice(18, 30)
     assert actor.input_shape == (None, 30)
@@ -290,15 +298,21 @@ def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like
     assert load_quadhil_run(out).spec.to_json() == spec.to_json()
 
 
-def test_a_crazyflie_ctbr_run_observes_the_presets_three_actions_unless_told_otherwise(tmp_path):
-    """Preset v7's action history applies to the default layout only; --action-history wins."""
+def test_a_crazyflie_ctbr_run_observes_the_presets_layout_and_three_actions_unless_told_otherwise(tmp_path):
+    """Preset v8's layout (integral) and action history (3) apply unless --layout or
+    --action-history say otherwise; another layout also drops the preset's teacher."""
+    import json
+
     from train.networks import load_run_spec
 
     assert _train(tmp_path / "preset", "--max-steps", "40") == 0
-    assert load_run_spec(tmp_path / "preset")[0].action_history == 3
+    spec, cfg = load_run_spec(tmp_path / "preset")
+    assert (spec.layout, spec.action_history, cfg["train"]["teacher"]) == ("integral", 3, "cascade")
     assert _train(tmp_path / "one", "--max-steps", "40", "--action-history", "1") == 0
     assert load_run_spec(tmp_path / "one")[0].action_history == 1
-    assert _train(tmp_path / "integral", "--max-steps", "40", "--layout", "integral") == 0
-    assert load_run_spec(tmp_path / "integral")[0].action_history == 1
+    assert _train(tmp_path / "default", "--max-steps", "40", "--layout", "default") == 0
+    spec, cfg = load_run_spec(tmp_path / "default")
+    assert (spec.layout, spec.action_history, cfg["train"]["teacher"], cfg["agent"]["bc_weight"]) == ("default", 1, "", 0.0)
+    assert "warm_start" not in json.loads((tmp_path / "default" / "config.json").read_text()).get("result", {})
     assert _train(tmp_path / "motors", "--max-steps", "40", "--action-mode", "motors") == 0
     assert load_run_spec(tmp_path / "motors")[0].action_history == 1
