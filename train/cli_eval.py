@@ -12,6 +12,10 @@ from pathlib import Path
 from sim.errors import QuadhilError
 
 
+# A hover handed over 5 cm from the target, at rest and level (HoverTaskConfig's init_* fields).
+GENTLE_START = {"init_pos_m": 0.05, "init_vel_mps": 0.0, "init_tilt_deg": 0.0, "init_rate_rad_s": 0.0}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``quadhil eval``."""
     parser.add_argument("run", help="run directory (config.json + actor_best.keras)")
@@ -23,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="multiply the vehicle file's randomization ranges (what a preset trained on, e.g. 0.5)")
     parser.add_argument("--latency-ticks", type=int, default=0,
                         help="delay every action by N control ticks (what a radio link or a slow loop adds)")
+    parser.add_argument("--gentle-start", action="store_true",
+                        help="start every episode 5 cm off the target at rest and level instead of the training "
+                             "throws (how a takeoff hands over; issue 26's yaw-oscillation check)")
     parser.add_argument("--suite", choices=("robustness",), default=None,
                         help="robustness: success over out-of-distribution axes (motor lag, thrust-to-weight, yaw "
                              "torque, inertia, rate-loop gains, noise, latency, CoM, wind) and joint corners; "
@@ -69,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         raise QuadhilError(f"--latency-ticks must be >= 0, got {args.latency_ticks}")
     if args.randomization_scale < 0:
         raise QuadhilError(f"--randomization-scale must be >= 0, got {args.randomization_scale}")
-    if args.suite and (args.latency_ticks or args.no_randomization or args.randomization_scale != 1.0):
+    if args.suite and (args.latency_ticks or args.no_randomization or args.randomization_scale != 1.0 or args.gentle_start):
         raise QuadhilError("--suite sets latency and randomization per cell itself: drop --latency-ticks, "
-                           "--randomization-scale and --no-randomization")
+                           "--randomization-scale, --no-randomization and --gentle-start")
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise QuadhilError(f"{run_dir} is not a directory")
@@ -90,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.suite == "robustness":
         return _run_robustness(args, run_dir, act_fn, spec, task)
     task = eval_task_config(task)  # eval realism: the default, on; no latency
+    if args.gentle_start:
+        task = dataclasses.replace(task, **GENTLE_START)
     realism = RealismConfig.off() if args.no_randomization else task.realism
     realism = dataclasses.replace(realism, latency_ticks=args.latency_ticks)
     if not args.no_randomization:
@@ -100,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
     summary = {**result.summary(), "vehicle": spec.vehicle, "action_mode": spec.action_mode,
                "layout": spec.layout, "actor": args.which, "seed": args.seed,
                "randomization": not args.no_randomization, "latency_ticks": args.latency_ticks,
+               "start": "gentle" if args.gentle_start else "throw",
                "randomization_scale": 0.0 if args.no_randomization else args.randomization_scale,
                "eval_s": time.perf_counter() - t0,
                "loadavg": os.getloadavg()}
     # eval.json holds the run's figure (default realism); a variant writes its own file, so that
     # measuring a committed policy with a tick of delay does not overwrite that figure
-    stem = "eval" + ("-nominal" if args.no_randomization else "") + (
+    stem = "eval" + ("-gentle" if args.gentle_start else "") + ("-nominal" if args.no_randomization else "") + (
         f"-latency{args.latency_ticks}" if args.latency_ticks else "") + (
         f"-scale{args.randomization_scale:g}" if args.randomization_scale != 1.0 and not args.no_randomization else "")
     (run_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

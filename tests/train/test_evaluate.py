@@ -99,3 +99,31 @@ def test_eval_task_keeps_the_task_and_resets_realism_to_the_eval_default():
     task = eval_task_config(trained)
     assert task.episode_s == 6.0 and task.realism == RealismConfig()
     assert eval_task_config(None) == HoverTaskConfig()
+
+
+def test_a_gentle_start_eval_hands_over_5_cm_from_the_target_at_rest_and_keeps_its_own_file(tmp_path, capsys):
+    import json
+
+    from quadhil.cli import main
+    from tests.deploy.conftest import make_run
+    from train.cli_eval import GENTLE_START
+
+    run = make_run(tmp_path / "run")
+    assert main(["eval", str(run), "--gentle-start", "--episodes", "8", "--no-plot", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["start"] == "gentle" and d["episodes"] == 8
+    assert (run / "eval-gentle.json").exists() and not (run / "eval.json").exists()
+    # the same starts, flown directly: every episode begins within 5 cm of the target per axis
+    import dataclasses
+
+    from sim.contract import default_spec
+    from sim.env import HoverTaskConfig
+    from sim.vehicle import load_vehicle
+    from train.evaluate import evaluate_policy
+
+    cf = load_vehicle("crazyflie")
+    spec = default_spec(cf)
+    res = evaluate_policy(lambda obs: np.tile([0.0, 0.0, 0.0, 0.0], (len(obs), 1)), spec, "crazyflie", episodes=8,
+                          task=dataclasses.replace(HoverTaskConfig(), **GENTLE_START))
+    assert np.all(np.abs(res.pos_w[:, 0] - res.target_w) <= 0.05 + 1e-12)
+    assert main(["eval", str(run), "--gentle-start", "--suite", "robustness"]) == 2
