@@ -11,7 +11,9 @@ What it is for: the ceiling and the delay sensitivity a learned policy can be co
 the firmware-faithful Crazyflie path with the vehicle file's full ranges (2026-12-06, 1,000
 episodes, seed 5) it recovers 95.9 % of throws, 95.4 % with a tick of action latency and 93.8 %
 with two: the latency barely matters to it, where the DDPG actors of preset v6 fall from 61 % to
-14 % (docs/experiments/2026-12-06-a-tick-of-delay.md). It is not tuned to be deployed.
+14 % (docs/experiments/2026-12-06-a-tick-of-delay.md). It is not tuned to be deployed. Read through
+the observation's altitude integral (:class:`ObservedIntegralCascade`) it is also the teacher a run
+can start from (``train.teacher``; Crazyflie ctbr preset v8).
 
 Why the integral is conditional: without one the thrust-to-weight spread (1.33-3.1) leaves a
 steady altitude error of up to 15 cm (the success radius is 10 cm); integrating through the throw
