@@ -47,21 +47,13 @@ def quarter_turn(rows: np.ndarray, spec: PolicySpec, turns: np.ndarray) -> np.nd
     after it, e.g. a privileged critic's airframe parameters, are body-frame and are kept);
     turns: (...,) integers (any, taken mod 4). Returns a new float32 array; ``rows`` is unchanged.
     """
-    check_turnable(spec)
+    a, b = turn_pairs(spec)
     out = np.array(rows, dtype=np.float32, copy=True)
     k = np.mod(np.asarray(turns, dtype=np.int64), 4)
-    c, s = _COS[k], _SIN[k]
-    for f in spec.observation:
-        sl = spec.obs_slice(f.name)
-        if f.name in _WORLD_VECTORS:
-            x, y = rows[..., sl.start], rows[..., sl.start + 1]
-            out[..., sl.start] = c * x - s * y
-            out[..., sl.start + 1] = s * x + c * y
-        elif f.name in _ROTATIONS:  # row-major R_wb: row 0 at columns 0-2, row 1 at 3-5
-            r0 = rows[..., sl.start:sl.start + 3]
-            r1 = rows[..., sl.start + 3:sl.start + 6]
-            out[..., sl.start:sl.start + 3] = c[..., None] * r0 - s[..., None] * r1
-            out[..., sl.start + 3:sl.start + 6] = s[..., None] * r0 + c[..., None] * r1
+    c, s = _COS[k][..., None], _SIN[k][..., None]
+    xa, xb = rows[..., a], rows[..., b]
+    out[..., a] = c * xa - s * xb
+    out[..., b] = s * xa + c * xb
     return out
 
 
@@ -76,8 +68,8 @@ def turn_transitions(rng: np.random.Generator, obs: np.ndarray, next_obs: np.nda
 def turn_pairs(spec: PolicySpec) -> tuple[list[int], list[int]]:
     """Column pairs (a, b) that a quarter turn rotates as a' = c a - s b, b' = s a + c b (the x/y
     of each world vector, and entry j of rows 0 and 1 of each rotation matrix); every other column
-    stays. Returns (a columns, b columns): what :func:`quarter_turn` does, as index lists, for the
-    compiled update (train.agent) to turn sampled rows itself."""
+    stays. Returns (a columns, b columns): the index lists :func:`quarter_turn` turns here and the
+    compiled update (train.agent) turns in its graph."""
     check_turnable(spec)
     a, b = [], []
     for f in spec.observation:
