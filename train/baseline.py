@@ -32,23 +32,31 @@ from sim.contract import PolicySpec
 from sim.vehicle import GRAVITY_MPS2, Vehicle
 
 
+@dataclass(frozen=True)
+class CascadeGains:
+    """Gains of the cascade: ``kp`` 1/s^2 and ``kd`` 1/s (position, velocity -> acceleration),
+    ``ki`` 1/s^3 (altitude integral), ``k_tilt`` 1/s (thrust-axis error -> body rate),
+    ``max_tilt_rad`` (horizontal acceleration demand capped at g tan(this))."""
+
+    kp: float = 12.0
+    kd: float = 6.0
+    ki: float = 15.0
+    k_tilt: float = 5.0
+    max_tilt_rad: float = 0.6
+
+
 @dataclass
 class CascadeHover:
     """Stateful cascade controller for N vehicles (one episode each, started together).
 
     Call it once per control tick with the (N, obs_dim) raw observations; :meth:`reset` forgets
-    the integral. Gains: ``kp`` 1/s^2 and ``kd`` 1/s (position, velocity -> acceleration), ``ki``
-    1/s^3 (altitude integral, accumulated only within ``integral_zone_m`` of the target and below
-    0.5 m/s), ``k_tilt`` 1/s (thrust-axis error -> body rate).
+    the integral, which accumulates only within ``integral_zone_m`` of the target and below
+    0.5 m/s, clipped to ``integral_limit_m_s``.
     """
 
     spec: PolicySpec
     vehicle: Vehicle
-    kp: float = 12.0
-    kd: float = 6.0
-    ki: float = 15.0
-    k_tilt: float = 5.0
-    max_tilt_rad: float = 0.6  # horizontal acceleration demand capped at g tan(this)
+    gains: CascadeGains = CascadeGains()
     integral_zone_m: float = 0.3
     integral_limit_m_s: float = 3.0
     integral_m_s: np.ndarray | None = field(default=None, repr=False)
@@ -68,22 +76,7 @@ class CascadeHover:
         near = (np.abs(e[:, 2]) < self.integral_zone_m) & (np.abs(vel[:, 2]) < 0.5)
         self.integral_m_s = np.clip(self.integral_m_s + np.where(near, e[:, 2], 0.0) * dt_s,
                                     -self.integral_limit_m_s, self.integral_limit_m_s)
-        return cascade_actions(obs, self.integral_m_s, self.spec, self.vehicle, self.gains())
-
-    def gains(self) -> "CascadeGains":
-        """This controller's gains as a :class:`CascadeGains`."""
-        return CascadeGains(self.kp, self.kd, self.ki, self.k_tilt, self.max_tilt_rad)
-
-
-@dataclass(frozen=True)
-class CascadeGains:
-    """Gains of the cascade: ``kp`` 1/s^2, ``kd`` 1/s, ``ki`` 1/s^3, ``k_tilt`` 1/s, ``max_tilt_rad``."""
-
-    kp: float = 12.0
-    kd: float = 6.0
-    ki: float = 15.0
-    k_tilt: float = 5.0
-    max_tilt_rad: float = 0.6
+        return cascade_actions(obs, self.integral_m_s, self.spec, self.vehicle, self.gains)
 
 
 def cascade_actions(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: PolicySpec, vehicle: Vehicle,

@@ -9,7 +9,7 @@ import numpy as np
 
 from sim.contract import default_spec
 from sim.randomization import RealismConfig
-from train.baseline import CascadeHover
+from train.baseline import CascadeGains, CascadeHover
 from train.evaluate import evaluate_policy
 
 
@@ -29,7 +29,7 @@ def test_the_cascade_recovers_every_throw_of_the_nominal_crazyflie_with_and_with
 def test_its_altitude_integral_removes_the_offset_of_a_weak_airframe(crazyflie):
     spec = default_spec(crazyflie)
     weak = CascadeHover(spec, crazyflie)
-    no_integral = CascadeHover(spec, crazyflie, ki=0.0)
+    no_integral = CascadeHover(spec, crazyflie, CascadeGains(ki=0.0))
 
     def lighten(task):  # every motor 12 % weaker than the firmware believes (a worn set of props)
         task.sim.params.thrust_gain = task.sim.params.thrust_gain * 0.88
