@@ -188,7 +188,9 @@ class DDPGAgent:
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
         # False: updates train the critic(s) only (the warm start's critic pass, train.teacher)
         self.actor_enabled = tf.Variable(True, trainable=False, name="actor_enabled")
-        self.bc_opt = None  # the behaviour-cloning optimizer, made on first use
+        self.bc_opt = None  # the behaviour-cloning optimizer and its compiled step, made on first use
+        self._bc_fn = None
+        self._numpy_plan = None  # numpy_actor's frozen normalization and variable handles, made on first use
         self._obs_noise_std = None  # (obs_dim,) for in-graph smoothness noise (set_augmentation)
         self._turn_index = None  # column map of an in-graph quarter turn (set_augmentation)
         self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit)
@@ -369,7 +371,7 @@ class DDPGAgent:
         ~20x faster than calling Keras for the small batches of acting; refreshed by the caller
         after every update call, so it reads the variables it needs directly (about half the
         time of :meth:`NumpyActor.from_keras`, which it equals)."""
-        if not hasattr(self, "_numpy_plan"):
+        if self._numpy_plan is None:
             first = NumpyActor.from_keras(self.actor)  # the frozen normalization, and the layers' activations
             dense = [layer for layer in self.actor.layers if isinstance(layer, keras.layers.Dense)]
             self._numpy_plan = (first, [(layer.kernel, layer.bias, act) for layer, (_, _, act) in zip(dense, first.layers)])

@@ -104,7 +104,7 @@ def run_throughput(args: argparse.Namespace) -> int:
                                           "--no-progress", "--json"])
             trainer = build_trainer(ns)
             tc = trainer.tc
-            k = max(1, int(round(tc.chunk * tc.updates_per_step)))
+            k = tc.updates_per_call
             ups = _bench_updates(trainer.agent, tc.batch_size, k, args.seconds / 2,
                                  trainer.spec.obs_dim + trainer.agent.privileged_dim)
             # the loop: warm-up filled, no evaluation or checkpoint inside the measured slice

@@ -128,6 +128,11 @@ class TrainConfig:
     teacher_bc_updates: int = 2_000
     teacher_critic_updates: int = 5_000
 
+    @property
+    def updates_per_call(self) -> int:
+        """Gradient steps of one compiled update call: one iteration's ``chunk`` ticks of updates."""
+        return max(1, int(round(self.chunk * self.updates_per_step)))
+
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
         return asdict(self)
@@ -348,6 +353,7 @@ class Trainer:
         # to its tuner); not saved in checkpoints
         self.on_eval: Callable[[dict], None] | None = None
         self._pool = None  # the worker thread of train.overlap, made on first use
+        self._snapshot_models: dict = {}  # a model per evaluated candidate ('actor', 'target'), made on first use
         self.clock = SectionClock()  # where this session's wall time went (result["time_breakdown_s"])
         self.teacher = None
         self._teaching = False  # True while warm_start flies the teacher (no hover-only warm-up)
@@ -452,25 +458,21 @@ class Trainer:
 
     # --- evaluation ----------------------------------------------------------------------------
 
-    def evaluate(self, episodes: int, model=None):
+    def evaluate(self, episodes: int, model=None, seed: int | None = None):
         """Deterministic eval of ``model`` (default: the actor) on the task ``quadhil eval`` flies
         (:func:`eval_task`: training's latency range is not part of it unless
-        ``train.eval_latency_ticks_max`` says so)."""
+        ``train.eval_latency_ticks_max`` says so), from ``seed`` (default: the periodic set's)."""
         from train.agent import NumpyActor
 
         model = model or self.agent.actor
         return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed, task=eval_task(self.task, self.tc))
+                               seed=self.tc.eval_seed if seed is None else seed, task=eval_task(self.task, self.tc))
 
     def confirm(self, model) -> float:
         """Success rate of ``model`` on ``train.confirm_episodes`` fresh episodes of the periodic
         evaluation's task, from a seed no earlier try used (confirm_seed + tries so far)."""
-        from train.agent import NumpyActor
-
         seed = self.tc.confirm_seed + len(self.progress.confirmations)
-        r = evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id,
-                            episodes=self.tc.confirm_episodes, seed=seed, task=eval_task(self.task, self.tc))
-        return float(r.success_rate)
+        return float(self.evaluate(self.tc.confirm_episodes, model, seed).success_rate)
 
     def _save_actor_copy(self, model, path: Path) -> None:
         """Save ``model``'s weights as a model named 'actor' (the target net is saved the same way)."""
@@ -544,7 +546,7 @@ class Trainer:
         tc, p = self.tc, self.progress
         if p.env_steps < tc.warmup_steps or len(self.buffer) < tc.batch_size:
             return None
-        k = max(1, int(round(tc.chunk * tc.updates_per_step)))
+        k = tc.updates_per_call
         if tc.lr_decay_steps > 0:
             frac = min(1.0, p.env_steps / tc.lr_decay_steps)
             self.agent.set_lr_factor(1.0 + frac * (tc.lr_end_fraction - 1.0))
@@ -608,7 +610,7 @@ class Trainer:
             loss = self.agent.behaviour_clone(obs_all, act_all, batches)
         self.agent.actor_enabled.assign(False)
         try:
-            for _ in range(-(-tc.teacher_critic_updates // max(1, int(round(tc.chunk * tc.updates_per_step))))):
+            for _ in range(-(-tc.teacher_critic_updates // tc.updates_per_call)):
                 if self._update() is None:
                     break
         finally:
@@ -684,8 +686,6 @@ class Trainer:
         """A model of its own per candidate (named 'actor', as saved) holding ``weights``."""
         from train.networks import build_actor
 
-        if not hasattr(self, "_snapshot_models"):
-            self._snapshot_models = {}
         if which not in self._snapshot_models:
             self._snapshot_models[which] = build_actor(self.spec, hidden=tuple(self.ac.actor_hidden))
         model = self._snapshot_models[which]

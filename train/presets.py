@@ -135,8 +135,8 @@ def default_control_rate_hz(vehicle_id: str, action_mode: str) -> float:
     return float(PER_VEHICLE_MODE.get((vehicle_id, action_mode), {}).get("control_rate_hz", REFERENCE_RATE_HZ))
 
 
-# What a teacher brings with it; a run on another layout than the preset's drops these.
-TEACHER_TRAIN_KEYS = ("teacher", "teacher_steps", "teacher_rounds", "teacher_bc_updates", "teacher_critic_updates")
+# What a teacher brings with it (every train.teacher* setting, and the pull toward it); a run on
+# another layout than the preset's drops these.
 TEACHER_AGENT_KEYS = ("bc_weight",)
 
 
@@ -147,7 +147,7 @@ def default_layout(vehicle_id: str, action_mode: str) -> str:
 
 def without_teacher(p: dict) -> dict:
     """Preset ``p`` with its teacher settings removed (a run on a layout the teacher cannot read)."""
-    return {**p, "train": {k: v for k, v in p["train"].items() if k not in TEACHER_TRAIN_KEYS},
+    return {**p, "train": {k: v for k, v in p["train"].items() if not k.startswith("teacher")},
             "agent": {k: v for k, v in p["agent"].items() if k not in TEACHER_AGENT_KEYS}}
 
 
