@@ -43,6 +43,10 @@ class CascadeGains:
     ki: float = 15.0
     k_tilt: float = 5.0
     max_tilt_rad: float = 0.6
+    # 1/s^3 on the horizontal position-error integral. 0 behind a firmware rate loop, whose own
+    # integrator takes out a torque bias; a motor-level law has none, and a CoM offset or a weak
+    # motor then leaves a tilt and a position offset that only this term removes.
+    ki_xy: float = 0.0
 
 
 @dataclass
@@ -79,16 +83,20 @@ class CascadeHover:
         return cascade_actions(obs, self.integral_m_s, self.spec, self.vehicle, self.gains)
 
 
-def cascade_actions(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: PolicySpec, vehicle: Vehicle,
-                    gains: CascadeGains = CascadeGains()) -> np.ndarray:
-    """The cascade's law, memoryless: (N, obs_dim) raw observations and (N,) altitude-error
-    integral (m*s, world up) -> (N, 4) normalized ctbr actions (collective, body FLU rates)."""
+def cascade_setpoint(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: PolicySpec, vehicle: Vehicle,
+                     gains: CascadeGains = CascadeGains(),
+                     horizontal_integral_m_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cascade's law, memoryless: (N, obs_dim) raw observations, (N,) altitude-error integral
+    (m*s, world up) and, for ``gains.ki_xy``, (N, 2) horizontal integral (m*s, world EN) ->
+    (N,) collective thrust (N) and (N, 3) body-rate setpoint (rad/s, FLU), neither clipped."""
     sl = spec.obs_slice
     e = obs[:, sl("position_error_w")].astype(np.float64)
     rot = obs[:, sl("rotation_matrix_wb")].astype(np.float64).reshape(-1, 3, 3)
     vel = obs[:, sl("velocity_w")].astype(np.float64)
     acc = -gains.kp * e - gains.kd * vel
     acc[:, 2] -= gains.ki * np.asarray(altitude_integral_m_s, dtype=np.float64)
+    if gains.ki_xy:
+        acc[:, :2] -= gains.ki_xy * np.asarray(horizontal_integral_m_s, dtype=np.float64)
     horiz = np.linalg.norm(acc[:, :2], axis=1, keepdims=True)
     cap = GRAVITY_MPS2 * math.tan(gains.max_tilt_rad)
     acc[:, :2] *= np.minimum(1.0, cap / np.maximum(horiz, 1e-9))
@@ -98,6 +106,14 @@ def cascade_actions(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: Po
     z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
     rates = gains.k_tilt * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))  # world -> body
     rates[:, 2] = 0.0
+    return thrust_n, rates
+
+
+def cascade_actions(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: PolicySpec, vehicle: Vehicle,
+                    gains: CascadeGains = CascadeGains()) -> np.ndarray:
+    """The cascade's law, memoryless: (N, obs_dim) raw observations and (N,) altitude-error
+    integral (m*s, world up) -> (N, 4) normalized ctbr actions (collective, body FLU rates)."""
+    thrust_n, rates = cascade_setpoint(obs, altitude_integral_m_s, spec, vehicle, gains)
     # never the exact bottom: a zero 16-bit thrust stops the Crazyflie's motors (sim.command_path)
     a0 = np.maximum(2.0 * np.clip(thrust_n / (4 * spec.thrust_max_n), 0.0, 1.0) - 1.0, -0.98)
     rate_max = np.asarray(spec.body_rate_max_rad_s)
@@ -133,17 +149,79 @@ class ObservedIntegralCascade:
         return cascade_actions(obs, integral, self.spec, self.vehicle, self.gains)
 
 
+@dataclass(frozen=True)
+class ObservedIntegralMotorCascade:
+    """The cascade flown motor-level, as a pure function of the observation (``train.teacher`` for
+    ``motors`` actions; layout ``integral``).
+
+    The cascade's collective and body-rate setpoint go through the rate loop a motor-level policy
+    has to be: a P law on the observed gyro (``k_rate_per_s``: rate error -> angular acceleration,
+    times the nominal inertia), stateless because the teacher must be a function of the observation,
+    so the horizontal integral (``CascadeGains.ki_xy``) takes out the torque bias a firmware
+    integrator would. The torque is scaled by the thrust deficit the altitude integral shows
+    (a weak airframe's motors give less torque per command too), then mixed by the inverse of the
+    nominal allocation matrix; where a motor leaves [0, max], all four shift together (collective
+    gives way, the torque is kept). Output: per-motor thrust fractions of the nominal maximum.
+
+    On the Crazyflie's full ranges (seed 21, 200 episodes; prototype figures in
+    docs/experiments/2026-12-06-motor-teacher.md) it needs a fast loop: 25-63 % at 100 Hz, where a
+    tick of delay turns the gains that hold the hover into crashes, 95 % at 250 Hz (88 % with a tick).
+    """
+
+    spec: PolicySpec
+    vehicle: Vehicle
+    gains: CascadeGains = CascadeGains()
+    k_rate_per_s: tuple[float, float, float] = (60.0, 60.0, 10.0)
+    max_torque_boost: float = 2.0
+
+    def __post_init__(self):
+        if self.spec.action_mode != "motors":
+            raise ValueError(f"the motor-level cascade flies motors; this spec's actions are {self.spec.action_mode!r}")
+        if not self.spec.uses_position_integral:
+            raise ValueError(f"the observed-integral cascade needs layout 'integral' (its altitude integral is "
+                             f"an observation), this spec's layout is {self.spec.layout!r}")
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """(N, obs_dim) raw observations -> (N, 4) normalized per-motor actions (firmware order)."""
+        integral = obs[:, self.spec.obs_slice("position_error_integral_w")].astype(np.float64)
+        collective_n, rate_sp = cascade_setpoint(obs, integral[:, 2], self.spec, self.vehicle, self.gains,
+                                                 integral[:, :2])
+        rate_max = np.asarray(self.spec.body_rate_max_rad_s)
+        rate_sp = np.clip(rate_sp, -rate_max, rate_max)
+        omega_b = obs[:, self.spec.obs_slice("omega_b")].astype(np.float64)
+        boost = np.clip((GRAVITY_MPS2 - self.gains.ki * integral[:, 2]) / GRAVITY_MPS2, 1.0, self.max_torque_boost)
+        torque_nm = (np.asarray(self.vehicle.inertia_kgm2) * np.asarray(self.k_rate_per_s)
+                     * (rate_sp - omega_b) * boost[:, None])
+        wrench = np.concatenate([collective_n[:, None], torque_nm], axis=1)
+        thrust_n = wrench @ np.linalg.inv(self.vehicle.allocation_matrix()).T
+        top = self.spec.thrust_max_n
+        shift = np.maximum(-thrust_n.min(axis=1), 0.0) + np.minimum(top - thrust_n.max(axis=1), 0.0)
+        thrust_n = np.clip(thrust_n + shift[:, None], 0.0, top)
+        return (2.0 * thrust_n / top - 1.0).astype(np.float32)
+
+
 TEACHERS = ("cascade",)
-# Per-vehicle gains of the teacher. The Crazyflie's are CascadeHover's (hand-tuned on seed 5); a
-# grid over kp 8-16, kd 4-8, ki 10-15, k_tilt 5-10 on seed 21 (1 tick) kept them on top (92.6 %).
-# The x500's: the best of kp 2-16, kd 2-8, ki 2-15, k_tilt 1.5-10 on seed 21, 200 episodes, no
-# delay: 78 % (the Crazyflie's gains: 48 %); a slower airframe wants a slower position loop.
-TEACHER_GAINS = {"x500": CascadeGains(kp=8.0, kd=4.0, ki=10.0, k_tilt=7.0)}
+# Per-vehicle gains of the teacher, by (vehicle, action mode). Crazyflie ctbr: CascadeHover's
+# (hand-tuned on seed 5); a grid over kp 8-16, kd 4-8, ki 10-15, k_tilt 5-10 on seed 21 (1 tick)
+# kept them on top (92.6 %). x500 ctbr: the best of kp 2-16, kd 2-8, ki 2-15, k_tilt 1.5-10 on
+# seed 21, 200 episodes, no delay: 78 % (the Crazyflie's gains: 48 %); a slower airframe wants a
+# slower position loop. Crazyflie motors (250 Hz): the best of k_tilt 4-10, k_rate 20-90 (roll,
+# pitch) and 5-30 (yaw), kp 10-16, ki_xy 0-15 on seed 21, 200 episodes, with and without a tick:
+# 95.5 / 88.5 % (docs/experiments/2026-12-06-motor-teacher.md).
+TEACHER_GAINS = {
+    ("x500", "ctbr"): CascadeGains(kp=8.0, kd=4.0, ki=10.0, k_tilt=7.0),
+    ("crazyflie", "motors"): CascadeGains(kp=14.0, kd=7.0, k_tilt=6.0, ki_xy=10.0),
+}
 
 
 def make_teacher(name: str, spec: PolicySpec, vehicle: Vehicle):
     """The teacher called ``name`` (``train.teacher``) for ``spec``: a callable (N, obs_dim) raw
     observations -> (N, 4) normalized actions, memoryless. ValueError naming what is wrong."""
-    if name == "cascade":
-        return ObservedIntegralCascade(spec, vehicle, TEACHER_GAINS.get(vehicle.id, CascadeGains()))
-    raise ValueError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
+    if name != "cascade":
+        raise ValueError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
+    gains = TEACHER_GAINS.get((vehicle.id, spec.action_mode), CascadeGains())
+    if spec.action_mode == "motors":
+        if vehicle.id != "crazyflie":
+            raise ValueError(f"the motor-level cascade's gains are measured for the Crazyflie only, not {vehicle.id!r}")
+        return ObservedIntegralMotorCascade(spec, vehicle, gains)
+    return ObservedIntegralCascade(spec, vehicle, gains)
