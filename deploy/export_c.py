@@ -3,9 +3,11 @@
 Writes the weights of the very Keras actor that the .tflite export converts (``actor_best.keras``
 of a run) as ``static const float`` arrays plus the contract facts the Crazyflie app needs:
 vehicle (the app refuses a network not made for a Crazyflie), action mode, control rate,
-observation layout, clip, nominal max thrust and the vehicle's thrust curve, and the hover
-action the action history starts from. ``firmware_bridge/crazyflie_app/src/quadhil_nn.c`` runs it
-(dense layers with tanh/relu/linear activations, normalization first, exactly the .tflite's math).
+observation layout, clip, nominal max thrust and the vehicle's thrust curve, the hover action
+the action history starts from, and, for layouts that hold the position-error integral, its
+radius and clip (:data:`sim.contract.INTEGRAL_RADIUS_M`, :data:`sim.contract.INTEGRAL_LIMIT_M_S`).
+``firmware_bridge/crazyflie_app/src/quadhil_nn.c`` runs it (dense layers with tanh/relu/linear
+activations, normalization first, exactly the .tflite's math).
 
 TensorFlow/Keras are imported here only (an exporter module, DESIGN.md layer rules).
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import ExportRefused
-from sim.contract import PolicySpec, hover_action
+from sim.contract import INTEGRAL_LIMIT_M_S, INTEGRAL_RADIUS_M, PolicySpec, hover_action
 from sim.sitl.app_channel import policy_refusal
 from sim.vehicle import Vehicle, load_vehicle
 
@@ -31,6 +33,7 @@ FIELD_IDS = {
     "velocity_w": 4,
     "omega_b": 5,
     "last_actions": 6,
+    "position_error_integral_w": 7,
 }
 ACTIVATION_IDS = {"linear": "QH_ACT_LINEAR", "tanh": "QH_ACT_TANH", "relu": "QH_ACT_RELU"}
 
@@ -86,6 +89,21 @@ def actor_layers(actor) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, 
     return mean, std, dense
 
 
+def _integral_defines(spec: PolicySpec) -> list[str]:
+    """The #defines of the position-error integral (m*s, world ENU) for a layout that observes it;
+    none otherwise, so a header without the integral reads as it did before the field had a C builder."""
+    if not spec.uses_position_integral:
+        return []
+    return [
+        "/* position_error_integral_w (sim.contract.integrate_position_error): per control tick, + (p - target)",
+        " * / QH_CONTROL_RATE_HZ while |p - target| < QH_INTEGRAL_RADIUS_M (m), each axis clipped to",
+        " * +-QH_INTEGRAL_LIMIT_M_S (m*s) */",
+        "#define QH_POSITION_INTEGRAL 1",
+        f"#define QH_INTEGRAL_RADIUS_M {_c_float(INTEGRAL_RADIUS_M)}",
+        f"#define QH_INTEGRAL_LIMIT_M_S {_c_float(INTEGRAL_LIMIT_M_S)}",
+    ]
+
+
 def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -> tuple[str, dict]:
     """Text of ``policy_weights.h`` and its figures for ``actor`` made under ``spec``."""
     spec.check_vehicle(vehicle.id)
@@ -127,6 +145,7 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         f"#define QH_BATTERY_COMPENSATED {1 if vehicle.compensated else 0}",
         f"#define QH_FW_THRUST_MAX_N {_c_float(vehicle.command_thrust_max_n)}",
         f"#define QH_MAX_WIDTH {width}",
+        *_integral_defines(spec),
         "",
         "static const qh_obs_field_t qh_obs_fields[] = {",
     ]

@@ -3,8 +3,9 @@
 The app's portable C (``crazyflie_app/src/quadhil_nn.c`` with one ``policy_weights.h``) is
 cross-compiled for the Crazyflie 2.x's STM32F405 (Cortex-M4F, 168 MHz) with the firmware's own
 flags at ``-O2`` (or ``--opt``), measured with ``arm-none-eabi-size``, and disassembled with
-``arm-none-eabi-objdump``. A static estimate of the cycles of one policy tick (``qh_observe`` +
-``qh_forward`` + four ``qh_action_to_pwm_ratio``) follows from the disassembly:
+``arm-none-eabi-objdump``. A static estimate of the cycles of one policy tick
+(``qh_integrate_position_error`` + ``qh_observe`` + ``qh_forward`` + four ``qh_action_to_pwm_ratio``)
+follows from the disassembly:
 
 * the C loops of ``qh_forward`` are found in the disassembly by what they hold (the
   multiply-accumulate loop: a VMUL/VFMA/VMLA; the normalization loop: a VDIV; the bias copy:
@@ -20,8 +21,8 @@ flags at ``-O2`` (or ``--opt``), measured with ``arm-none-eabi-size``, and disas
   the longest path through its branches: an upper bound per call;
 * the activation loop is priced per output as its dearest iteration (the longest path once around
   it, the ``tanhf`` call counted above), the rest of ``qh_forward`` as all its instructions once
-  per layer, ``qh_observe`` / the PWM mapping as all their instructions once per observation
-  element / motor: upper bounds, small next to the MACs.
+  per layer, ``qh_observe`` / the PWM mapping / ``qh_integrate_position_error`` as all their
+  instructions once per observation element / motor / axis: upper bounds, small next to the MACs.
 
 Cycle counts: ARM Cortex-M4 Technical Reference Manual (ARM DDI 0439B), 3.3.1 "Cortex-M4
 instructions and their cycle counts" (integer) and 7.2.3 "FPU instruction set" (table 7-1), as
@@ -411,6 +412,7 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
         c_rest = sum(insn_cycles(fwd[k], p, taken=True) for k in range(len(fwd)) if k not in counted)
         c_observe = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_observe"])
         c_pwm = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_action_to_pwm_ratio"])
+        c_integral = sum(insn_cycles(i, p, taken=True) for i in funcs["qh_integrate_position_error"])
         parts = {
             "mac": n_mac * c_mac,
             "normalization": shape["obs_dim"] * c_norm,
@@ -421,6 +423,7 @@ def estimate(weights_h: Path, opt: str = "-O2", rate_hz: float | None = None) ->
             else n_out * c_rest,
             "observe_upper": shape["obs_dim"] * c_observe,
             "pwm_mapping_upper": 4 * c_pwm,
+            "integral_upper": 3 * c_integral,
         }
         by_p[p] = (c_mac, c_tanh, parts)
     weight_bytes = 4 * (n_mac + n_out)

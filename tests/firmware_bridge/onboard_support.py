@@ -36,8 +36,9 @@ class Built:
 
 
 def make_actor(vehicle_id: str = "crazyflie", action_mode: str = "motors", seed: int = 0, layout: str = "default",
-               control_rate_hz: float = 100.0):
-    """A freshly initialised actor exactly as the trainer builds it, with the trainer's scales."""
+               control_rate_hz: float = 100.0, action_history: int | None = None):
+    """A freshly initialised actor exactly as the trainer builds it, with the trainer's scales
+    (``action_history`` None: the layout's default)."""
     import keras
 
     from sim.contract import SPEC_LAYOUTS
@@ -47,7 +48,8 @@ def make_actor(vehicle_id: str = "crazyflie", action_mode: str = "motors", seed:
     from train.obs_scale import with_fixed_obs_scales
 
     vehicle = load_vehicle(vehicle_id)
-    spec = SPEC_LAYOUTS[layout](vehicle, action_mode, control_rate_hz)
+    history = {} if action_history is None else {"action_history": action_history}
+    spec = SPEC_LAYOUTS[layout](vehicle, action_mode, control_rate_hz, **history)
     spec = with_fixed_obs_scales(spec, vehicle, HoverTaskConfig())
     keras.utils.set_random_seed(seed)
     return build_actor(spec), spec, vehicle

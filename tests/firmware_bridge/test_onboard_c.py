@@ -1,6 +1,7 @@
 """The Crazyflie app's portable C, built for the host: its forward pass is the .tflite's, its
-observation is sim.contract.observe's, its motor mapping is the vehicle's thrust curve, and the
-Cortex-M4 build of the default actor fits in 32 KB of flash."""
+observation is sim.contract.observe's (the position-error integral of layout "integral" included,
+tick by tick), its motor mapping is the vehicle's thrust curve, and the Cortex-M4 build of the
+default actor fits in 32 KB of flash."""
 
 from __future__ import annotations
 
@@ -161,15 +162,129 @@ def test_app_source_compiles_against_the_firmware_prototypes(tmp_path):
         assert proc.returncode == 0, f"{cc}: {proc.stderr}"
 
 
-def test_a_layout_the_c_observation_builder_does_not_know_is_refused():
-    """The app builds the observation itself; a field it has no builder for (the position-error
-    integral of layout "integral") must stop the export, not reach the vehicle half-built."""
-    from deploy.export_c import ExportRefused, render_header
-    from sim.contract import integral_spec
-    from sim.vehicle import load_vehicle
-    from train.networks import build_actor
+# ---------------------------------------------------------------------- layout "integral"
 
-    vehicle = load_vehicle("crazyflie")
-    spec = integral_spec(vehicle, action_mode="motors", control_rate_hz=500.0)
-    with pytest.raises(ExportRefused, match="position_error_integral_w"):
-        render_header(build_actor(spec, hidden=(4,)), spec, vehicle)
+INTEGRAL_HISTORY = 3
+
+
+@pytest.fixture(scope="module")
+def built_integral(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("onboard_c_integral"), layout="integral",
+                 action_history=INTEGRAL_HISTORY)
+
+
+def _flight_through_the_radius(rng: np.random.Generator, h: int):
+    """Consecutive ticks of one flight (pos, vel, quat, omega, target, last actions), world ENU: a
+    stretch held off the target inside the integral's radius long enough to reach its clip, one far
+    outside it (beyond the position-error clip too), one held off the other way long enough to reach
+    the opposite clip, then a moving target hopping in and out of the radius. No tick lies within
+    0.02 m of the radius, where float32 and float64 might disagree on which side it is."""
+    from sim.contract import INTEGRAL_RADIUS_M as R
+
+    def around(n: int, lo: float, hi: float) -> np.ndarray:
+        d = rng.normal(size=(n, 3))
+        return d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(lo, hi, (n, 1))
+
+    hop = rng.uniform(0, 1, (400, 1)) < 0.6
+    offsets = np.concatenate([
+        np.tile([0.2, -0.12, 0.08], (300, 1)) + rng.normal(0, 0.005, (300, 3)),
+        around(100, R + 0.2, 2.5),
+        np.tile([-0.22, 0.12, -0.08], (600, 1)) + rng.normal(0, 0.005, (600, 3)),
+        np.where(hop, around(400, 0.0, R - 0.02), around(400, R + 0.02, 2 * R)),
+    ])
+    n = offsets.shape[0]
+    target = np.array([0.3, -0.2, 1.0]) + np.cumsum(rng.normal(0, 0.002, (n, 3)), axis=0)
+    _, vel, quat, omega, _, last = _random_states(n, rng, h)
+    return target + offsets, vel, quat, omega, target, last
+
+
+def test_the_integral_and_its_observation_match_the_contract_tick_by_tick_through_radius_and_clip(built_integral):
+    """The app's float32 integral (qh_integrate_position_error, zero at the start, advanced once per
+    tick before qh_observe) is sim.contract.integrate_position_error's over 1,400 ticks that leave
+    the radius, come back, and run into the clip on both sides; the whole observation is
+    sim.contract.observe's with that integral."""
+    from sim.contract import INTEGRAL_LIMIT_M_S, INTEGRAL_RADIUS_M, integrate_position_error, observe
+
+    spec = built_integral.spec
+    assert spec.layout == "integral" and spec.action_history == INTEGRAL_HISTORY
+    pos, vel, quat, omega, target, last = _flight_through_the_radius(np.random.default_rng(3), spec.action_history)
+    records = np.concatenate([pos, vel, quat, omega, target, last], axis=1).astype(np.float32)
+    n = records.shape[0]
+    out = np.frombuffer(built_integral.run("observe", str(n), data=records.tobytes()), dtype=np.float32).reshape(n, -1)
+    f = records.astype(np.float64)  # the contract sees the same float32 inputs the C code sees
+    integral = np.zeros((1, 3))
+    integrals = np.empty((n, 3))
+    for k in range(n):
+        integral = integrate_position_error(integral, f[k:k + 1, 0:3], f[k, 13:16], spec)
+        integrals[k] = integral[0]
+    ref = observe(f[:, 0:3], f[:, 3:6], f[:, 6:10], f[:, 10:13], f[:, 13:16], f[:, 16:], spec,
+                  position_error_integral=integrals)
+    sl = spec.obs_slice("position_error_integral_w")
+    diff = float(np.max(np.abs(out - ref)))
+    print(f"max |C - sim.contract| over {n} ticks: observation {diff:.3g}, "
+          f"integral {float(np.max(np.abs(out[:, sl] - integrals))):.3g}")
+    assert out.shape == ref.shape and diff <= 1e-5
+    distance = np.linalg.norm(f[:, 0:3] - f[:, 13:16], axis=1)
+    assert np.min(np.abs(distance - INTEGRAL_RADIUS_M)) > 1e-3, "no tick so close to the radius that rounding decides"
+    outside = distance >= INTEGRAL_RADIUS_M
+    assert outside.sum() >= 100 and np.all(integrals[1:][outside[1:]] == integrals[:-1][outside[1:]]), \
+        "outside the radius the integral holds"
+    for side in (1.0, -1.0):
+        assert np.any(integrals == side * INTEGRAL_LIMIT_M_S), f"the ticks must reach the clip at {side:+g} x limit"
+        assert np.any(out[:, sl] == np.float32(side * INTEGRAL_LIMIT_M_S)), "and the C integral stops there too"
+
+
+def test_the_forward_pass_of_an_integral_network_matches_the_tflite(built_integral):
+    """On observations the network visits, and on integrals across the whole clip range (a hover
+    that held an offset for seconds)."""
+    from deploy.export import convert
+    from sim.contract import INTEGRAL_LIMIT_M_S
+    from train.evaluate import collect_observations
+
+    spec = built_integral.spec
+    tflite = convert(built_integral.actor, "none")
+    n = 2_000
+    obs = collect_observations(tflite_act_fn(tflite, spec.obs_dim, 64), spec, built_integral.vehicle.id, n, seed=4)
+    held = obs.copy()
+    held[:, spec.obs_slice("position_error_integral_w")] = np.random.default_rng(5).uniform(
+        -INTEGRAL_LIMIT_M_S, INTEGRAL_LIMIT_M_S, (n, 3))
+    obs = np.concatenate([obs, held]).astype(np.float32)
+    ref = tflite_act_fn(tflite, spec.obs_dim, 2 * n)(obs)
+    out = np.frombuffer(built_integral.run("forward", str(2 * n), data=obs.tobytes()), dtype=np.float32)
+    diff = float(np.max(np.abs(out.reshape(2 * n, 4) - ref)))
+    print(f"max |C - tflite| over {2 * n} integral-layout observations: {diff:.3g}")
+    assert diff <= 1e-5
+
+
+def test_the_export_writes_the_integral_field_and_its_constants_from_the_contract(built_integral):
+    from deploy.export_c import FIELD_IDS, _c_float, render_header
+    from sim.contract import INTEGRAL_LIMIT_M_S, INTEGRAL_RADIUS_M
+
+    text, figures = render_header(built_integral.actor, built_integral.spec, built_integral.vehicle)
+    assert f"{{{FIELD_IDS['position_error_integral_w']}u, 3u}},  /* position_error_integral_w */" in text
+    assert "#define QH_POSITION_INTEGRAL 1" in text
+    assert f"#define QH_INTEGRAL_RADIUS_M {_c_float(INTEGRAL_RADIUS_M)}" in text
+    assert f"#define QH_INTEGRAL_LIMIT_M_S {_c_float(INTEGRAL_LIMIT_M_S)}" in text
+    assert figures["crazyflie_app_accepts"] is True
+
+
+def test_a_network_without_the_integral_gets_no_integral_defines(built):
+    from deploy.export_c import render_header
+
+    text, _ = render_header(built.actor, built.spec, built.vehicle)
+    assert "QH_POSITION_INTEGRAL" not in text and "QH_INTEGRAL_" not in text, \
+        "a default-layout header reads as it did before the integral had a C builder"
+
+
+def test_an_observation_field_the_c_builder_does_not_know_is_refused(built_integral):
+    """The app builds the observation itself; a field it has no builder for must stop the export,
+    not reach the vehicle half-built."""
+    import dataclasses
+
+    from deploy.export_c import ExportRefused, render_header
+    from sim.contract import ObsField, default_observation
+
+    spec = built_integral.spec
+    unknown = default_observation(spec.action_history) + (ObsField("wind_estimate_w", 3, "m/s"),)
+    with pytest.raises(ExportRefused, match="'wind_estimate_w' has no C builder"):
+        render_header(built_integral.actor, dataclasses.replace(spec, observation=unknown), built_integral.vehicle)

@@ -4,6 +4,10 @@ Which policy: ``QUADHIL_TEST_MOTORS_POLICY`` (a run or policy directory) when se
 committed ``policies/crazyflie-motors`` when it exists, else a stand-in: a freshly initialised actor
 whose output layer is set to a constant action 5 % above hover thrust (it climbs: a trained
 policy's hover is asserted only for a trained policy, never for the stand-in).
+
+:func:`integral_stand_in` is always a stand-in, of layout "integral" (the position-error integral
+observed): the same climb, with a trace of the random output kernel left in, so that every input,
+the integral included, moves its actions a little.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "policies" / "crazyflie-motors"
 ENV = "QUADHIL_TEST_MOTORS_POLICY"
 STAND_IN_MARGIN = 1.05  # x hover thrust
+INTEGRAL_KERNEL_SCALE = 0.02  # of the random output kernel the integral stand-in keeps
 
 
 @dataclass(frozen=True)
@@ -41,29 +46,31 @@ def policy_source() -> tuple[Path | None, str]:
     return None, "no policies/crazyflie-motors committed: a constant 1.05 x hover stand-in"
 
 
-def _stand_in_run(workdir: Path) -> Path:
+def _stand_in_run(workdir: Path, layout: str = "default", kernel_scale: float = 0.0) -> Path:
+    """A run directory holding the stand-in of ``layout``: its output layer's bias is 1.05 x hover
+    thrust, its kernel ``kernel_scale`` x the random one (0: a constant action)."""
     from tests.firmware_bridge.onboard_support import make_actor
 
-    actor, spec, vehicle = make_actor("crazyflie", "motors", control_rate_hz=100.0)
+    actor, spec, vehicle = make_actor("crazyflie", "motors", control_rate_hz=100.0, layout=layout)
     hover = float(np.clip(2.0 * vehicle.hover_thrust_fraction * STAND_IN_MARGIN - 1.0, -0.99, 0.99))
     last = actor.get_layer("action")
-    last.set_weights([np.zeros_like(last.get_weights()[0]), np.full(4, np.arctanh(hover), np.float32)])
-    run = workdir / "stand-in-run"
+    kernel = last.get_weights()[0]
+    kernel = kernel_scale * kernel if kernel_scale else np.zeros_like(kernel)
+    last.set_weights([kernel, np.full(4, np.arctanh(hover), np.float32)])
+    run = workdir / f"stand-in-{layout}-run"
     run.mkdir(parents=True, exist_ok=True)
     actor.save(run / "actor_best.keras")
     (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
     return run
 
 
-def prepare(workdir: Path) -> MotorsPolicy:
-    """Write (or take) the policy's weights header and .tflite under ``workdir``."""
+def _files(run: Path, workdir: Path) -> tuple[Path, Path]:
+    """(policy_weights.h, .tflite) of ``run``: its own when it has them, else written under ``workdir``."""
     from deploy.export import export_policy
     from deploy.export_c import render_header
     from sim.vehicle import load_vehicle
     from train.networks import load_actor
 
-    source, why = policy_source()
-    run = source if source is not None else _stand_in_run(workdir)
     weights = run / "policy_weights.h"
     if not weights.exists():
         actor, spec, _ = load_actor(run)
@@ -74,4 +81,17 @@ def prepare(workdir: Path) -> MotorsPolicy:
     if not tflite.exists():
         tflite = workdir / "policy.tflite"
         export_policy(run, tflite, "none", parity_obs=500, episodes=0, log=lambda *a, **k: None)
-    return MotorsPolicy(why, source is not None, weights, tflite)
+    return weights, tflite
+
+
+def prepare(workdir: Path) -> MotorsPolicy:
+    """Write (or take) the policy's weights header and .tflite under ``workdir``."""
+    source, why = policy_source()
+    run = source if source is not None else _stand_in_run(workdir)
+    return MotorsPolicy(why, source is not None, *_files(run, workdir))
+
+
+def integral_stand_in(workdir: Path) -> MotorsPolicy:
+    """The layout "integral" stand-in (module docstring) as its weights header and .tflite under ``workdir``."""
+    run = _stand_in_run(workdir, layout="integral", kernel_scale=INTEGRAL_KERNEL_SCALE)
+    return MotorsPolicy("a layout 'integral' stand-in climbing at 1.05 x hover", False, *_files(run, workdir))

@@ -6,7 +6,9 @@ onboard network following SETPOINT packets (mode 2, ``quadhil fly --onboard``).
 
 The policy flown is tests/sitl/onboard_policy.py's: a trained one when there is one (then hover is
 asserted), else a constant-action stand-in (then the chain and the safety paths are: refusals, the
-link watchdog's landing (quadhil.lossMs), its resume, and what disables the app)."""
+link watchdog's landing (quadhil.lossMs), its resume, and what disables the app). A stand-in of
+layout "integral" checks the position-error integral both ways: the app's (in the twin) and the
+bridge's (relayed)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,11 @@ def policy(tmp_path_factory) -> onboard_policy.MotorsPolicy:
     return p
 
 
+@pytest.fixture(scope="module")
+def integral_policy(tmp_path_factory) -> onboard_policy.MotorsPolicy:
+    return onboard_policy.integral_stand_in(tmp_path_factory.mktemp("integral-policy"))
+
+
 def _setpoint(twin, seq: int, target) -> None:
     twin.handle_datagram(crtp.encode(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, ac.encode_setpoint(seq, target)))
 
@@ -51,28 +58,71 @@ def _airborne_twin(weights: Path | None, z_m: float = 1.0) -> CrazyflieTwin:
 
 # ---------------------------------------------------------------------- the app's C in the twin
 
-def test_each_policy_tick_is_the_contracts_observation_the_tflites_action_and_the_relays_motor_path(policy):
+def _check_each_policy_tick(policy) -> tuple[np.ndarray, CrazyflieTwin]:
+    """Fly ``policy`` in mode 2 from 1 m up for 300 ms; at each policy tick the twin's C
+    must be sim.contract's observation (with integrate_position_error's integral, from zero at the
+    start, for layouts that hold it), the .tflite's action, and the relay's motor path. Returns the
+    app's integral at the end and the twin."""
     from deploy.runtime import Policy
-    from sim.contract import act_to_command, observe
+    from sim.contract import act_to_command, integrate_position_error, observe
 
     net = Policy.load(policy.tflite)
     twin = _airborne_twin(policy.weights_h)
     rs = app_relay.relay_state(twin)
-    checked = 0
-    for k in range(1, 301):
+    integral = np.zeros((1, 3))
+    ticks = checked = 0
+    ms = 300
+    for _ in range(ms):
         twin.tick()
-        if (k - 1) % (1000 // POLICY_RATE_HZ) or rs.last_obs is None or not twin.supervisor.motors_allowed:
+        if rs.policy_ticks == ticks:
             continue
-        pos, vel, quat, omega, target, history = rs.last_inputs
-        expected_obs = observe(np.array([pos]), np.array([vel]), np.array([quat]), np.array([omega], np.float64),
-                               target, history[None].astype(np.float64), net.spec)[0]
+        ticks = rs.policy_ticks
+        # the float32 values the app's C saw
+        pos, vel, quat, omega, target, history = (np.asarray(x, np.float32).astype(np.float64) for x in rs.last_inputs)
+        integral = integrate_position_error(integral, pos[None], target, net.spec)
+        if net.spec.uses_position_integral:
+            assert np.allclose(rs.position_integral, integral[0], rtol=0, atol=1e-6), "the app's integral differs"
+        else:
+            assert not rs.position_integral.any(), "a network without the integral leaves it at zero"
+        expected_obs = observe(pos[None], vel[None], quat[None], omega[None], target, history[None], net.spec,
+                               position_error_integral=integral)[0]
         assert np.allclose(rs.last_obs, expected_obs, atol=1e-5), "the C observation differs from sim.contract"
         action = np.asarray(net.act(expected_obs), dtype=np.float64)
         assert np.allclose(rs.last_action, action, atol=1e-5), "the C forward pass differs from the .tflite"
+        if not twin.supervisor.motors_allowed:
+            continue
         thrust = twin.vehicle.command_to_thrust(act_to_command(action[None], net.spec, twin.vehicle).thrust_fraction[0])
         assert np.allclose(twin.motor_cmd_n[0], thrust, rtol=1e-4, atol=1e-6), "motors differ from the relay's mapping"
         checked += 1
-    assert checked >= 25
+    assert ticks == -(-ms // (1000 // int(rs.policy.rate_hz))) and checked >= 25, "one per RATE_DO_EXECUTE step"
+    return rs.position_integral.copy(), twin
+
+
+def test_each_policy_tick_is_the_contracts_observation_the_tflites_action_and_the_relays_motor_path(policy):
+    _check_each_policy_tick(policy)
+
+
+def test_an_integral_network_sees_the_contracts_integral_which_the_app_advances_each_policy_tick(integral_policy):
+    integral, _ = _check_each_policy_tick(integral_policy)
+    assert np.max(np.abs(integral)) > 1e-3, "the flight must move the integral"
+
+
+def test_the_integral_starts_from_zero_each_time_the_policy_takes_over(integral_policy):
+    from deploy.runtime import Policy
+    from sim.contract import integrate_position_error
+
+    integral, twin = _check_each_policy_tick(integral_policy)
+    assert np.max(np.abs(integral)) > 1e-3
+    rs = app_relay.relay_state(twin)
+    twin.params.set("quadhil.enable", 0)
+    twin.tick()
+    twin.params.set("quadhil.enable", 1)
+    ticks = rs.policy_ticks
+    while rs.policy_ticks == ticks:
+        twin.tick()
+    pos, target = (np.asarray(x, np.float32).astype(np.float64) for x in (rs.last_inputs[0], rs.last_inputs[4]))
+    once = integrate_position_error(np.zeros((1, 3)), pos[None], target, Policy.load(integral_policy.tflite).spec)
+    assert np.allclose(rs.position_integral, once[0], rtol=0, atol=1e-7), "one tick on from zero"
 
 
 def test_the_policy_runs_at_its_rate_and_holds_the_motors_between_its_ticks(policy):
@@ -561,3 +611,28 @@ def test_the_relay_flies_the_motors_policy_through_cflib(policy, tmp_path):
     if policy.trained:
         assert rc == 0 and d["failsafe"] is None
         assert d["rmse_m"] < HOVER_RMSE_M
+
+
+def test_the_relay_flies_an_integral_network_observing_the_contracts_integral(integral_policy, tmp_path):
+    """Mode 1 with layout "integral": the bridge advances the integral with
+    sim.contract.integrate_position_error from zero at the hand-over, once per policy tick, from the
+    estimate and target it logs for that tick, and observes it (sim.contract.observe)."""
+    from deploy.runtime import Policy
+    from sim.contract import integrate_position_error
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    spec = Policy.load(integral_policy.tflite).spec
+    with start_crazyflie_twin() as twin:
+        rc, d, err = _fly(["--model", str(integral_policy.tflite), "--link", twin.uri, "--target", "0,0,0.8",
+                           "--duration", "2", "--log", str(tmp_path / "flights")])
+    assert d, f"no JSON from quadhil fly (exit {rc}): {err[-2000:]}"
+    rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
+    sent = [r for r in rows if r.get("type") == "tick" and r.get("action") is not None]
+    assert len(sent) >= 50 and all("m1_pwm" in r["cmd"] for r in sent)
+    integral = np.zeros((1, 3))
+    sl = spec.obs_slice("position_error_integral_w")
+    for r in sent:
+        integral = integrate_position_error(integral, np.array([r["pos"]]), np.array(r["target"]), spec)
+        assert np.array_equal(np.asarray(r["obs"])[sl], integral[0].astype(np.float32))
+    print(f"relay ({integral_policy.name}): {d['final_state']}, {len(sent)} policy ticks, integral {integral[0]}")
+    assert np.max(np.abs(integral)) > 1e-3, "the flight must move the integral"

@@ -3,6 +3,9 @@
  *   harness forward N     stdin: N * QH_OBS_DIM float32    stdout: N * 4 float32 actions
  *   harness observe N     stdin: N records of pos3 vel3 quat4 omega3 target3 last_actions(4h)
  *                         float32                           stdout: N * QH_OBS_DIM float32
+ *                         The records are N consecutive control ticks of one flight, as quadhil_app.c
+ *                         runPolicy sees them: the position-error integral starts at zero and each
+ *                         record advances it (qh_integrate_position_error) before its observation.
  *   harness pwm N S       stdin: N float32 actions          stdout: N float32 PWM ratios (scale S)
  *   harness packets N     stdin: N * QH_PACKET_SIZE bytes   stdout: one text line per packet
  *   harness status SEQ STATE EVENT TRIPS REJECTED TIME      stdout: the 20 status bytes
@@ -44,6 +47,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "observe") == 0) {
     float rec[19 + 256], obs[256];
+    float integral[3] = {0.0f, 0.0f, 0.0f};
     const size_t rec_len = (size_t)(16 + hist);
     for (long i = 0; i < n; i++) {
       if (read_floats(rec, rec_len)) return 3;
@@ -52,7 +56,8 @@ int main(int argc, char **argv) {
       memcpy(s.vel_w, rec + 3, 3 * sizeof(float));
       memcpy(s.quat_wb, rec + 6, 4 * sizeof(float));
       memcpy(s.omega_b, rec + 10, 3 * sizeof(float));
-      const int k = qh_observe(&s, rec + 13, rec + 16, obs);
+      qh_integrate_position_error(integral, s.pos_w, rec + 13);
+      const int k = qh_observe(&s, rec + 13, rec + 16, integral, obs);
       if (k != dim) return 4;
       fwrite(obs, sizeof(float), (size_t)dim, stdout);
     }

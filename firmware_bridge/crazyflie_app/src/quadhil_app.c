@@ -6,10 +6,12 @@
  *                     valid packet for quadhil.wdMs (default 50 ms) the motors drop to zero and the
  *                     app reports it (STATUS packet, log quadhil.state / quadhil.wdTrips).
  *   quadhil.mode = 2  onboard policy: the exported actor (policy_weights.h) runs at its control rate
- *                     from the onboard state estimate; SETPOINT packets move its target. Without a
- *                     valid packet for quadhil.lossMs (default 500 ms) the app lands by itself: state
- *                     LINK_LOST, the target sinks at QH_LOSS_DESCENT_MPS, then the motors are cut and
- *                     stay off until quadhil.enable = 0; a SETPOINT before the cut resumes.
+ *                     from the onboard state estimate (and, for layout "integral", the position-error
+ *                     integral the app keeps, zeroed when the policy starts); SETPOINT packets move
+ *                     its target. Without a valid packet for quadhil.lossMs (default 500 ms) the app
+ *                     lands by itself: state LINK_LOST, the target sinks at QH_LOSS_DESCENT_MPS, then
+ *                     the motors are cut and stay off until quadhil.enable = 0; a SETPOINT before the
+ *                     cut resumes.
  *   quadhil.enable = 0 (default) or mode 0: the stock PID controller flies, as in the firmware's
  *                     examples/app_out_of_tree_controller, so selecting this controller is harmless.
  *
@@ -102,6 +104,7 @@ static float lastAction[4];
 
 /* policy state (stabilizer task only) */
 static float history[4 * 8];
+static float positionIntegral[3]; /* m*s world ENU, for layouts that observe it (qh_integrate_position_error) */
 static bool policyStarted = false;
 static uint32_t lossSetpoints = 0; /* shared.setpoints when the link was lost */
 static bool lossCut = false;       /* landed after a link loss: motors off until quadhil.enable = 0 */
@@ -356,6 +359,7 @@ static void runPolicy(control_t *control, const sensorData_t *sensors, const sta
     /* the action history starts at hover, as in training (sim/env.py HoverTask) */
     const float *hover = qh_policy_hover_action();
     for (int h = 0; h < qh_policy_action_history(); h++) memcpy(&history[4 * h], hover, 4 * sizeof(float));
+    memset(positionIntegral, 0, sizeof(positionIntegral)); /* zero at the take-over, as sim/env.py's reset */
     taskENTER_CRITICAL();
     if (!shared.have_target) {
       shared.target_w[0] = state->position.x;
@@ -393,9 +397,11 @@ static void runPolicy(control_t *control, const sensorData_t *sensors, const sta
   s.omega_b[1] = sensors->gyro.y * deg2rad;
   s.omega_b[2] = sensors->gyro.z * deg2rad;
 
+  /* once per policy tick, from this tick's estimate and target, before its observation (sim/env.py observe) */
+  qh_integrate_position_error(positionIntegral, s.pos_w, target);
   float obs[QH_OBS_DIM_MAX];
   float action[4];
-  qh_observe(&s, target, history, obs);
+  qh_observe(&s, target, history, positionIntegral, obs);
   qh_forward(obs, action);
   for (int i = 0; i < 4; i++) {
     if (!isfinite(action[i])) {

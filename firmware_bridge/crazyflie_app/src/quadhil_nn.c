@@ -1,4 +1,5 @@
-/* quadhil_nn.c - observation builder and dense/tanh/relu forward pass over the generated weights.
+/* quadhil_nn.c - observation builder, position-error integral and dense/tanh/relu forward pass over
+ * the generated weights.
  * See quadhil_nn.h. policy_weights.h is written by `quadhil export --format c RUN --out ...`. */
 #include "quadhil_nn.h"
 
@@ -9,6 +10,14 @@
 
 #if QH_OBS_DIM > QH_OBS_DIM_MAX
 #error "observation larger than QH_OBS_DIM_MAX"
+#endif
+
+/* export_c writes QH_POSITION_INTEGRAL and its constants only for layouts that hold the integral */
+#ifndef QH_POSITION_INTEGRAL
+#define QH_POSITION_INTEGRAL 0
+#endif
+#if QH_POSITION_INTEGRAL && !(defined(QH_INTEGRAL_RADIUS_M) && defined(QH_INTEGRAL_LIMIT_M_S))
+#error "QH_POSITION_INTEGRAL needs QH_INTEGRAL_RADIUS_M and QH_INTEGRAL_LIMIT_M_S"
 #endif
 
 static float clampf_(float v, float lo, float hi) {
@@ -29,7 +38,8 @@ static void quat_to_rotmat_(const float q[4], float r[9]) {
   r[8] = 1.0f - 2.0f * (x * x + y * y);
 }
 
-int qh_observe(const qh_state_t *s, const float target_w[3], const float *last_actions, float *obs) {
+int qh_observe(const qh_state_t *s, const float target_w[3], const float *last_actions, const float *integral_w,
+               float *obs) {
   int k = 0;
   float r[9];
   quat_to_rotmat_(s->quat_wb, r);
@@ -56,11 +66,30 @@ int qh_observe(const qh_state_t *s, const float target_w[3], const float *last_a
       case QH_FIELD_LAST_ACTIONS:
         for (int i = 0; i < field.size; i++) obs[k++] = last_actions[i];
         break;
+      case QH_FIELD_POSITION_ERROR_INTEGRAL_W:
+        for (int i = 0; i < 3; i++) obs[k++] = integral_w[i];
+        break;
       default:
         break; /* export_c only emits the ids above */
     }
   }
   return k;
+}
+
+void qh_integrate_position_error(float integral_w[3], const float pos_w[3], const float target_w[3]) {
+#if QH_POSITION_INTEGRAL
+  float err[3];
+  for (int i = 0; i < 3; i++) err[i] = pos_w[i] - target_w[i];
+  const bool near = sqrtf(err[0] * err[0] + err[1] * err[1] + err[2] * err[2]) < QH_INTEGRAL_RADIUS_M;
+  for (int i = 0; i < 3; i++) {
+    const float step = near ? err[i] / QH_CONTROL_RATE_HZ : 0.0f;
+    integral_w[i] = clampf_(integral_w[i] + step, -QH_INTEGRAL_LIMIT_M_S, QH_INTEGRAL_LIMIT_M_S);
+  }
+#else
+  (void)pos_w;
+  (void)target_w;
+  for (int i = 0; i < 3; i++) integral_w[i] = 0.0f;
+#endif
 }
 
 static float activate_(float v, uint8_t activation) {

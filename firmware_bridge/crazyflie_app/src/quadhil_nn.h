@@ -22,6 +22,7 @@
 #define QH_FIELD_VELOCITY_W 4u               /* 3: m/s world */
 #define QH_FIELD_OMEGA_B 5u                  /* 3: rad/s body */
 #define QH_FIELD_LAST_ACTIONS 6u             /* 4*h: newest first */
+#define QH_FIELD_POSITION_ERROR_INTEGRAL_W 7u /* 3: m*s world, held by the caller (qh_integrate_position_error) */
 
 /* Largest observation the app reserves stack for (policy_weights.h is checked against it). */
 #define QH_OBS_DIM_MAX 64
@@ -52,8 +53,18 @@ typedef struct {
 } qh_state_t;
 
 /* Build the observation exactly as sim.contract.observe does (raw, unnormalized).
- * last_actions: 4*h floats newest first (may be NULL when h == 0). Returns the length written. */
-int qh_observe(const qh_state_t *state, const float target_w[3], const float *last_actions, float *obs);
+ * last_actions: 4*h floats newest first (may be NULL when h == 0); integral_w: the position-error
+ * integral, 3 floats m*s world ENU, already advanced for this tick (may be NULL when the layout holds
+ * none). Returns the length written. */
+int qh_observe(const qh_state_t *state, const float target_w[3], const float *last_actions, const float *integral_w,
+               float *obs);
+
+/* One control tick of the position-error integral, in place, as sim.contract.integrate_position_error:
+ * integral_w (m*s, world ENU) += (pos_w - target_w) / QH_CONTROL_RATE_HZ while |pos_w - target_w| <
+ * QH_INTEGRAL_RADIUS_M (m), then each axis clipped to +-QH_INTEGRAL_LIMIT_M_S. The caller holds the
+ * integral, zeroes it when the policy takes over, and calls this once per control tick, before
+ * qh_observe, from the same estimate. A network whose layout holds no integral leaves it at zero. */
+void qh_integrate_position_error(float integral_w[3], const float pos_w[3], const float target_w[3]);
 
 /* Run the network on one raw observation (normalization is inside, as in the .tflite).
  * action: 4 floats. */

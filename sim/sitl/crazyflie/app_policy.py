@@ -22,6 +22,9 @@ statics):
 * the observation comes from the state estimate (position, velocity, attitude quaternion) and the
   gyro (deg/s in ``sensorData_t``, times 0.0174532925 as the app does), here the twin's estimate and
   its low-passed 1 kHz gyro (what the twin's PID controller sees too);
+* the position-error integral (layout ``integral``; m*s, world ENU, float32 as in the app) is zeroed
+  on the first tick and advanced by the app's ``qh_integrate_position_error`` once per policy tick,
+  from that tick's estimate and target, before ``qh_observe`` reads it (``RelayState.position_integral``);
 * a non-finite action: motors off for that tick, nothing else changes;
 * the action goes through ``qh_action_to_pwm_ratio`` (``control_t.normalizedForces``), and from
   there through the same path the relay uses (``Vehicle.command_to_thrust``,
@@ -142,8 +145,10 @@ class CPolicy:
         # process (threads) must not run it at once
         lib = ctypes.PyDLL(str(path))
         f32p = ctypes.POINTER(ctypes.c_float)
-        lib.qh_observe.argtypes = [ctypes.POINTER(QhState), f32p, f32p, f32p]
+        lib.qh_observe.argtypes = [ctypes.POINTER(QhState), f32p, f32p, f32p, f32p]
         lib.qh_observe.restype = ctypes.c_int
+        lib.qh_integrate_position_error.argtypes = [f32p, f32p, f32p]
+        lib.qh_integrate_position_error.restype = None
         lib.qh_forward.argtypes = [f32p, f32p]
         lib.qh_forward.restype = None
         lib.qh_action_to_pwm_ratio.argtypes = [ctypes.c_float, ctypes.c_float]
@@ -170,18 +175,32 @@ class CPolicy:
         return (f"refusing policy for '{self.vehicle}' ({'motors' if self.motor_level else 'ctbr'}, "
                 f"{int(self.rate_hz)} Hz): need crazyflie, motors, a divisor of 1000 Hz")
 
-    def observe(self, pos_w, vel_w, quat_wb, omega_b, target_w, history: np.ndarray) -> np.ndarray:
-        """qh_observe: the raw observation (float32) of one state (m, m/s ENU; w,x,y,z; rad/s FLU)."""
+    def integrate(self, integral_w: np.ndarray, pos_w, target_w) -> np.ndarray:
+        """qh_integrate_position_error: the (3,) float32 integral (m*s, world ENU) one policy tick on,
+        from the estimate ``pos_w`` and ``target_w`` (m, world ENU). Returns a new array."""
+        out = np.array(integral_w, dtype=np.float32).reshape(3)
+        pos = np.ascontiguousarray(pos_w, dtype=np.float32)
+        target = np.ascontiguousarray(target_w, dtype=np.float32)
+        f32p = ctypes.POINTER(ctypes.c_float)
+        self._lib.qh_integrate_position_error(out.ctypes.data_as(f32p), pos.ctypes.data_as(f32p),
+                                              target.ctypes.data_as(f32p))
+        return out
+
+    def observe(self, pos_w, vel_w, quat_wb, omega_b, target_w, history: np.ndarray,
+                integral_w: np.ndarray) -> np.ndarray:
+        """qh_observe: the raw observation (float32) of one state (m, m/s ENU; w,x,y,z; rad/s FLU), with
+        the action history and the position-error integral (m*s, already advanced for this tick)."""
         s = QhState((ctypes.c_float * 3)(*pos_w), (ctypes.c_float * 3)(*vel_w), (ctypes.c_float * 4)(*quat_wb),
                     (ctypes.c_float * 3)(*omega_b))
         target = np.ascontiguousarray(target_w, dtype=np.float32)
         hist = np.ascontiguousarray(history, dtype=np.float32)
         if hist.size == 0:
             hist = np.zeros(4, dtype=np.float32)
+        integral = np.ascontiguousarray(integral_w, dtype=np.float32)
         obs = np.zeros(max(self.obs_dim, 1), dtype=np.float32)
         f32p = ctypes.POINTER(ctypes.c_float)
         n = self._lib.qh_observe(ctypes.byref(s), target.ctypes.data_as(f32p), hist.ctypes.data_as(f32p),
-                                 obs.ctypes.data_as(f32p))
+                                 integral.ctypes.data_as(f32p), obs.ctypes.data_as(f32p))
         if n != self.obs_dim:
             raise QuadhilError(f"qh_observe wrote {n} values, the weights say {self.obs_dim}")
         return obs
@@ -282,6 +301,7 @@ def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
 
     if not rs.policy_started:
         rs.history = np.tile(policy.hover_action, policy.action_history).astype(np.float32)
+        rs.position_integral = np.zeros(3, dtype=np.float32)
         if rs.target_w is None:
             rs.target_w = np.asarray(twin.est_pos, dtype=np.float64).copy()
         rs.policy_started = True
@@ -294,7 +314,9 @@ def _run_policy(twin, rs, policy: CPolicy, set_state) -> None:
     qx, qy, qz, qw = twin.est_quat_xyzw
     gyro_dps = np.degrees(np.asarray(getattr(twin, "filtered_omega_b", twin.est_omega_b)).reshape(3)).astype(np.float32)
     omega_b = gyro_dps * DEG2RAD_F32
-    obs = policy.observe(twin.est_pos, twin.est_vel, (qw, qx, qy, qz), omega_b, rs.target_w, rs.history)
+    rs.position_integral = policy.integrate(rs.position_integral, twin.est_pos, rs.target_w)
+    obs = policy.observe(twin.est_pos, twin.est_vel, (qw, qx, qy, qz), omega_b, rs.target_w, rs.history,
+                         rs.position_integral)
     # what this tick saw, for inspection: (pos, vel, quat wxyz, omega rad/s, target, history), obs
     rs.last_inputs = (list(twin.est_pos), list(twin.est_vel), (qw, qx, qy, qz), omega_b.copy(),
                       np.array(rs.target_w, dtype=np.float64), rs.history.copy())

@@ -64,6 +64,8 @@ class RelayState:
     policy_started: bool = False
     policy_ticks: int = 0
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    # m*s world ENU, float32: the app's positionIntegral (layout "integral"), zeroed on the policy's first tick
+    position_integral: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.float32))
     last_action: np.ndarray = field(default_factory=lambda: np.zeros(4))
     pwm_ratio: np.ndarray = field(default_factory=lambda: np.zeros(4))
     last_feed_s: float | None = None
