@@ -35,6 +35,13 @@ class MotorsPolicy:
     weights_h: Path
     tflite: Path
 
+    @property
+    def rate_hz(self) -> int:
+        """The policy's control rate (Hz, an integer dividing the app's 1 kHz loop), from its .tflite's spec."""
+        from deploy.runtime import Policy
+
+        return int(round(Policy.load(self.tflite).spec.control_rate_hz))
+
 
 def policy_source() -> tuple[Path | None, str]:
     """(directory, how it was chosen) of the trained policy to fly, or (None, reason) for the stand-in."""

@@ -28,7 +28,6 @@ from tests.sitl.app_support import app_statuses
 from tests.sitl import onboard_policy
 
 HOVER_RMSE_M = 0.10  # trained policy, hover at the target through either path
-POLICY_RATE_HZ = 100
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +137,7 @@ def test_the_policy_runs_at_its_rate_and_holds_the_motors_between_its_ticks(poli
         elif twin.supervisor.motors_allowed and step > 250 and not np.array_equal(twin.motor_cmd_n, prev_motors):
             changed.append(step)
         prev_ticks, prev_motors = rs.policy_ticks, twin.motor_cmd_n.copy()
-    assert ran == list(range(0, 1000, 1000 // POLICY_RATE_HZ)), "RATE_DO_EXECUTE(rate, step) on the 1 kHz step"
+    assert ran == list(range(0, 1000, 1000 // policy.rate_hz)), "RATE_DO_EXECUTE(rate, step) on the 1 kHz step"
     assert changed == [], "between its ticks the motors keep the last forces"
 
 
@@ -229,9 +228,10 @@ def test_a_silent_client_trips_the_link_watchdog_after_lossMs_and_the_app_lands_
     assert z_trip < 1.0, "the stand-in sinks before the supervisor lets its motors run, so does a trained one"
     assert rs.target_w[2] == pytest.approx(z_trip), "the target (1.0 m) drops to the estimate: never climb on a lost link"
     target_z = rs.target_w[2]
-    for _ in range(100):  # 10 policy ticks
+    for _ in range(100):  # 100 ms: 0.1 s x the policy's rate ticks, each sinking 0.3 m/s / rate
         twin.tick()
-    assert rs.target_w[2] == pytest.approx(target_z - 10 * 0.3 / POLICY_RATE_HZ, abs=1e-5)
+    ticks = 100 // (1000 // policy.rate_hz)
+    assert rs.target_w[2] == pytest.approx(target_z - ticks * 0.3 / policy.rate_hz, abs=1e-5)
     assert np.all(twin.motor_cmd_n > 0), "the policy keeps flying the descent"
     assert twin.commander.inactivity_s(twin.now_s()) <= 0.1 + 0.001 + 1e-9, "the feed goes on during the descent"
     _fly_until(twin, rs, lambda: rs.loss_cut, z_trip / 0.3 + 2.0 - 0.1)
@@ -255,7 +255,7 @@ def test_a_link_lost_on_the_ground_cuts_the_motors_at_the_next_policy_tick(polic
     rs = app_relay.relay_state(twin)
     _fly_until(twin, rs, lambda: rs.loss_cut, 1.0)
     assert round(rs.loss_times_s[0] * 1000) == 100 and rs.loss_trip_z_m < 0.05
-    assert round((rs.loss_cut_s - rs.loss_times_s[0]) * 1000) == 1000 // POLICY_RATE_HZ
+    assert round((rs.loss_cut_s - rs.loss_times_s[0]) * 1000) == 1000 // policy.rate_hz
     for _ in range(500):
         twin.tick()
         assert np.all(twin.motor_cmd_n == 0)
@@ -271,7 +271,7 @@ def test_a_setpoint_during_the_descent_resumes_the_policy_at_its_target(policy):
     assert rs.state == ac.AppState.LINK_LOST and not rs.loss_cut
     twin.outbox.clear()
     _setpoint(twin, 1, (0.0, 0.0, 1.5))
-    for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
+    for _ in range(1000 // policy.rate_hz):  # the policy's next tick
         twin.tick()
     assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.RESUMED)]
     assert np.allclose(rs.target_w, (0.0, 0.0, 1.5)), "the packet's target, no longer sinking"
@@ -296,7 +296,7 @@ def test_disabling_the_app_after_a_loss_landing_gives_idle_and_a_restart_flies_a
     assert not rs.loss_cut and twin._override_n is None
     twin.outbox.clear()
     twin.params.set("quadhil.enable", 1)
-    for _ in range(1000 // POLICY_RATE_HZ):
+    for _ in range(1000 // policy.rate_hz):
         twin.tick()
     assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
 
@@ -315,7 +315,7 @@ def test_disabling_the_app_hands_the_motors_to_the_pid_and_a_restart_keeps_the_t
     assert np.all(twin.motor_cmd_n == 0), "the PID controller on the app's neutral setpoint: motors off"
     twin.outbox.clear()
     twin.params.set("quadhil.enable", 1)
-    for _ in range(1000 // POLICY_RATE_HZ):  # the policy's next tick
+    for _ in range(1000 // policy.rate_hz):  # the policy's next tick
         twin.tick()
     assert [(s.state, s.event) for s in app_statuses(twin)] == [(ac.AppState.POLICY, ac.AppEvent.STARTED)]
     assert np.allclose(app_relay.relay_state(twin).target_w, (0.0, 0.0, 1.2))
@@ -537,7 +537,7 @@ def test_through_cflib_a_silent_client_makes_mode_2_land_by_itself_and_a_setpoin
         i_start = c.wait_status(ac.AppState.POLICY, ac.AppEvent.STARTED, 3.0)
         i_lost = c.wait_status(ac.AppState.LINK_LOST, ac.AppEvent.WATCHDOG, 2.0, after=i_start)
         silent_ms = c.statuses[i_lost].time_ms - c.statuses[i_start].time_ms
-        assert 500 <= silent_ms <= 500 + 1000 // POLICY_RATE_HZ + 1, "lossMs, checked on the policy's ticks"
+        assert 500 <= silent_ms <= 500 + 1000 // policy.rate_hz + 1, "lossMs, checked on the policy's ticks"
         assert c.statuses[i_lost].watchdog_trips == 1
         c.send_setpoint(2, (0.0, 0.0, 1.0))
         i_resumed = c.wait_status(ac.AppState.POLICY, ac.AppEvent.RESUMED, 1.0, after=i_lost)

@@ -233,7 +233,7 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     """Crazyflie ctbr preset v8 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
     perturbation 10x the sensor noise, three past actions, periodic evaluations delayed 0-1 ticks)
     on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
-    actor_lr 3e-4, on the vehicle file's full ranges; motors stay v3."""
+    actor_lr 3e-4, on the vehicle file's full ranges. The x500 keeps the default layout."""
     from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
@@ -244,15 +244,27 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     assert cf["train"]["teacher"] == "cascade" and cf["train"]["teacher_steps"] == 90_000
     assert cf["agent"]["bc_weight"] == 2.0 and cf["agent"]["actor_lr"] == 3e-4
     assert default_layout("crazyflie", "ctbr") == "integral"
-    assert default_layout("crazyflie", "motors") == default_layout("x500", "ctbr") == "default"
+    assert default_layout("x500", "ctbr") == "default"
     bare = without_teacher(cf)
     assert "teacher" not in bare["train"] and "bc_weight" not in bare["agent"] and bare["agent"]["actor_lr"] == 3e-4
     assert default_action_history("crazyflie", "ctbr") == 3
-    assert default_action_history("crazyflie", "motors") is None and default_action_history("x500", "ctbr") is None
-    assert preset("crazyflie", "motors")["name"] == "crazyflie-motors-v3"
-    assert "yaw_symmetry" not in preset("crazyflie", "motors")["train"]
-    assert "smooth_noise_scale" not in preset("crazyflie", "motors")["agent"]
-    assert "randomization_scale" not in preset("crazyflie", "motors")["realism"]
+    assert default_action_history("x500", "ctbr") is None
+
+
+def test_the_crazyflie_flying_motors_starts_from_the_motor_level_cascade_at_250_hz():
+    """Crazyflie motors preset v4: v8's machinery (integral layout, three past actions, the teacher
+    and the pull toward it, quarter turns, the CAPS perturbation, delayed periodic evaluations) at
+    250 Hz, where the motor-level teacher survives a tick of delay; 8,000 cloning batches."""
+    from train.presets import default_action_history, default_control_rate_hz, default_layout, preset
+
+    m = preset("crazyflie", "motors", default_control_rate_hz("crazyflie", "motors"))
+    assert m["name"] == "crazyflie-motors-v4" and default_control_rate_hz("crazyflie", "motors") == 250.0
+    assert (default_layout("crazyflie", "motors"), default_action_history("crazyflie", "motors")) == ("integral", 3)
+    assert m["train"]["teacher"] == "cascade" and m["train"]["teacher_steps"] == 150_000
+    assert m["train"]["teacher_bc_updates"] == 8_000 and m["agent"]["bc_weight"] == 2.0
+    assert m["train"]["yaw_symmetry"] is True and m["agent"]["smooth_noise_scale"] == 10.0
+    # the recipe's horizons are stated at 100 Hz: 1 s of discount, 50 ms of TD target
+    assert m["agent"]["gamma"] == round(0.99 ** (100 / 250), 4) and m["train"]["n_step"] == 12
 
 
 def test_acting_beside_learning_is_reproducible_and_old_runs_resume_in_turn(tmp_path):
@@ -314,5 +326,5 @@ def test_a_crazyflie_ctbr_run_observes_the_presets_layout_and_three_actions_unle
     spec, cfg = load_run_spec(tmp_path / "default")
     assert (spec.layout, spec.action_history, cfg["train"]["teacher"], cfg["agent"]["bc_weight"]) == ("default", 1, "", 0.0)
     assert "warm_start" not in json.loads((tmp_path / "default" / "config.json").read_text()).get("result", {})
-    assert _train(tmp_path / "motors", "--max-steps", "40", "--action-mode", "motors") == 0
+    assert _train(tmp_path / "motors", "--max-steps", "40", "--action-mode", "motors", "--layout", "default") == 0
     assert load_run_spec(tmp_path / "motors")[0].action_history == 1
