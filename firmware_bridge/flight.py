@@ -414,7 +414,7 @@ class Flight:
             params = self.link.read_params(list(PX4_FENCE_PARAMS), PARAM_READ_S) if kind == "mavlink" else {}
             fence = default_geofence(kind, tel.pos_w, self.mission_limits, params)
         mission = plan_mission(tel.pos_w, cfg.target_w, cfg.takeoff_height_m, cfg.duration_s, cfg.handover,
-                               self.rate_hz, self.spec.control_rate_hz)
+                               self.rate_hz, self.spec.control_rate_hz, self.link.telemetry_rate_hz)
         refusals, self.warnings = check_mission(mission, fence.fence, self.mission_limits, cfg.allow_rate_mismatch)
         self.refused_rules = [r.as_dict() for r in refusals]
         self.limits = replace(self.limits, geofence=fence.fence, transit_limit_s=transit_limit_s(mission, self.mission_limits),

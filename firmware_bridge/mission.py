@@ -19,6 +19,10 @@ Rules (docs/bridge.md lists each with its default and the flag that changes it):
   vehicle's own stabilization take a little longer than planned), fit in ``flight_time_max_s``.
 * ``rate``: the control rate is the policy's trained rate (its action history and the dynamics it
   learned hold at that rate only), unless explicitly allowed; then it is a warning.
+* ``telemetry-rate``: the link delivers the state at least as often as the policy acts. A cflib log
+  block runs at 100 Hz at most (10 ms period unit); a 250 Hz motor-level policy relayed on it sees
+  each state 2-3 times, a tick or more of delay it was not trained for. Fly it onboard
+  (``--onboard``), or explicitly allowed (``--allow-rate-mismatch``) as a warning.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ class Mission:
     handover: bool
     rate_hz: float
     trained_rate_hz: float
+    telemetry_rate_hz: float | None = None  # how often the link delivers a state estimate (None: at the control rate)
 
     @property
     def path_w(self) -> np.ndarray:
@@ -166,10 +171,11 @@ class Mission:
 
 
 def plan_mission(start_w, target_w, takeoff_height_m: float | None, hover_s: float, handover: bool,
-                 rate_hz: float, trained_rate_hz: float) -> Mission:
+                 rate_hz: float, trained_rate_hz: float, telemetry_rate_hz: float | None = None) -> Mission:
     """Plan from the start (ENU, m): no target -> above the start at the takeoff height (default
     1 m; handing over: that much above where the vehicle is); the climb goes to the takeoff
-    height (default the target's z); the ground is the start's z (0 when handing over)."""
+    height (default the target's z); the ground is the start's z (0 when handing over).
+    ``telemetry_rate_hz``: how often the link delivers the state (Hz; None: as often as asked)."""
     start = np.asarray(start_w, dtype=np.float64).reshape(3).copy()
     if target_w is not None:
         target = np.asarray(target_w, dtype=np.float64).reshape(3).copy()
@@ -179,7 +185,7 @@ def plan_mission(start_w, target_w, takeoff_height_m: float | None, hover_s: flo
     takeoff_h = float(takeoff_height_m) if takeoff_height_m is not None else float(target[2])
     ground_z = 0.0 if handover else float(start[2])
     return Mission(start, target, takeoff_h, ground_z, float(hover_s), bool(handover), float(rate_hz),
-                   float(trained_rate_hz))
+                   float(trained_rate_hz), None if telemetry_rate_hz is None else float(telemetry_rate_hz))
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,17 @@ def check_mission(mission: Mission, fence: Geofence, limits: MissionLimits,
         else:
             refusals.append(Refusal("rate", text + "; pass --allow-rate-mismatch to fly it anyway",
                                     {"rate_hz": mission.rate_hz, "trained_rate_hz": mission.trained_rate_hz}))
+
+    tel_hz = mission.telemetry_rate_hz
+    if tel_hz is not None and mission.rate_hz > tel_hz * (1.0 + RATE_REL_TOL):
+        text = (f"the policy acts at {mission.rate_hz:g} Hz but this link delivers the state at {tel_hz:g} Hz: "
+                f"it would act {mission.rate_hz / tel_hz:.1f} times on each state, a delay it was not trained for; "
+                "fly it onboard (--onboard) or a policy at <= the link's rate")
+        if allow_rate_mismatch:
+            warnings.append(f"telemetry-rate: {text}; flown anyway (--allow-rate-mismatch)")
+        else:
+            refusals.append(Refusal("telemetry-rate", text + "; pass --allow-rate-mismatch to fly it anyway",
+                                    {"rate_hz": mission.rate_hz, "telemetry_rate_hz": tel_hz}))
     return refusals, warnings
 
 

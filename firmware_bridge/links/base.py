@@ -84,6 +84,8 @@ class Link:
 
     firmware: str = ""  # "crazyflie-firmware" or "px4": what is at the other end
     uri: str = ""
+    # Hz: the most often this link can deliver a state estimate; None: as often as request_rate asks
+    telemetry_rate_hz: float | None = None
 
     def __init__(self) -> None:
         self.telemetry = TelemetryBuffer()

@@ -141,6 +141,7 @@ class CrazyflieLink(Link):
     """A Crazyflie (or its twin) reached through cflib."""
 
     firmware = "crazyflie-firmware"
+    telemetry_rate_hz = 1000.0 / LOG_PERIOD_MS
 
     def __init__(self, uri: str, layout: str = "auto") -> None:
         super().__init__()

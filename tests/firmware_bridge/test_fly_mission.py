@@ -26,7 +26,8 @@ CF_ISSUE_MISSIONS = [
     (("--target", "0,0,30", "--duration", "3"), {"target-in-fence", "takeoff-in-fence", "reach"}),
     (("--target", "0,0,-1"), {"target-above-ground"}),
     (("--target", "0,0,1", "--geofence", "-1,1,-1,1,0.5"), {"target-in-fence", "takeoff-in-fence"}),
-    (("--target", "0,0,1", "--rate", "500"), {"rate"}),  # a 100 Hz policy
+    # a 100 Hz policy at 500 Hz, on cflib's 100 Hz state
+    (("--target", "0,0,1", "--rate", "500"), {"rate", "telemetry-rate"}),
 ]
 PX4_ISSUE_MISSIONS = [
     (("--target", "0,0,30", "--duration", "3"), {"target-in-fence", "takeoff-in-fence", "reach"}),

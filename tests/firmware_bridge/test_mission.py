@@ -28,8 +28,8 @@ FENCE = Geofence(-1, 1, -1, 1, 1.5)
 
 
 def mission(target=(0, 0, 1), takeoff=None, hover_s=5.0, rate_hz=100.0, trained_hz=100.0, start=ORIGIN,
-            handover=False):
-    return plan_mission(start, target, takeoff, hover_s, handover, rate_hz, trained_hz)
+            handover=False, telemetry_hz=None):
+    return plan_mission(start, target, takeoff, hover_s, handover, rate_hz, trained_hz, telemetry_hz)
 
 
 def rules(m, fence=FENCE, limits=CF, **kw):
@@ -69,6 +69,9 @@ def test_a_hover_a_metre_up_in_the_default_box_is_accepted():
     (dict(target=(0, 0, 30)), "reach", "30.00 m of climb and transit at 0.50 m/s takes 60.0 s > 10 s"),
     (dict(target=(0, 0, -1)), "target-above-ground", "target z=-1.00 m < ground 0.00 m + minimum height 0.2 m"),
     (dict(rate_hz=500.0), "rate", "control rate 500 Hz != the policy's trained rate 100 Hz"),
+    # a 250 Hz motor-level policy relayed on cflib's 100 Hz log blocks
+    (dict(rate_hz=250.0, trained_hz=250.0, telemetry_hz=100.0), "telemetry-rate",
+     "acts at 250 Hz but this link delivers the state at 100 Hz: it would act 2.5 times on each state"),
     (dict(target=(0.95, 0, 1)), "target-in-fence", "x=0.95 m not in [-1.00 + 0.1, 1.00 - 0.1]"),
     (dict(target=(0, -1.2, 1)), "target-in-fence", "y=-1.20 m"),
     (dict(target=(0, 0, 1), takeoff=1.45), "takeoff-in-fence", "takeoff height 1.45 m not in [0.20, 1.40] m"),
@@ -90,6 +93,14 @@ def test_a_low_fence_refuses_the_target_and_the_climb():
 def test_a_rate_mismatch_may_be_flown_explicitly_with_a_warning():
     refusals, warnings = check_mission(mission(rate_hz=500.0), FENCE, CF, allow_rate_mismatch=True)
     assert refusals == [] and len(warnings) == 1 and "500 Hz" in warnings[0] and "--allow-rate-mismatch" in warnings[0]
+
+
+def test_a_policy_no_faster_than_its_telemetry_passes_and_a_faster_one_may_be_flown_with_a_warning():
+    assert rules(mission(telemetry_hz=100.0)) == [] and rules(mission(rate_hz=50.0, trained_hz=50.0, telemetry_hz=100.0)) == []
+    refusals, warnings = check_mission(mission(rate_hz=250.0, trained_hz=250.0, telemetry_hz=100.0), FENCE, CF,
+                                       allow_rate_mismatch=True)
+    assert refusals == [] and len(warnings) == 1 and warnings[0].startswith("telemetry-rate: ")
+    assert "--onboard" in warnings[0] and "--allow-rate-mismatch" in warnings[0]
 
 
 def test_handover_measures_height_from_the_ground_not_from_the_vehicle():
