@@ -71,8 +71,11 @@ def test_the_issue_missions_are_refused_before_arming_through_cflib(any_cf_polic
                                                 "--allow-rate-mismatch", "--duration", "0.3")))
     assert rc == 0, err
     assert summary["rate_hz"] == 500 and summary["refused"] == [] and summary["ticks"] > 0
-    assert len(summary["warnings"]) == 1 and "500 Hz != the policy's trained rate 100 Hz" in summary["warnings"][0]
-    assert "quadhil fly: warning: rate:" in err
+    # two warnings: another rate than trained, and faster than cflib's 100 Hz state
+    assert [w.split(":")[0] for w in summary["warnings"]] == ["rate", "telemetry-rate"]
+    assert "500 Hz != the policy's trained rate 100 Hz" in summary["warnings"][0]
+    assert "acts at 500 Hz but this link delivers the state at 100 Hz" in summary["warnings"][1]
+    assert "quadhil fly: warning: rate:" in err and "quadhil fly: warning: telemetry-rate:" in err
 
 
 def test_the_issue_missions_are_refused_before_arming_through_pymavlink(any_px4_policy, tmp_path):
