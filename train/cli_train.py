@@ -26,12 +26,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-mode", default="ctbr", choices=("ctbr", "motors"))
     parser.add_argument("--layout", default=None,
                         help="observation layout (sim.contract.SPEC_LAYOUTS; default: the preset's, 'integral' for "
-                             "the Crazyflie flying ctbr, else 'default')")
+                             "the Crazyflie (both modes) and the x500 flying ctbr, else 'default')")
     parser.add_argument("--control-rate-hz", type=float, default=None,
-                        help="policy rate (default: the preset's, 50 for the x500 in ctbr, else 100)")
+                        help="policy rate (default: the preset's, 50 for the x500 in ctbr, 250 for the Crazyflie "
+                             "flying motors, else 100)")
     parser.add_argument("--action-history", type=int, default=None,
                         help="past actions in the observation (default: the preset's with the preset's layout, 3 for "
-                             "the Crazyflie flying ctbr; otherwise the layout's, 1)")
+                             "the Crazyflie in both modes; otherwise the layout's, 1)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--updates-per-step", type=float, default=None, help="gradient steps per control tick")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from sim.contract import default_spec
 from sim.randomization import RealismConfig
+from sim.vehicle import GRAVITY_MPS2
 from train.baseline import CascadeGains, CascadeHover
 from train.evaluate import evaluate_policy
 
@@ -40,3 +42,53 @@ def test_its_altitude_integral_removes_the_offset_of_a_weak_airframe(crazyflie):
     assert runs[0].success_rate == 1.0
     assert runs[1].success_rate < 0.5  # the proportional term alone leaves it >10 cm low
     assert np.isfinite(runs[0].rmse_m) and runs[0].rmse_m < runs[1].rmse_m
+
+
+def _at_rest(spec, n: int, error_w) -> np.ndarray:
+    """(n, obs_dim) observations: level, at rest, at position error ``error_w`` (m, ENU)."""
+    obs = np.zeros((n, spec.obs_dim))
+    obs[:, spec.obs_slice("rotation_matrix_wb")] = np.eye(3).ravel()
+    obs[:, spec.obs_slice("position_error_w")] = error_w
+    return obs
+
+
+def _collective_n(obs, spec, vehicle, gains, integral_z=0.0) -> float:
+    from train.baseline import cascade_setpoint
+
+    return float(cascade_setpoint(obs, np.full(len(obs), integral_z), spec, vehicle, gains)[0][0])
+
+
+def test_the_vertical_gains_act_on_the_vertical_error_only(crazyflie):
+    spec = default_spec(crazyflie)
+    below = _at_rest(spec, 1, [0.0, 0.0, -0.2])
+    stiff = CascadeGains(kp_z=20.0)
+    assert _collective_n(below, spec, crazyflie, stiff) == pytest.approx(crazyflie.mass_kg * (GRAVITY_MPS2 + 20.0 * 0.2))
+    assert _collective_n(below, spec, crazyflie, CascadeGains()) == pytest.approx(crazyflie.mass_kg * (GRAVITY_MPS2 + 12.0 * 0.2))
+    aside = _at_rest(spec, 1, [0.3, 0.0, 0.0])
+    from train.baseline import cascade_setpoint
+    np.testing.assert_array_equal(cascade_setpoint(aside, np.zeros(1), spec, crazyflie, stiff)[1],
+                                  cascade_setpoint(aside, np.zeros(1), spec, crazyflie, CascadeGains())[1])
+
+
+def test_a_cap_on_the_downward_demand_keeps_thrust_on_above_the_target(crazyflie):
+    """1 m above the target the position term alone asks for more than free fall: zero thrust.
+    With max_down_acc_mps2 the collective keeps m (g - cap)."""
+    spec = default_spec(crazyflie)
+    above = _at_rest(spec, 1, [0.0, 0.0, 1.0])
+    assert _collective_n(above, spec, crazyflie, CascadeGains()) == 0.0
+    capped = CascadeGains(max_down_acc_mps2=4.0)
+    assert _collective_n(above, spec, crazyflie, capped) == pytest.approx(crazyflie.mass_kg * (GRAVITY_MPS2 - 4.0))
+
+
+def test_the_horizontal_integral_term_tilts_against_an_accumulated_offset(crazyflie):
+    from train.baseline import cascade_actions
+
+    spec = default_spec(crazyflie)
+    obs = _at_rest(spec, 1, [0.0, 0.0, 0.0])
+    gains = CascadeGains(ki_xy=10.0)
+    east = cascade_actions(obs, np.zeros(1), spec, crazyflie, gains, np.array([[0.2, 0.0]]))
+    # a level vehicle (body x east) that stayed east of the target tilts its thrust west: a
+    # negative pitch rate (FLU: +pitch turns body z toward +x), no roll
+    assert east[0, 2] < 0 and east[0, 1] == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_array_equal(cascade_actions(obs, np.zeros(1), spec, crazyflie, CascadeGains(), None),
+                                  cascade_actions(obs, np.zeros(1), spec, crazyflie, CascadeGains(), np.array([[0.2, 0.0]])))

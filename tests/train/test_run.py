@@ -205,16 +205,17 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
     assert x500_at_50["agent"]["gamma"] == 0.9801 and x500_at_50["train"]["n_step"] == 4
 
 
-def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_path):
-    """Preset v7: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.25x the
-    randomization ranges in training and quarter-turn augmentation; its motor-level runs and the
-    Crazyflie keep 100 Hz and the plain critic (its ctbr preset trains on 0.5x, the x500's motor-level
-    runs on 1x), and the motor-level runs no augmentation; an explicit --control-rate-hz wins."""
-    from train.presets import default_control_rate_hz, preset
+def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
+    """Preset v8: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.5x the
+    randomization ranges in training, quarter-turn augmentation, the integral layout and the cascade
+    teacher with its x500 gains and half the Crazyflie's pull (bc_weight 1); its motor-level runs and the
+    Crazyflie keep the plain critic, and the x500's motor-level runs no augmentation; an explicit
+    --control-rate-hz wins."""
+    from train.presets import default_control_rate_hz, default_layout, preset
 
     assert default_control_rate_hz("x500", "ctbr") == 50.0
     assert default_control_rate_hz("x500", "motors") == default_control_rate_hz("crazyflie", "ctbr") == 100.0
-    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v7"
+    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v8" and default_layout("x500", "ctbr") == "integral"
     assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
     assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
     assert "randomization_scale" not in preset("x500", "motors", 200.0)["realism"]
@@ -222,9 +223,10 @@ def test_the_x500_flies_ctbr_at_50_hz_with_a_layer_norm_critic_by_default(tmp_pa
     assert _train(tmp_path / "x", "--max-steps", "80", vehicle="x500") == 0
     cfg = json.loads((tmp_path / "x" / "config.json").read_text())
     assert cfg["spec"]["control_rate_hz"] == 50.0 and cfg["agent"]["critic_layer_norm"] is True
-    assert cfg["train"]["n_step"] == 4 and cfg["task_config"]["realism"]["randomization_scale"] == 1.25
-    assert cfg["train"]["yaw_symmetry"] is True
-    assert cfg["preset"] == "x500-ctbr-v7"
+    assert cfg["train"]["n_step"] == 4 and cfg["task_config"]["realism"]["randomization_scale"] == 1.5
+    assert cfg["train"]["yaw_symmetry"] is True and cfg["spec"]["layout"] == "integral"
+    assert cfg["train"]["teacher"] == "cascade" and cfg["agent"]["bc_weight"] == 1.0 and cfg["agent"]["actor_lr"] == 3e-4
+    assert cfg["preset"] == "x500-ctbr-v8"
     assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
@@ -233,7 +235,7 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     """Crazyflie ctbr preset v8 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
     perturbation 10x the sensor noise, three past actions, periodic evaluations delayed 0-1 ticks)
     on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
-    actor_lr 3e-4, on the vehicle file's full ranges. The x500 keeps the default layout."""
+    actor_lr 3e-4, on the vehicle file's full ranges."""
     from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
@@ -244,7 +246,6 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     assert cf["train"]["teacher"] == "cascade" and cf["train"]["teacher_steps"] == 90_000
     assert cf["agent"]["bc_weight"] == 2.0 and cf["agent"]["actor_lr"] == 3e-4
     assert default_layout("crazyflie", "ctbr") == "integral"
-    assert default_layout("x500", "ctbr") == "default"
     bare = without_teacher(cf)
     assert "teacher" not in bare["train"] and "bc_weight" not in bare["agent"] and bare["agent"]["actor_lr"] == 3e-4
     assert default_action_history("crazyflie", "ctbr") == 3
