@@ -66,15 +66,17 @@ def test_the_issue_missions_are_refused_before_arming_through_cflib(any_cf_polic
         rc, summary, err = run_fly(fly_cmd(any_cf_policy, twin.uri, tmp_path, "--duration", "10",
                                            "--max-flight-time", "5"))
         _assert_refused_before_arming(rc, summary, err, {"flight-time"}, armed=True)
-        # another rate only when asked for, and then with a warning (a dry run: nothing spins)
-        rc, summary, err = run_fly(_dry(fly_cmd(any_cf_policy, twin.uri, tmp_path, "--target", "0,0,1", "--rate", "500",
+        # another rate only when asked for, and then with a warning (a dry run: nothing spins). 200 Hz,
+        # not the refused 500: a loaded 2-core machine misses 2 ms deadlines and ends the dry run in
+        # the missed-deadline failsafe, which is not what this checks.
+        rc, summary, err = run_fly(_dry(fly_cmd(any_cf_policy, twin.uri, tmp_path, "--target", "0,0,1", "--rate", "200",
                                                 "--allow-rate-mismatch", "--duration", "0.3")))
     assert rc == 0, err
-    assert summary["rate_hz"] == 500 and summary["refused"] == [] and summary["ticks"] > 0
+    assert summary["rate_hz"] == 200 and summary["refused"] == [] and summary["ticks"] > 0
     # two warnings: another rate than trained, and faster than cflib's 100 Hz state
     assert [w.split(":")[0] for w in summary["warnings"]] == ["rate", "telemetry-rate"]
-    assert "500 Hz != the policy's trained rate 100 Hz" in summary["warnings"][0]
-    assert "acts at 500 Hz but this link delivers the state at 100 Hz" in summary["warnings"][1]
+    assert "200 Hz != the policy's trained rate 100 Hz" in summary["warnings"][0]
+    assert "acts at 200 Hz but this link delivers the state at 100 Hz" in summary["warnings"][1]
     assert "quadhil fly: warning: rate:" in err and "quadhil fly: warning: telemetry-rate:" in err
 
 

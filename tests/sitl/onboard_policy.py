@@ -98,6 +98,12 @@ def prepare(workdir: Path) -> MotorsPolicy:
     return MotorsPolicy(why, source is not None, *_files(run, workdir))
 
 
+def stand_in(workdir: Path) -> MotorsPolicy:
+    """The default-layout stand-in (module docstring, 100 Hz) as its weights header and .tflite under ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return MotorsPolicy("a 100 Hz stand-in climbing at 1.05 x hover", False, *_files(_stand_in_run(workdir), workdir))
+
+
 def integral_stand_in(workdir: Path) -> MotorsPolicy:
     """The layout "integral" stand-in (module docstring) as its weights header and .tflite under ``workdir``."""
     run = _stand_in_run(workdir, layout="integral", kernel_scale=INTEGRAL_KERNEL_SCALE)

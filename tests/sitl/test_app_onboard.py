@@ -613,23 +613,22 @@ TELEMETRY_HZ = 100  # cflib log blocks: a 10 ms period unit (firmware_bridge/lin
 
 def test_the_relay_flies_the_motors_policy_through_cflib(policy, tmp_path):
     """A policy no faster than the link's 100 Hz state hovers through the relay. A faster one (the
-    committed 250 Hz policy) is refused before arming, as it would act 2.5 times on each state;
-    flown anyway (--allow-rate-mismatch) the chain still carries its motor commands and the flight
-    ends in DONE or a failsafe, never a crashed bridge."""
-    fast = policy.rate_hz > TELEMETRY_HZ
-    if fast:
+    committed 250 Hz policy) is refused before arming, as it would act 2.5 times on each state (flown
+    anyway with --allow-rate-mismatch it hovered at 5.6 cm beside one training run and ended in a
+    failsafe beside three: docs/onboard.md); the relay's chain is then flown by the 100 Hz stand-in."""
+    if policy.rate_hz > TELEMETRY_HZ:
         rc, d, sent = _relay(policy.tflite, 3, tmp_path / "refused")
         assert rc == 2 and "telemetry-rate" in {r["rule"] for r in d["refused_rules"]} and not sent
-    rc, d, sent = _relay(policy.tflite, 3, tmp_path, *(["--allow-rate-mismatch"] if fast else []))
+        print(f"relay ({policy.name}, {policy.rate_hz} Hz on {TELEMETRY_HZ} Hz state): refused before arming")
+        policy = onboard_policy.stand_in(tmp_path / "stand-in")
+    rc, d, sent = _relay(policy.tflite, 3, tmp_path)
     assert all("m1_pwm" in r["cmd"] for r in sent), "motor-level commands (the twin's TOC offers the relay app)"
-    print(f"relay ({policy.name}, {policy.rate_hz} Hz on {TELEMETRY_HZ} Hz state): {d['final_state']}, "
-          f"RMSE {d['rmse_m']}, failsafe {d['failsafe']}, {len(sent)} policy ticks")
+    print(f"relay ({policy.name}): {d['final_state']}, RMSE {d['rmse_m']}, failsafe {d['failsafe']}, "
+          f"{len(sent)} policy ticks")
     assert len(sent) >= 50, "the bridge must have relayed the policy's motor commands"
-    if policy.trained and not fast:
+    if policy.trained:
         assert rc == 0 and d["failsafe"] is None
         assert d["rmse_m"] < HOVER_RMSE_M
-    else:
-        assert d["final_state"] in ("DONE", "FAILSAFE")
 
 
 def test_the_relay_flies_an_integral_network_observing_the_contracts_integral(integral_policy, tmp_path):
