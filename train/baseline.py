@@ -102,11 +102,9 @@ def cascade_setpoint(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: P
     e = obs[:, sl("position_error_w")].astype(np.float64)
     rot = obs[:, sl("rotation_matrix_wb")].astype(np.float64).reshape(-1, 3, 3)
     vel = obs[:, sl("velocity_w")].astype(np.float64)
-    acc = -gains.kp * e - gains.kd * vel
-    if gains.kp_z is not None or gains.kd_z is not None:
-        kp_z = gains.kp if gains.kp_z is None else gains.kp_z
-        kd_z = gains.kd if gains.kd_z is None else gains.kd_z
-        acc[:, 2] = -kp_z * e[:, 2] - kd_z * vel[:, 2]
+    kp_z = gains.kp if gains.kp_z is None else gains.kp_z
+    kd_z = gains.kd if gains.kd_z is None else gains.kd_z
+    acc = -np.array([gains.kp, gains.kp, kp_z]) * e - np.array([gains.kd, gains.kd, kd_z]) * vel
     acc[:, 2] -= gains.ki * np.asarray(altitude_integral_m_s, dtype=np.float64)
     if gains.max_down_acc_mps2 is not None:
         acc[:, 2] = np.maximum(acc[:, 2], -gains.max_down_acc_mps2)
@@ -195,9 +193,12 @@ class ObservedIntegralMotorCascade:
     gains: CascadeGains = CascadeGains()
     k_rate_per_s: tuple[float, float, float] = (60.0, 60.0, 10.0)
     max_torque_boost: float = 2.0
+    # (4, 4) [T, tau] -> motor thrusts of the nominal airframe, the allocation matrix's inverse (derived)
+    mixer: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         _check_teacher_spec(self.spec, "motors", "the motor-level cascade")
+        object.__setattr__(self, "mixer", np.linalg.inv(self.vehicle.allocation_matrix()))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """(N, obs_dim) raw observations -> (N, 4) normalized per-motor actions (firmware order)."""
@@ -211,7 +212,7 @@ class ObservedIntegralMotorCascade:
         torque_nm = (np.asarray(self.vehicle.inertia_kgm2) * np.asarray(self.k_rate_per_s)
                      * (rate_sp - omega_b) * boost[:, None])
         wrench = np.concatenate([collective_n[:, None], torque_nm], axis=1)
-        thrust_n = wrench @ np.linalg.inv(self.vehicle.allocation_matrix()).T
+        thrust_n = wrench @ self.mixer.T
         top = self.spec.thrust_max_n
         shift = np.maximum(-thrust_n.min(axis=1), 0.0) + np.minimum(top - thrust_n.max(axis=1), 0.0)
         thrust_n = np.clip(thrust_n + shift[:, None], 0.0, top)
