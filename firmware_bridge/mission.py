@@ -277,25 +277,25 @@ def check_mission(mission: Mission, fence: Geofence, limits: MissionLimits,
                                 {"flight_s": t_flight, "slack_s": limits.transit_slack_s,
                                  "flight_time_max_s": limits.flight_time_max_s}))
 
-    if not math.isclose(mission.rate_hz, mission.trained_rate_hz, rel_tol=RATE_REL_TOL):
-        text = (f"control rate {mission.rate_hz:g} Hz != the policy's trained rate {mission.trained_rate_hz:g} Hz "
-                "(its action history and learned dynamics hold at that rate only)")
+    def rate_rule(rule: str, text: str, numbers: dict) -> None:
+        """A rate rule is a refusal unless --allow-rate-mismatch makes it a warning."""
         if allow_rate_mismatch:
-            warnings.append(f"rate: {text}; flown anyway (--allow-rate-mismatch)")
+            warnings.append(f"{rule}: {text}; flown anyway (--allow-rate-mismatch)")
         else:
-            refusals.append(Refusal("rate", text + "; pass --allow-rate-mismatch to fly it anyway",
-                                    {"rate_hz": mission.rate_hz, "trained_rate_hz": mission.trained_rate_hz}))
+            refusals.append(Refusal(rule, text + "; pass --allow-rate-mismatch to fly it anyway", numbers))
+
+    if not math.isclose(mission.rate_hz, mission.trained_rate_hz, rel_tol=RATE_REL_TOL):
+        rate_rule("rate", f"control rate {mission.rate_hz:g} Hz != the policy's trained rate "
+                          f"{mission.trained_rate_hz:g} Hz (its action history and learned dynamics hold at that rate only)",
+                  {"rate_hz": mission.rate_hz, "trained_rate_hz": mission.trained_rate_hz})
 
     tel_hz = mission.telemetry_rate_hz
     if tel_hz is not None and mission.rate_hz > tel_hz * (1.0 + RATE_REL_TOL):
-        text = (f"the policy acts at {mission.rate_hz:g} Hz but this link delivers the state at {tel_hz:g} Hz: "
-                f"it would act {mission.rate_hz / tel_hz:.1f} times on each state, a delay it was not trained for; "
-                "fly it onboard (--onboard) or a policy at <= the link's rate")
-        if allow_rate_mismatch:
-            warnings.append(f"telemetry-rate: {text}; flown anyway (--allow-rate-mismatch)")
-        else:
-            refusals.append(Refusal("telemetry-rate", text + "; pass --allow-rate-mismatch to fly it anyway",
-                                    {"rate_hz": mission.rate_hz, "telemetry_rate_hz": tel_hz}))
+        rate_rule("telemetry-rate", f"the policy acts at {mission.rate_hz:g} Hz but this link delivers the state at "
+                                    f"{tel_hz:g} Hz: it would act {mission.rate_hz / tel_hz:.1f} times on each state, "
+                                    "a delay it was not trained for; fly it onboard (--onboard) or a policy at <= the "
+                                    "link's rate",
+                  {"rate_hz": mission.rate_hz, "telemetry_rate_hz": tel_hz})
     return refusals, warnings
 
 
