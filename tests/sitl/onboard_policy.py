@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,10 @@ class MotorsPolicy:
     weights_h: Path
     tflite: Path
 
-    @property
+    @cached_property
     def rate_hz(self) -> int:
-        """The policy's control rate (Hz, an integer dividing the app's 1 kHz loop), from its .tflite's spec."""
+        """The policy's control rate (Hz, an integer dividing the app's 1 kHz loop), from its .tflite's spec
+        (read once: the tests ask for it in their loops)."""
         from deploy.runtime import Policy
 
         return int(round(Policy.load(self.tflite).spec.control_rate_hz))
