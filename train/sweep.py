@@ -108,22 +108,28 @@ def ray_environment(address: str | None) -> dict[str, str]:
     return env
 
 
-CLIENT_SERVER_FAILED = "Starting Ray client server failed"  # ray/util/client/server/proxier.py Datapath
+# ray/util/client/server/proxier.py Datapath: the head's per-client server did not start ("failed"),
+# or started and died before it answered ("Initialization failure", psutil.ZombieProcess); both seen
+# on loaded 2-core machines, and a second connection gets a fresh server.
+CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "Initialization failure from server")
+CLIENT_CONNECT_TRIES = 3
 
 
 def _init_ray(ray, kw: dict, address: str | None) -> None:
-    """``ray.init(**kw)``, asked once more when the head's Ray Client server died at start (the head
-    frees its port and a second connection gets a fresh one; seen once on a loaded CI machine)."""
-    try:
-        ray.init(**kw)
-    except ConnectionError as exc:
-        if not (address or "").startswith("ray://") or CLIENT_SERVER_FAILED not in str(exc):
-            raise
-        print(f"quadhil sweep: the head's Ray Client server did not start; connecting again ({exc})",
-              file=sys.stderr)
-        ray.shutdown()
-        time.sleep(2.0)
-        ray.init(**kw)
+    """``ray.init(**kw)``, asked again (up to :data:`CLIENT_CONNECT_TRIES` times in all) when the
+    head's Ray Client server died at start."""
+    for attempt in range(1, CLIENT_CONNECT_TRIES + 1):
+        try:
+            ray.init(**kw)
+            return
+        except ConnectionError as exc:
+            failed_at_start = any(m in str(exc) for m in CLIENT_SERVER_FAILED)
+            if not (address or "").startswith("ray://") or not failed_at_start or attempt == CLIENT_CONNECT_TRIES:
+                raise
+            print(f"quadhil sweep: the head's Ray Client server did not start (try {attempt} of "
+                  f"{CLIENT_CONNECT_TRIES}); connecting again ({str(exc).splitlines()[0]})", file=sys.stderr)
+            ray.shutdown()
+            time.sleep(2.0 * attempt)
 
 
 def start_ray(address: str | None, temp_dir: str | None = None) -> None:
