@@ -17,11 +17,25 @@ PY=${PY:-.venv/bin/python}
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/quadhil-tests.XXXXXX")
 busy_log="$LOG_DIR/cpu-bound.log"
 
-setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec nice -n 19 "$@"' _ \
-    "$PY" -m pytest -q -n 2 --dist loadgroup -m "not realtime" tests >"$busy_log" 2>&1 &
+# Write out what the install just wrote first. In a fresh clone's run (2026-12-06) three flights in
+# its first minutes failed, one with its bridge's loop (SCHED_FIFO, so not starved of CPU) stopped
+# for 0.9 s between two ticks; the likely cause is the kernel throttling every writer (the bridge
+# flushes its flight log each tick) while gigabytes of a fresh .venv are still being written out.
+sync
+# The busy run's disk reads and writes in the idle I/O class where ionice (util-linux) is there.
+idle_io=$(command -v ionice >/dev/null && echo "ionice -c 3" || true)
+
+# setsid (util-linux) where there is one; without it the busy run shares this session and nice 19
+# still orders it behind the flights within it (its autogroup, shared with the flights, is left alone)
+if command -v setsid >/dev/null; then
+  setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec "$@"' _ $idle_io nice -n 19 \
+      "$PY" -m pytest -q -n 2 --dist loadgroup -m "not realtime" tests >"$busy_log" 2>&1 &
+else
+  $idle_io nice -n 19 "$PY" -m pytest -q -n 2 --dist loadgroup -m "not realtime" tests >"$busy_log" 2>&1 &
+fi
 busy_pid=$!
 # end the busy run (its whole session) if this script is interrupted
-trap 'kill -TERM -- -"$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null; exit 130' INT TERM
+trap 'kill -TERM -- -"$busy_pid" 2>/dev/null || kill -TERM "$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null; exit 130' INT TERM
 
 echo "== real-time flights (the CPU-bound tests run beside them at nice 19; their log: $busy_log)"
 # A few real-time tests build a network first (Keras, a TFLite conversion); one TensorFlow thread
