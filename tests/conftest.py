@@ -7,8 +7,10 @@ keeps the cores busy can starve a flight that has deadlines:
   telemetry age), two at a time at normal priority. A flight is about half a core (twin ~35 %,
   bridge ~20 %, measured 2026-12-06).
 - ``-m "not realtime"``: TensorFlow training, conversion, evaluation, compiling, physics and unit
-  tests, two at a time at nice 19. The tests under tests/deploy share one xdist group, so the
-  session fixtures that export the fixture actor (the slow part) are built once, on one worker.
+  tests, two at a time at nice 19. The tests under tests/deploy that use its session fixtures
+  (the exported fixture actor: converting is the slow part) share one xdist group, so those are
+  built once, on one worker; the rest of tests/deploy (rotorpy flights, the PX4 parameter export)
+  goes to whichever worker is free.
 
 At equal priority a TensorFlow test beside two flights starved one into its stale-telemetry
 failsafe on CI (110 ms old, limit 100 ms): the bridge was right, the test setup was not.
@@ -19,6 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+# Session fixtures of tests/deploy/conftest.py that are worth building once.
+SHARED_DEPLOY_FIXTURES = frozenset({"run_dir", "exports", "policy_path", "keras_actor", "visited_obs"})
 
 # Modules outside tests/sitl whose tests start twins, bridges or timed streams and fly in real time.
 REALTIME_BRIDGE_MODULES = ("test_link_conventions.py", "test_mavlink_params.py", "test_live.py", "test_mocap.py")
@@ -38,11 +43,12 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark real-time tests ``realtime``; put tests/deploy in one xdist group (shared exports)."""
+    """Mark real-time tests ``realtime``; put the tests/deploy tests that use its session fixtures
+    in one xdist group."""
     tests_dir = Path(__file__).parent
     for item in items:
         parts = Path(str(item.fspath)).relative_to(tests_dir).parts
         if is_realtime(parts):
             item.add_marker(pytest.mark.realtime)
-        elif parts and parts[0] == "deploy":
+        elif parts and parts[0] == "deploy" and SHARED_DEPLOY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("deploy"))
