@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402 - rotorpy's own quate
 
 import deploy.crosscheck_rotorpy as cr  # noqa: E402
 from sim.contract import default_spec  # noqa: E402
+from sim.env import HoverTaskConfig  # noqa: E402
 from sim.frames import quat_from_euler, quat_to_rotmat  # noqa: E402
 from sim.vehicle import load_vehicle  # noqa: E402
 
@@ -21,10 +22,10 @@ CF = load_vehicle("crazyflie")
 X500 = load_vehicle("x500")
 
 
-def _pd_check(vehicle, control_rate_hz, episodes, seed=0, jobs=2, noise=False):
+def _pd_check(vehicle, control_rate_hz, episodes, seed=0, jobs=2, noise=False, task=None):
     spec = default_spec(vehicle, control_rate_hz=control_rate_hz)
     pd = cr.pd_hover_for(spec, cr.rotorpy_airframe(vehicle))
-    return cr.crosscheck(lambda: pd, spec, episodes=episodes, seed=seed, jobs=jobs, noise=noise)
+    return cr.crosscheck(lambda: pd, spec, episodes=episodes, seed=seed, jobs=jobs, noise=noise, task=task)
 
 
 def test_rotorpy_quaternions_are_scalar_last_body_to_world():
@@ -66,8 +67,10 @@ def test_the_pd_check_fails_when_one_convention_is_wrong(monkeypatch, flip):
 
 
 def test_noise_is_seeded_per_episode_so_workers_do_not_change_results():
-    one = _pd_check(CF, 100.0, episodes=2, seed=5, jobs=1, noise=True)
-    two = _pd_check(CF, 100.0, episodes=2, seed=5, jobs=2, noise=True)
+    short = HoverTaskConfig(episode_s=1.0, hold_s=0.5)  # the seeding does not depend on the length
+    one = _pd_check(CF, 100.0, episodes=2, seed=5, jobs=1, noise=True, task=short)
+    two = _pd_check(CF, 100.0, episodes=2, seed=5, jobs=2, noise=True, task=short)
+    assert all(e.n_hold > 0 and e.sq_err_hold > 0 for e in one.episodes)  # a hold window was flown
     assert json.dumps(one.summary(), sort_keys=True) == json.dumps(two.summary(), sort_keys=True)  # NaN-safe
     assert [e.sq_err_hold for e in one.episodes] == [e.sq_err_hold for e in two.episodes]
 
