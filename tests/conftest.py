@@ -4,8 +4,9 @@
 keeps the cores busy can starve a flight that has deadlines:
 
 - ``-m realtime``: twins and bridges flying in real time (cflib and pymavlink links, failsafes on
-  telemetry age), two at a time at normal priority. A flight is about half a core (twin ~35 %,
-  bridge ~20 %, measured 2026-12-06).
+  telemetry age), two at a time at normal priority; one that fails is flown once more (host-side
+  stalls of a shared VM, tests/run_suite.sh says more). A flight is about half a core (twin
+  ~35 %, bridge ~20 %, measured 2026-12-06).
 - ``-m "not realtime"``: TensorFlow training, conversion, evaluation, compiling, physics and unit
   tests, two at a time at nice 19. The tests under tests/deploy that use its session fixtures
   (the exported fixture actor: converting is the slow part) share one xdist group, so those are
