@@ -26,13 +26,13 @@ sync
 # (util-linux) is there. (The idle class starved it behind the flights' log writes: 11.6 min.)
 idle_io=$(command -v ionice >/dev/null && echo "ionice -c 2 -n 7" || true)
 
+busy=($idle_io nice -n 19 "$PY" -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not realtime" tests)
 # setsid (util-linux) where there is one; without it the busy run shares this session and nice 19
 # still orders it behind the flights within it (its autogroup, shared with the flights, is left alone)
 if command -v setsid >/dev/null; then
-  setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec "$@"' _ $idle_io nice -n 19 \
-      "$PY" -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not realtime" tests >"$busy_log" 2>&1 &
+  setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec "$@"' _ "${busy[@]}" >"$busy_log" 2>&1 &
 else
-  $idle_io nice -n 19 "$PY" -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not realtime" tests >"$busy_log" 2>&1 &
+  "${busy[@]}" >"$busy_log" 2>&1 &
 fi
 busy_pid=$!
 # end the busy run (its whole session) if this script is interrupted
@@ -55,7 +55,7 @@ wait "$busy_pid"
 busy_status=$?
 echo
 echo "== CPU-bound tests"
-cat "$busy_log"
+cat "$busy_log" && rm -r "$LOG_DIR"
 echo
 echo "real-time flights: exit $realtime_status; CPU-bound tests: exit $busy_status"
 [ "$realtime_status" -eq 0 ] && [ "$busy_status" -eq 0 ]

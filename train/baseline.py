@@ -227,9 +227,9 @@ TEACHERS = ("cascade",)
 # slower position loop. Then a stiffer vertical loop (kp_z 14, kd_z 6: a weak x500 no longer sags
 # past the integral's radius) and a cap on the downward demand (4 m/s^2: from above the target
 # the law asked for free fall, and 100 ms motors crashed): 88.5 % on seed 21, 89.2 % of 1,000
-# fresh episodes (seed 5) where the gains before gave 80.3 %. Crazyflie motors (250 Hz): the best of k_tilt 4-10, k_rate 20-90 (roll,
-# pitch) and 5-30 (yaw), kp 10-16, ki_xy 0-15 on seed 21, 200 episodes, with and without a tick:
-# 95.5 / 88.5 % (docs/experiments/2026-12-06-motor-teacher.md).
+# fresh episodes (seed 5) where the gains before gave 80.3 %. Crazyflie motors (250 Hz): the best
+# of k_tilt 4-10, k_rate 20-90 (roll, pitch) and 5-30 (yaw), kp 10-16, ki_xy 0-15 on seed 21, 200
+# episodes, with and without a tick: 95.5 / 88.5 % (docs/experiments/2026-12-06-motor-teacher.md).
 TEACHER_GAINS = {
     ("x500", "ctbr"): CascadeGains(kp=8.0, kd=4.0, ki=15.0, k_tilt=7.0, kp_z=14.0, kd_z=6.0, max_down_acc_mps2=4.0),
     ("crazyflie", "motors"): CascadeGains(kp=14.0, kd=7.0, k_tilt=6.0, ki_xy=10.0),

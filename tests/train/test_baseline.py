@@ -11,7 +11,7 @@ import pytest
 from sim.contract import default_spec
 from sim.randomization import RealismConfig
 from sim.vehicle import GRAVITY_MPS2
-from train.baseline import CascadeGains, CascadeHover
+from train.baseline import CascadeGains, CascadeHover, cascade_actions, cascade_setpoint
 from train.evaluate import evaluate_policy
 
 
@@ -53,8 +53,6 @@ def _at_rest(spec, n: int, error_w) -> np.ndarray:
 
 
 def _collective_n(obs, spec, vehicle, gains, integral_z=0.0) -> float:
-    from train.baseline import cascade_setpoint
-
     return float(cascade_setpoint(obs, np.full(len(obs), integral_z), spec, vehicle, gains)[0][0])
 
 
@@ -62,10 +60,10 @@ def test_the_vertical_gains_act_on_the_vertical_error_only(crazyflie):
     spec = default_spec(crazyflie)
     below = _at_rest(spec, 1, [0.0, 0.0, -0.2])
     stiff = CascadeGains(kp_z=20.0)
-    assert _collective_n(below, spec, crazyflie, stiff) == pytest.approx(crazyflie.mass_kg * (GRAVITY_MPS2 + 20.0 * 0.2))
-    assert _collective_n(below, spec, crazyflie, CascadeGains()) == pytest.approx(crazyflie.mass_kg * (GRAVITY_MPS2 + 12.0 * 0.2))
+    m = crazyflie.mass_kg
+    assert _collective_n(below, spec, crazyflie, stiff) == pytest.approx(m * (GRAVITY_MPS2 + 20.0 * 0.2))
+    assert _collective_n(below, spec, crazyflie, CascadeGains()) == pytest.approx(m * (GRAVITY_MPS2 + 12.0 * 0.2))
     aside = _at_rest(spec, 1, [0.3, 0.0, 0.0])
-    from train.baseline import cascade_setpoint
     np.testing.assert_array_equal(cascade_setpoint(aside, np.zeros(1), spec, crazyflie, stiff)[1],
                                   cascade_setpoint(aside, np.zeros(1), spec, crazyflie, CascadeGains())[1])
 
@@ -81,8 +79,6 @@ def test_a_cap_on_the_downward_demand_keeps_thrust_on_above_the_target(crazyflie
 
 
 def test_the_horizontal_integral_term_tilts_against_an_accumulated_offset(crazyflie):
-    from train.baseline import cascade_actions
-
     spec = default_spec(crazyflie)
     obs = _at_rest(spec, 1, [0.0, 0.0, 0.0])
     gains = CascadeGains(ki_xy=10.0)
@@ -90,5 +86,6 @@ def test_the_horizontal_integral_term_tilts_against_an_accumulated_offset(crazyf
     # a level vehicle (body x east) that stayed east of the target tilts its thrust west: a
     # negative pitch rate (FLU: +pitch turns body z toward +x), no roll
     assert east[0, 2] < 0 and east[0, 1] == pytest.approx(0.0, abs=1e-9)
-    np.testing.assert_array_equal(cascade_actions(obs, np.zeros(1), spec, crazyflie, CascadeGains(), None),
-                                  cascade_actions(obs, np.zeros(1), spec, crazyflie, CascadeGains(), np.array([[0.2, 0.0]])))
+    without_ki_xy = CascadeGains()  # ki_xy 0: the horizontal integral is not read
+    np.testing.assert_array_equal(cascade_actions(obs, np.zeros(1), spec, crazyflie, without_ki_xy, None),
+                                  cascade_actions(obs, np.zeros(1), spec, crazyflie, without_ki_xy, np.array([[0.2, 0.0]])))
