@@ -39,16 +39,23 @@ busy_pid=$!
 trap 'kill -TERM -- -"$busy_pid" 2>/dev/null || kill -TERM "$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null; exit 130' INT TERM
 
 echo "== real-time flights (the CPU-bound tests run beside them at nice 19; their log: $busy_log)"
+# Say whether the twins and bridges get the real-time priority the flights assume (as root, or
+# with CAP_SYS_NICE); without it they fall back to nice, or to nothing.
+if "$PY" -c 'import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))' 2>/dev/null; then
+  echo "   real-time scheduling (SCHED_FIFO) is permitted: twins and bridges use it"
+else
+  echo "   real-time scheduling (SCHED_FIFO) is NOT permitted here: twins and bridges fly at normal priority"
+fi
 # A few real-time tests build a network first (Keras, a TFLite conversion); one TensorFlow thread
 # each keeps a core free for the flight on the other worker.
 # A real-time test that fails is flown once more (pytest-rerunfailures; "R" in the progress line,
-# counted in the summary); one that fails twice fails the suite. Why: this 2-core VM shows host-side
-# stalls that no priority inside it can prevent: in one fresh-clone run (2026-12-06 13:32 UTC) a PX4
-# bridge's telemetry went 213 ms stale (limit 200 ms) and, in the same second, another test's mocap
-# sender ran 100 ms late, with nothing else on the machine but the niced busy run. The failsafe
-# limits themselves are not loosened.
+# named in the summary: -raR); one that fails twice fails the suite. Why: this 2-core VM shows
+# host-side stalls that no priority inside it can prevent: in one fresh-clone run (2026-12-06 13:32
+# UTC) a PX4 bridge's telemetry went 213 ms stale (limit 200 ms) and, in the same second, another
+# test's mocap sender ran 100 ms late, with nothing else on the machine but the niced busy run. The
+# failsafe limits themselves are not loosened.
 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 "$PY" -m pytest -q -n 2 --reruns 1 --reruns-delay 1 \
-    --durations=15 -m realtime tests
+    -raR --durations=15 -m realtime tests
 realtime_status=$?
 
 wait "$busy_pid"

@@ -17,9 +17,40 @@ from typing import Iterator
 
 import pytest
 
-from sim.sitl.processes import ready_process, twin_command
+from sim.sitl.processes import raise_priority, ready_process, twin_command
 
 READY_TIMEOUT_S = 30.0
+
+
+def start_serving(server) -> threading.Thread:
+    """Run ``server.serve()`` (a twin's 1 kHz loop) in a started daemon thread at the priority the
+    twin's own ``--realtime`` asks for (SCHED_FIFO 10, else nice -10).
+
+    On Linux ``sched_setscheduler(0, ...)`` sets the calling thread only, so the test's own thread
+    keeps its priority. Why: a bridge started with ``--realtime`` outranks a twin served at normal
+    priority, and a fresh-clone CI run (2026-12-06) saw such a twin's telemetry go 111 ms stale
+    (the bridge's limit is 100 ms) while the other flights and the niced CPU-bound tests ran beside it.
+    """
+
+    def serve_at_priority() -> None:
+        raise_priority()
+        server.serve()
+
+    thread = threading.Thread(target=serve_at_priority, daemon=True, name="twin-serve")
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def serving(server) -> Iterator:
+    """``start_serving(server)`` for the block; then stop the loop, join it (5 s) and close the server."""
+    thread = start_serving(server)
+    try:
+        yield server
+    finally:
+        server.stop_event.set()
+        thread.join(timeout=5)
+        server.close()
 
 
 @contextlib.contextmanager

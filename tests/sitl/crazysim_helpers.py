@@ -13,20 +13,15 @@ from typing import Iterator
 
 from sim.sitl.crazysim.peer import FirmwarePeer
 from sim.sitl.crazysim.server import CrazySimServer, ServerConfig
+from tests.sitl.conftest import serving
 
 
 @contextlib.contextmanager
 def running_server(instances: int = 1, **kwargs) -> Iterator[CrazySimServer]:
     """A physics server on free ports, serving in a thread until the block ends."""
     srv = CrazySimServer(ServerConfig(instances=instances, firmware_base_port=0, cflib_base_port=0, **kwargs))
-    t = threading.Thread(target=srv.serve, daemon=True)
-    t.start()
-    try:
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop_event.set()
-        t.join(5.0)
-        srv.close()
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from sim.sitl.crazyflie import app_policy, app_relay, crtp
 from sim.sitl.crazyflie.supervisor import State
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
 from tests.sitl.app_support import app_statuses
+from tests.sitl.conftest import serving, start_serving
 from tests.sitl import onboard_policy
 
 HOVER_RMSE_M = 0.10  # trained policy, hover at the target through either path
@@ -368,7 +370,7 @@ def test_the_twin_logs_the_apps_quadhil_group(policy):
 # ---------------------------------------------------------------------- end to end, real cflib
 
 def _fly(args: list[str], timeout_s: float = 90.0) -> tuple[int, dict, str]:
-    cmd = [sys.executable, "-m", "quadhil", "fly", *args, "--arm", "--quiet", "--json"]
+    cmd = [sys.executable, "-m", "quadhil", "fly", *args, "--arm", "--quiet", "--json", "--realtime"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout_s)
@@ -406,22 +408,13 @@ def test_the_bridge_reports_the_apps_link_lost_and_its_setpoints_resume_the_poli
     """An app whose quadhil.lossMs (30 ms, set on the twin) is shorter than the bridge's 50 ms SETPOINT
     period trips between setpoints: quadhil fly --onboard hears link_lost/watchdog, lists it in
     app_states and its log, and each next SETPOINT resumes the policy (policy/resumed)."""
-    import threading
-
     from sim.sitl.crazyflie.server import CrazyflieServer
 
     twin = CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
     twin.params.set("quadhil.lossMs", 30)
-    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
+    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0)) as server:
         rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", server.uri, "--target", "0,0,0.8",
                            "--duration", "2", "--log", str(tmp_path / "flights")])
-    finally:
-        server.stop_event.set()
-        thread.join(timeout=5)
-        server.close()
     assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
     assert "link_lost" in d["app_states"] and "policy" in d["app_states"]
     rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
@@ -462,13 +455,11 @@ class _CflibClient:
     and logging quadhil.state / quadhil.m1 at 10 Hz. Closed (link, server, thread) even on failure."""
 
     def __init__(self, twin: CrazyflieTwin):
-        import threading
-
         from sim.sitl.crazyflie.server import CrazyflieServer
 
         self.twin = twin
         self.server = CrazyflieServer(twin, host="127.0.0.1", port=0)
-        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.thread: threading.Thread | None = None
         self.statuses: list[ac.StatusPacket] = []
         self.logged: list[dict] = []
         self.scf = self.conf = None
@@ -478,7 +469,7 @@ class _CflibClient:
 
         from tests.sitl.conftest import connect_cflib
 
-        self.thread.start()
+        self.thread = start_serving(self.server)
         try:
             self.scf = connect_cflib(self.server.uri)
             self.scf.cf.appchannel.packet_received.add_callback(
@@ -498,7 +489,8 @@ class _CflibClient:
         if self.scf is not None:
             self.scf.close_link()
         self.server.stop_event.set()
-        self.thread.join(timeout=5)
+        if self.thread is not None:
+            self.thread.join(timeout=5)
         self.server.close()
 
     def wait_status(self, state: ac.AppState, event: ac.AppEvent, timeout_s: float, after: int = 0) -> int:

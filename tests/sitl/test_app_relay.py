@@ -5,7 +5,6 @@ motors to zero and is reported. The last test flies it end to end through real c
 from __future__ import annotations
 
 import struct
-import threading
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ from sim.sitl.crazyflie import app_relay, crtp
 from sim.sitl.crazyflie.supervisor import State
 from sim.sitl.crazyflie.twin import CrazyflieTwin
 from tests.sitl.app_support import app_statuses
+from tests.sitl.conftest import serving
 
 
 def _datagram(payload: bytes) -> bytes:
@@ -175,15 +175,8 @@ def served_twin():
     from sim.sitl.crazyflie.server import CrazyflieServer
 
     twin = CrazyflieTwin()
-    server = CrazyflieServer(twin, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
+    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0)) as server:
         yield twin, server
-    finally:
-        server.stop_event.set()
-        thread.join(timeout=5)
-        server.close()
 
 
 def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_motors(served_twin):
@@ -264,7 +257,7 @@ def test_killing_the_bridge_mid_flight_drops_the_twins_motors_50_ms_after_its_la
     export_policy(run, model, "none", parity_obs=500, episodes=0, log=lambda *a, **k: None)
 
     cmd = [sys.executable, "-m", "quadhil", "fly", "--model", str(model), "--link", server.uri, "--arm",
-           "--duration", "20", "--quiet", "--log", str(tmp_path / "flights")]
+           "--duration", "20", "--quiet", "--realtime", "--log", str(tmp_path / "flights")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 40.0

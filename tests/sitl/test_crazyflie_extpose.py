@@ -6,7 +6,6 @@ twin's mocap stream (sim/sitl/mocap_stream.py) reports its truth in the mocap ax
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import numpy as np
@@ -16,15 +15,13 @@ from sim import frames
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
 from sim.sitl.mocap_stream import MocapStreamServer, decode_frame
-from tests.sitl.conftest import connect_cflib
+from tests.sitl.conftest import connect_cflib, start_serving
 
 
 def _served(config: TwinConfig):
     twin = CrazyflieTwin(config)
     server = CrazyflieServer(twin, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    return twin, server, thread
+    return twin, server, start_serving(server)
 
 
 def _stop(server, thread):

@@ -2,7 +2,6 @@
 simulator's state. The twin runs in this process (a server thread) so the test can read the
 simulator's truth next to what arrives over the wire."""
 
-import threading
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ from cflib.crazyflie.log import LogConfig
 
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin
-from tests.sitl.conftest import connect_cflib
+from tests.sitl.conftest import connect_cflib, serving
 
 
 @pytest.fixture
@@ -20,15 +19,8 @@ def served_twin():
     truth = {}
     # truth at the start of each tick, keyed by the tick count the log timestamp will show
     twin.tick_hooks.append(lambda t: truth.__setitem__(t.ticks, (t.sim.state.pos_w[0, 2], t.sim.state.vel_w[0, 2])))
-    server = CrazyflieServer(twin, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
+    with serving(CrazyflieServer(twin, "127.0.0.1", 0)) as server:
         yield server, truth
-    finally:
-        server.stop_event.set()
-        thread.join(5)
-        server.close()
 
 
 def test_a_legacy_thrust_ramp_lifts_the_vehicle_and_the_log_matches_the_simulator(served_twin):

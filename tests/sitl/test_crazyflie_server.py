@@ -4,7 +4,6 @@ latency option delays both directions, bad arguments are refused with a clear me
 import argparse
 import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -12,13 +11,12 @@ import pytest
 from sim.sitl.crazyflie import cli
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin
+from tests.sitl.conftest import start_serving
 
 
 def serve(latency_ms=0.0):
     server = CrazyflieServer(CrazyflieTwin(), "127.0.0.1", 0, latency_ms=latency_ms)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    return server, thread
+    return server, start_serving(server)
 
 
 def echo_rtt_s(port: int) -> float:

@@ -141,7 +141,7 @@ def test_quadhil_fly_hovers_the_committed_crazyflie_policy_at_1m_and_lands():
     with firmware_on_quadhil_physics() as fw, tempfile.TemporaryDirectory() as logs:
         out = subprocess.run([sys.executable, "-m", "quadhil", "fly", "--model", str(POLICY), "--link", fw.uri,
                               "--arm", "--target", "0,0,1", "--duration", "10", "--json", "--quiet",
-                              "--log", logs], capture_output=True, text=True, timeout=120)
+                              "--realtime", "--log", logs], capture_output=True, text=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps({k: result.get(k) for k in ("final_state", "rmse_m", "failsafe", "deadline_miss_rate")}))
     assert result["final_state"] == "DONE", out.stderr[-2000:]

@@ -4,7 +4,6 @@ exactly as the .tflite PX4 embeds, on PX4's inputs, through the module's action 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
