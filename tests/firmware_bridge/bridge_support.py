@@ -119,7 +119,7 @@ def crazyflie_twin(*args: str):
     """The plain Crazyflie twin (``quadhil sitl crazyflie --port 0 --realtime``)."""
     from tests.sitl.conftest import start_crazyflie_twin
 
-    return start_crazyflie_twin(0, "--realtime", *args)
+    return start_crazyflie_twin(0, *args)
 
 
 def fly_cmd(model: Path, uri: str, log_dir: Path, *extra: str) -> list[str]:

@@ -58,9 +58,11 @@ def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIM
     """Run one twin process; yields the Popen with ``.uri`` and ``.port`` set once it is ready.
 
     ``port`` 0 lets the twin pick a free port. Extra ``args`` go to ``quadhil sitl crazyflie``.
+    The twin always runs ``--realtime``, as ``start_serving`` runs a twin in a thread: its 1 kHz
+    loop must not wait behind the CPU-bound tests or a bridge at real-time priority.
     The process is ended by pid on the way out, also when the test fails.
     """
-    cmd = twin_command("crazyflie", "--port", str(port), *args)
+    cmd = twin_command("crazyflie", "--port", str(port), "--realtime", *args)
     with tempfile.TemporaryFile() as err, ready_process(cmd, timeout_s, stderr=err) as proc:
         proc.port = int(proc.uri.rsplit(":", 1)[1])  # type: ignore[attr-defined]
         yield proc

@@ -387,7 +387,7 @@ def test_the_onboard_network_flies_the_twin_through_cflib_and_the_bridge_lands_i
     takes off, hands the motors to mode 2 with SETPOINTs over cflib, watches, and takes them back."""
     from tests.sitl.conftest import start_crazyflie_twin
 
-    with start_crazyflie_twin(0, "--realtime", "--app-policy", str(policy.weights_h)) as twin:
+    with start_crazyflie_twin(0, "--app-policy", str(policy.weights_h)) as twin:
         rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.8",
                            "--duration", "3", "--log", str(tmp_path / "flights")])
     assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
@@ -428,7 +428,7 @@ def test_an_app_holding_the_placeholder_refuses_and_the_bridge_lands(policy, tmp
     off), the bridge hears it, takes the motors back and says why."""
     from tests.sitl.conftest import start_crazyflie_twin
 
-    with start_crazyflie_twin(0, "--realtime") as twin:
+    with start_crazyflie_twin(0) as twin:
         rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", twin.uri, "--target", "0,0,0.6",
                            "--duration", "2", "--log", str(tmp_path / "flights")])
     assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"
@@ -592,7 +592,7 @@ def _relay(tflite: Path, duration_s: float, tmp_path: Path, *extra: str) -> tupl
     m for ``duration_s``: (exit code, its JSON line, the logged ticks that sent an action)."""
     from tests.sitl.conftest import start_crazyflie_twin
 
-    with start_crazyflie_twin(0, "--realtime") as twin:
+    with start_crazyflie_twin(0) as twin:
         rc, d, err = _fly(["--model", str(tflite), "--link", twin.uri, "--target", "0,0,0.8",
                            "--duration", f"{duration_s:g}", "--log", str(tmp_path / "flights"), *extra])
     assert d, f"no JSON from quadhil fly (exit {rc}): {err[-2000:]}"
