@@ -134,7 +134,8 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # the actor is fitted to it with 8,000 batches (v8's 2,000 left a clone at 61 % in the periodic
     # evaluation, 8,000 at 81 %). Seed 0, 1 M env steps, 1,000 fresh episodes (seed 5): 91.1 % / 83.6 %
     # with a tick; the teacher 92.5 / 82.6 %: DDPG holds the teacher's level, it does not pass it.
-    ("crazyflie", "motors"): {"version": 4, "control_rate_hz": 250.0, "layout": "integral", "action_history": 3,
+    # v5 (2026-12-06 evening): v4 from the re-searched teacher gains (train.baseline.TEACHER_GAINS).
+    ("crazyflie", "motors"): {"version": 5, "control_rate_hz": 250.0, "layout": "integral", "action_history": 3,
                               "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1,
                                         "teacher": "cascade", "teacher_steps": 150_000, "teacher_bc_updates": 8_000},
                               "agent": {"smooth_noise_scale": 10.0, "bc_weight": 2.0, "actor_lr": 3e-4},
@@ -189,7 +190,8 @@ REFERENCE_RATE_HZ = 100.0
 # with quarter turns, v5 v4 with latency 0-3 and a ramp, v6 v4 with 0.5x ranges and a yaw-rate cost,
 # v7 v6 with a CAPS perturbation 10x the sensor noise, 3 past actions and delayed periodic evaluations,
 # v8 v7 with the integral layout, a cascade teacher, actor_lr 3e-4 and the full ranges; crazyflie
-# motors v4 is v3 at 250 Hz with crazyflie ctbr v8's machinery (a motor-level cascade teacher);
+# motors v4 is v3 at 250 Hz with crazyflie ctbr v8's machinery (a motor-level cascade teacher), v5
+# v4 with that teacher's re-searched gains;
 # x500 ctbr v8 is v7 with that machinery, its own teacher gains, bc_weight 1 and 1.5x ranges.
 BASE_VERSION = 3
 

@@ -253,13 +253,13 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
 
 
 def test_the_crazyflie_flying_motors_starts_from_the_motor_level_cascade_at_250_hz():
-    """Crazyflie motors preset v4: v8's machinery (integral layout, three past actions, the teacher
+    """Crazyflie motors preset v5: v8's machinery (integral layout, three past actions, the teacher
     and the pull toward it, quarter turns, the CAPS perturbation, delayed periodic evaluations) at
     250 Hz, where the motor-level teacher survives a tick of delay; 8,000 cloning batches."""
     from train.presets import default_action_history, default_control_rate_hz, default_layout, preset
 
     m = preset("crazyflie", "motors", default_control_rate_hz("crazyflie", "motors"))
-    assert m["name"] == "crazyflie-motors-v4" and default_control_rate_hz("crazyflie", "motors") == 250.0
+    assert m["name"] == "crazyflie-motors-v5" and default_control_rate_hz("crazyflie", "motors") == 250.0
     assert (default_layout("crazyflie", "motors"), default_action_history("crazyflie", "motors")) == ("integral", 3)
     assert m["train"]["teacher"] == "cascade" and m["train"]["teacher_steps"] == 150_000
     assert m["train"]["teacher_bc_updates"] == 8_000 and m["agent"]["bc_weight"] == 2.0
