@@ -9,7 +9,6 @@ from deploy import px4_params
 from sim.contract import default_spec
 from sim.errors import QuadhilError
 from sim.vehicle import load_vehicle
-from tests.firmware_bridge.bridge_support import untrained_policy
 
 X500 = load_vehicle("x500")
 PP = px4_params.policy_params(default_spec(X500), X500)
@@ -63,8 +62,24 @@ def test_a_crazyflie_has_no_px4_parameters():
         px4_params.policy_params(default_spec(cf), cf)
 
 
-def test_quadhil_export_writes_the_params_file_next_to_the_tflite(tmp_path_factory):
-    tflite = untrained_policy("x500", tmp_path_factory)
+def test_quadhil_export_writes_the_params_file_next_to_the_tflite(tmp_path):
+    """The command line, on a run directory holding a freshly initialised x500 ctbr actor (what it
+    learned does not change the parameters; a training run here cost two TensorFlow start-ups)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.firmware_bridge.onboard_support import make_actor
+
+    actor, spec, _ = make_actor("x500", "ctbr")
+    run = tmp_path / "run"
+    run.mkdir()
+    actor.save(run / "actor_best.keras")
+    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    tflite = tmp_path / "policy.tflite"
+    proc = subprocess.run([sys.executable, "-m", "quadhil", "export", str(run), "--out", str(tflite),
+                           "--parity-obs", "200", "--episodes", "5"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     params = tflite.with_suffix(".params")
     assert params.exists()
     assert px4_params.parse_qgc_params(params.read_text()) == pytest.approx(PP.values, rel=1e-6)
