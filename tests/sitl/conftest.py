@@ -22,9 +22,11 @@ from sim.sitl.processes import raise_priority, ready_process, twin_command
 READY_TIMEOUT_S = 30.0
 
 
-def start_serving(server) -> threading.Thread:
-    """Run ``server.serve()`` (a twin's 1 kHz loop) in a started daemon thread at the priority the
-    twin's own ``--realtime`` asks for (SCHED_FIFO 10, else nice -10).
+@contextlib.contextmanager
+def serving(server) -> Iterator:
+    """Run ``server.serve()`` (a twin's 1 kHz loop) in a daemon thread for the block, at the
+    priority the twin's own ``--realtime`` asks for (SCHED_FIFO 10, else nice -10); then stop the
+    loop, join the thread (5 s) and close the server, also when the block fails.
 
     On Linux ``sched_setscheduler(0, ...)`` sets the calling thread only, so the test's own thread
     keeps its priority. Why: a bridge started with ``--realtime`` outranks a twin served at normal
@@ -38,13 +40,6 @@ def start_serving(server) -> threading.Thread:
 
     thread = threading.Thread(target=serve_at_priority, daemon=True, name="twin-serve")
     thread.start()
-    return thread
-
-
-@contextlib.contextmanager
-def serving(server) -> Iterator:
-    """``start_serving(server)`` for the block; then stop the loop, join it (5 s) and close the server."""
-    thread = start_serving(server)
     try:
         yield server
     finally:
@@ -58,7 +53,7 @@ def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIM
     """Run one twin process; yields the Popen with ``.uri`` and ``.port`` set once it is ready.
 
     ``port`` 0 lets the twin pick a free port. Extra ``args`` go to ``quadhil sitl crazyflie``.
-    The twin always runs ``--realtime``, as ``start_serving`` runs a twin in a thread: its 1 kHz
+    The twin always runs ``--realtime``, as ``serving`` runs a twin in a thread: its 1 kHz
     loop must not wait behind the CPU-bound tests or a bridge at real-time priority.
     The process is ended by pid on the way out, also when the test fails.
     """

@@ -12,10 +12,10 @@ bridge's (relayed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from sim.sitl.crazyflie import app_policy, app_relay, crtp
 from sim.sitl.crazyflie.supervisor import State
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
 from tests.sitl.app_support import app_statuses
-from tests.sitl.conftest import serving, start_serving
+from tests.sitl.conftest import serving
 from tests.sitl import onboard_policy
 
 HOVER_RMSE_M = 0.10  # trained policy, hover at the target through either path
@@ -459,7 +459,7 @@ class _CflibClient:
 
         self.twin = twin
         self.server = CrazyflieServer(twin, host="127.0.0.1", port=0)
-        self.thread: threading.Thread | None = None
+        self._serving = contextlib.ExitStack()
         self.statuses: list[ac.StatusPacket] = []
         self.logged: list[dict] = []
         self.scf = self.conf = None
@@ -469,7 +469,7 @@ class _CflibClient:
 
         from tests.sitl.conftest import connect_cflib
 
-        self.thread = start_serving(self.server)
+        self._serving.enter_context(serving(self.server))
         try:
             self.scf = connect_cflib(self.server.uri)
             self.scf.cf.appchannel.packet_received.add_callback(
@@ -488,10 +488,7 @@ class _CflibClient:
     def __exit__(self, *exc) -> None:
         if self.scf is not None:
             self.scf.close_link()
-        self.server.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-        self.server.close()
+        self._serving.close()
 
     def wait_status(self, state: ac.AppState, event: ac.AppEvent, timeout_s: float, after: int = 0) -> int:
         """Index of the first STATUS (state, event) from index ``after`` on, or AssertionError."""

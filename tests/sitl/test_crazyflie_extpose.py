@@ -15,36 +15,24 @@ from sim import frames
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin, TwinConfig
 from sim.sitl.mocap_stream import MocapStreamServer, decode_frame
-from tests.sitl.conftest import connect_cflib, start_serving
-
-
-def _served(config: TwinConfig):
-    twin = CrazyflieTwin(config)
-    server = CrazyflieServer(twin, "127.0.0.1", 0)
-    return twin, server, start_serving(server)
-
-
-def _stop(server, thread):
-    server.stop_event.set()
-    thread.join(5)
-    server.close()
+from tests.sitl.conftest import connect_cflib, serving
 
 
 @pytest.mark.parametrize("estimate", ["mocap", "truth"])
 def test_cflib_extpose_moves_the_mocap_fed_estimate_only(estimate):
-    twin, server, thread = _served(TwinConfig(estimate=estimate))
-    scf = connect_cflib(server.uri)
-    try:
-        yaw = 0.4
-        q = frames.quat_from_euler(0.0, 0.0, yaw)  # w, x, y, z
-        for _ in range(20):  # 100 Hz, as a mocap system sends
-            scf.cf.extpos.send_extpose(0.5, -0.2, 0.0, q[1], q[2], q[3], q[0])
-            time.sleep(0.01)
-        time.sleep(0.05)
-        est_pos, est_yaw = list(twin.est_pos), twin.est_rpy_deg[2]
-    finally:
-        scf.close_link()
-        _stop(server, thread)
+    twin = CrazyflieTwin(TwinConfig(estimate=estimate))
+    with serving(CrazyflieServer(twin, "127.0.0.1", 0)) as server:
+        scf = connect_cflib(server.uri)
+        try:
+            yaw = 0.4
+            q = frames.quat_from_euler(0.0, 0.0, yaw)  # w, x, y, z
+            for _ in range(20):  # 100 Hz, as a mocap system sends
+                scf.cf.extpos.send_extpose(0.5, -0.2, 0.0, q[1], q[2], q[3], q[0])
+                time.sleep(0.01)
+            time.sleep(0.05)
+            est_pos, est_yaw = list(twin.est_pos), twin.est_rpy_deg[2]
+        finally:
+            scf.close_link()
     assert twin.ext_pose_count >= 15 and twin.ext_pose[1] == pytest.approx([0.5, -0.2, 0.0], abs=1e-6)
     if estimate == "mocap":
         assert est_pos == pytest.approx([0.5, -0.2, 0.0], abs=1e-3)

@@ -11,12 +11,7 @@ import pytest
 from sim.sitl.crazyflie import cli
 from sim.sitl.crazyflie.server import CrazyflieServer
 from sim.sitl.crazyflie.twin import CrazyflieTwin
-from tests.sitl.conftest import start_serving
-
-
-def serve(latency_ms=0.0):
-    server = CrazyflieServer(CrazyflieTwin(), "127.0.0.1", 0, latency_ms=latency_ms)
-    return server, start_serving(server)
+from tests.sitl.conftest import serving
 
 
 def echo_rtt_s(port: int) -> float:
@@ -31,16 +26,11 @@ def echo_rtt_s(port: int) -> float:
 
 @pytest.mark.parametrize("latency_ms", [0.0, 40.0])
 def test_echo_comes_back_to_the_sender_after_twice_the_latency(latency_ms):
-    server, thread = serve(latency_ms)
-    try:
+    with serving(CrazyflieServer(CrazyflieTwin(), "127.0.0.1", 0, latency_ms=latency_ms)) as server:
         rtt = min(echo_rtt_s(server.port) for _ in range(3))
         assert rtt >= 2 * latency_ms / 1000.0
         if latency_ms:
             assert rtt < 2 * latency_ms / 1000.0 + 0.1
-    finally:
-        server.stop_event.set()
-        thread.join(5)
-        server.close()
     assert server.stats.ticks > 0
 
 
