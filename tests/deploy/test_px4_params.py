@@ -65,17 +65,13 @@ def test_a_crazyflie_has_no_px4_parameters():
 def test_quadhil_export_writes_the_params_file_next_to_the_tflite(tmp_path):
     """The command line, on a run directory holding a freshly initialised x500 ctbr actor (what it
     learned does not change the parameters; a training run here cost two TensorFlow start-ups)."""
-    import json
     import subprocess
     import sys
 
-    from tests.firmware_bridge.onboard_support import make_actor
+    from tests.firmware_bridge.onboard_support import actor_run_dir
 
-    actor, spec, _ = make_actor("x500", "ctbr")
     run = tmp_path / "run"
-    run.mkdir()
-    actor.save(run / "actor_best.keras")
-    (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    actor_run_dir(run, vehicle_id="x500", action_mode="ctbr")
     tflite = tmp_path / "policy.tflite"
     proc = subprocess.run([sys.executable, "-m", "quadhil", "export", str(run), "--out", str(tflite),
                            "--parity-obs", "200", "--episodes", "5"], capture_output=True, text=True, timeout=300)

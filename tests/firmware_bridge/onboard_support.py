@@ -55,6 +55,19 @@ def make_actor(vehicle_id: str = "crazyflie", action_mode: str = "motors", seed:
     return build_actor(spec), spec, vehicle
 
 
+def actor_run_dir(path: Path, **make_actor_kwargs):
+    """A run directory at ``path`` (created) holding ``make_actor(**make_actor_kwargs)`` as
+    actor_best.keras and its spec in config.json: what ``quadhil export`` reads. Returns
+    (actor, spec, vehicle)."""
+    import json
+
+    actor, spec, vehicle = make_actor(**make_actor_kwargs)
+    path.mkdir()
+    actor.save(path / "actor_best.keras")
+    (path / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    return actor, spec, vehicle
+
+
 def stage_sources(workdir: Path, header_text: str) -> Path:
     """Write ``header_text`` as workdir/policy_weights.h next to a copy of quadhil_nn.c, so that
     its ``#include "policy_weights.h"`` finds this one and not the app's committed placeholder

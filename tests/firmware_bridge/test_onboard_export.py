@@ -8,21 +8,13 @@ import json
 import pytest
 
 from quadhil.cli import main
-from tests.firmware_bridge.onboard_support import compile_harness, make_actor
-
-
-def _run_dir(path, **kw):
-    actor, spec, vehicle = make_actor(**kw)
-    path.mkdir()
-    actor.save(path / "actor_best.keras")
-    (path / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
-    return actor, spec, vehicle
+from tests.firmware_bridge.onboard_support import actor_run_dir, compile_harness, make_actor
 
 
 def test_export_c_writes_the_runs_actor(tmp_path, capsys):
     from deploy.export_c import render_header
 
-    actor, spec, vehicle = _run_dir(tmp_path / "run")
+    actor, spec, vehicle = actor_run_dir(tmp_path / "run")
     out = tmp_path / "app" / "policy_weights.h"
     assert main(["export", "--format", "c", str(tmp_path / "run"), "--out", str(out), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -33,7 +25,7 @@ def test_export_c_writes_the_runs_actor(tmp_path, capsys):
 
 
 def test_export_c_flags_a_network_the_app_refuses(tmp_path, capsys):
-    _run_dir(tmp_path / "run", vehicle_id="x500")
+    actor_run_dir(tmp_path / "run", vehicle_id="x500")
     out = tmp_path / "w.h"
     assert main(["export", "--format", "c", str(tmp_path / "run"), "--out", str(out), "--json"]) == 0
     text = capsys.readouterr().out
@@ -48,7 +40,7 @@ def test_export_c_of_a_missing_run_is_one_clear_error(tmp_path, capsys):
 
 
 def test_export_c_refuses_quantization(tmp_path, capsys):
-    _run_dir(tmp_path / "run")
+    actor_run_dir(tmp_path / "run")
     rc = main(["export", "--format", "c", str(tmp_path / "run"), "--out", str(tmp_path / "w.h"),
                "--quantize", "int8"])
     assert rc == 2
