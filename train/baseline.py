@@ -230,8 +230,9 @@ TEACHERS = ("cascade",)
 # fresh episodes (seed 5) where the gains before gave 80.3 %. Crazyflie motors (250 Hz): a random
 # search over every gain below and the rate loop's (120 log-uniform draws, then 100 around the best;
 # seed 21, 400 throws) found a stiffer vertical loop (kp_z 18, kd_z 9), a capped downward demand and
-# a wider tilt; on 1,000 throws of seed 31, never used to choose: 94.9 % where the gains before
-# (kp 14, kd 7, k_tilt 6, ki_xy 10; k_rate 60/60/10, boost 2) gave 91.3 %. With a tick of delay it
+# a wider tilt; on 1,000 throws of seed 31, which picked it among four candidates: 94.9 % where the
+# gains before (kp 14, kd 7, k_tilt 6, ki_xy 10; k_rate 60/60/10, boost 2) gave 91.3 % (on the
+# untouched seeds 5 and 11: 94.4 / 95.3 % against 94.1 / 94.5 %). With a tick of delay it
 # is the worse of the two (79.1 against 82.6 %): the onboard app, which flies this policy, has none
 # (docs/experiments/2026-12-06-motor-teacher.md, "Evening").
 TEACHER_GAINS = {
