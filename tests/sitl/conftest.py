@@ -23,19 +23,23 @@ READY_TIMEOUT_S = 30.0
 
 
 @contextlib.contextmanager
-def serving(server) -> Iterator:
-    """Run ``server.serve()`` (a twin's 1 kHz loop) in a daemon thread for the block, at the
-    priority the twin's own ``--realtime`` asks for (SCHED_FIFO 10, else nice -10); then stop the
-    loop, join the thread (5 s) and close the server, also when the block fails.
+def serving(server, realtime: bool = False) -> Iterator:
+    """Run ``server.serve()`` (a twin's 1 kHz loop) in a daemon thread for the block; then stop
+    the loop, join the thread (5 s) and close the server, also when the block fails.
 
-    On Linux ``sched_setscheduler(0, ...)`` sets the calling thread only, so the test's own thread
-    keeps its priority. Why: a bridge started with ``--realtime`` outranks a twin served at normal
-    priority, and a fresh-clone CI run (2026-12-06) saw such a twin's telemetry go 111 ms stale
-    (the bridge's limit is 100 ms) while the other flights and the niced CPU-bound tests ran beside it.
+    ``realtime``: that thread alone takes the priority the twin's own ``--realtime`` asks for
+    (SCHED_FIFO 10, else nice -10; on Linux ``sched_setscheduler(0, ...)`` sets the calling thread
+    only). Ask for it where a bridge process started with ``--realtime`` flies against the twin:
+    served at normal priority beside such flights, a twin's telemetry went 111 ms stale in a
+    fresh-clone CI run (2026-12-06; the bridge's limit is 100 ms). Leave it off where the client is
+    in this process (cflib, a scripted firmware peer): at normal priority behind a FIFO server
+    thread and the GIL, their threads fell behind (the CrazySim IMU-rate check failed 3 of 6 runs
+    beside a busy process, 0 of 6 without it).
     """
 
     def serve_at_priority() -> None:
-        raise_priority()
+        if realtime:
+            raise_priority()
         server.serve()
 
     thread = threading.Thread(target=serve_at_priority, daemon=True, name="twin-serve")
@@ -53,8 +57,8 @@ def start_crazyflie_twin(port: int = 0, *args: str, timeout_s: float = READY_TIM
     """Run one twin process; yields the Popen with ``.uri`` and ``.port`` set once it is ready.
 
     ``port`` 0 lets the twin pick a free port. Extra ``args`` go to ``quadhil sitl crazyflie``.
-    The twin always runs ``--realtime``, as ``serving`` runs a twin in a thread: its 1 kHz
-    loop must not wait behind the CPU-bound tests or a bridge at real-time priority.
+    The twin always runs ``--realtime``: its 1 kHz loop, in a process of its own, must not wait
+    behind the CPU-bound tests or a bridge at real-time priority.
     The process is ended by pid on the way out, also when the test fails.
     """
     cmd = twin_command("crazyflie", "--port", str(port), "--realtime", *args)

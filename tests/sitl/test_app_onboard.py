@@ -412,7 +412,7 @@ def test_the_bridge_reports_the_apps_link_lost_and_its_setpoints_resume_the_poli
 
     twin = CrazyflieTwin(TwinConfig(app_policy=str(policy.weights_h)))
     twin.params.set("quadhil.lossMs", 30)
-    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0)) as server:
+    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0), realtime=True) as server:
         rc, d, err = _fly(["--onboard", "--model", str(policy.tflite), "--link", server.uri, "--target", "0,0,0.8",
                            "--duration", "2", "--log", str(tmp_path / "flights")])
     assert d, f"no JSON from quadhil fly --onboard (exit {rc}): {err[-2000:]}"

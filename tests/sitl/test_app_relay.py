@@ -170,13 +170,24 @@ def test_watchdog_period_is_the_wdms_parameter():
 
 # ---------------------------------------------------------------------- end to end, real cflib
 
-@pytest.fixture
-def served_twin():
+def _served_twin(realtime: bool):
     from sim.sitl.crazyflie.server import CrazyflieServer
 
     twin = CrazyflieTwin()
-    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0)) as server:
+    with serving(CrazyflieServer(twin, host="127.0.0.1", port=0), realtime=realtime) as server:
         yield twin, server
+
+
+@pytest.fixture
+def served_twin():
+    """A twin served in this process for a cflib client in this process (normal priority)."""
+    yield from _served_twin(realtime=False)
+
+
+@pytest.fixture
+def bridged_twin():
+    """A twin served in this process at real-time priority, for a ``quadhil fly --realtime`` bridge."""
+    yield from _served_twin(realtime=True)
 
 
 def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_motors(served_twin):
@@ -232,7 +243,7 @@ def test_cflib_app_channel_flies_the_twin_and_stopping_the_sender_drops_the_moto
         "the client must hear about the watchdog trip"
 
 
-def test_killing_the_bridge_mid_flight_drops_the_twins_motors_50_ms_after_its_last_packet(served_twin, tmp_path):
+def test_killing_the_bridge_mid_flight_drops_the_twins_motors_50_ms_after_its_last_packet(bridged_twin, tmp_path):
     """The bridge (quadhil fly, a separate process) flies the twin motor-level through cflib's app
     channel; SIGKILL (no goodbye, like a crashed companion computer) leaves only the relay's
     watchdog to stop the motors."""
@@ -243,7 +254,7 @@ def test_killing_the_bridge_mid_flight_drops_the_twins_motors_50_ms_after_its_la
     from deploy.export import export_policy
     from tests.firmware_bridge.onboard_support import make_actor
 
-    twin, server = served_twin
+    twin, server = bridged_twin
     actor, spec, vehicle = make_actor("crazyflie", "motors")
     # a constant, slightly-above-hover action: enough to keep the bridge's loop streaming motor packets
     hover = np.clip(_hover_action(twin, margin=1.02), -0.99, 0.99)
