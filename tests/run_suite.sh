@@ -49,11 +49,11 @@ fi
 # A few real-time tests build a network first (Keras, a TFLite conversion); one TensorFlow thread
 # each keeps a core free for the flight on the other worker.
 # A real-time test that fails is flown once more (pytest-rerunfailures; "R" in the progress line,
-# named with its first attempt's traceback in the summary); one that fails twice fails the suite. Why: this 2-core VM shows
-# host-side stalls that no priority inside it can prevent: in one fresh-clone run (2026-12-06 13:32
-# UTC) a PX4 bridge's telemetry went 213 ms stale (limit 200 ms) and, in the same second, another
-# test's mocap sender ran 100 ms late, with nothing else on the machine but the niced busy run. The
-# failsafe limits themselves are not loosened.
+# named with its first attempt's traceback in the summary); one that fails twice fails the suite.
+# Why: this 2-core VM shows host-side stalls that no priority inside it can prevent: in one
+# fresh-clone run (2026-12-06 13:32 UTC) a PX4 bridge's telemetry went 213 ms stale (limit 200 ms)
+# and, in the same second, another test's mocap sender ran 100 ms late, with nothing else on the
+# machine but the niced busy run. The failsafe limits themselves are not loosened.
 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 "$PY" -m pytest -q -n 2 --reruns 1 --reruns-delay 1 \
     -raR --rerun-show-tracebacks --durations=15 -m realtime tests
 realtime_status=$?
