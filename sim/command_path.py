@@ -85,3 +85,26 @@ def cap_n(compensated: np.ndarray, vehicle: Vehicle) -> np.ndarray | None:
         return None
     comp = np.asarray(compensated, dtype=bool).reshape(-1)
     return np.where(comp, vehicle.max_thrust_n, vehicle.command_path.thrust_max_n)
+
+
+def app_battery_compensation(thrust_n: np.ndarray, compensated: np.ndarray, battery_thrust_scale: np.ndarray,
+                             battery_sense_ratio: np.ndarray, vehicle: Vehicle) -> np.ndarray:
+    """(N, 4) motor thrust a motor-level policy asks for, N -> (N, 4) thrust command after quadhil's
+    Crazyflie app (firmware_bridge/crazyflie_app/src/quadhil_nn.c qh_action_to_pwm_ratio) on a
+    build without the firmware's battery compensation: PWM through the thrust curve, times
+    V_curve / V from pm.vbat (motors.c's rule in the compensated build: the PWM fraction is the
+    voltage needed over the supply voltage), at most full PWM.
+
+    ``battery_thrust_scale`` (N,) is the battery's (V / V_curve)^2, ``battery_sense_ratio`` (N,)
+    what the app reads of it over the truth. Compensated rows, and vehicles without a battery-
+    compensated firmware path, pass through unchanged. The physics then applies the battery's
+    scale (``BatchParams.thrust_gain``) and cap (``max_thrust_n``) as for any command."""
+    t = np.asarray(thrust_n, dtype=np.float64)
+    if not vehicle.compensated:
+        return t
+    comp = np.asarray(compensated, dtype=bool).reshape(-1, 1)
+    if comp.all():
+        return t
+    sensed = (np.asarray(battery_thrust_scale, dtype=np.float64) * battery_sense_ratio).reshape(-1, 1)
+    pwm = np.clip(vehicle.pwm_for_thrust(t) / np.sqrt(sensed), 0.0, 1.0)
+    return np.where(comp, t, vehicle.pwm_to_thrust(pwm) * (t > 0))

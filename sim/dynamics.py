@@ -104,6 +104,11 @@ class BatchParams:
     rate_p_only: np.ndarray = None  # (N,) bool: rate loop without I and D  # type: ignore[assignment]
     noise_scale: np.ndarray = None  # (N,) sensor-noise std times this  # type: ignore[assignment]
     compensated: np.ndarray = None  # (N,) bool: battery-compensated 16-bit commands  # type: ignore[assignment]
+    # Uncompensated builds: thrust per PWM relative to the thrust curve, (V / V_curve)^2 (1 where
+    # compensated), and what quadhil's motor-level app reads of it through pm.vbat, as the ratio
+    # sensed / true (sim.command_path.app_battery_compensation).
+    battery_thrust_scale: np.ndarray = None  # (N,)  # type: ignore[assignment]
+    battery_sense_ratio: np.ndarray = None  # (N,)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = self.mass_kg.shape[0]
@@ -115,11 +120,16 @@ class BatchParams:
             self.noise_scale = np.ones(n)
         if self.compensated is None:
             self.compensated = np.ones(n, dtype=bool)
+        if self.battery_thrust_scale is None:
+            self.battery_thrust_scale = np.ones(n)
+        if self.battery_sense_ratio is None:
+            self.battery_sense_ratio = np.ones(n)
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle parameters saved before the per-vehicle firmware fields existed."""
         self.__dict__.update(state)
-        for name in ("rate_gain_scale", "rate_p_only", "noise_scale", "compensated"):
+        for name in ("rate_gain_scale", "rate_p_only", "noise_scale", "compensated", "battery_thrust_scale",
+                     "battery_sense_ratio"):
             self.__dict__.setdefault(name, None)
         self.__post_init__()
 

@@ -20,7 +20,8 @@ from sim.contract import (PolicySpec, act_to_command, default_spec, hover_action
                           push_action_history)
 from sim.dynamics import QuadSim, QuadState
 from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
-from sim.command_path import cap_n, ctbr_thrust_u16, firmware_collective_n, motor_thrust_n, stops_motors
+from sim.command_path import (app_battery_compensation, cap_n, ctbr_thrust_u16, firmware_collective_n, motor_thrust_n,
+                               stops_motors)
 from sim.frames import quat_to_euler
 from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
 from sim.rate_control import RateController, YawAngleLoop
@@ -259,7 +260,10 @@ class HoverTask:
         wind = self.wind.step(self.dt_s)
         self.sim.disturbance.wind_w[:] = wind
         if self.rate_ctrl is None:
-            self.sim.step(cmd.thrust_n, self.substeps)
+            p = self.sim.params
+            thrust = app_battery_compensation(cmd.thrust_n, p.compensated, p.battery_thrust_scale,
+                                              p.battery_sense_ratio, self.vehicle)
+            self.sim.step(thrust, self.substeps)
         else:
             self._fly_rate_loop(cmd, physics_dt)
 

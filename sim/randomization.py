@@ -26,6 +26,10 @@ class RealismConfig:
     wind_mean_mps: tuple[float, float, float] = (0.0, 0.0, 0.0)
     wind_gust_std_mps: float = 0.0  # std of the gust (Ornstein-Uhlenbeck) component
     wind_gust_tau_s: float = 1.0
+    # None: the vehicle file's fraction of firmware builds without battery compensation (times
+    # the randomization scale, at most 1x). A number replaces it: training may weight the build
+    # whose thrust per command the policy cannot see, evaluation keeps the file's.
+    uncompensated_fraction: float | None = None
 
     @classmethod
     def off(cls) -> "RealismConfig":
@@ -74,13 +78,21 @@ def sample_params(vehicle: Vehicle, n: int, rng: np.random.Generator, config: Re
         p.rate_p_only = rng.uniform(size=n) < r.rate_p_only_fraction * min(s, 1.0)
     if r.noise_scale is not None:
         p.noise_scale = rng.uniform(*_scaled_about(r.noise_scale, 1.0, s), size=n)
-    if vehicle.compensated and r.uncompensated_fraction > 0:
-        uncomp = rng.uniform(size=n) < r.uncompensated_fraction * min(s, 1.0)
+    uncomp_fraction = (r.uncompensated_fraction * min(s, 1.0) if config.uncompensated_fraction is None
+                       else config.uncompensated_fraction)
+    if vehicle.compensated and uncomp_fraction > 0:
+        uncomp = rng.uniform(size=n) < uncomp_fraction
         p.compensated = ~uncomp
         battery = rng.uniform(*_scaled_about(r.uncompensated_thrust_scale, 1.0, s), size=n)
         factor = np.where(uncomp, battery, 1.0)[:, None]
         p.thrust_gain = p.thrust_gain * factor
         p.max_thrust_n = p.max_thrust_n * factor
+        p.battery_thrust_scale = factor[:, 0].copy()
+        # From a jumped copy of the stream, which leaves ``rng`` where it was: the throws drawn
+        # after the parameters stay those of the seed (figures before and after stay comparable).
+        e = r.battery_sense_error * s
+        sense = np.random.Generator(rng.bit_generator.jumped()).uniform(1.0 - e, 1.0 + e, size=n)
+        p.battery_sense_ratio = np.where(uncomp, sense, 1.0)
     return p
 
 

@@ -93,6 +93,7 @@ class RandomizationRanges:
     noise_scale: tuple[float, float] | None = None
     uncompensated_fraction: float = 0.0
     uncompensated_thrust_scale: tuple[float, float] = (1.0, 1.0)
+    battery_sense_error: float = 0.0
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle objects saved before the optional fields existed (frozen dataclass)."""
@@ -520,6 +521,8 @@ def load_vehicle(name_or_path: str | Path) -> Vehicle:
             uncompensated_fraction=_fraction_opt(rnd, "uncompensated_fraction", path, "randomization"),
             uncompensated_thrust_scale=(_range_opt(rnd, "uncompensated_thrust_scale", path, "randomization")
                                         or (1.0, 1.0)),
+            battery_sense_error=(_number(rnd, "battery_sense_error", path, "randomization", positive=False)
+                                 if "battery_sense_error" in rnd else 0.0),
         ),
         command_path=command_path,
     )

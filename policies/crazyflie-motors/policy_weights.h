@@ -21,6 +21,8 @@
 #define QH_THRUST_CURVE_C0 0.000548455981f
 #define QH_THRUST_CURVE_C1 0.0676729977f
 #define QH_THRUST_CURVE_C2 0.0914930031f
+/* battery voltage the curve holds at (V): the full cell of the vehicle file's [battery] */
+#define QH_THRUST_CURVE_SUPPLY_V 4.19999981f
 /* battery compensation of the firmware build (sim.command_path): a motor's force f means
  * f * THRUST_MAX newtons when on, PWM f through the curve above when off */
 #define QH_BATTERY_COMPENSATED 1

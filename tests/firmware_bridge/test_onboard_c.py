@@ -5,6 +5,7 @@ default actor fits in 32 KB of flash."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -81,6 +82,34 @@ def test_motor_mapping_inverts_the_vehicles_thrust_curve(built):
         ref = built.vehicle.thrust_to_command(thrust)
         assert np.max(np.abs(out - ref)) <= 1e-5
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_on_a_build_without_compensation_the_app_scales_pwm_by_the_curves_voltage_over_pm_vbat(built, tmp_path):
+    from deploy.export_c import render_header
+    from sim.command_path import app_battery_compensation
+    from tests.firmware_bridge.onboard_support import compile_harness
+
+    off = built.vehicle.with_battery_compensation(False)
+    text, _ = render_header(built.actor, built.spec, off)
+    assert "#define QH_BATTERY_COMPENSATED 0" in text
+    supply_v = float(re.search(r"#define QH_THRUST_CURVE_SUPPLY_V ([0-9.]+)f", text).group(1))
+    assert supply_v == pytest.approx(off.battery.voltage_full_v)  # 4.2 V, the full cell
+    harness = compile_harness(tmp_path, text)
+    actions = np.linspace(-1.0, 1.0, 201).astype(np.float32)
+    thrust = 0.5 * (actions.astype(np.float64) + 1.0) * built.spec.thrust_max_n
+    for vbat_v in (4.2, 3.9, 3.6, 1.5):
+        proc = subprocess.run([str(harness), "pwm", str(actions.size), "1.0", str(vbat_v)], input=actions.tobytes(),
+                              capture_output=True, timeout=60, check=True)
+        out = np.frombuffer(proc.stdout, dtype=np.float32)
+        scale = 4.2 / vbat_v if vbat_v >= 2.0 else 1.0  # below 2 V: not a battery, no compensation
+        ref = np.clip(off.thrust_to_command(thrust) * scale, 0.0, 1.0)
+        assert np.max(np.abs(out - ref)) <= 1e-5
+        if vbat_v >= 2.0:  # the simulator's model of the same app (sim.command_path), as PWM
+            sim_pwm = off.pwm_for_thrust(app_battery_compensation(
+                np.repeat(thrust[:, None], 4, axis=1), np.zeros(actions.size, dtype=bool),
+                np.full(actions.size, (vbat_v / 4.2) ** 2), np.ones(actions.size), built.vehicle))[:, 0]
+            assert np.max(np.abs(out - sim_pwm)) <= 1e-4
+    assert out.max() <= 1.0
 
 
 def test_policy_header_tells_the_app_what_the_network_is_for(built, tmp_path):

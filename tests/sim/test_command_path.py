@@ -76,6 +76,52 @@ def test_a_compensated_motor_below_thrust_min_stops_and_the_uncompensated_build_
     assert off[0, 2] == pytest.approx(CF.max_thrust_n)  # 65535 counts = full PWM without compensation
 
 
+def test_the_motor_level_app_restores_a_sagging_batterys_thrust_on_a_build_without_compensation():
+    """quadhil_nn.c qh_action_to_pwm_ratio: PWM x V_curve / pm.vbat, at most full PWM (motors.c's
+    rule in the compensated build). The physics then scales by the battery's (V / V_curve)^2."""
+    from sim.command_path import app_battery_compensation
+
+    asked = np.array([[0.03, 0.06, 0.09, 0.0]] * 3)
+    comp = np.array([True, False, False])
+    battery = np.array([1.0, 0.75, 0.75])  # a cell at 4.2 x sqrt(0.75) = 3.64 V under load
+    sensed = np.array([1.0, 1.0, 1.05])  # pm.vbat read 5 % high in thrust terms on the last one
+    cmd = app_battery_compensation(asked, comp, battery, sensed, CF)
+    np.testing.assert_array_equal(cmd[0], asked[0])  # the firmware compensates this build itself
+    delivered = cmd * battery[:, None]
+    # The simulator scales the whole curve by the battery's (V / V_curve)^2 where the app assumes
+    # thrust follows duty x voltage (motors.c's comment): its curve's linear term leaves 7-11 %
+    # of a 25 % deficit at these thrusts, a conservative model of what the app restores.
+    assert np.all(np.abs(delivered[1, :3] / asked[1, :3] - 1.0) < 0.12)
+    assert np.all(delivered[1, :3] > 0.85 * asked[1, :3])
+    assert np.all(delivered[2, :3] < delivered[1, :3])  # a high reading under-compensates
+    assert cmd[1, 3] == 0.0  # zero stays zero
+    full = app_battery_compensation(np.full((1, 4), CF.max_thrust_n), comp[1:2], battery[1:2], sensed[1:2], CF)
+    np.testing.assert_allclose(full, CF.max_thrust_n)  # full PWM: the weak battery's cap stays
+
+
+def test_motor_level_episodes_on_a_build_without_compensation_fly_the_apps():
+    from sim.env import HoverTaskConfig, HoverVecEnv
+    from sim.contract import SPEC_LAYOUTS
+
+    task = HoverTaskConfig(realism=RealismConfig(uncompensated_fraction=1.0, sensor_noise=False))
+    spec = SPEC_LAYOUTS["default"](CF, "motors", 250.0)
+    env = HoverVecEnv("crazyflie", 64, spec=spec, config=task, seed=3)
+    env.reset(seed=3)
+    p = env.task.sim.params
+    assert not p.compensated.any()
+    assert p.battery_thrust_scale.min() < 0.8 and np.all(np.abs(p.battery_sense_ratio - 1.0) <= 0.05 + 1e-12)
+    seen = []
+    step = env.task.sim.step
+    env.task.sim.step = lambda thrust, n: (seen.append(np.array(thrust)), step(thrust, n))
+    env.step(np.zeros((64, 4)))
+    asked = 0.5 * spec.thrust_max_n
+    delivered = seen[0] * p.battery_thrust_scale[:, None]
+    raw = asked * p.battery_thrust_scale[:, None]  # what the same command gave before the app compensated
+    weak = p.battery_thrust_scale < 0.85
+    assert np.all(np.abs(delivered[weak] / asked - 1.0) < np.abs(raw[weak] / asked - 1.0))
+    assert np.all(np.abs(delivered / asked - 1.0) < 0.16)  # the curve's shape and a 5 % reading error
+
+
 # --- 4. zero thrust -------------------------------------------------------------------------
 
 def test_collective_minus_one_is_thrust_zero_which_stops_the_motors_and_resets_every_pid():
@@ -224,6 +270,19 @@ def test_randomized_crazyflies_cover_the_published_spread():
     tw = full.sum(axis=1) / (p.mass_kg * 9.80665)
     assert tw.min() < 1.5 and tw.max() > 2.8
     assert ((tw > 1.8) & (tw < 2.8)).mean() > 0.2
+
+
+def test_training_may_weight_the_uncompensated_build_and_leaves_the_other_draws_alone():
+    from sim.randomization import sample_params
+
+    file_p = sample_params(CF, 20000, np.random.default_rng(0), RealismConfig())
+    assert 0.23 < (~file_p.compensated).mean() < 0.27  # the file's 0.25
+    half = sample_params(CF, 20000, np.random.default_rng(0), RealismConfig(uncompensated_fraction=0.5))
+    assert 0.48 < (~half.compensated).mean() < 0.52
+    np.testing.assert_array_equal(half.mass_kg, file_p.mass_kg)  # the same stream before the build's draw
+    np.testing.assert_array_equal(half.tau_up_s, file_p.tau_up_s)
+    none = sample_params(CF, 1000, np.random.default_rng(0), RealismConfig(uncompensated_fraction=0.0))
+    assert none.compensated.all()
 
 
 def test_the_twins_controller_sees_its_1_khz_gyro_through_the_same_filter():

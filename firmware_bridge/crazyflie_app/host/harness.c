@@ -65,10 +65,11 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "pwm") == 0) {
     const float scale = argc > 3 ? strtof(argv[3], NULL) : 1.0f;
+    const float supply_v = argc > 4 ? strtof(argv[4], NULL) : 0.0f;
     for (long i = 0; i < n; i++) {
       float a;
       if (read_floats(&a, 1)) return 3;
-      const float u = qh_action_to_pwm_ratio(a, scale);
+      const float u = qh_action_to_pwm_ratio(a, scale, supply_v);
       fwrite(&u, sizeof(float), 1, stdout);
     }
     return 0;

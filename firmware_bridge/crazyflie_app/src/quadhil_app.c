@@ -48,6 +48,7 @@
 #include "controller_pid.h"
 #include "log.h"
 #include "param.h"
+#include "pm.h"
 
 #define DEBUG_MODULE "QUADHIL"
 #include "debug.h"
@@ -237,10 +238,11 @@ static void motorsOff(control_t *control) {
 }
 
 static void applyActions(control_t *control, const float action[4]) {
+  const float supplyV = pmGetBatteryVoltage(); /* used only by a build without battery compensation */
   control->controlMode = controlModeForce;
   for (int i = 0; i < 4; i++) {
     lastAction[i] = action[i];
-    pwmRatio[i] = qh_action_to_pwm_ratio(action[i], thrustScale);
+    pwmRatio[i] = qh_action_to_pwm_ratio(action[i], thrustScale, supplyV);
     control->normalizedForces[i] = pwmRatio[i];
   }
 }

@@ -129,7 +129,7 @@ void qh_forward(const float *obs, float *action) {
   memcpy(action, in, 4 * sizeof(float));
 }
 
-float qh_action_to_pwm_ratio(float action, float thrust_scale) {
+float qh_action_to_pwm_ratio(float action, float thrust_scale, float supply_v) {
   if (!isfinite(action)) return 0.0f;
   const float a = clampf_(action, -1.0f, 1.0f);
   float thrust_n = 0.5f * (a + 1.0f) * QH_THRUST_MAX_N * thrust_scale;
@@ -137,6 +137,7 @@ float qh_action_to_pwm_ratio(float action, float thrust_scale) {
   /* Battery-compensated build: powerDistributionForce turns the force f into f * UINT16_MAX and
    * motorsCompensateBatteryVoltage (src/drivers/src/motors.c) reads that as f * THRUST_MAX newtons
    * (0 below THRUST_MIN), so f is thrust over THRUST_MAX. */
+  (void)supply_v;
   return clampf_(thrust_n / QH_FW_THRUST_MAX_N, 0.0f, 1.0f);
 #else
   const float c0 = QH_THRUST_CURVE_C0, c1 = QH_THRUST_CURVE_C1, c2 = QH_THRUST_CURVE_C2;
@@ -148,6 +149,11 @@ float qh_action_to_pwm_ratio(float action, float thrust_scale) {
   } else {
     u = (-c1 + sqrtf(c1 * c1 + 4.0f * c2 * (thrust_n - c0))) / (2.0f * c2);
   }
+  /* Without the firmware's compensation a PWM duty drives the motor at duty x supply voltage, and
+   * the curve above holds at QH_THRUST_CURVE_SUPPLY_V: ask for the voltage the thrust needs, as
+   * motors.c does in the compensated build (PWM = volts needed / supply), up to full PWM. Below
+   * 2 V the reading is not a battery (motors.c's own sanity bound): no compensation. */
+  if (supply_v >= 2.0f) u *= QH_THRUST_CURVE_SUPPLY_V / supply_v;
   return clampf_(u, 0.0f, 1.0f);
 #endif
 }

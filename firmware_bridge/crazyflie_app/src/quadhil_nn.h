@@ -73,8 +73,10 @@ void qh_forward(const float *obs, float *action);
 /* Per-motor PWM ratio in [0, 1] (what control_t.normalizedForces carries in controlModeForce,
  * crazyflie-firmware power_distribution_quadrotor.c powerDistributionForce) for a "motors"
  * action in [-1, 1]: thrust fraction (a + 1) / 2 of the nominal max thrust, times thrust_scale,
- * through the inverse of the vehicle's thrust curve (sim.vehicle.Vehicle.thrust_to_command). */
-float qh_action_to_pwm_ratio(float action, float thrust_scale);
+ * through the inverse of the vehicle's thrust curve (sim.vehicle.Vehicle.thrust_to_command). On a
+ * build without battery compensation the PWM is scaled by QH_THRUST_CURVE_SUPPLY_V / supply_v
+ * (pm.vbat, V), as sim.command_path.app_battery_compensation models; ignored when compensated. */
+float qh_action_to_pwm_ratio(float action, float thrust_scale, float supply_v);
 
 /* Vehicle, action mode and size of the embedded network (from the generated weights). */
 const char *qh_policy_vehicle(void);

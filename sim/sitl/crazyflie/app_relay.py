@@ -143,6 +143,10 @@ def _apply(twin, rs: RelayState) -> None:
     # stabilizer's battery compensation reads that as thrust (motors.c: linear to THRUST_MAX, 0
     # below THRUST_MIN); without compensation it is PWM (vehicle.command_to_thrust does both).
     u = np.clip(frac * rs.thrust_scale, 0.0, 1.0)
+    if not vehicle.compensated:  # qh_action_to_pwm_ratio's uncompensated branch: PWM x V_curve / pm.vbat
+        vbat_v = float(twin.battery.vbat_v) if hasattr(twin, "battery") else 0.0
+        if vbat_v >= 2.0 and vehicle.battery is not None:
+            u = np.clip(u * vehicle.battery.voltage_full_v / vbat_v, 0.0, 1.0)
     rs.last_action, rs.pwm_ratio = rs.motors.copy(), u  # the app's applyActions: lastAction, pwmRatio
     twin.set_motor_override(vehicle.command_to_thrust(u))
 
