@@ -28,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="visited observations for int8 calibration (default 4000)")
     parser.add_argument("--episodes", type=int, default=200, help="closed-loop gate episodes (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rollouts and eval episodes")
+    parser.add_argument("--no-battery-compensation", action="store_true",
+                        help="--format c for a Crazyflie firmware built without battery compensation "
+                             "(CONFIG_ENABLE_THRUST_BAT_COMPENSATED off): the app then reads PWM through the "
+                             "thrust curve and compensates the battery from pm.vbat itself")
     parser.add_argument("--json", action="store_true", help="end with one JSON object of figures")
 
 
@@ -44,11 +48,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Export, printing the gate figures; refuse (exit 2, nothing written) if a gate fails."""
+    from sim.errors import QuadhilError
+
+    if args.no_battery_compensation and args.format != "c":
+        raise QuadhilError("--no-battery-compensation describes the Crazyflie firmware the C app is built into: "
+                           "use it with --format c")
     if FORMATS[args.format] is not None:
         return _dispatch(args)
     from deploy.errors import ExportRefused
     from deploy.export import export_policy
-    from sim.errors import QuadhilError
 
     if args.episodes < 1:
         raise QuadhilError("--episodes must be >= 1: the closed-loop gate is not optional")

@@ -177,6 +177,7 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         "spec_sha256": spec_sha,
         "crazyflie_app_accepts": app_refusal is None,
         "crazyflie_app_refusal": app_refusal,
+        "battery_compensated": bool(vehicle.compensated),
     }
     return "\n".join(out), figures
 
@@ -214,6 +215,11 @@ def export_c(args: argparse.Namespace) -> int:
     run = Path(args.run)
     actor, spec, _config = load_actor(run, getattr(args, "which", "best") or "best")
     vehicle = load_vehicle(spec.vehicle)
+    if getattr(args, "no_battery_compensation", False):
+        if vehicle.command_path is None:
+            raise ExportRefused(f"--no-battery-compensation: vehicle {vehicle.id!r} has no Crazyflie firmware "
+                                "command path whose compensation could be off")
+        vehicle = vehicle.with_battery_compensation(False)
     out = Path(args.out)
     text, figures = render_header(actor, spec, vehicle, source=str(run))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +229,7 @@ def export_c(args: argparse.Namespace) -> int:
         ("vehicle", figures["vehicle"]), ("action mode", figures["action_mode"]),
         ("layers", " -> ".join(f"{i}x{o} {a}" for i, o, a in figures["layers"])),
         ("parameters", figures["parameters"]), ("weight bytes", figures["weight_bytes"]),
+        ("firmware battery compensation", "on" if figures["battery_compensated"] else "off: the app compensates"),
         ("crazyflie app accepts it", figures["crazyflie_app_accepts"]), ("written", str(out))])
     if not figures["crazyflie_app_accepts"]:
         print(f"note: the Crazyflie app refuses this network: {figures['crazyflie_app_refusal']}")

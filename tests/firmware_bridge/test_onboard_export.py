@@ -34,6 +34,22 @@ def test_export_c_flags_a_network_the_app_refuses(tmp_path, capsys):
     assert '#define QH_POLICY_VEHICLE "x500"' in out.read_text()
 
 
+def test_export_c_for_a_firmware_without_battery_compensation_says_so_in_the_header(tmp_path, capsys):
+    actor_run_dir(tmp_path / "run")
+    out = tmp_path / "w.h"
+    assert main(["export", "--format", "c", str(tmp_path / "run"), "--out", str(out), "--no-battery-compensation",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["battery_compensated"] is False
+    assert "#define QH_BATTERY_COMPENSATED 0" in out.read_text()
+    compile_harness(tmp_path, out.read_text())
+    # a .tflite goes to the bridge, not into a firmware build: the flag means nothing there
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "p.tflite"), "--no-battery-compensation"]) == 2
+    assert "--format c" in capsys.readouterr().err
+    actor_run_dir(tmp_path / "x500", vehicle_id="x500")
+    assert main(["export", "--format", "c", str(tmp_path / "x500"), "--out", str(out), "--no-battery-compensation"]) == 2
+    assert "no Crazyflie firmware" in capsys.readouterr().err
+
+
 def test_export_c_of_a_missing_run_is_one_clear_error(tmp_path, capsys):
     assert main(["export", "--format", "c", str(tmp_path / "nope"), "--out", str(tmp_path / "w.h")]) == 2
     assert "not a training run" in capsys.readouterr().err
