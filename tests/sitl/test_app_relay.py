@@ -51,6 +51,28 @@ def test_valid_packets_set_the_motor_thrusts():
     assert status[-1].state == ac.AppState.RELAY and status[-1].event == ac.AppEvent.STARTED
 
 
+def test_on_a_build_without_compensation_the_app_asks_the_same_thrust_through_the_curve_and_pm_vbat():
+    """quadhil_nn.c's uncompensated branch: thrust f x THRUST_MAX through the inverse thrust curve,
+    the PWM times 4.2 V / pm.vbat (at most full PWM)."""
+    from sim.vehicle import load_vehicle
+
+    off = load_vehicle("crazyflie").with_battery_compensation(False)
+    twin = CrazyflieTwin(vehicle=off)
+    twin.params.set("quadhil.mode", 1)
+    twin.params.set("quadhil.enable", 1)
+    for _ in range(200):
+        twin.tick()
+    twin.battery.update = lambda *_: None  # hold the cell at the voltage each step sets
+    cmd = [-1.0, -0.5, 0.0, 0.5]
+    for seq, vbat_v in ((1, 4.2), (2, 3.7)):
+        twin.battery.vbat_v = vbat_v
+        twin.handle_datagram(_datagram(ac.encode_motors(seq, cmd)))
+        twin.tick()
+        pwm = off.pwm_for_thrust(np.array([0.0, 0.25, 0.5, 0.75]) * 0.1125) * 4.2 / vbat_v
+        np.testing.assert_allclose(app_relay.relay_state(twin).pwm_ratio[1:], pwm[1:], rtol=1e-9)
+    assert app_relay.relay_state(twin).pwm_ratio[0] == 0.0
+
+
 def test_watchdog_drops_the_motors_50_ms_after_the_last_valid_packet_and_reports_it():
     twin = _ready_twin()
     a = _hover_action(twin)

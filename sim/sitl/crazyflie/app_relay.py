@@ -142,8 +142,11 @@ def _apply(twin, rs: RelayState) -> None:
     # The app commands controlModeForce; powerDistributionForce maps a force f to f * 65535 and the
     # stabilizer's battery compensation reads that as thrust (motors.c: linear to THRUST_MAX, 0
     # below THRUST_MIN); without compensation it is PWM (vehicle.command_to_thrust does both).
-    u = np.clip(frac * rs.thrust_scale, 0.0, 1.0)
-    if not vehicle.compensated:  # qh_action_to_pwm_ratio's uncompensated branch: PWM x V_curve / pm.vbat
+    # qh_action_to_pwm_ratio: the thrust asked is frac x QH_THRUST_MAX_N (THRUST_MAX for a policy
+    # trained on the file's compensated Crazyflie) x quadhil.thrustScale; compensated, f = thrust /
+    # THRUST_MAX; without compensation the PWM through the curve, times V_curve / pm.vbat (>= 2 V).
+    u = np.clip(vehicle.thrust_to_command(frac * rs.thrust_scale * vehicle.command_path.thrust_max_n), 0.0, 1.0)
+    if not vehicle.compensated:
         vbat_v = float(twin.battery.vbat_v) if hasattr(twin, "battery") else 0.0
         if vbat_v >= 2.0 and vehicle.battery is not None:
             u = np.clip(u * vehicle.battery.voltage_full_v / vbat_v, 0.0, 1.0)
