@@ -73,6 +73,30 @@ def test_on_a_build_without_compensation_the_app_asks_the_same_thrust_through_th
     assert app_relay.relay_state(twin).pwm_ratio[0] == 0.0
 
 
+def test_a_sagging_cell_weakens_raw_pwm_and_the_apps_compensation_gives_the_thrust_back():
+    """The twin's motors driven by raw PWM (a build without compensation) make (pm.vbat / 4.2 V)^2 of
+    the curve's thrust; the app's pm.vbat scaling (quadhil_nn.c) restores most of it."""
+    from sim.vehicle import load_vehicle
+
+    off = load_vehicle("crazyflie").with_battery_compensation(False)
+    twin = CrazyflieTwin(vehicle=off)
+    twin.params.set("quadhil.mode", 1)
+    twin.params.set("quadhil.enable", 1)
+    for _ in range(200):
+        twin.tick()
+    twin.battery.update = lambda *_: None
+    twin.battery.vbat_v = 3.8
+    action = [0.0] * 4  # half of THRUST_MAX on every motor
+    for seq in range(1, 401):  # 400 ms: the motors settle
+        twin.handle_datagram(_datagram(ac.encode_motors(seq, action)))
+        twin.tick()
+    asked = 0.5 * 0.1125
+    sag = (3.8 / 4.2) ** 2
+    delivered = twin.sim.state.thrust_n[0] / asked
+    assert np.all(np.abs(delivered - 1.0) < 0.5 * (1.0 - sag)), delivered  # at least half the deficit back
+    assert np.all(twin.motor_cmd_n[0] > asked)  # it asks more than the thrust it wants, as motors.c does
+
+
 def test_watchdog_drops_the_motors_50_ms_after_the_last_valid_packet_and_reports_it():
     twin = _ready_twin()
     a = _hover_action(twin)

@@ -391,11 +391,22 @@ class CrazyflieTwin:
         elif self._override_n is not None:
             cmd = self._override_n
         self.motor_cmd_n = cmd
-        self.sim.step(cmd, 1)
+        self.sim.step(cmd * self._pwm_battery_factor(), 1)
         self.battery.update(float(self.sim.state.thrust_n.sum()), 1.0 / PHYSICS_RATE_HZ)
         self.ticks = k + 1
         for payload in self.log.due(self.ticks):
             self.send_crtp(crtp.PORT_LOG, 2, payload)
+
+    def _pwm_battery_factor(self) -> float:
+        """Thrust of a motor driven by raw PWM relative to the thrust curve (measured on a full cell):
+        (pm.vbat / full)^2, the sim's model of a sagging battery (sim/vehicles/crazyflie.toml
+        uncompensated_thrust_scale). Raw PWM reaches the motors on a build without battery
+        compensation and through motorPowerSet in every build (motors.c motorsSetRatio); with
+        compensation the firmware holds the thrust: 1."""
+        if self.vehicle.compensated and not self.params.get("motorPowerSet.enable"):
+            return 1.0
+        full_v = self.vehicle.battery.voltage_full_v
+        return min(self.battery.vbat_v / full_v, 1.0) ** 2
 
     @property
     def motor_pwm(self) -> np.ndarray:
