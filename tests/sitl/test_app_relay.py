@@ -22,8 +22,8 @@ def _datagram(payload: bytes) -> bytes:
     return crtp.encode(ac.APP_CHANNEL_PORT, ac.APP_CHANNEL_CHANNEL, payload)
 
 
-def _ready_twin(enable: bool = True) -> CrazyflieTwin:
-    twin = CrazyflieTwin()
+def _ready_twin(enable: bool = True, vehicle=None) -> CrazyflieTwin:
+    twin = CrazyflieTwin(vehicle=vehicle)
     if enable:  # what the bridge does through cflib before flying motor-level
         twin.params.set("quadhil.mode", 1)
         twin.params.set("quadhil.enable", 1)
@@ -51,21 +51,26 @@ def test_valid_packets_set_the_motor_thrusts():
     assert status[-1].state == ac.AppState.RELAY and status[-1].event == ac.AppEvent.STARTED
 
 
+def _uncompensated():
+    from sim.vehicle import load_vehicle
+
+    return load_vehicle("crazyflie").with_battery_compensation(False)
+
+
+def _hold_cell(twin, vbat_v: float) -> None:
+    """The twin's cell at ``vbat_v`` from now on (its discharge model stopped)."""
+    twin.battery.update = lambda *_: None
+    twin.battery.vbat_v = vbat_v
+
+
 def test_on_a_build_without_compensation_the_app_asks_the_same_thrust_through_the_curve_and_pm_vbat():
     """quadhil_nn.c's uncompensated branch: thrust f x THRUST_MAX through the inverse thrust curve,
     the PWM times 4.2 V / pm.vbat (at most full PWM)."""
-    from sim.vehicle import load_vehicle
-
-    off = load_vehicle("crazyflie").with_battery_compensation(False)
-    twin = CrazyflieTwin(vehicle=off)
-    twin.params.set("quadhil.mode", 1)
-    twin.params.set("quadhil.enable", 1)
-    for _ in range(200):
-        twin.tick()
-    twin.battery.update = lambda *_: None  # hold the cell at the voltage each step sets
+    off = _uncompensated()
+    twin = _ready_twin(vehicle=off)
     cmd = [-1.0, -0.5, 0.0, 0.5]
     for seq, vbat_v in ((1, 4.2), (2, 3.7)):
-        twin.battery.vbat_v = vbat_v
+        _hold_cell(twin, vbat_v)
         twin.handle_datagram(_datagram(ac.encode_motors(seq, cmd)))
         twin.tick()
         pwm = off.pwm_for_thrust(np.array([0.0, 0.25, 0.5, 0.75]) * 0.1125) * 4.2 / vbat_v
@@ -76,16 +81,8 @@ def test_on_a_build_without_compensation_the_app_asks_the_same_thrust_through_th
 def test_a_sagging_cell_weakens_raw_pwm_and_the_apps_compensation_gives_the_thrust_back():
     """The twin's motors driven by raw PWM (a build without compensation) make (pm.vbat / 4.2 V)^2 of
     the curve's thrust; the app's pm.vbat scaling (quadhil_nn.c) restores most of it."""
-    from sim.vehicle import load_vehicle
-
-    off = load_vehicle("crazyflie").with_battery_compensation(False)
-    twin = CrazyflieTwin(vehicle=off)
-    twin.params.set("quadhil.mode", 1)
-    twin.params.set("quadhil.enable", 1)
-    for _ in range(200):
-        twin.tick()
-    twin.battery.update = lambda *_: None
-    twin.battery.vbat_v = 3.8
+    twin = _ready_twin(vehicle=_uncompensated())
+    _hold_cell(twin, 3.8)
     action = [0.0] * 4  # half of THRUST_MAX on every motor
     for seq in range(1, 401):  # 400 ms: the motors settle
         twin.handle_datagram(_datagram(ac.encode_motors(seq, action)))
