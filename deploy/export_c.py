@@ -141,7 +141,7 @@ def render_header(actor, spec: PolicySpec, vehicle: Vehicle, source: str = "") -
         f"#define QH_THRUST_CURVE_C1 {_c_float(c1)}",
         f"#define QH_THRUST_CURVE_C2 {_c_float(c2)}",
         "/* battery voltage the curve holds at (V): the full cell of the vehicle file's [battery] */",
-        f"#define QH_THRUST_CURVE_SUPPLY_V {_c_float(vehicle.battery.voltage_full_v if vehicle.battery else 0.0)}",
+        f"#define QH_THRUST_CURVE_SUPPLY_V {_c_float(vehicle.battery.voltage_full_v)}",
         "/* battery compensation of the firmware build (sim.command_path): a motor's force f means",
         " * f * THRUST_MAX newtons when on, PWM f through the curve above when off */",
         f"#define QH_BATTERY_COMPENSATED {1 if vehicle.compensated else 0}",

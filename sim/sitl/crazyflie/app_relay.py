@@ -148,7 +148,7 @@ def _apply(twin, rs: RelayState) -> None:
     u = np.clip(vehicle.thrust_to_command(frac * rs.thrust_scale * vehicle.command_path.thrust_max_n), 0.0, 1.0)
     if not vehicle.compensated:
         vbat_v = float(twin.battery.vbat_v) if hasattr(twin, "battery") else 0.0
-        if vbat_v >= 2.0 and vehicle.battery is not None:
+        if vbat_v >= 2.0:
             u = np.clip(u * vehicle.battery.voltage_full_v / vbat_v, 0.0, 1.0)
     rs.last_action, rs.pwm_ratio = rs.motors.copy(), u  # the app's applyActions: lastAction, pwmRatio
     twin.set_motor_override(vehicle.command_to_thrust(u))
