@@ -56,6 +56,13 @@ class CascadeGains:
     # From 1 m above the target the position term alone asks for free fall, and slow motors
     # (100 ms spin-up) then cannot stop a 2 kg airframe before the ground.
     max_down_acc_mps2: float | None = None
+    # Fraction of the nominal maximum collective (4 x spec.thrust_max_n) above which the yaw-rate
+    # setpoint is the observed yaw rate (no yaw torque asked; None: always zero yaw rate). PX4's
+    # allocator (MC_REDUCE_THRUST 1, the default: src/lib/mixer_module/params.c; mixYaw in
+    # ControlAllocationSequentialDesaturation.cpp) takes collective to make room for yaw, so a
+    # throw's yaw spin (up to 5 rad/s) stopped at full collective costs a weak x500 ~15 % of its
+    # thrust for a second while it falls (docs/experiments/2026-12-06-x500-yaw-yield.md).
+    yaw_yield_thrust_fraction: float | None = None
 
 
 @dataclass
@@ -119,6 +126,10 @@ def cascade_setpoint(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: P
     z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
     rates = gains.k_tilt * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))  # world -> body
     rates[:, 2] = 0.0
+    if gains.yaw_yield_thrust_fraction is not None:
+        yaw_rate = obs[:, sl("omega_b")][:, 2].astype(np.float64)
+        saturated = thrust_n > gains.yaw_yield_thrust_fraction * 4.0 * spec.thrust_max_n
+        rates[:, 2] = np.where(saturated, yaw_rate, 0.0)
     return thrust_n, rates
 
 
@@ -236,7 +247,8 @@ TEACHERS = ("cascade",)
 # is the worse of the two (79.1 against 82.6 %): the onboard app, which flies this policy, has none
 # (docs/experiments/2026-12-06-motor-teacher.md, "Evening").
 TEACHER_GAINS = {
-    ("x500", "ctbr"): CascadeGains(kp=8.0, kd=4.0, ki=15.0, k_tilt=7.0, kp_z=14.0, kd_z=6.0, max_down_acc_mps2=4.0),
+    ("x500", "ctbr"): CascadeGains(kp=8.0, kd=4.0, ki=15.0, k_tilt=7.0, kp_z=14.0, kd_z=6.0, max_down_acc_mps2=4.0,
+                                   yaw_yield_thrust_fraction=0.8),
     ("crazyflie", "motors"): CascadeGains(kp=10.0, kd=5.0, ki=18.0, k_tilt=5.7, max_tilt_rad=0.8, ki_xy=10.0,
                                           kp_z=18.0, kd_z=9.0, max_down_acc_mps2=3.5),
 }

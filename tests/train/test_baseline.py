@@ -89,3 +89,19 @@ def test_the_horizontal_integral_term_tilts_against_an_accumulated_offset(crazyf
     without_ki_xy = CascadeGains()  # ki_xy 0: the horizontal integral is not read
     np.testing.assert_array_equal(cascade_actions(obs, np.zeros(1), spec, crazyflie, without_ki_xy, None),
                                   cascade_actions(obs, np.zeros(1), spec, crazyflie, without_ki_xy, np.array([[0.2, 0.0]])))
+
+
+def test_the_yaw_rate_setpoint_yields_to_a_saturated_collective(crazyflie):
+    """Spinning 3 rad/s in yaw: far below the target (collective demand above the yield fraction)
+    the setpoint is the observed yaw rate, so the firmware's allocator takes no collective to stop
+    the spin; near the target, and without the yield, it is zero."""
+    spec = default_spec(crazyflie)
+    gains = CascadeGains(max_down_acc_mps2=4.0, yaw_yield_thrust_fraction=0.8)
+    obs = _at_rest(spec, 2, [0.0, 0.0, 0.0])
+    obs[0, spec.obs_slice("position_error_w")] = [0.0, 0.0, -1.0]  # 1 m low: 12 m/s^2 up asked
+    obs[:, spec.obs_slice("omega_b")] = [0.0, 0.0, 3.0]
+    thrust_n, rates = cascade_setpoint(obs, np.zeros(2), spec, crazyflie, gains)
+    assert thrust_n[0] > 0.8 * 4.0 * spec.thrust_max_n > thrust_n[1]
+    np.testing.assert_allclose(rates[:, 2], [3.0, 0.0])
+    plain = cascade_setpoint(obs, np.zeros(2), spec, crazyflie, dataclasses.replace(gains, yaw_yield_thrust_fraction=None))
+    np.testing.assert_array_equal(plain[1][:, 2], [0.0, 0.0])
