@@ -142,3 +142,21 @@ def test_px4_integral_stops_growing_into_an_axis_the_motors_cannot_deliver():
     # once the error turns around, the integral may unwind
     rc.update(np.zeros((1, 3)), -rate_sp, low_thrust, dt_s)
     assert rc.integral[0, 0] < held
+
+
+def test_px4_mixer_pays_for_yaw_at_full_collective_with_collective():
+    """mixYaw with MC_REDUCE_THRUST 1 (PX4's default): at full collective, yaw may take the outputs
+    15 % over the top, then thrust alone comes down to fit. A saturated yaw demand (stopping a
+    throw's yaw spin) so costs 15 % of the collective: the reason the x500's teacher lets the spin
+    be while it needs all its thrust (train.baseline.CascadeGains.yaw_yield_thrust_fraction)."""
+    vehicle = load_vehicle("x500")
+    rc = RateController(vehicle, 2)
+    max_n = vehicle.max_thrust_n
+    full = np.full(2, 4.0 * max_n)
+    out = rc.mix(full, np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))  # 5 N*m: far past yaw's reach
+    np.testing.assert_allclose(out[0], max_n)
+    up = vehicle.spin_sign > 0  # clockwise rotors: their reaction torque is +z
+    np.testing.assert_allclose(out[1][up], max_n)
+    np.testing.assert_allclose(out[1][~up], 0.7 * max_n)
+    assert out[1].sum() == pytest.approx(0.85 * 4.0 * max_n)
+    assert _wrench(vehicle, out[1:])[0, 3] > 0  # the yaw torque keeps its sign
