@@ -208,6 +208,19 @@ class CrazyflieLink(Link):
         self.lost_reason = f"cflib reports connection lost: {_one_line(msg)}"
         self.telemetry.wake()
 
+    @property
+    def alive(self) -> bool:
+        """False once cflib reports the connection lost, or has dropped its link without saying so.
+
+        cflib 0.1.34 can drop it silently: when its LinkStatistics ping thread is the one whose send
+        meets the dead socket, ``Crazyflie._link_error_cb`` runs in that thread, sets ``link`` to
+        None, then raises from ``disconnected.call`` (``link_statistics.stop`` joins the ping thread
+        from itself: "cannot join current thread") before it calls ``connection_lost``."""
+        cf = self._cf
+        if self.lost_reason is None and cf is not None and self._connected.is_set() and cf.link is None:
+            self.lost_reason = "cflib dropped the link after a send or receive error without reporting it lost"
+        return self.lost_reason is None
+
     def _toc_has(self, name: str, toc=None) -> bool:
         toc = self._cf.log.toc if toc is None else toc
         group, _, var = name.partition(".")
