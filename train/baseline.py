@@ -2,8 +2,10 @@
 
 Position PID (integral on altitude only, and only near the target) -> a desired acceleration ->
 the collective that gives its vertical part at the current tilt (nominal mass as feed-forward) and
-body rates that turn the thrust axis toward it (gain ``k_tilt``), zero yaw rate. It reads only the
-observation a policy reads (position error, R_wb, velocity; ENU/FLU, SI) and returns normalized
+body rates that turn the thrust axis toward it (gain ``k_tilt``), zero yaw rate (or, with
+``CascadeGains.yaw_yield_thrust_fraction``, the observed yaw rate while the collective is near
+saturation). It reads only the observation a policy reads (position error, R_wb, velocity, body
+rates; ENU/FLU, SI) and returns normalized
 ctbr actions, so :func:`train.evaluate.evaluate_policy` flies it exactly as it flies an actor, on
 the same throws, randomized airframes, noise and action latency.
 
@@ -125,11 +127,11 @@ def cascade_setpoint(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: P
     thrust_n = vehicle.mass_kg * np.maximum(acc[:, 2], 0.0) / np.maximum(zb[:, 2], 0.5)
     z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
     rates = gains.k_tilt * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))  # world -> body
-    rates[:, 2] = 0.0
-    if gains.yaw_yield_thrust_fraction is not None:
-        yaw_rate = obs[:, sl("omega_b")][:, 2].astype(np.float64)
+    if gains.yaw_yield_thrust_fraction is None:
+        rates[:, 2] = 0.0
+    else:
         saturated = thrust_n > gains.yaw_yield_thrust_fraction * 4.0 * spec.thrust_max_n
-        rates[:, 2] = np.where(saturated, yaw_rate, 0.0)
+        rates[:, 2] = np.where(saturated, obs[:, sl("omega_b")][:, 2].astype(np.float64), 0.0)
     return thrust_n, rates
 
 
