@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VEHICLE ?= crazyflie
 STAMP := $(VENV)/.installed
+# --no-cache-dir: the wheels (TensorFlow's alone is ~600 MB) are not kept a second time in pip's
+# cache; a CI run once failed with "No space left on device" mid-install.
 
 .PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all]'
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -e '.[all]'
 	touch $(STAMP)
 
 install: $(STAMP)
