@@ -66,6 +66,8 @@ SUPERVISOR_VAR = "supervisor.info"
 RELAY_PARAM_ENABLE = "quadhil.enable"  # firmware_bridge/crazyflie_app: PARAM_GROUP quadhil
 RELAY_PARAM_MODE = "quadhil.mode"  # 1 = motor relay, 2 = onboard policy
 MOTOR_POWER_WRITE_S = 0.015  # one param write round trip on the radio, measured by Bitcraze users
+PING_JOIN_TIMEOUT_S = 0.5  # cflib's ping thread sleeps 0.1 s between pings (link_statistics.py)
+CLOSE_TIMEOUT_S = 3.0  # close_link waits up to 1 s for its incoming thread, and sends one setpoint
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +176,7 @@ class CrazyflieLink(Link):
         cache = Path(tempfile.gettempdir()) / "quadhil-cflib-toc-cache"  # TOCs are keyed by CRC
         cache.mkdir(exist_ok=True)
         cf = Crazyflie(rw_cache=str(cache))
+        bound_ping_thread_stop(cf)
         cf.fully_connected.add_callback(lambda uri: self._connected.set())
         cf.connection_failed.add_callback(self._on_failed)
         cf.connection_lost.add_callback(self._on_lost)
@@ -324,19 +327,29 @@ class CrazyflieLink(Link):
         return cb
 
     def close(self) -> None:
-        """Stop log blocks and close the cflib link (idempotent)."""
+        """Stop log blocks and close the cflib link (idempotent), waiting at most CLOSE_TIMEOUT_S:
+        a link cflib has wedged is left to its daemon threads rather than hang the bridge's exit."""
         cf, self._cf = self._cf, None
         if cf is None:
             return
-        try:
-            for conf in self._log_confs:
-                try:
-                    conf.stop()
-                except Exception:  # noqa: BLE001 - the link may already be gone
-                    pass
-            cf.close_link()
-        except Exception:  # noqa: BLE001
-            pass
+
+        def _close() -> None:
+            try:
+                for conf in self._log_confs:
+                    try:
+                        conf.stop()
+                    except Exception:  # noqa: BLE001 - the link may already be gone
+                        pass
+                cf.close_link()
+            except Exception:  # noqa: BLE001
+                pass
+
+        closer = threading.Thread(target=_close, name="cflib-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            logger.warning("cflib's close_link did not return within %.0f s; left to its daemon thread",
+                           CLOSE_TIMEOUT_S)
 
     def action_modes(self) -> tuple[str, ...]:
         """ctbr always (stock firmware); motors when the motor relay app or motorPowerSet exists."""
@@ -574,6 +587,34 @@ class CrazyflieLink(Link):
         if self._cf is None or self.dry_run:
             return
         self._arming_request(False)
+
+
+def bound_ping_thread_stop(cf) -> None:
+    """Make cflib's ``link_statistics`` stop without an unbounded join of its ping thread.
+
+    cflib 0.1.34 (crazyflie/__init__.py, crazyflie/link_statistics.py): a driver's send error calls
+    ``Crazyflie._link_error_cb`` in the sending thread, inside ``send_packet`` and so holding
+    ``_send_lock``; its ``disconnected`` callback runs ``Latency.stop``, which joins the ping thread,
+    which waits for ``_send_lock`` to send its next ping: the sender (the bridge's control loop, or
+    cflib's incoming thread answering a packet) and every later ``close_link`` block forever. Here
+    ``stop`` sets the ping thread's stop event and waits for it at most PING_JOIN_TIMEOUT_S, never
+    from the ping thread itself (which cflib's own ``stop`` tries, and raises "cannot join current
+    thread" before it reports the connection lost); the thread then ends at its next turn, once
+    the lock is free. Left alone if cflib's internals differ from that version's.
+    """
+    latency = getattr(getattr(cf, "link_statistics", None), "latency", None)
+    if latency is None or not hasattr(latency, "_stop_event") or not hasattr(latency, "_ping_thread_instance"):
+        return
+
+    def stop() -> None:
+        latency._stop_event.set()
+        ping = latency._ping_thread_instance
+        if ping is not None and ping is not threading.current_thread():
+            ping.join(PING_JOIN_TIMEOUT_S)
+        if ping is None or not ping.is_alive():
+            latency._ping_thread_instance = None
+
+    latency.stop = stop
 
 
 def motor_params_warning() -> str:
