@@ -102,6 +102,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-port", type=int, default=8765, help="port of --live (default 8765)")
     parser.add_argument("--no-mcap", action="store_true", help="write the flight log as JSON lines only (no .mcap)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--stall-timeout", type=float, default=None, metavar="S",
+                        help="end the bridge (exit 4) when its control loop makes no progress for S seconds, "
+                             "e.g. a client library wedged on a lost link (default 2; the vehicle's own "
+                             "failsafe flies from there)")
     parser.add_argument("--onboard", action="store_true",
                         help="Crazyflie with quadhil's app: its mode 2 flies the network flashed with the app "
                              "(quadhil export --format c); the bridge takes off, streams --target as SETPOINT packets "
@@ -110,7 +114,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fly; print the summary; exit 0 (landed), 2 (refused) or 3 (failsafe)."""
+    """Fly; print the summary; exit 0 (landed), 2 (refused), 3 (failsafe) or 4 (the control loop
+    stalled: firmware_bridge.flight.EXIT_STALLED)."""
     from firmware_bridge.flight import Flight, FlyConfig, RefusedToArm
 
     if args.onboard:
@@ -123,8 +128,11 @@ def run(args: argparse.Namespace) -> int:
                     min_height_m=args.min_height, transit_max_s=args.max_transit,
                     flight_time_max_s=args.max_flight_time, mocap=args.mocap, mocap_frame=args.mocap_frame,
                     mocap_timeout_s=args.mocap_timeout, live=args.live, live_port=args.live_port,
-                    mcap=not args.no_mcap)
+                    mcap=not args.no_mcap, exit_on_stall=True,
+                    **({} if args.stall_timeout is None else {"stall_timeout_s": args.stall_timeout}))
     flight = Flight(cfg)
+    if args.json:
+        flight.on_stall_exit = emit_json
     try:
         result = flight.run()
     except RefusedToArm as exc:

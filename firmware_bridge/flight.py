@@ -13,6 +13,7 @@ through the link. Every tick, transition and failsafe goes to the flight log as 
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ import numpy as np
 
 from firmware_bridge.flightlog import FlightLogWriter
 from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog
 from firmware_bridge.px4_preflight import px4_param_refusals
 from firmware_bridge.mission import (
     PX4_FENCE_PARAMS, FenceChoice, MissionLimits, check_mission, default_geofence, mission_summary, plan_mission,
@@ -56,6 +58,9 @@ TOUCHDOWN_TIMEOUT_S = 4.0
 # machine, which at 500 Hz is a large part of the period.
 WAIT_MARGIN = 0.25
 WAIT_MARGIN_MIN_S = 0.001
+EXIT_STALLED = 4  # quadhil fly's exit status when its control loop stalled (FlyConfig.exit_on_stall)
+STALL_LOG_WAIT_S = 0.5  # how long a stall report waits for a log another thread holds
+_exit_process = os._exit  # no unwinding: the loop's thread is wedged (a test replaces this)
 
 
 class RefusedToArm(QuadhilError):
@@ -97,6 +102,12 @@ class FlyConfig:
     mcap: bool = True  # also write the flight log as MCAP (firmware_bridge.flightlog_mcap)
     live: bool = False  # serve the flight live to Foxglove (firmware_bridge.live)
     live_port: int = 8765
+    # The loop watchdog (firmware_bridge.loop_watchdog): a loop that made no progress this long is
+    # reported in the log at once. Then, with exit_on_stall (quadhil fly), the process exits with
+    # EXIT_STALLED (its wedged thread cannot be unwound); without, the flight goes to failsafe if
+    # the loop ever turns again.
+    stall_timeout_s: float = STALL_TIMEOUT_S
+    exit_on_stall: bool = False
 
 
 @dataclass
@@ -244,6 +255,8 @@ class Flight:
         self.link: Link = make_link(cfg.link)
         self.log: FlightLogWriter | None = None
         self._t0 = time.monotonic()
+        self._watchdog: LoopWatchdog | None = None  # watches the loop from takeoff on
+        self.on_stall_exit = None  # called with the summary dict just before a stall ends the process
 
     # -- helpers ---------------------------------------------------------------------------
     def _t(self) -> float:
@@ -370,9 +383,30 @@ class Flight:
         gc.collect()
         gc.disable()
         try:
-            return self._loop(plan, sigs, status, cpu0, wall0)
+            with LoopWatchdog(cfg.stall_timeout_s, self._on_stall) as self._watchdog:
+                return self._loop(plan, sigs, status, cpu0, wall0)
         finally:
             gc.enable()
+
+    def _on_stall(self, stall: LoopStall) -> None:
+        """From the watchdog's thread: report the stall in the log at once; with
+        ``exit_on_stall`` also end the process (the vehicle's own failsafe flies from here)."""
+        t = stall.t_detect_s - self._t0
+        self.log.write({"type": "stall", "t": t, "stalled_s": stall.stalled_s, "where": stall.where},
+                       timeout_s=STALL_LOG_WAIT_S)
+        if not self.cfg.exit_on_stall:
+            return
+        # the supervisor belongs to the loop's thread; the summary says what became of the flight
+        summary = {"final_state": "stalled", "failsafe": stall.describe(),
+                   "failsafe_action": "none: the vehicle's own failsafe", "where": stall.where,
+                   "log": str(self.log.path), "dry_run": not self.cfg.arm, "rate_hz": self.rate_hz}
+        self.log.write({"type": "summary", **summary}, timeout_s=STALL_LOG_WAIT_S)
+        self.log.close()
+        if self.on_stall_exit is not None:
+            self.on_stall_exit(summary)
+        print(f"quadhil fly: {stall.describe()}; nothing more can be sent from this process, the "
+              f"vehicle's own failsafe takes over (log: {self.log.path})", file=sys.stderr, flush=True)
+        _exit_process(EXIT_STALLED)
 
     def _start_mocap(self) -> list[str]:
         """Open the mocap system, stream every pose of the body to the vehicle from now on, wait
@@ -487,6 +521,8 @@ class Flight:
             elif not link.alive:
                 reason = f"link lost: {link.lost_reason}"
                 t_detect = now
+            elif self._watchdog is not None and self._watchdog.stall is not None:
+                reason, t_detect = self._watchdog.stall.describe(), self._watchdog.stall.t_detect_s
             else:
                 # the vehicle's own takeoff (spool-up, ramp) has its own budget: the transit clock
                 # starts when the policy takes over
@@ -522,7 +558,8 @@ class Flight:
                         sup.landed(time.monotonic(), "dry run complete, nothing was sent")
                         self._record_transitions(n_tr)
                         break
-                    landing = link.land_on_vehicle(float(s.pos_w[2] - plan.ground_z))
+                    with self._watchdog.suspended():  # blocks until the vehicle disarms
+                        landing = link.land_on_vehicle(float(s.pos_w[2] - plan.ground_z))
                     if landing is not None:  # the vehicle's own landing mode, to disarmed by its land detector
                         self._landing = landing
                         log.write({"type": "landing", "t": self._t(), **landing})
@@ -617,6 +654,7 @@ class Flight:
 
     def _after_tick(self, row, rows, sched, fresh, tel, status, link, n_tr) -> None:
         """Log the tick, record transitions, update the status line, move the schedule."""
+        self._watchdog.kick()
         self.log.write(row)
         rows.append({k: row[k] for k in ("phase", "t", "pos", "target", "state_age_ms", "latency_ms",
                                           "infer_ms", "deadline_met")})
@@ -651,6 +689,8 @@ class Flight:
         steps = 0
         while not done:
             tick0 = time.monotonic()
+            if self._watchdog is not None:
+                self._watchdog.kick()
             done = link.failsafe_step(action.value, tick0 - t_fs0, link.telemetry.latest())
             if t_first is None:
                 t_first = time.monotonic()

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class FlightLogWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", buffering=1, encoding="utf-8")
+        self._lock = threading.Lock()  # the loop watchdog writes from its own thread
         self.header = {"type": "header", **header}
         self.mirrors: list = []  # objects with write(record) and close(): MCAP file, live view
         self.write(self.header)
@@ -54,15 +56,22 @@ class FlightLogWriter:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
         return cls(Path(log_dir) / f"{stem}-{stamp}-{os.getpid()}.jsonl", header)
 
-    def write(self, record: dict) -> None:
-        """Write one record and flush it."""
-        if self._f.closed:
-            return
+    def write(self, record: dict, timeout_s: float | None = None) -> bool:
+        """Write one record and flush it; False when it was not written (the log is closed, or
+        another thread held it for ``timeout_s``: None waits)."""
         plain = _plain(record)
-        self._f.write(json.dumps(plain, allow_nan=True) + "\n")
-        self._f.flush()
-        for m in self.mirrors:
-            m.write(plain)
+        if not self._lock.acquire(timeout=-1 if timeout_s is None else timeout_s):
+            return False
+        try:
+            if self._f.closed:
+                return False
+            self._f.write(json.dumps(plain, allow_nan=True) + "\n")
+            self._f.flush()
+            for m in self.mirrors:
+                m.write(plain)
+            return True
+        finally:
+            self._lock.release()
 
     def add_mirror(self, mirror) -> None:
         """Also hand every later record (as plain JSON types) to ``mirror.write``; the header
@@ -71,10 +80,12 @@ class FlightLogWriter:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        if not self._f.closed:
+        with self._lock:
+            if self._f.closed:
+                return
             self._f.close()
-        for m in self.mirrors:
-            m.close()
+            for m in self.mirrors:
+                m.close()
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""The loop watchdog (firmware_bridge.loop_watchdog) reports a loop that stopped turning, once,
+naming where its thread is stuck; a loop that keeps kicking it, or a suspended one, is left alone.
+Every wait here is bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from firmware_bridge.flightlog import FlightLogWriter
+from firmware_bridge.loop_watchdog import LoopStall, LoopWatchdog
+
+
+def _stuck_in_a_lock(lock: threading.Lock) -> None:
+    with lock:
+        pass
+
+
+def test_a_loop_that_stops_kicking_is_reported_once_with_where_it_is_stuck():
+    stalls: list[LoopStall] = []
+    fired = threading.Event()
+    lock = threading.Lock()
+    lock.acquire()
+
+    def loop() -> None:
+        with LoopWatchdog(0.2, lambda s: (stalls.append(s), fired.set())):
+            _stuck_in_a_lock(lock)  # blocks until the test releases it
+            time.sleep(0.5)  # no kicks after the stall either: still only one report
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        assert fired.wait(3.0), "no stall reported"
+    finally:
+        lock.release()
+    t.join(3.0)
+    assert len(stalls) == 1
+    assert stalls[0].stalled_s > 0.2
+    assert any("_stuck_in_a_lock" in frame for frame in stalls[0].where), stalls[0].where
+    assert stalls[0].describe().startswith("control loop stalled for 0.")
+    assert "_stuck_in_a_lock" in stalls[0].describe()
+
+
+def test_a_kicked_loop_is_never_reported():
+    stalls: list[LoopStall] = []
+    with LoopWatchdog(0.15, stalls.append) as wd:
+        t_end = time.monotonic() + 0.6
+        while time.monotonic() < t_end:
+            wd.kick()
+            time.sleep(0.01)
+    assert stalls == [] and wd.stall is None
+
+
+def test_a_suspended_loop_is_not_reported_and_its_clock_restarts_after():
+    stalls: list[LoopStall] = []
+    with LoopWatchdog(0.15, stalls.append) as wd:
+        with wd.suspended():
+            time.sleep(0.5)  # a vehicle's own landing, say
+        time.sleep(0.05)
+        assert stalls == []
+        deadline = time.monotonic() + 3.0
+        while not stalls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(stalls) == 1
+
+
+def test_a_fake_clock_decides_the_stall():
+    now = [0.0]
+    stalls: list[LoopStall] = []
+    with LoopWatchdog(1.0, stalls.append, clock=lambda: now[0]) as wd:
+        now[0] = 0.9
+        time.sleep(0.1)
+        assert wd.stall is None
+        now[0] = 1.2
+        deadline = time.monotonic() + 3.0
+        while not stalls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert stalls and stalls[0].stalled_s == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_a_timeout_that_is_not_positive_is_refused(bad):
+    with pytest.raises(ValueError, match="stall timeout"):
+        LoopWatchdog(bad, lambda s: None)
+
+
+def test_the_log_does_not_wait_forever_for_a_writer_that_holds_it(tmp_path):
+    """The stall report must not hang on a log the wedged thread holds."""
+    log = FlightLogWriter(tmp_path / "f.jsonl", {"x": 1})
+    log._lock.acquire()
+    try:
+        t0 = time.monotonic()
+        assert log.write({"type": "stall"}, timeout_s=0.1) is False
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        log._lock.release()
+    assert log.write({"type": "stall"}) is True
+    log.close()
+    assert log.write({"type": "late"}) is False
