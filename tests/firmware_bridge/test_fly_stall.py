@@ -38,7 +38,7 @@ def _fly_and_wedge(model: Path, uri: str, log_dir: Path, exit_on_stall: bool, on
     """Fly, wedge cflib's send lock for WEDGE_S once the policy flies, release it; return the
     flight and {'result' | 'error'} of its run (the run is over when this returns)."""
     cfg = FlyConfig(model=str(model), link=uri, target_w=(0.0, 0.0, 1.0), takeoff_height_m=1.0, duration_s=8.0,
-                    arm=True, log_dir=str(log_dir), status=False, mcap=False,
+                    arm=True, log_dir=str(log_dir), status=False, mcap=False, realtime=True,
                     stall_timeout_s=STALL_TIMEOUT_S, exit_on_stall=exit_on_stall)
     flight = Flight(cfg)
     flight.on_stall_exit = on_stall_exit
@@ -50,6 +50,8 @@ def _fly_and_wedge(model: Path, uri: str, log_dir: Path, exit_on_stall: bool, on
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             out["error"] = exc
 
+    # realtime: Flight.run raises its own thread's priority (and cflib's threads, started from it,
+    # inherit it), as `quadhil fly --realtime` does in the other flight tests
     t = threading.Thread(target=run, daemon=True)
     t.start()
     _wait_for_policy_ticks(log_dir)
