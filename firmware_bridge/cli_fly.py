@@ -167,13 +167,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_onboard(args: argparse.Namespace) -> int:
-    """``--onboard``: firmware_bridge.onboard_flight; exit 0 landed or dry run, 2 refused, 3 failsafe."""
+    """``--onboard``: firmware_bridge.onboard_flight; exit 0 landed or dry run, 2 refused, 3 failsafe,
+    4 the bridge's loop stalled."""
     from firmware_bridge.onboard_flight import OnboardConfig, fly_onboard
 
     cfg = OnboardConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                         arm=args.arm, connect_timeout_s=args.connect_timeout,
-                        takeoff_height_m=args.takeoff_height or 0.5, log_dir=args.log)
-    d = fly_onboard(cfg, log=(lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+                        takeoff_height_m=args.takeoff_height or 0.5, log_dir=args.log, exit_on_stall=True,
+                        **({} if args.stall_timeout is None else {"stall_timeout_s": args.stall_timeout}))
+    d = fly_onboard(cfg, log=(lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+                    on_stall_exit=emit_json if args.json else None)
     print_table("quadhil fly --onboard", [
         ("final state", d["final_state"]), ("dry run", d["dry_run"]), ("target (m)", d.get("target_w")),
         ("hover RMSE (m)", _f(d["rmse_m"])), ("max error (m)", _f(d["max_error_m"])),

@@ -13,7 +13,10 @@ SETPOINT packets while watching the state estimate, and takes the motors back
   1 kHz, or it is the placeholder) or never reports ``policy``;
 * the estimate is further than ``abort_radius_m`` from the target (from the hand-over on; the
   hover RMSE counts only after ``settle_s``), is stale for more than ``stale_s``, is not finite,
-  or cflib loses the link.
+  or cflib loses the link;
+* the bridge's own loop stops turning for ``stall_timeout_s`` (firmware_bridge.loop_watchdog): a
+  ``stall`` record at once; with ``exit_on_stall`` (``quadhil fly --onboard``) the process exits 4
+  and the app's link watchdog below lands the vehicle, else the flight lands when the loop turns.
 
 The app has its own link watchdog in mode 2 (quadhil_app.c followLink, ``quadhil.lossMs``, default
 500 ms): a bridge that dies or a radio that drops leaves the vehicle descending at 0.3 m/s, its
@@ -26,12 +29,17 @@ it holds, so the bridge cannot confirm the two are the same.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_bridge.flight import CLIMB_MPS, GROUND_TOUCH_M, SINK_MPS, TOUCHDOWN_TIMEOUT_S
+from firmware_bridge import flight as _flight
+from firmware_bridge.flight import (
+    CLIMB_MPS, EXIT_STALLED, GROUND_TOUCH_M, SINK_MPS, STALL_LOG_WAIT_S, TOUCHDOWN_TIMEOUT_S,
+)
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog
 from sim.errors import QuadhilError
 
 TAKEOFF_TIMEOUT_S = 5.0
@@ -54,6 +62,8 @@ class OnboardConfig:
     stale_s: float = 0.3
     connect_timeout_s: float = 10.0
     log_dir: str | None = "flights"  # a JSON-lines log onboard-*.jsonl here; None: none
+    stall_timeout_s: float = STALL_TIMEOUT_S  # the loop watchdog (see the module docstring)
+    exit_on_stall: bool = False
 
 
 def app_refusal(spec) -> str | None:
@@ -63,10 +73,12 @@ def app_refusal(spec) -> str | None:
     return policy_refusal(spec.vehicle, spec.action_mode, spec.control_rate_hz, spec.action_history)
 
 
-def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
+def fly_onboard(cfg: OnboardConfig, log=print, on_stall_exit=None, link=None) -> dict:
     """Fly; return the figures (``final_state`` ``landed`` | ``failsafe`` | ``refused`` | ``dry_run``,
     ``rmse_m`` over the hover after ``settle_s``, the app's states heard). Raises QuadhilError when
-    the model or the vehicle cannot do this at all."""
+    the model or the vehicle cannot do this at all. ``on_stall_exit(summary)`` runs just before a
+    stalled loop ends the process (``cfg.exit_on_stall``); ``link``: an unconnected link to
+    ``cfg.link`` to fly through (default: ``make_link(cfg.link)``)."""
     from dataclasses import asdict
 
     from deploy.runtime import Policy
@@ -82,7 +94,7 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
     if not cfg.link.startswith(("radio://", "usb://", "udp://")):
         raise QuadhilError("--onboard flies quadhil's Crazyflie app: the link must be radio://, usb:// or udp://")
     vehicle = load_vehicle(spec.vehicle)
-    link = make_link(cfg.link)
+    link = link if link is not None else make_link(cfg.link)
     result: dict = {"mode": "onboard", "model": cfg.model, "link": cfg.link, "dry_run": not cfg.arm,
                     "rmse_m": None, "max_error_m": None, "hover_s": 0.0, "reason": None, "app_states": []}
     flog = None
@@ -95,6 +107,23 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
     def record(kind: str, **fields) -> None:
         if flog is not None:
             flog.write({"type": kind, "t": time.monotonic() - t0, **fields})
+
+    def on_stall(stall: LoopStall) -> None:  # from the watchdog's thread
+        if flog is not None:
+            flog.write({"type": "stall", "t": stall.t_detect_s - t0, "stalled_s": stall.stalled_s,
+                        "where": stall.where}, timeout_s=STALL_LOG_WAIT_S)
+        if not cfg.exit_on_stall:
+            return
+        summary = {**result, "final_state": "stalled", "reason": stall.describe(), "where": stall.where}
+        if flog is not None:
+            flog.write({"type": "summary", **{k: v for k, v in summary.items() if k != "log"}},
+                       timeout_s=STALL_LOG_WAIT_S)
+            flog.close()
+        if on_stall_exit is not None:
+            on_stall_exit(summary)
+        print(f"quadhil fly --onboard: {stall.describe()}; the app's link watchdog lands the vehicle "
+              f"(quadhil.lossMs)", file=sys.stderr, flush=True)
+        _flight._exit_process(EXIT_STALLED)
 
     try:
         link.connect(cfg.connect_timeout_s)
@@ -124,18 +153,19 @@ def fly_onboard(cfg: OnboardConfig, log=print) -> dict:
             result.update(final_state="dry_run", reason="dry run: nothing was sent")
             return result
         link.arm(0.0)
-        record("phase", phase="takeoff", start=start, target=target)
-        reason = _takeoff(link, target[2], start[:2], log)
-        errors: list[float] = []
-        if reason is None:
-            record("phase", phase="onboard")
-            reason = _hover(link, cfg, target, errors, result, ac, log, record)
-        record("phase", phase="land", reason=reason)
-        result["app_states"] = [ac.AppState(s.state).name.lower() for s in _dedup(link.app_status)]
-        if errors:
-            e = np.asarray(errors)
-            result.update(rmse_m=float(np.sqrt(np.mean(e ** 2))), max_error_m=float(e.max()))
-        landed = _land(link, log)
+        with LoopWatchdog(cfg.stall_timeout_s, on_stall) as wd:
+            record("phase", phase="takeoff", start=start, target=target)
+            reason = _takeoff(link, target[2], start[:2], log, wd)
+            errors: list[float] = []
+            if reason is None:
+                record("phase", phase="onboard")
+                reason = _hover(link, cfg, target, errors, result, ac, log, record, wd)
+            record("phase", phase="land", reason=reason)
+            result["app_states"] = [ac.AppState(s.state).name.lower() for s in _dedup(link.app_status)]
+            if errors:
+                e = np.asarray(errors)
+                result.update(rmse_m=float(np.sqrt(np.mean(e ** 2))), max_error_m=float(e.max()))
+            landed = _land(link, log, wd)
         if reason is None:
             result.update(final_state="landed" if landed else "failsafe",
                           reason=None if landed else "touch-down not confirmed")
@@ -177,10 +207,13 @@ def _fresh(link, stale_s: float):
     return tel
 
 
-def _takeoff(link, z_m: float, hold_xy, log) -> str | None:
+def _takeoff(link, z_m: float, hold_xy, log, wd: LoopWatchdog) -> str | None:
     """Climb on the firmware's stabilization to ``z_m``; None when there, else why not."""
     t0 = time.monotonic()
     while True:
+        wd.kick()
+        if wd.stall is not None:
+            return wd.stall.describe()
         tel = _fresh(link, 0.3)
         if tel is None:
             return "no fresh state estimate during takeoff"
@@ -193,7 +226,8 @@ def _takeoff(link, z_m: float, hold_xy, log) -> str | None:
         time.sleep(0.02)
 
 
-def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log, record) -> str | None:
+def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log, record,
+           wd: LoopWatchdog) -> str | None:
     """The app flies; the bridge streams the target and watches. None when the hover completed."""
     n0 = len(link.app_status)
     link.onboard_start(target)
@@ -202,6 +236,9 @@ def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log
     started = False
     heard_loss = False
     while True:
+        wd.kick()
+        if wd.stall is not None:
+            return wd.stall.describe()
         now = time.monotonic()
         new = link.app_status[n0:]
         if any(s.state == ac.AppState.REFUSED for s in new):
@@ -234,7 +271,7 @@ def _hover(link, cfg: OnboardConfig, target, errors: list, result: dict, ac, log
         time.sleep(max(0.0, period_s - (time.monotonic() - now)))
 
 
-def _land(link, log) -> bool:
+def _land(link, log, wd: LoopWatchdog) -> bool:
     """Take the motors back from the app and descend on the firmware's stabilization."""
     tel = _fresh(link, 0.3)
     t0 = time.monotonic()
@@ -243,6 +280,7 @@ def _land(link, log) -> bool:
     link.onboard_stop()
     landed = False
     while time.monotonic() - t0 < TOUCHDOWN_TIMEOUT_S:
+        wd.kick()
         tel = _fresh(link, 0.3)
         if tel is None:
             break

@@ -34,7 +34,8 @@ def _wait_for_policy_ticks(log_dir: Path, timeout_s: float = 30.0) -> None:
     raise AssertionError(f"the flight did not reach the policy within {timeout_s} s")
 
 
-def _fly_and_wedge(model: Path, uri: str, log_dir: Path, exit_on_stall: bool, on_stall_exit=None) -> tuple[Flight, dict]:
+def _fly_and_wedge(model: Path, uri: str, log_dir: Path, exit_on_stall: bool,
+                   on_stall_exit=None) -> tuple[Flight, dict]:
     """Fly, wedge cflib's send lock for WEDGE_S once the policy flies, release it; return the
     flight and {'result' | 'error'} of its run (the run is over when this returns)."""
     cfg = FlyConfig(model=str(model), link=uri, target_w=(0.0, 0.0, 1.0), takeoff_height_m=1.0, duration_s=8.0,

@@ -423,6 +423,47 @@ def test_the_bridge_reports_the_apps_link_lost_and_its_setpoints_resume_the_poli
     assert app_relay.relay_state(twin).watchdog_trips >= 2
 
 
+def test_an_onboard_bridge_wedged_in_cflib_logs_the_stall_and_lands_when_it_turns_again(policy, tmp_path):
+    """The loop watchdog in --onboard flights (firmware_bridge.loop_watchdog): the bridge, in this
+    process, streams SETPOINTs through the real cflib; the test holds cflib's send lock for 1.5 s
+    (what cflib 0.1.34's link-error deadlock did), so the bridge's loop blocks in send_packet. A
+    ``stall`` record is written at once; when the loop turns again the bridge takes the motors back."""
+    import threading
+    import time
+
+    from firmware_bridge.links.crazyflie import CrazyflieLink
+    from firmware_bridge.onboard_flight import OnboardConfig, fly_onboard
+    from tests.sitl.conftest import start_crazyflie_twin
+
+    with start_crazyflie_twin(0, "--app-policy", str(policy.weights_h)) as twin:
+        cfg = OnboardConfig(model=str(policy.tflite), link=twin.uri, target_w=(0.0, 0.0, 0.8), duration_s=6.0,
+                            arm=True, log_dir=str(tmp_path / "flights"), stall_timeout_s=0.5)
+        link = CrazyflieLink(twin.uri)
+        out: dict = {}
+        t = threading.Thread(target=lambda: out.update(d=fly_onboard(cfg, log=lambda *a: None, link=link)),
+                             daemon=True)
+        t.start()
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not any(s.state == ac.AppState.POLICY for s in link.app_status):
+            time.sleep(0.05)
+        assert any(s.state == ac.AppState.POLICY for s in link.app_status), "the app never flew its policy"
+        send_lock = link._cf._send_lock
+        assert send_lock.acquire(timeout=2.0)
+        try:
+            time.sleep(1.5)
+        finally:
+            send_lock.release()
+        t.join(30.0)
+        assert not t.is_alive(), "the onboard flight did not end after the wedge was released"
+    d = out["d"]
+    assert d["final_state"] == "failsafe" and d["reason"].startswith("control loop stalled for "), d
+    rows = [json.loads(ln) for ln in Path(d["log"]).read_text().splitlines()]
+    stalls = [r for r in rows if r["type"] == "stall"]
+    assert len(stalls) == 1 and 0.5 < stalls[0]["stalled_s"] < 1.5
+    assert any("send_packet" in frame for frame in stalls[0]["where"]), stalls[0]["where"]
+    assert [r["phase"] for r in rows if r["type"] == "phase"] == ["takeoff", "onboard", "land"]
+
+
 def test_an_app_holding_the_placeholder_refuses_and_the_bridge_lands(policy, tmp_path):
     """A twin without --app-policy holds the app's committed placeholder: mode 2 refuses it (motors
     off), the bridge hears it, takes the motors back and says why."""
