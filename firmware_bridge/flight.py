@@ -401,7 +401,7 @@ class Flight:
                    "failsafe_action": "none: the vehicle's own failsafe", "where": stall.where,
                    "log": str(self.log.path), "dry_run": not self.cfg.arm, "rate_hz": self.rate_hz}
         self.log.write({"type": "summary", **summary}, timeout_s=STALL_LOG_WAIT_S)
-        self.log.close()
+        self.log.close(timeout_s=STALL_LOG_WAIT_S)
         if self.on_stall_exit is not None:
             self.on_stall_exit(summary)
         print(f"quadhil fly: {stall.describe()}; nothing more can be sent from this process, the "

@@ -78,14 +78,19 @@ class FlightLogWriter:
         is the mirror's to write (``self.header``). Closed with this log."""
         self.mirrors.append(mirror)
 
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        with self._lock:
-            if self._f.closed:
-                return
-            self._f.close()
-            for m in self.mirrors:
-                m.close()
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Close the file and the mirrors (idempotent); False when another thread held the log for
+        ``timeout_s`` (None waits): every record written so far is on disk either way."""
+        if not self._lock.acquire(timeout=-1 if timeout_s is None else timeout_s):
+            return False
+        try:
+            if not self._f.closed:
+                self._f.close()
+                for m in self.mirrors:
+                    m.close()
+            return True
+        finally:
+            self._lock.release()
 
 
 @dataclass

@@ -118,7 +118,7 @@ def fly_onboard(cfg: OnboardConfig, log=print, on_stall_exit=None, link=None) ->
         if flog is not None:
             flog.write({"type": "summary", **{k: v for k, v in summary.items() if k != "log"}},
                        timeout_s=STALL_LOG_WAIT_S)
-            flog.close()
+            flog.close(timeout_s=STALL_LOG_WAIT_S)
         if on_stall_exit is not None:
             on_stall_exit(summary)
         print(f"quadhil fly --onboard: {stall.describe()}; the app's link watchdog lands the vehicle "

@@ -104,6 +104,7 @@ def test_the_log_does_not_wait_forever_for_a_writer_that_holds_it(tmp_path):
     try:
         t0 = time.monotonic()
         assert log.write({"type": "stall"}, timeout_s=0.1) is False
+        assert log.close(timeout_s=0.1) is False
         assert time.monotonic() - t0 < 2.0
     finally:
         log._lock.release()
