@@ -15,12 +15,13 @@ tick. When no kick came for ``timeout_s`` it calls ``on_stall`` once, from its o
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 STALL_TIMEOUT_S = 2.0  # the Crazyflie firmware's own shutdown timeout; far above a host stall (~0.2 s)
 WHERE_FRAMES = 4  # innermost frames of the stuck thread kept in the report
@@ -89,21 +90,17 @@ class LoopWatchdog:
         with self._lock:
             self._last_kick = self.clock()
 
-    def suspended(self):
-        """Context manager: no stall is reported while inside; the clock restarts on leaving."""
-        watchdog = self
-
-        class _Suspended:
-            def __enter__(self):
-                with watchdog._lock:
-                    watchdog._suspended += 1
-
-            def __exit__(self, *exc):
-                with watchdog._lock:
-                    watchdog._suspended -= 1
-                    watchdog._last_kick = watchdog.clock()
-
-        return _Suspended()
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """No stall is reported inside the block; the clock restarts on leaving it."""
+        with self._lock:
+            self._suspended += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._suspended -= 1
+                self._last_kick = self.clock()
 
     def _watch(self) -> None:
         period_s = min(0.1, self.timeout_s / 4.0)
