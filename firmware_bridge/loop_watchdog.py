@@ -5,7 +5,7 @@ loop that stops turning checks nothing: a client library wedged on a lock (cflib
 its sending thread on a link error: firmware_bridge.links.crazyflie.bound_ping_thread_stop), a
 blocking serial write to a radio that stopped reading, a stuck driver call. The vehicle's own
 failsafe then acts (the Crazyflie's commander levels after 500 ms without setpoints and stops
-the motors after 2 s: crazyflie-firmware src/modules/src/commander.c COMMANDER_WDT_TIMEOUT_*;
+the motors after 2 s: crazyflie-firmware src/modules/interface/commander.h COMMANDER_WDT_TIMEOUT_*;
 PX4 leaves offboard after COM_OF_LOSS_T), but the bridge would say nothing and never return.
 
 :class:`LoopWatchdog` runs beside the loop in a daemon thread; the loop calls :meth:`kick` every
