@@ -87,6 +87,20 @@ def cap_n(compensated: np.ndarray, vehicle: Vehicle) -> np.ndarray | None:
     return np.where(comp, vehicle.max_thrust_n, vehicle.command_path.thrust_max_n)
 
 
+MIN_BATTERY_READING_V = 2.0  # below this pm.vbat is not a battery (motors.c's own sanity bound)
+
+
+def raw_pwm_battery_scale(vbat_v: float | None, vehicle: Vehicle) -> float:
+    """Factor on a raw PWM fraction that holds its thrust as the cell sags: the thrust curve's
+    supply voltage over ``vbat_v`` (V), the rule of motors.c's compensation and of quadhil's app on a
+    build without it (firmware_bridge/crazyflie_app/src/quadhil_nn.c qh_action_to_pwm_ratio: a duty
+    drives the motor at duty x supply). 1.0 without a reading (None, or below 2 V). The caller clips
+    the product to full PWM."""
+    if vbat_v is None or not vbat_v >= MIN_BATTERY_READING_V:
+        return 1.0
+    return float(vehicle.battery.voltage_full_v / vbat_v)
+
+
 def app_battery_compensation(thrust_n: np.ndarray, compensated: np.ndarray, battery_thrust_scale: np.ndarray,
                              battery_sense_ratio: np.ndarray, vehicle: Vehicle) -> np.ndarray:
     """(N, 4) motor thrust a motor-level policy asks for, N -> (N, 4) thrust command after quadhil's

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_bridge.links.base import Link, LinkError, Telemetry
-from sim.command_path import ctbr_thrust_u16
+from sim.command_path import ctbr_thrust_u16, raw_pwm_battery_scale
 from sim.contract import CtbrCommand, MotorCommand, thrust_to_firmware_units
 
 # Generic commander setpoint (crtp_commander_generic.c): port 7 channel 0, type 11 = manual,
@@ -411,9 +411,11 @@ class CrazyflieLink(Link):
             return ctbr_to_manual_setpoint(command, self.vehicle)
         if isinstance(command, MotorCommand):
             # motorPowerSet.m1..m4 replace the PWM after battery compensation (motors.c
-            # motorsSetRatio), so these are PWM counts through the thrust curve
-            pwm = self.vehicle.pwm_for_thrust(np.asarray(command.thrust_n).reshape(-1)[:4]) * 65535.0
-            return {f"m{i + 1}_pwm": float(p) for i, p in enumerate(pwm)}
+            # motorsSetRatio), so these are PWM counts through the thrust curve, compensated here
+            # for the cell's sag from pm.vbat as quadhil's app does on a build without it
+            u = self.vehicle.pwm_for_thrust(np.asarray(command.thrust_n).reshape(-1)[:4])
+            u = np.clip(u * raw_pwm_battery_scale(self.battery_v, self.vehicle), 0.0, 1.0)
+            return {f"m{i + 1}_pwm": float(p) for i, p in enumerate(u * 65535.0)}
         raise TypeError(f"unknown command type {type(command).__name__}")
 
     def send(self, command) -> dict:

@@ -10,9 +10,11 @@ import pytest
 
 from firmware_bridge.flight import check_link_for_spec
 from firmware_bridge.links import LinkError, link_kind
-from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, manual_rate_packet, quat_decompress
+from firmware_bridge.links.crazyflie import (
+    CrazyflieLink, ctbr_to_manual_setpoint, manual_rate_packet, quat_decompress,
+)
 from firmware_bridge.links.mavlink import MavlinkLink, parse_mavlink_uri, px4_thrust_setpoint
-from sim.contract import act_to_command, default_spec, hover_action
+from sim.contract import MotorCommand, act_to_command, default_spec, hover_action
 from sim.errors import QuadhilError
 from sim.frames import quat_normalize
 from sim.vehicle import load_vehicle
@@ -54,6 +56,62 @@ def test_crazyflie_hover_action_maps_to_hover_pwm_and_zero_rates():
     assert 4 * per_motor_n == pytest.approx(cf.weight_n, rel=1e-6)
     assert sp["roll_rate_deg_s"] == sp["pitch_rate_deg_s"] == sp["yaw_rate_deg_s"] == 0.0
     assert sp["thrust_u16"] == round(sp["thrust_pwm"])
+
+
+def _motor_power_link(vbat_v: float | None) -> CrazyflieLink:
+    link = CrazyflieLink("udp://127.0.0.1:1")  # never connected: encode only
+    cf = load_vehicle("crazyflie")
+    link.prepare(default_spec(cf, action_mode="motors"), cf)
+    link.battery_v = vbat_v
+    return link
+
+
+def _motor_command(thrust_n: np.ndarray) -> MotorCommand:
+    cf = load_vehicle("crazyflie")
+    return MotorCommand(thrust_n=thrust_n[None], thrust_fraction=thrust_n[None] / cf.max_thrust_n)
+
+
+def test_motor_power_pwm_holds_its_thrust_on_a_sagging_cell_as_the_twin_delivers_it():
+    """motorPowerSet replaces the PWM after the firmware's battery compensation (motors.c
+    motorsSetRatio); the bridge scales it by 4.2 V / pm.vbat as quadhil's app does. Written to the
+    twin's motorPowerSet parameters on a 3.7 V cell (the twin weakens raw PWM by (pm.vbat / 4.2 V)^2,
+    the simulator's conservative battery model), it gives back most of the 22 % that unscaled PWM
+    loses (the curve's linear term keeps a part: the app's own test says the same)."""
+    import struct
+
+    from tests.firmware_bridge.test_rotor_directions import _airborne_twin
+
+    cf = load_vehicle("crazyflie")
+    asked_n = np.full(4, 0.6 * cf.max_thrust_n)
+    full = _motor_power_link(4.2).encode(_motor_command(asked_n))
+    unknown = _motor_power_link(None).encode(_motor_command(asked_n))
+    sagged = _motor_power_link(3.7).encode(_motor_command(asked_n))
+    assert full == unknown  # no reading: the curve's own PWM
+    assert sagged["m1_pwm"] == pytest.approx(full["m1_pwm"] * 4.2 / 3.7)
+
+    def delivered(enc: dict) -> np.ndarray:
+        """Motor thrust (N) of the twin after 0.3 s on motorPowerSet at 3.7 V."""
+        twin = _airborne_twin()
+        twin.battery.update = lambda *_: None
+        twin.battery.vbat_v = 3.7
+        for i in range(1, 5):
+            twin.params.set(f"motorPowerSet.m{i}", int(round(enc[f"m{i}_pwm"])))
+        twin.params.set("motorPowerSet.enable", 1)
+        for k in range(300):
+            if k % 10 == 0:  # the stock commander keeps a setpoint for the supervisor
+                twin.commander.handle_generic(0, b"\x0b" + struct.pack("<fffHB", 0, 0, 0, 30000, 1), twin.now_s())
+            twin.tick()
+        return twin.sim.state.thrust_n[0].copy()
+
+    unscaled, scaled = delivered(full) / asked_n, delivered(sagged) / asked_n
+    assert np.all(unscaled == pytest.approx((3.7 / 4.2) ** 2, rel=1e-3))
+    assert np.all(np.abs(scaled - 1.0) < 0.5 * (1.0 - unscaled)), scaled  # at least half the loss back
+
+
+def test_motor_power_pwm_never_exceeds_full_scale():
+    cf = load_vehicle("crazyflie")
+    enc = _motor_power_link(3.0).encode(_motor_command(np.full(4, cf.max_thrust_n)))
+    assert all(enc[f"m{i}_pwm"] == 65535.0 for i in range(1, 5))
 
 
 def test_crazyflie_rates_go_out_in_deg_s_with_flu_signs():

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from firmware_bridge.links.crazyflie import ctbr_to_manual_setpoint, manual_rate_packet
-from sim.command_path import ctbr_thrust_u16, firmware_collective_n, motor_thrust_n, stops_motors
+from sim.command_path import (
+    firmware_collective_n, motor_thrust_n, raw_pwm_battery_scale, stops_motors,
+)
 from sim.contract import act_to_command, default_spec, hover_action
 from sim.env import HoverVecEnv
 from sim.frames import quat_to_euler
@@ -97,6 +99,14 @@ def test_the_motor_level_app_restores_a_sagging_batterys_thrust_on_a_build_witho
     assert cmd[1, 3] == 0.0  # zero stays zero
     full = app_battery_compensation(np.full((1, 4), CF.max_thrust_n), comp[1:2], battery[1:2], sensed[1:2], CF)
     np.testing.assert_allclose(full, CF.max_thrust_n)  # full PWM: the weak battery's cap stays
+
+
+@pytest.mark.parametrize("vbat_v, scale", [(4.2, 1.0), (3.7, 4.2 / 3.7), (3.0, 1.4), (None, 1.0), (1.9, 1.0),
+                                           (float("nan"), 1.0), (0.0, 1.0)])
+def test_raw_pwm_is_scaled_by_the_curves_supply_over_the_cell_and_not_without_a_reading(vbat_v, scale):
+    """quadhil_nn.c qh_action_to_pwm_ratio's rule (PWM x V_curve / pm.vbat, none below 2 V), shared by
+    the twin's app mirror and the bridge's motorPowerSet path."""
+    assert raw_pwm_battery_scale(vbat_v, load_vehicle("crazyflie")) == pytest.approx(scale)
 
 
 def test_motor_level_episodes_on_a_build_without_compensation_fly_the_apps():

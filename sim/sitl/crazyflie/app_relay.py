@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.command_path import raw_pwm_battery_scale
 from sim.sitl import app_channel as ac
 from sim.vehicle import Vehicle, load_vehicle
 
@@ -147,9 +148,8 @@ def _apply(twin, rs: RelayState) -> None:
     # THRUST_MAX; without compensation the PWM through the curve, times V_curve / pm.vbat (>= 2 V).
     u = np.clip(vehicle.thrust_to_command(frac * rs.thrust_scale * vehicle.command_path.thrust_max_n), 0.0, 1.0)
     if not vehicle.compensated:
-        vbat_v = float(twin.battery.vbat_v) if hasattr(twin, "battery") else 0.0
-        if vbat_v >= 2.0:
-            u = np.clip(u * vehicle.battery.voltage_full_v / vbat_v, 0.0, 1.0)
+        vbat_v = float(twin.battery.vbat_v) if hasattr(twin, "battery") else None
+        u = np.clip(u * raw_pwm_battery_scale(vbat_v, vehicle), 0.0, 1.0)
     rs.last_action, rs.pwm_ratio = rs.motors.copy(), u  # the app's applyActions: lastAction, pwmRatio
     twin.set_motor_override(vehicle.command_to_thrust(u))
 
