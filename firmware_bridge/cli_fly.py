@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S
 from sim.errors import QuadhilError
 from sim.report import emit_json, print_table, xyz_arg
 
@@ -102,10 +103,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-port", type=int, default=8765, help="port of --live (default 8765)")
     parser.add_argument("--no-mcap", action="store_true", help="write the flight log as JSON lines only (no .mcap)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
-    parser.add_argument("--stall-timeout", type=float, default=None, metavar="S",
+    parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="S",
                         help="end the bridge (exit 4) when its control loop makes no progress for S seconds, "
-                             "e.g. a client library wedged on a lost link (default 2; the vehicle's own "
-                             "failsafe flies from there)")
+                             f"e.g. a client library wedged on a lost link (default {STALL_TIMEOUT_S:g}; the "
+                             "vehicle's own failsafe flies from there)")
     parser.add_argument("--onboard", action="store_true",
                         help="Crazyflie with quadhil's app: its mode 2 flies the network flashed with the app "
                              "(quadhil export --format c); the bridge takes off, streams --target as SETPOINT packets "
@@ -115,7 +116,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fly; print the summary; exit 0 (landed), 2 (refused), 3 (failsafe) or 4 (the control loop
-    stalled: firmware_bridge.flight.EXIT_STALLED)."""
+    stalled: firmware_bridge.loop_watchdog.EXIT_STALLED)."""
     from firmware_bridge.flight import Flight, FlyConfig, RefusedToArm
 
     if args.onboard:
@@ -128,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
                     min_height_m=args.min_height, transit_max_s=args.max_transit,
                     flight_time_max_s=args.max_flight_time, mocap=args.mocap, mocap_frame=args.mocap_frame,
                     mocap_timeout_s=args.mocap_timeout, live=args.live, live_port=args.live_port,
-                    mcap=not args.no_mcap, exit_on_stall=True,
-                    **({} if args.stall_timeout is None else {"stall_timeout_s": args.stall_timeout}))
+                    mcap=not args.no_mcap, exit_on_stall=True, stall_timeout_s=args.stall_timeout)
     flight = Flight(cfg)
     if args.json:
         flight.on_stall_exit = emit_json
@@ -174,7 +174,7 @@ def _run_onboard(args: argparse.Namespace) -> int:
     cfg = OnboardConfig(model=args.model, link=args.link, target_w=args.target, duration_s=args.duration,
                         arm=args.arm, connect_timeout_s=args.connect_timeout,
                         takeoff_height_m=args.takeoff_height or 0.5, log_dir=args.log, exit_on_stall=True,
-                        **({} if args.stall_timeout is None else {"stall_timeout_s": args.stall_timeout}))
+                        stall_timeout_s=args.stall_timeout)
     d = fly_onboard(cfg, log=(lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
                     on_stall_exit=emit_json if args.json else None)
     print_table("quadhil fly --onboard", [

@@ -13,7 +13,6 @@ through the link. Every tick, transition and failsafe goes to the flight log as 
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import sys
 import threading
@@ -24,7 +23,7 @@ import numpy as np
 
 from firmware_bridge.flightlog import FlightLogWriter
 from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
-from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, report_stall
 from firmware_bridge.px4_preflight import px4_param_refusals
 from firmware_bridge.mission import (
     PX4_FENCE_PARAMS, FenceChoice, MissionLimits, check_mission, default_geofence, mission_summary, plan_mission,
@@ -58,9 +57,6 @@ TOUCHDOWN_TIMEOUT_S = 4.0
 # machine, which at 500 Hz is a large part of the period.
 WAIT_MARGIN = 0.25
 WAIT_MARGIN_MIN_S = 0.001
-EXIT_STALLED = 4  # quadhil fly's exit status when its control loop stalled (FlyConfig.exit_on_stall)
-STALL_LOG_WAIT_S = 0.5  # how long a stall report waits for a log another thread holds
-_exit_process = os._exit  # no unwinding: the loop's thread is wedged (a test replaces this)
 
 
 class RefusedToArm(QuadhilError):
@@ -104,7 +100,7 @@ class FlyConfig:
     live_port: int = 8765
     # The loop watchdog (firmware_bridge.loop_watchdog): a loop that made no progress this long is
     # reported in the log at once. Then, with exit_on_stall (quadhil fly), the process exits with
-    # EXIT_STALLED (its wedged thread cannot be unwound); without, the flight goes to failsafe if
+    # loop_watchdog.EXIT_STALLED (its wedged thread cannot be unwound); without, the flight goes to failsafe if
     # the loop ever turns again.
     stall_timeout_s: float = STALL_TIMEOUT_S
     exit_on_stall: bool = False
@@ -391,22 +387,15 @@ class Flight:
     def _on_stall(self, stall: LoopStall) -> None:
         """From the watchdog's thread: report the stall in the log at once; with
         ``exit_on_stall`` also end the process (the vehicle's own failsafe flies from here)."""
-        t = stall.t_detect_s - self._t0
-        self.log.write({"type": "stall", "t": t, "stalled_s": stall.stalled_s, "where": stall.where},
-                       timeout_s=STALL_LOG_WAIT_S)
-        if not self.cfg.exit_on_stall:
-            return
-        # the supervisor belongs to the loop's thread; the summary says what became of the flight
-        summary = {"final_state": "stalled", "failsafe": stall.describe(),
-                   "failsafe_action": "none: the vehicle's own failsafe", "where": stall.where,
-                   "log": str(self.log.path), "dry_run": not self.cfg.arm, "rate_hz": self.rate_hz}
-        self.log.write({"type": "summary", **summary}, timeout_s=STALL_LOG_WAIT_S)
-        self.log.close(timeout_s=STALL_LOG_WAIT_S)
-        if self.on_stall_exit is not None:
-            self.on_stall_exit(summary)
-        print(f"quadhil fly: {stall.describe()}; nothing more can be sent from this process, the "
-              f"vehicle's own failsafe takes over (log: {self.log.path})", file=sys.stderr, flush=True)
-        _exit_process(EXIT_STALLED)
+        summary = None
+        if self.cfg.exit_on_stall:
+            # the supervisor belongs to the loop's thread; the summary says what became of the flight
+            summary = {"final_state": "stalled", "failsafe": stall.describe(),
+                       "failsafe_action": "none: the vehicle's own failsafe", "where": stall.where,
+                       "log": str(self.log.path), "dry_run": not self.cfg.arm, "rate_hz": self.rate_hz}
+        report_stall(self.log, stall.t_detect_s - self._t0, stall, summary, self.on_stall_exit,
+                     f"quadhil fly: {stall.describe()}; nothing more can be sent from this process, the "
+                     f"vehicle's own failsafe takes over (log: {self.log.path})")
 
     def _start_mocap(self) -> list[str]:
         """Open the mocap system, stream every pose of the body to the vehicle from now on, wait

@@ -16,6 +16,7 @@ tick. When no kick came for ``timeout_s`` it calls ``on_stall`` once, from its o
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -25,6 +26,9 @@ from typing import Callable, Iterator
 
 STALL_TIMEOUT_S = 2.0  # the Crazyflie firmware's own shutdown timeout; far above a host stall (~0.2 s)
 WHERE_FRAMES = 4  # innermost frames of the stuck thread kept in the report
+EXIT_STALLED = 4  # quadhil fly's exit status when its control loop stalled
+STALL_LOG_WAIT_S = 0.5  # how long a stall report waits for a log another thread holds
+_exit_process = os._exit  # no unwinding: the loop's thread is wedged (a test replaces this)
 
 
 @dataclass
@@ -40,6 +44,28 @@ class LoopStall:
         """One line for a failsafe reason or an error message."""
         at = f" in {self.where[-1]}" if self.where else ""
         return f"control loop stalled for {self.stalled_s:.1f} s{at}"
+
+
+def report_stall(log, t_s: float, stall: LoopStall, exit_summary: dict | None = None, on_exit=None,
+                 message: str = "", summary_record: dict | None = None) -> None:
+    """From the watchdog's thread: a ``stall`` record in ``log`` (a FlightLogWriter, or None) at once,
+    ``t_s`` on the log's clock. With ``exit_summary`` the process then ends: ``summary_record``
+    (default ``exit_summary``) as the log's summary, the log closed, ``on_exit(exit_summary)``,
+    ``message`` on stderr, and EXIT_STALLED. Every wait for the log is bounded by STALL_LOG_WAIT_S:
+    the wedged thread may hold it."""
+    if log is not None:
+        log.write({"type": "stall", "t": t_s, "stalled_s": stall.stalled_s, "where": stall.where},
+                  timeout_s=STALL_LOG_WAIT_S)
+    if exit_summary is None:
+        return
+    if log is not None:
+        log.write({"type": "summary", **(exit_summary if summary_record is None else summary_record)},
+                  timeout_s=STALL_LOG_WAIT_S)
+        log.close(timeout_s=STALL_LOG_WAIT_S)
+    if on_exit is not None:
+        on_exit(exit_summary)
+    print(message, file=sys.stderr, flush=True)
+    _exit_process(EXIT_STALLED)
 
 
 def thread_frames(ident: int | None, keep: int = WHERE_FRAMES) -> list[str]:

@@ -29,17 +29,13 @@ it holds, so the bridge cannot confirm the two are the same.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_bridge import flight as _flight
-from firmware_bridge.flight import (
-    CLIMB_MPS, EXIT_STALLED, GROUND_TOUCH_M, SINK_MPS, STALL_LOG_WAIT_S, TOUCHDOWN_TIMEOUT_S,
-)
-from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog
+from firmware_bridge.flight import CLIMB_MPS, GROUND_TOUCH_M, SINK_MPS, TOUCHDOWN_TIMEOUT_S
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, report_stall
 from sim.errors import QuadhilError
 
 TAKEOFF_TIMEOUT_S = 5.0
@@ -109,21 +105,13 @@ def fly_onboard(cfg: OnboardConfig, log=print, on_stall_exit=None, link=None) ->
             flog.write({"type": kind, "t": time.monotonic() - t0, **fields})
 
     def on_stall(stall: LoopStall) -> None:  # from the watchdog's thread
-        if flog is not None:
-            flog.write({"type": "stall", "t": stall.t_detect_s - t0, "stalled_s": stall.stalled_s,
-                        "where": stall.where}, timeout_s=STALL_LOG_WAIT_S)
-        if not cfg.exit_on_stall:
-            return
-        summary = {**result, "final_state": "stalled", "reason": stall.describe(), "where": stall.where}
-        if flog is not None:
-            flog.write({"type": "summary", **{k: v for k, v in summary.items() if k != "log"}},
-                       timeout_s=STALL_LOG_WAIT_S)
-            flog.close(timeout_s=STALL_LOG_WAIT_S)
-        if on_stall_exit is not None:
-            on_stall_exit(summary)
-        print(f"quadhil fly --onboard: {stall.describe()}; the app's link watchdog lands the vehicle "
-              f"(quadhil.lossMs)", file=sys.stderr, flush=True)
-        _flight._exit_process(EXIT_STALLED)
+        summary = None
+        if cfg.exit_on_stall:
+            summary = {**result, "final_state": "stalled", "reason": stall.describe(), "where": stall.where}
+        report_stall(flog, stall.t_detect_s - t0, stall, summary, on_stall_exit,
+                     f"quadhil fly --onboard: {stall.describe()}; the app's link watchdog lands the vehicle "
+                     f"(quadhil.lossMs)",
+                     summary_record=None if summary is None else {k: v for k, v in summary.items() if k != "log"})
 
     try:
         link.connect(cfg.connect_timeout_s)

@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-import firmware_bridge.flight as flight_mod
-from firmware_bridge.flight import EXIT_STALLED, Flight, FlyConfig
+import firmware_bridge.loop_watchdog as watchdog_mod
+from firmware_bridge.flight import Flight, FlyConfig
 from firmware_bridge.flightlog import FlightLog
 from tests.firmware_bridge.bridge_support import cf_policy, crazyflie_twin  # noqa: F401 - fixture
 
@@ -88,10 +88,10 @@ def test_quadhil_fly_exits_with_status_4_and_a_summary_when_its_loop_stalls(cf_p
                                                                               monkeypatch):
     exits: list[int] = []
     summaries: list[dict] = []
-    monkeypatch.setattr(flight_mod, "_exit_process", exits.append)  # the real one ends pytest
+    monkeypatch.setattr(watchdog_mod, "_exit_process", exits.append)  # the real one ends pytest
     with crazyflie_twin() as twin:
         _fly_and_wedge(cf_policy, twin.uri, tmp_path, exit_on_stall=True, on_stall_exit=summaries.append)
-    assert exits == [EXIT_STALLED]
+    assert exits == [watchdog_mod.EXIT_STALLED]
     assert len(summaries) == 1 and summaries[0]["final_state"] == "stalled"
     assert summaries[0]["failsafe"].startswith("control loop stalled")
     log = FlightLog.read(summaries[0]["log"])
@@ -108,4 +108,5 @@ def test_quadhil_fly_takes_the_stall_timeout():
     cli_fly.configure(parser)
     args = parser.parse_args(["--model", "m.tflite", "--link", "udp://127.0.0.1:1", "--stall-timeout", "1.5"])
     assert args.stall_timeout == 1.5
-    assert parser.parse_args(["--model", "m.tflite", "--link", "udp://127.0.0.1:1"]).stall_timeout is None
+    assert parser.parse_args(["--model", "m.tflite", "--link", "udp://127.0.0.1:1"]).stall_timeout == \
+        watchdog_mod.STALL_TIMEOUT_S
