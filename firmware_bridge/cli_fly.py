@@ -103,7 +103,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-port", type=int, default=8765, help="port of --live (default 8765)")
     parser.add_argument("--no-mcap", action="store_true", help="write the flight log as JSON lines only (no .mcap)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
-    parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="S",
+    parser.add_argument("--stall-timeout", type=_positive, default=STALL_TIMEOUT_S, metavar="S",
                         help="end the bridge (exit 4) when its control loop makes no progress for S seconds, "
                              f"e.g. a client library wedged on a lost link (default {STALL_TIMEOUT_S:g}; the "
                              "vehicle's own failsafe flies from there)")

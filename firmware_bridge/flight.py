@@ -23,7 +23,7 @@ import numpy as np
 
 from firmware_bridge.flightlog import FlightLogWriter
 from firmware_bridge.links import Link, LinkError, Telemetry, link_kind, make_link
-from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, report_stall
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, check_stall_timeout, report_stall
 from firmware_bridge.px4_preflight import px4_param_refusals
 from firmware_bridge.mission import (
     PX4_FENCE_PARAMS, FenceChoice, MissionLimits, check_mission, default_geofence, mission_summary, plan_mission,
@@ -223,6 +223,7 @@ class Flight:
 
         self.cfg = cfg
         link_kind(cfg.link)  # a bad URI is refused before the model is even read
+        check_stall_timeout(cfg.stall_timeout_s)  # not first met after arming
         self.policy = Policy.load(cfg.model)
         self.spec = self.policy.spec
         self.vehicle = load_vehicle(self.spec.vehicle)

@@ -16,6 +16,7 @@ tick. When no kick came for ``timeout_s`` it calls ``on_stall`` once, from its o
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -44,6 +45,12 @@ class LoopStall:
         """One line for a failsafe reason or an error message."""
         at = f" in {self.where[-1]}" if self.where else ""
         return f"control loop stalled for {self.stalled_s:.1f} s{at}"
+
+
+def check_stall_timeout(timeout_s: float) -> None:
+    """ValueError naming the value unless ``timeout_s`` is a positive, finite number of seconds."""
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ValueError(f"stall timeout must be > 0 s, got {timeout_s}")
 
 
 def report_stall(log, t_s: float, stall: LoopStall, exit_summary: dict | None = None, on_exit=None,
@@ -86,8 +93,7 @@ class LoopWatchdog:
 
     def __init__(self, timeout_s: float, on_stall: Callable[[LoopStall], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if not timeout_s > 0:
-            raise ValueError(f"stall timeout must be > 0 s, got {timeout_s}")
+        check_stall_timeout(timeout_s)
         self.timeout_s = float(timeout_s)
         self.on_stall = on_stall
         self.clock = clock

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_bridge.flight import CLIMB_MPS, GROUND_TOUCH_M, SINK_MPS, TOUCHDOWN_TIMEOUT_S
-from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, report_stall
+from firmware_bridge.loop_watchdog import STALL_TIMEOUT_S, LoopStall, LoopWatchdog, check_stall_timeout, report_stall
 from sim.errors import QuadhilError
 
 TAKEOFF_TIMEOUT_S = 5.0
@@ -83,6 +83,7 @@ def fly_onboard(cfg: OnboardConfig, log=print, on_stall_exit=None, link=None) ->
     from sim.sitl import app_channel as ac
     from sim.vehicle import load_vehicle
 
+    check_stall_timeout(cfg.stall_timeout_s)  # not first met after arming
     spec = Policy.load(cfg.model).spec
     why = app_refusal(spec)
     if why is not None:

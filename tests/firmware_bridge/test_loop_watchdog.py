@@ -111,3 +111,25 @@ def test_the_log_does_not_wait_forever_for_a_writer_that_holds_it(tmp_path):
     assert log.write({"type": "stall"}) is True
     log.close()
     assert log.write({"type": "late"}) is False
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf")])
+def test_flights_refuse_a_bad_stall_timeout_before_reading_the_model_or_connecting(bad):
+    from firmware_bridge.flight import Flight, FlyConfig
+    from firmware_bridge.onboard_flight import OnboardConfig, fly_onboard
+
+    with pytest.raises(ValueError, match="stall timeout"):
+        Flight(FlyConfig(model="no-such.tflite", link="udp://127.0.0.1:1", stall_timeout_s=bad))
+    with pytest.raises(ValueError, match="stall timeout"):
+        fly_onboard(OnboardConfig(model="no-such.tflite", link="udp://127.0.0.1:1", stall_timeout_s=bad))
+
+
+def test_quadhil_fly_refuses_a_stall_timeout_that_is_not_positive():
+    import argparse
+
+    from firmware_bridge import cli_fly
+
+    parser = argparse.ArgumentParser()
+    cli_fly.configure(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m.tflite", "--link", "udp://127.0.0.1:1", "--stall-timeout", "0"])
