@@ -25,6 +25,7 @@ rate loop behind it rings on airframes with slow spin-down and P-only loops (12-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -38,7 +39,8 @@ from sim.vehicle import GRAVITY_MPS2, Vehicle
 class CascadeGains:
     """Gains of the cascade: ``kp`` 1/s^2 and ``kd`` 1/s (position, velocity -> acceleration),
     ``ki`` 1/s^3 (altitude integral), ``k_tilt`` 1/s (thrust-axis error -> body rate),
-    ``max_tilt_rad`` (horizontal acceleration demand capped at g tan(this))."""
+    ``k_omega`` (measured roll/pitch rate -> rate setpoint, subtracted), ``max_tilt_rad``
+    (horizontal acceleration demand capped at g tan(this))."""
 
     kp: float = 12.0
     kd: float = 6.0
@@ -65,6 +67,13 @@ class CascadeGains:
     # throw's yaw spin (up to 5 rad/s) stopped at full collective costs a weak x500 ~15 % of its
     # thrust for a second while it falls (docs/experiments/2026-12-06-x500-yaw-yield.md).
     yaw_yield_thrust_fraction: float | None = None
+    # Roll/pitch rate setpoint per rad/s of measured body rate (dimensionless; 0: none). Behind a
+    # rate loop the tilt follows the setpoint with a lag (PX4's rate P 0.15 with 38-100 ms motor
+    # spin-up on the x500), so per horizontal axis the plant is position, velocity, tilt and tilt
+    # rate; without a term on the rate the law places three of those four poles, and a faster
+    # tilt loop (k_tilt) rings. With it the x500's teacher settles faster on every airframe
+    # (docs/experiments/2026-12-07-x500-tilt-rate-damping.md).
+    k_omega: float = 0.0
 
 
 @dataclass
@@ -127,6 +136,8 @@ def cascade_setpoint(obs: np.ndarray, altitude_integral_m_s: np.ndarray, spec: P
     thrust_n = vehicle.mass_kg * np.maximum(acc[:, 2], 0.0) / np.maximum(zb[:, 2], 0.5)
     z_des = acc / np.linalg.norm(acc, axis=1, keepdims=True)
     rates = gains.k_tilt * np.einsum("nji,nj->ni", rot, np.cross(zb, z_des))  # world -> body
+    if gains.k_omega:
+        rates[:, :2] -= gains.k_omega * obs[:, sl("omega_b")][:, :2].astype(np.float64)
     if gains.yaw_yield_thrust_fraction is None:
         rates[:, 2] = 0.0
     else:
@@ -261,14 +272,27 @@ TEACHER_RATE_LOOP = {
 }
 
 
-def make_teacher(name: str, spec: PolicySpec, vehicle: Vehicle):
+def make_teacher(name: str, spec: PolicySpec, vehicle: Vehicle, overrides: dict | None = None):
     """The teacher called ``name`` (``train.teacher``) for ``spec``: a callable (N, obs_dim) raw
-    observations -> (N, 4) normalized actions, memoryless. ValueError naming what is wrong."""
+    observations -> (N, 4) normalized actions, memoryless. ``overrides`` (``train.teacher_gains``)
+    replaces fields of its :class:`CascadeGains` and, motor-level, of its rate loop
+    (``k_rate_per_s``, ``max_torque_boost``). ValueError naming what is wrong."""
     if name != "cascade":
         raise ValueError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
-    gains = TEACHER_GAINS.get((vehicle.id, spec.action_mode), CascadeGains())
+    overrides = dict(overrides or {})
+    rate_loop_keys = ("k_rate_per_s", "max_torque_boost")
+    gain_keys = set(CascadeGains.__dataclass_fields__)
+    unknown = sorted(set(overrides) - gain_keys - (set(rate_loop_keys) if spec.action_mode == "motors" else set()))
+    if unknown:
+        raise ValueError(f"unknown teacher gain(s) {', '.join(unknown)}; known: {', '.join(sorted(gain_keys))}"
+                         + (f", {', '.join(rate_loop_keys)}" if spec.action_mode == "motors" else ""))
+    gains = dataclasses.replace(TEACHER_GAINS.get((vehicle.id, spec.action_mode), CascadeGains()),
+                                **{k: v for k, v in overrides.items() if k in gain_keys})
     if spec.action_mode == "motors":
         if vehicle.id != "crazyflie":
             raise ValueError(f"the motor-level cascade's gains are measured for the Crazyflie only, not {vehicle.id!r}")
-        return ObservedIntegralMotorCascade(spec, vehicle, gains, **TEACHER_RATE_LOOP[vehicle.id])
+        rate_loop = {**TEACHER_RATE_LOOP[vehicle.id], **{k: v for k, v in overrides.items() if k in rate_loop_keys}}
+        if "k_rate_per_s" in rate_loop:
+            rate_loop["k_rate_per_s"] = tuple(rate_loop["k_rate_per_s"])
+        return ObservedIntegralMotorCascade(spec, vehicle, gains, **rate_loop)
     return ObservedIntegralCascade(spec, vehicle, gains)

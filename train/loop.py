@@ -127,6 +127,9 @@ class TrainConfig:
     teacher_rounds: int = 3
     teacher_bc_updates: int = 2_000
     teacher_critic_updates: int = 5_000
+    # Fields of the teacher's CascadeGains (and, motor-level, its rate loop) to replace, e.g.
+    # --set 'train.teacher_gains={"k_omega": 0}' (a baseline recipe beside the preset's teacher).
+    teacher_gains: dict = field(default_factory=dict)
 
     @property
     def updates_per_call(self) -> int:
@@ -361,7 +364,7 @@ class Trainer:
             from train.baseline import make_teacher
 
             try:
-                self.teacher = make_teacher(train_config.teacher, spec, vehicle)
+                self.teacher = make_teacher(train_config.teacher, spec, vehicle, train_config.teacher_gains)
             except ValueError as exc:
                 raise QuadhilError(f"train.teacher: {exc}") from None
         elif agent_config.bc_weight > 0:

@@ -64,6 +64,35 @@ def test_the_teacher_needs_the_integral_layout_and_its_own_action_mode(crazyflie
         make_teacher("pid", integral_spec, crazyflie)
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_the_tilt_rate_term_asks_against_a_measured_roll_or_pitch_rate_and_leaves_yaw(integral_spec, crazyflie, axis):
+    """``k_omega``: the rate setpoint moves by -k_omega per rad/s of measured roll or pitch rate,
+    on that axis only; collective and yaw are the law's without it."""
+    obs = _hover_obs(integral_spec, 2)
+    obs[0, integral_spec.obs_slice("omega_b").start + axis] = 0.5
+    obs[1, integral_spec.obs_slice("omega_b")] = [0.0, 0.0, 0.5]
+    damped = ObservedIntegralCascade(integral_spec, crazyflie, CascadeGains(k_omega=0.8))(obs)
+    plain = ObservedIntegralCascade(integral_spec, crazyflie, CascadeGains())(obs)
+    rate_max = np.asarray(integral_spec.body_rate_max_rad_s)
+    expected = plain.copy()
+    expected[0, 1 + axis] -= 0.8 * 0.5 / rate_max[axis]
+    np.testing.assert_allclose(damped, expected, atol=1e-6)
+    assert damped[0, 1 + axis] < 0
+
+
+def test_a_teachers_gains_can_be_replaced_by_name_and_an_unknown_name_is_refused(integral_spec, crazyflie):
+    x500 = load_vehicle("x500")
+    x500_spec = make_spec(x500, "integral", "ctbr", 50.0, HoverTaskConfig())
+    preset_gains = make_teacher("cascade", x500_spec, x500).gains
+    changed = make_teacher("cascade", x500_spec, x500, {"k_omega": 0.0, "kp": 3.0}).gains
+    assert changed.k_omega == 0.0 and changed.kp == 3.0 and changed.kd == preset_gains.kd
+    motors = make_spec(crazyflie, "integral", "motors", 250.0, HoverTaskConfig(), 3)
+    teacher = make_teacher("cascade", motors, crazyflie, {"k_rate_per_s": [50, 50, 5], "ki_xy": 2.0})
+    assert teacher.k_rate_per_s == (50, 50, 5) and teacher.gains.ki_xy == 2.0
+    with pytest.raises(ValueError, match="unknown teacher gain\\(s\\) k_rate_per_s; known: .*k_omega"):
+        make_teacher("cascade", integral_spec, crazyflie, {"k_rate_per_s": [50, 50, 5]})  # ctbr has no rate loop
+
+
 @pytest.fixture(scope="module")
 def motor_spec(crazyflie):
     return make_spec(crazyflie, "integral", "motors", 250.0, HoverTaskConfig(), 3)
@@ -188,6 +217,8 @@ def test_a_run_from_the_teacher_warms_up_then_trains_and_repeats_exactly(tmp_pat
     (["--layout", "default", "--set", "agent.bc_weight=0.4"], "agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too"),
     (["--layout", "default", "--set", "train.teacher=cascade"], "train.teacher: the observed-integral cascade needs layout 'integral'"),
     (["--layout", "integral", "--set", "train.teacher=pd"], "train.teacher: unknown teacher 'pd'; known: cascade"),
+    (["--layout", "integral", "--set", "train.teacher=cascade", "--set", 'train.teacher_gains={"k_tlit": 9}'],
+     "train.teacher: unknown teacher gain(s) k_tlit; known: k_omega, k_tilt, kd"),
 ])
 def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name(tmp_path, capsys, extra, message):
     code, err, _ = _run(tmp_path, "r", capsys, *extra)
