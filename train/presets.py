@@ -150,7 +150,12 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # collective (train.baseline.TEACHER_GAINS yaw_yield_thrust_fraction 0.8; PX4's allocator takes
     # collective to stop a throw's yaw spin): 92.2 -> 94.7 % on seed 31 (seed 0), 95.3 % on fresh
     # seeds (docs/experiments/2026-12-06-x500-yaw-yield.md). The settings below are v8's.
-    ("x500", "ctbr"): {"version": 9, "control_rate_hz": 50.0, "layout": "integral",
+    # v10 (2026-12-07): v9 from a teacher with tilt-rate damping (TEACHER_GAINS k_omega; 94.6 % alone
+    # on fresh seeds where v9's teacher gave 89 %): the clone no longer loses 5 points to DDPG's first
+    # updates (docs/experiments/2026-12-07-x500-tilt-rate-damping.md). v9's teacher:
+    # --set 'train.teacher_gains={"kp": 8, "kd": 4, "ki": 15, "k_tilt": 7, "k_omega": 0, "max_tilt_rad": 0.6,
+    # "kp_z": 14, "kd_z": 6, "max_down_acc_mps2": 4}'
+    ("x500", "ctbr"): {"version": 10, "control_rate_hz": 50.0, "layout": "integral",
                        "agent": {"critic_layer_norm": True, "bc_weight": 1.0, "actor_lr": 3e-4},
                        "train": {"n_step": 8, "yaw_symmetry": True, "teacher": "cascade", "teacher_steps": 90_000},
                        "realism": {"randomization_scale": 1.5}},
