@@ -369,6 +369,8 @@ class Trainer:
                 raise QuadhilError(f"train.teacher: {exc}") from None
         elif agent_config.bc_weight > 0:
             raise QuadhilError("agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too")
+        elif train_config.teacher_gains:
+            raise QuadhilError("train.teacher_gains replaces a teacher's gains: set train.teacher too")
 
     def _bias_actor_to_hover(self) -> None:
         """Start the actor's output at the nominal hover action (zero rates), so early episodes

@@ -217,6 +217,8 @@ def test_a_run_from_the_teacher_warms_up_then_trains_and_repeats_exactly(tmp_pat
     (["--layout", "default", "--set", "agent.bc_weight=0.4"], "agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too"),
     (["--layout", "default", "--set", "train.teacher=cascade"], "train.teacher: the observed-integral cascade needs layout 'integral'"),
     (["--layout", "integral", "--set", "train.teacher=pd"], "train.teacher: unknown teacher 'pd'; known: cascade"),
+    (["--layout", "default", "--set", 'train.teacher_gains={"k_omega": 0.5}'],
+     "train.teacher_gains replaces a teacher's gains: set train.teacher too"),
     (["--layout", "integral", "--set", "train.teacher=cascade", "--set", 'train.teacher_gains={"k_tlit": 9}'],
      "train.teacher: unknown teacher gain(s) k_tlit; known: k_omega, k_tilt, kd"),
 ])
