@@ -301,3 +301,12 @@ def make_teacher(name: str, spec: PolicySpec, vehicle: Vehicle, overrides: dict 
             rate_loop["k_rate_per_s"] = tuple(rate_loop["k_rate_per_s"])
         return ObservedIntegralMotorCascade(spec, vehicle, gains, **rate_loop)
     return ObservedIntegralCascade(spec, vehicle, gains)
+
+
+def teacher_gains_of(teacher) -> dict:
+    """Every gain ``teacher`` (from :func:`make_teacher`) flies, as ``train.teacher_gains`` takes
+    them: its CascadeGains fields and, motor-level, its rate loop. Plain JSON."""
+    gains = dataclasses.asdict(teacher.gains)
+    if isinstance(teacher, ObservedIntegralMotorCascade):
+        gains.update(k_rate_per_s=list(teacher.k_rate_per_s), max_torque_boost=teacher.max_torque_boost)
+    return gains

@@ -361,12 +361,15 @@ class Trainer:
         self.teacher = None
         self._teaching = False  # True while warm_start flies the teacher (no hover-only warm-up)
         if train_config.teacher:
-            from train.baseline import make_teacher
+            from train.baseline import make_teacher, teacher_gains_of
 
             try:
                 self.teacher = make_teacher(train_config.teacher, spec, vehicle, train_config.teacher_gains)
             except ValueError as exc:
                 raise QuadhilError(f"train.teacher: {exc}") from None
+            # config.json records every gain the teacher flies, so a resumed run keeps them when
+            # the defaults (train.baseline.TEACHER_GAINS) change
+            self.tc = dataclasses.replace(self.tc, teacher_gains=teacher_gains_of(self.teacher))
         elif agent_config.bc_weight > 0:
             raise QuadhilError("agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too")
         elif train_config.teacher_gains:

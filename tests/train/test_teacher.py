@@ -3,6 +3,7 @@ and keep a Q-filtered pull toward it; the teacher is a pure function of the obse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from sim.env import HoverTaskConfig, HoverVecEnv
 from sim.vehicle import load_vehicle
 from train.agent import AgentConfig, DDPGAgent, _q_filtered_bc
 from train.baseline import (CascadeGains, CascadeHover, ObservedIntegralCascade, ObservedIntegralMotorCascade,
-                            cascade_actions, make_teacher)
+                            cascade_actions, make_teacher, teacher_gains_of)
 from train.evaluate import evaluate_policy
 from train.loop import make_spec
 
@@ -89,6 +90,9 @@ def test_a_teachers_gains_can_be_replaced_by_name_and_an_unknown_name_is_refused
     motors = make_spec(crazyflie, "integral", "motors", 250.0, HoverTaskConfig(), 3)
     teacher = make_teacher("cascade", motors, crazyflie, {"k_rate_per_s": [50, 50, 5], "ki_xy": 2.0})
     assert teacher.k_rate_per_s == (50, 50, 5) and teacher.gains.ki_xy == 2.0
+    # what a run records replaces every gain: the same teacher again
+    assert make_teacher("cascade", motors, crazyflie, json.loads(json.dumps(teacher_gains_of(teacher)))) == teacher
+    assert make_teacher("cascade", x500_spec, x500, teacher_gains_of(make_teacher("cascade", x500_spec, x500))).gains == preset_gains
     with pytest.raises(ValueError, match="unknown teacher gain\\(s\\) k_rate_per_s; known: .*k_omega"):
         make_teacher("cascade", integral_spec, crazyflie, {"k_rate_per_s": [50, 50, 5]})  # ctbr has no rate loop
 
@@ -208,6 +212,8 @@ def test_a_run_from_the_teacher_warms_up_then_trains_and_repeats_exactly(tmp_pat
     assert res["env_steps"] >= 240 and res["updates"] > warm["critic_updates"]
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["teacher"] == "cascade" and config["spec"]["layout"] == "integral"
+    # every gain the teacher flew is on record (a resume reads them, whatever the defaults become)
+    assert config["train"]["teacher_gains"] == dataclasses.asdict(CascadeGains())
     _, again, out_b = _run(tmp_path, "b", capsys, *TEACHER_RUN)
     with np.load(out / "checkpoint" / "agent.npz") as za, np.load(out_b / "checkpoint" / "agent.npz") as zb:
         assert all(np.array_equal(za[f], zb[f]) for f in za.files)
