@@ -222,6 +222,7 @@ class ObservedIntegralMotorCascade:
 
     def __post_init__(self):
         _check_teacher_spec(self.spec, "motors", "the motor-level cascade")
+        object.__setattr__(self, "k_rate_per_s", tuple(self.k_rate_per_s))  # a JSON list from a run's config
         object.__setattr__(self, "mixer", np.linalg.inv(self.vehicle.allocation_matrix()))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
@@ -244,6 +245,8 @@ class ObservedIntegralMotorCascade:
 
 
 TEACHERS = ("cascade",)
+# The motor-level teacher's rate-loop settings a run may replace (train.teacher_gains) beside CascadeGains
+RATE_LOOP_KEYS = ("k_rate_per_s", "max_torque_boost")
 # Per-vehicle gains of the teacher, by (vehicle, action mode). Crazyflie ctbr: CascadeHover's
 # (hand-tuned on seed 5); a grid over kp 8-16, kd 4-8, ki 10-15, k_tilt 5-10 on seed 21 (1 tick)
 # kept them on top (92.6 %). x500 ctbr: the best of kp 2-16, kd 2-8, ki 2-15, k_tilt 1.5-10 on
@@ -285,28 +288,23 @@ def make_teacher(name: str, spec: PolicySpec, vehicle: Vehicle, overrides: dict 
     if name != "cascade":
         raise ValueError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}")
     overrides = dict(overrides or {})
-    rate_loop_keys = ("k_rate_per_s", "max_torque_boost")
     gain_keys = set(CascadeGains.__dataclass_fields__)
-    unknown = sorted(set(overrides) - gain_keys - (set(rate_loop_keys) if spec.action_mode == "motors" else set()))
+    known = gain_keys | (set(RATE_LOOP_KEYS) if spec.action_mode == "motors" else set())
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown teacher gain(s) {', '.join(unknown)}; known: {', '.join(sorted(gain_keys))}"
-                         + (f", {', '.join(rate_loop_keys)}" if spec.action_mode == "motors" else ""))
+        raise ValueError(f"unknown teacher gain(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     gains = dataclasses.replace(TEACHER_GAINS.get((vehicle.id, spec.action_mode), CascadeGains()),
                                 **{k: v for k, v in overrides.items() if k in gain_keys})
     if spec.action_mode == "motors":
         if vehicle.id != "crazyflie":
             raise ValueError(f"the motor-level cascade's gains are measured for the Crazyflie only, not {vehicle.id!r}")
-        rate_loop = {**TEACHER_RATE_LOOP[vehicle.id], **{k: v for k, v in overrides.items() if k in rate_loop_keys}}
-        if "k_rate_per_s" in rate_loop:
-            rate_loop["k_rate_per_s"] = tuple(rate_loop["k_rate_per_s"])
+        rate_loop = {**TEACHER_RATE_LOOP[vehicle.id], **{k: v for k, v in overrides.items() if k in RATE_LOOP_KEYS}}
         return ObservedIntegralMotorCascade(spec, vehicle, gains, **rate_loop)
     return ObservedIntegralCascade(spec, vehicle, gains)
 
 
 def teacher_gains_of(teacher) -> dict:
     """Every gain ``teacher`` (from :func:`make_teacher`) flies, as ``train.teacher_gains`` takes
-    them: its CascadeGains fields and, motor-level, its rate loop. Plain JSON."""
-    gains = dataclasses.asdict(teacher.gains)
-    if isinstance(teacher, ObservedIntegralMotorCascade):
-        gains.update(k_rate_per_s=list(teacher.k_rate_per_s), max_torque_boost=teacher.max_torque_boost)
-    return gains
+    them: its CascadeGains fields and, motor-level, its rate loop (RATE_LOOP_KEYS). JSON-serializable."""
+    rate_loop = RATE_LOOP_KEYS if isinstance(teacher, ObservedIntegralMotorCascade) else ()
+    return {**dataclasses.asdict(teacher.gains), **{k: getattr(teacher, k) for k in rate_loop}}
