@@ -133,7 +133,7 @@ class HoverTask:
         k = int(mask.sum())
         if k:
             c, rng = self.config, self.rng
-            self.sim.params.put(mask, sample_params(self.vehicle, k, rng, c.realism))
+            params = sample_params(self.vehicle, k, rng, c.realism)
             start = QuadState.zeros(k)
             start.pos_w = self.target_w[mask] + rng.uniform(-c.init_pos_m, c.init_pos_m, (k, 3))
             start.pos_w[:, 2] = np.maximum(start.pos_w[:, 2], 0.2)
@@ -146,22 +146,44 @@ class HoverTask:
             yaw = quat_from_euler(np.zeros(k), np.zeros(k), rng.uniform(-np.pi, np.pi, k))
             start.quat_wb = quat_multiply(yaw, quat_from_axis_angle(axis_angle))
             start.omega_b = rng.uniform(-c.init_rate_rad_s, c.init_rate_rad_s, (k, 3))
+            self.sim.params.put(mask, params)
             start.thrust_n = np.tile(self.sim.hover_thrust_n()[mask].mean(axis=1, keepdims=True), (1, 4))
             start.on_ground[:] = False
-            self.sim.state.put(mask, start)
-            self.wind.reset(mask)
-            self.rate_ctrl_gains_from_params(mask)
-            self.sync_firmware_state(mask)
-            self.history[mask] = np.tile(self.hover, self.spec.action_history)
-            self.latency_queue[:, mask] = self.hover
-            lo, hi = self.latency_range
-            if hi > lo:
-                self.latency_env[mask] = rng.integers(lo, hi + 1, size=k)
-            self.prev_action[mask] = self.hover
-            self.pos_integral[mask] = 0.0
-            self.tick[mask] = 0
-            self.hold[mask] = 0
+            self._begin(mask, params, start, latency=None)
         return self.observe(advance_integral=mask)
+
+    def replay(self, params, start: QuadState, latency_ticks: np.ndarray) -> np.ndarray:
+        """Start every env on a given airframe (``BatchParams`` of N rows), state and action
+        latency (N,) control ticks, as :meth:`reset` starts a drawn one; returns the observation.
+        For re-flying recorded episodes exactly (train.ceiling). Wind gusts are drawn afresh."""
+        latency = np.asarray(latency_ticks, dtype=np.int64)
+        lo, hi = self.latency_range
+        if latency.shape != (self.n,) or latency.min() < lo or latency.max() > hi:
+            raise ValueError(f"latency_ticks must be {self.n} values in [{lo}, {hi}]")
+        mask = np.ones(self.n, dtype=bool)
+        self._begin(mask, params, start, latency)
+        return self.observe(advance_integral=mask)
+
+    def _begin(self, mask: np.ndarray, params, start: QuadState, latency: np.ndarray | None) -> None:
+        """Put the selected envs on ``params`` / ``start`` with ``latency`` (None: drawn from the
+        realism's range, after the wind, in the order seeds have always drawn them) and reset
+        everything an episode carries (firmware, action history and queue, integral, counters)."""
+        self.sim.params.put(mask, params)
+        self.sim.state.put(mask, start)
+        self.wind.reset(mask)
+        self.rate_ctrl_gains_from_params(mask)
+        self.sync_firmware_state(mask)
+        self.history[mask] = np.tile(self.hover, self.spec.action_history)
+        self.latency_queue[:, mask] = self.hover
+        lo, hi = self.latency_range
+        if latency is not None:
+            self.latency_env[mask] = latency
+        elif hi > lo:
+            self.latency_env[mask] = self.rng.integers(lo, hi + 1, size=int(mask.sum()))
+        self.prev_action[mask] = self.hover
+        self.pos_integral[mask] = 0.0
+        self.tick[mask] = 0
+        self.hold[mask] = 0
 
     # --- what a privileged critic may see ----------------------------------------------------
 

@@ -30,10 +30,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gentle-start", action="store_true",
                         help="start every episode 5 cm off the target at rest and level instead of the training "
                              "throws (how a takeoff hands over; issue 26's yaw-oscillation check)")
-    parser.add_argument("--suite", choices=("robustness",), default=None,
+    parser.add_argument("--suite", choices=("robustness", "ceiling"), default=None,
                         help="robustness: success over out-of-distribution axes (motor lag, thrust-to-weight, yaw "
                              "torque, inertia, rate-loop gains, noise, latency, CoM, wind) and joint corners; "
-                             "--episodes is per cell; writes robustness.json and robustness.png")
+                             "--episodes is per cell; writes robustness.json and robustness.png. "
+                             "ceiling: search every failed throw again with the airframe known and no sensor noise "
+                             "for a sequence that succeeds (train/ceiling.py): a lower bound on the success any "
+                             "controller could reach on the task; writes ceiling.json")
+    parser.add_argument("--ceiling-samples", type=int, default=256,
+                        help="--suite ceiling: candidate sequences flown at once per search iteration")
+    parser.add_argument("--ceiling-iterations", type=int, default=30,
+                        help="--suite ceiling: search iterations per failed throw at most")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.randomization_scale < 0:
         raise QuadhilError(f"--randomization-scale must be >= 0, got {args.randomization_scale}")
     if args.suite and (args.latency_ticks or args.no_randomization or args.randomization_scale != 1.0 or args.gentle_start):
-        raise QuadhilError("--suite sets latency and randomization per cell itself: drop --latency-ticks, "
+        raise QuadhilError("--suite flies the run's own evaluation task (robustness: per cell): drop --latency-ticks, "
                            "--randomization-scale, --no-randomization and --gentle-start")
     run_dir = Path(args.run)
     if not run_dir.is_dir():
@@ -96,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     task = task_config_from_dict(config["task_config"]) if "task_config" in config else None
     if args.suite == "robustness":
         return _run_robustness(args, run_dir, act_fn, spec, task)
+    if args.suite == "ceiling":
+        return _run_ceiling(args, run_dir, act_fn, spec, eval_task_config(task))
     task = eval_task_config(task)  # eval realism: the default, on; no latency
     if args.gentle_start:
         task = dataclasses.replace(task, **GENTLE_START)
@@ -138,6 +147,35 @@ def _run_robustness(args: argparse.Namespace, run_dir: Path, act_fn, spec, task)
     if not args.no_plot:
         plot_suite(result, run_dir / "robustness.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
     print_suite(result, f"quadhil eval {run_dir} --suite robustness")
+    if args.json:
+        emit_json(summary)
+    return 0
+
+
+def _run_ceiling(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) -> int:
+    """``--suite ceiling``: the evaluation, a search per failed throw, ceiling.json, one JSON line."""
+    from rich.progress import Progress
+
+    from sim.report import emit_json, print_table
+    from train.ceiling import CeilingSearch, run_ceiling
+
+    try:
+        search = CeilingSearch(samples=args.ceiling_samples, iterations=args.ceiling_iterations)
+    except ValueError as exc:
+        raise QuadhilError(str(exc)) from None
+    with Progress(transient=True) as bar:
+        job = bar.add_task("searching the failed throws", total=None)
+
+        def progress(i: int, n: int, verdict) -> None:
+            bar.update(job, completed=i, total=n,
+                       description=f"throw {verdict.episode}: {verdict.verdict} (margin {verdict.best_margin:.2f})")
+
+        result = run_ceiling(act_fn, spec, task, episodes=args.episodes, seed=args.seed, search=search,
+                             progress=progress)
+    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
+    (run_dir / "ceiling.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print_table(f"quadhil eval {run_dir} --suite ceiling",
+                [(k, v) for k, v in summary.items() if k not in ("verdicts", "loadavg", "search")])
     if args.json:
         emit_json(summary)
     return 0

@@ -139,4 +139,4 @@ def test_eval_suite_refuses_flags_it_sets_itself(tmp_path, capsys):
 
     run = make_run(tmp_path / "run")
     assert main(["eval", str(run), "--suite", "robustness", "--latency-ticks", "1"]) == 2
-    assert "--suite sets latency" in capsys.readouterr().err
+    assert "--suite flies the run's own evaluation task" in capsys.readouterr().err
