@@ -26,8 +26,9 @@ from typing import Callable
 import numpy as np
 
 from sim.contract import PolicySpec
+from sim.dynamics import BatchParams, QuadState
 from sim.env import HoverTask, HoverTaskConfig
-from sim.vehicle import GRAVITY_MPS2
+from sim.vehicle import GRAVITY_MPS2, Vehicle
 from train.evaluate import ActFn, evaluate_policy
 
 SUITE_NAME = "ceiling"
@@ -101,18 +102,18 @@ class CeilingResult:
 class _Recorded:
     """The evaluated episodes' airframes, starts and latencies, taken right after the reset."""
 
-    params: object = None
-    state: object = None
+    params: BatchParams | None = None
+    state: QuadState | None = None
     latency: np.ndarray | None = None
     thrust_to_weight: np.ndarray | None = None
-    task_env: HoverTask | None = None
+    vehicle: Vehicle | None = None
 
     def __call__(self, task: HoverTask) -> None:
         p = task.sim.params
         self.params, self.state = p.take(slice(None)), task.sim.state.take(slice(None))
         self.latency = task.latency_env.copy()
         self.thrust_to_weight = p.max_thrust_n.sum(axis=1) / (p.mass_kg * GRAVITY_MPS2)
-        self.task_env = task
+        self.vehicle = task.vehicle
 
 
 def _fly(env: HoverTask, act_fn: ActFn, rec: _Recorded, episode: int, residual: np.ndarray,
@@ -185,7 +186,7 @@ def run_ceiling(act_fn: ActFn, spec: PolicySpec, task: HoverTaskConfig, episodes
     failed = np.flatnonzero(~result.success)
     quiet = dataclasses.replace(task, realism=dataclasses.replace(task.realism, sensor_noise=False,
                                                                   wind_gust_std_mps=0.0))
-    env = HoverTask(rec.task_env.vehicle, spec, search.samples, quiet, seed=seed)
+    env = HoverTask(rec.vehicle, spec, search.samples, quiet, seed=seed)
     rng = np.random.default_rng(seed)
     out = CeilingResult(spec.vehicle, spec.action_mode, episodes, seed, result.success_rate, search)
     for i, episode in enumerate(failed):
