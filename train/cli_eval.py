@@ -30,13 +30,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gentle-start", action="store_true",
                         help="start every episode 5 cm off the target at rest and level instead of the training "
                              "throws (how a takeoff hands over; issue 26's yaw-oscillation check)")
-    parser.add_argument("--suite", choices=("robustness", "ceiling"), default=None,
+    parser.add_argument("--suite", choices=("robustness", "ceiling", "spread"), default=None,
                         help="robustness: success over out-of-distribution axes (motor lag, thrust-to-weight, yaw "
                              "torque, inertia, rate-loop gains, noise, latency, CoM, wind) and joint corners; "
                              "--episodes is per cell; writes robustness.json and robustness.png. "
                              "ceiling: search every failed throw again with the airframe known and no sensor noise "
                              "for a sequence that succeeds (train/ceiling.py): a lower bound on the success any "
-                             "controller could reach on the task; writes ceiling.json")
+                             "controller could reach on the task; writes ceiling.json. "
+                             "spread: the same throws again with each randomized airframe quantity (rate loop, mass, "
+                             "motor lag, thrust, centre of mass, ...) put back to nominal: which spread costs the "
+                             "failures (train/spread.py); writes spread.json")
     parser.add_argument("--ceiling-samples", type=int, default=256,
                         help="--suite ceiling: candidate sequences flown at once per search iteration")
     parser.add_argument("--ceiling-iterations", type=int, default=30,
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_robustness(args, run_dir, act_fn, spec, task)
     if args.suite == "ceiling":
         return _run_ceiling(args, run_dir, act_fn, spec, eval_task_config(task))
+    if args.suite == "spread":
+        return _run_spread(args, run_dir, act_fn, spec, eval_task_config(task))
     task = eval_task_config(task)  # eval realism: the default, on; no latency
     if args.gentle_start:
         task = dataclasses.replace(task, **GENTLE_START)
@@ -176,6 +181,29 @@ def _run_ceiling(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) ->
     (run_dir / "ceiling.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print_table(f"quadhil eval {run_dir} --suite ceiling",
                 [(k, v) for k, v in summary.items() if k not in ("verdicts", "loadavg", "search")])
+    if args.json:
+        emit_json(summary)
+    return 0
+
+
+def _run_spread(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) -> int:
+    """``--suite spread``: success per group put back to nominal, spread.json, one JSON line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim.report import emit_json
+    from train.spread import run_spread
+
+    result = run_spread(act_fn, spec, task, episodes=args.episodes, seed=args.seed)
+    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
+    (run_dir / "spread.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    table = Table(title=f"quadhil eval {run_dir} --suite spread: {args.episodes} throws, seed {args.seed}, "
+                        "one quantity put back to nominal")
+    for col in ("put back to nominal", "success", "gain", "crashes"):
+        table.add_column(col, justify="left" if col.startswith("put") else "right")
+    for name, g in summary["groups"].items():
+        table.add_row(name, f"{g['success_rate']:.1%}", f"{g['gain']:+.1%}", f"{g['crash_rate']:.1%}")
+    Console().print(table)
     if args.json:
         emit_json(summary)
     return 0
