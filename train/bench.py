@@ -56,6 +56,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-previous", action="store_true",
                         help="--to-success: the baseline is the loop's speed settings before issue #23 "
                              f"({' '.join(PREVIOUS_RECIPE)})")
+    parser.add_argument("--action-history", type=int, default=None, metavar="N",
+                        help="past actions in the observation, as quadhil train's (default: the preset's)")
+    parser.add_argument("--baseline-action-history", type=int, default=None, metavar="N",
+                        help="--to-success: also run a baseline recipe that observes N past actions (with any "
+                             "--baseline-set), seed by seed")
     parser.add_argument("--out", default=None, help="--to-success: keep the runs in DIR/<recipe>-seed<S>")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -75,13 +80,18 @@ def _bench_updates(agent, batch: int, k: int, seconds: float, obs_dim: int) -> f
     return n / (time.perf_counter() - t0)
 
 
-def _train_args(vid: str, args: argparse.Namespace, out: str, extra_sets: list[str] = ()) -> list[str]:
-    """``quadhil train`` arguments of a run like ``quadhil train --vehicle VID`` with the bench's options."""
+def _train_args(vid: str, args: argparse.Namespace, out: str, extra_sets: list[str] = (),
+                action_history: int | None = None) -> list[str]:
+    """``quadhil train`` arguments of a run like ``quadhil train --vehicle VID`` with the bench's
+    options; ``action_history`` None: the bench's ``--action-history`` (None: the preset's)."""
     a = ["--vehicle", vid, "--action-mode", args.action_mode, "--out", out]
     for item in [*args.set, *extra_sets]:
         a += ["--set", item]
     if args.no_randomization:
         a.append("--no-randomization")
+    history = args.action_history if action_history is None else action_history
+    if history is not None:
+        a += ["--action-history", str(history)]
     return a
 
 
@@ -147,12 +157,14 @@ def run_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str]) -> dict:
+def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str],
+             action_history: int | None = None) -> dict:
     """One ``quadhil train`` process to the bar; its figures (``time_to_target_s`` None: failed)."""
     root = str(Path(__file__).resolve().parents[1])  # run this checkout's code
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
-    cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets), "--seed", str(seed),
+    cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, action_history),
+           "--seed", str(seed),
            "--budget-minutes", repr(args.max_seconds / 60.0), "--stop-at-target", "--no-progress",
            "--eval-episodes", "10", "--json"]
     load0, t0 = os.getloadavg(), time.perf_counter()
@@ -202,24 +214,26 @@ def run_to_success(args: argparse.Namespace) -> int:
         raise QuadhilError("--seeds and --confirm-episodes must be >= 1 and --max-seconds > 0")
     vehicles = args.vehicle or ["crazyflie"]
     baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
-    recipes = {"recipe": []}
-    if args.baseline_set is not None or args.compare_previous:
-        recipes["baseline"] = baseline
+    recipes = {"recipe": ([], None)}
+    if args.baseline_set is not None or args.compare_previous or args.baseline_action_history is not None:
+        recipes["baseline"] = (baseline, args.baseline_action_history)
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name)
     figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
                      "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
                      "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
                      "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    figures["action_history"] = args.action_history
     if "baseline" in recipes:
         figures["baseline_set"] = baseline
+        figures["baseline_action_history"] = args.baseline_action_history
     try:
         for vid in vehicles:
             per: dict[str, list] = {name: [] for name in recipes}
             for seed in range(args.seeds):
                 order = list(recipes) if seed % 2 == 0 else list(reversed(recipes))  # alternate who goes first
                 for name in order:
-                    per[name].append(run_seed(vid, args, seed, root / vid / f"{name}-seed{seed}", recipes[name]))
+                    per[name].append(run_seed(vid, args, seed, root / vid / f"{name}-seed{seed}", *recipes[name]))
             fig = {name: {**summarize(runs), "runs": runs} for name, runs in per.items()}
             if "baseline" in fig:
                 a, b = fig["recipe"]["median_s"], fig["baseline"]["median_s"]
