@@ -206,20 +206,22 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
 
 
 def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
-    """Preset v10: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.5x the
-    randomization ranges in training, quarter-turn augmentation, the integral layout and the cascade
+    """Preset v11: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.5x the
+    randomization ranges in training, quarter-turn augmentation, the integral layout with the last
+    three actions and the cascade
     teacher with its x500 gains (its yaw-rate setpoint yielding to a saturated collective, tilt-rate
     damping) and half
     the Crazyflie's pull (bc_weight 1); its motor-level runs and the
     Crazyflie keep the plain critic, and the x500's motor-level runs no augmentation; an explicit
     --control-rate-hz wins."""
     from train.baseline import TEACHER_GAINS
-    from train.presets import default_control_rate_hz, default_layout, preset
+    from train.presets import default_action_history, default_control_rate_hz, default_layout, preset
 
     assert TEACHER_GAINS[("x500", "ctbr")].yaw_yield_thrust_fraction == 0.8 and TEACHER_GAINS[("x500", "ctbr")].k_omega > 0
     assert default_control_rate_hz("x500", "ctbr") == 50.0
     assert default_control_rate_hz("x500", "motors") == default_control_rate_hz("crazyflie", "ctbr") == 100.0
-    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v10" and default_layout("x500", "ctbr") == "integral"
+    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v11" and default_layout("x500", "ctbr") == "integral"
+    assert default_action_history("x500", "ctbr") == 3 and default_action_history("x500", "motors") is None
     assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
     assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
     assert "randomization_scale" not in preset("x500", "motors", 200.0)["realism"]
@@ -230,7 +232,7 @@ def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
     assert cfg["train"]["n_step"] == 4 and cfg["task_config"]["realism"]["randomization_scale"] == 1.5
     assert cfg["train"]["yaw_symmetry"] is True and cfg["spec"]["layout"] == "integral"
     assert cfg["train"]["teacher"] == "cascade" and cfg["agent"]["bc_weight"] == 1.0 and cfg["agent"]["actor_lr"] == 3e-4
-    assert cfg["preset"] == "x500-ctbr-v10"
+    assert cfg["preset"] == "x500-ctbr-v11" and cfg["spec"]["action_history"] == 3
     assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
@@ -253,7 +255,7 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     bare = without_teacher(cf)
     assert "teacher" not in bare["train"] and "bc_weight" not in bare["agent"] and bare["agent"]["actor_lr"] == 3e-4
     assert default_action_history("crazyflie", "ctbr") == 3
-    assert default_action_history("x500", "ctbr") is None
+    assert default_action_history("x500", "ctbr") == 3  # x500 ctbr v11 too
 
 
 def test_the_crazyflie_flying_motors_starts_from_the_motor_level_cascade_at_250_hz():
