@@ -146,10 +146,10 @@ class HoverTask:
             yaw = quat_from_euler(np.zeros(k), np.zeros(k), rng.uniform(-np.pi, np.pi, k))
             start.quat_wb = quat_multiply(yaw, quat_from_axis_angle(axis_angle))
             start.omega_b = rng.uniform(-c.init_rate_rad_s, c.init_rate_rad_s, (k, 3))
-            self.sim.params.put(mask, params)
-            start.thrust_n = np.tile(self.sim.hover_thrust_n()[mask].mean(axis=1, keepdims=True), (1, 4))
             start.on_ground[:] = False
             self._begin(mask, params, start, latency=None)
+            # the motors start at the drawn airframe's hover thrust (its params are in place now)
+            self.sim.state.thrust_n[mask] = np.tile(self.sim.hover_thrust_n()[mask].mean(axis=1, keepdims=True), (1, 4))
         return self.observe(advance_integral=mask)
 
     def replay(self, params, start: QuadState, latency_ticks: np.ndarray) -> np.ndarray:
