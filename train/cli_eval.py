@@ -141,14 +141,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_suite(args: argparse.Namespace, run_dir: Path, result, name: str) -> dict:
+    """A suite's figures with the run, actor and load beside them, written to RUN/<name>.json;
+    returned for the table and the --json line."""
+    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
+    (run_dir / f"{name}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
 def _run_robustness(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) -> int:
     """``--suite robustness``: the table, robustness.json (+ .png) in the run directory, one JSON line."""
     from sim.report import emit_json
     from train.robustness import plot_suite, print_suite, run_suite
 
     result = run_suite(act_fn, spec, task=task, episodes=args.episodes, seed=args.seed)
-    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
-    (run_dir / "robustness.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary = _save_suite(args, run_dir, result, "robustness")
     if not args.no_plot:
         plot_suite(result, run_dir / "robustness.png", f"{spec.vehicle} {spec.action_mode}: {run_dir.name}")
     print_suite(result, f"quadhil eval {run_dir} --suite robustness")
@@ -177,8 +184,7 @@ def _run_ceiling(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) ->
 
         result = run_ceiling(act_fn, spec, task, episodes=args.episodes, seed=args.seed, search=search,
                              progress=progress)
-    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
-    (run_dir / "ceiling.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary = _save_suite(args, run_dir, result, "ceiling")
     print_table(f"quadhil eval {run_dir} --suite ceiling",
                 [(k, v) for k, v in summary.items() if k not in ("verdicts", "loadavg", "search")])
     if args.json:
@@ -195,8 +201,7 @@ def _run_spread(args: argparse.Namespace, run_dir: Path, act_fn, spec, task) -> 
     from train.spread import run_spread
 
     result = run_spread(act_fn, spec, task, episodes=args.episodes, seed=args.seed)
-    summary = {**result.as_dict(), "run": str(run_dir), "actor": args.which, "loadavg": os.getloadavg()}
-    (run_dir / "spread.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary = _save_suite(args, run_dir, result, "spread")
     table = Table(title=f"quadhil eval {run_dir} --suite spread: {args.episodes} throws, seed {args.seed}, "
                         "one quantity put back to nominal")
     for col in ("put back to nominal", "success", "gain", "crashes"):

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from sim.contract import PolicySpec
 from sim.dynamics import BatchParams
 from sim.env import HoverTask, HoverTaskConfig
@@ -92,9 +90,3 @@ def run_spread(act_fn: ActFn, spec: PolicySpec, task: HoverTaskConfig, episodes:
     out.wall_s = time.perf_counter() - t0
     return out
 
-
-def fields_drawn(task: HoverTask) -> set[str]:
-    """The airframe fields whose values differ between the envs of ``task`` (what its
-    randomization drew), for checking that :data:`SPREAD_GROUPS` covers them."""
-    p = task.sim.params
-    return {k for k, v in p.__dict__.items() if k != "spin_sign" and np.ptp(np.asarray(v, dtype=float), axis=0).max() > 0}
