@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 
 from sim.contract import (CtbrCommand, MotorCommand, PolicySpec, act_to_command, hover_action, integrate_position_error,
-                          observe, push_action_history)
+                          observe, push_action_history, push_state_history, start_state_history)
 from sim.env import HoverTask, HoverTaskConfig
 from sim.errors import QuadhilError
 from sim.randomization import RealismConfig, noisy_estimate
@@ -265,6 +265,7 @@ def fly_episode(act: ActFn, spec: PolicySpec, vehicle: Vehicle, airframe: Rotorp
     hold_needed = int(round(task.hold_s * spec.control_rate_hz))
     history = np.tile(hover_action(spec, vehicle), (1, spec.action_history))
     integral = np.zeros((1, 3))
+    states = None  # past velocity / body-rate estimates, started at the first tick
     hold = 0
     sq_err, n_hold, yaw, saturated = 0.0, 0, [], 0
     crashed = out = success = False
@@ -275,7 +276,10 @@ def fly_episode(act: ActFn, spec: PolicySpec, vehicle: Vehicle, airframe: Rotorp
             est = noisy_estimate(*est, vehicle, noise_rng, 1.0)
         if spec.uses_position_integral:
             integral = integrate_position_error(integral, est[0], target, spec)
-        obs = observe(*est, target, history, spec, position_error_integral=integral)
+        if states is None:
+            states = start_state_history(est[1], est[3], spec)
+        obs = observe(*est, target, history, spec, position_error_integral=integral, state_history=states)
+        states = push_state_history(states, est[1], est[3])
         action = np.asarray(act(obs), dtype=np.float64).reshape(1, 4)
         history = push_action_history(history, action)
         control = rotorpy_control(act_to_command(action, spec, vehicle), airframe)

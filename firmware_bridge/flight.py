@@ -34,7 +34,8 @@ from firmware_bridge.scheduler import Scheduler
 from firmware_bridge.supervisor import (
     Geofence, Limits, PreflightInputs, State, StateSample, Supervisor, failsafe_action,
 )
-from sim.contract import act_to_command, hover_action, integrate_position_error, observe, push_action_history
+from sim.contract import (act_to_command, hover_action, integrate_position_error, observe, push_action_history,
+                          push_state_history, start_state_history)
 from sim.errors import QuadhilError
 from sim.vehicle import load_vehicle
 
@@ -466,6 +467,7 @@ class Flight:
         policy = self.policy
         history = np.tile(hover_action(spec, vehicle), (1, spec.action_history)).astype(np.float64)
         pos_integral = np.zeros((1, 3))  # position-error integral (layouts that observe it), m*s
+        states = None  # past velocity / body-rate estimates (specs that observe them), from the first policy tick
         sched = Scheduler.start(self.rate_hz)
         t_fly0 = sched.t0_s
         log.write({"type": "takeoff", "t": t_fly0 - self._t0})  # tick times count from here
@@ -591,8 +593,11 @@ class Flight:
             # -- policy ---------------------------------------------------------------------
             if spec.uses_position_integral:  # advanced once per policy tick, as in training
                 pos_integral = integrate_position_error(pos_integral, s.pos_w[None], target, spec)
+            if states is None:
+                states = start_state_history(s.vel_w[None], s.omega_b[None], spec)
             obs = observe(s.pos_w[None], s.vel_w[None], s.quat_wb[None], s.omega_b[None], target,
-                          history, spec, position_error_integral=pos_integral)[0]
+                          history, spec, position_error_integral=pos_integral, state_history=states)[0]
+            states = push_state_history(states, s.vel_w[None], s.omega_b[None])
             t_inf0 = time.monotonic()
             try:
                 action = np.asarray(policy.act(obs), dtype=np.float64)

@@ -19,7 +19,19 @@ Layout ``integral`` adds, after the default fields::
                                      within INTEGRAL_RADIUS_M of the target, clipped per axis to
                                      +-INTEGRAL_LIMIT_M_S (:func:`integrate_position_error`)
 
-It is the one piece of memory a trim error needs: nominal-constant actions on an airframe that is
+With ``state_history`` k > 0 the layout then adds the estimates of the k control ticks before
+this one, newest first (:func:`push_state_history`)::
+
+    velocity_history_w 3*k m/s     velocity_w of ticks t-1 .. t-k, world ENU
+    omega_history_b    3*k rad/s   omega_b of ticks t-1 .. t-k, body FLU
+
+With the action history they let a feed-forward policy read how this airframe answers its
+commands (thrust per command, rate-loop and motor lag: the quantities the randomization draws and
+the policy cannot see), the identification a memoryless policy lacks
+(docs/experiments/2026-12-07-x500-ceiling.md). The caller holds it and starts it, when the policy
+takes over, with k copies of the first estimate (no motion before the first tick).
+
+The position-error integral is the one piece of memory a trim error needs: nominal-constant actions on an airframe that is
 heavier or weaker than nominal leave a steady offset that a memoryless policy can only shrink by
 stiffness (docs/training.md). The caller holds the integral, as it holds the action history, and
 zeroes it when the policy takes over; integrating only near the target keeps a throw (or a takeoff)
@@ -73,7 +85,11 @@ _FIELD_UNITS = {
     "omega_b": "rad/s",
     "last_actions": "1",
     "position_error_integral_w": "m*s",
+    "velocity_history_w": "m/s",
+    "omega_history_b": "rad/s",
 }
+STATE_HISTORY_FIELDS = ("velocity_history_w", "omega_history_b")
+STATE_HISTORY_MAX = 16
 
 INTEGRAL_RADIUS_M = 0.3  # integrate only within this distance of the target
 INTEGRAL_LIMIT_M_S = 0.5  # per-axis clip of the integral (anti-windup)
@@ -96,6 +112,7 @@ class PolicySpec:
     layout: str = "default"
     version: str = SPEC_VERSION
     extra: dict = field(default_factory=dict)
+    state_history: int = 0  # past ticks of velocity_w and omega_b the observation holds
 
     @property
     def obs_dim(self) -> int:
@@ -162,6 +179,7 @@ class PolicySpec:
             layout=str(d.get("layout", "default")),
             version=version,
             extra=dict(d.get("extra", {})),
+            state_history=int(d.get("state_history", 0)),
         )
         spec.validate()
         return spec
@@ -186,6 +204,11 @@ class PolicySpec:
                 raise SpecError(f"observation field {f.name!r} is unknown to this quadhil")
         if self.obs_slice_sizes().get("last_actions", 0) != ACTION_DIM * self.action_history:
             raise SpecError("observation 'last_actions' size must be 4 x action_history")
+        if not 0 <= self.state_history <= STATE_HISTORY_MAX:
+            raise SpecError(f"state_history must be in 0..{STATE_HISTORY_MAX}, got {self.state_history}")
+        for name in STATE_HISTORY_FIELDS:
+            if self.obs_slice_sizes().get(name, 0) != 3 * self.state_history:
+                raise SpecError(f"observation {name!r} size must be 3 x state_history ({self.state_history})")
         if len(self.obs_mean) != self.obs_dim or len(self.obs_std) != self.obs_dim:
             raise SpecError(f"obs_mean/obs_std must have length obs_dim={self.obs_dim}")
         if any(not s > 0 for s in self.obs_std):
@@ -197,6 +220,11 @@ class PolicySpec:
     def uses_position_integral(self) -> bool:
         """True if the observation holds ``position_error_integral_w`` (the caller keeps it)."""
         return any(f.name == "position_error_integral_w" for f in self.observation)
+
+    @property
+    def uses_state_history(self) -> bool:
+        """True if the observation holds past velocity and body-rate estimates (the caller keeps them)."""
+        return self.state_history > 0
 
     def obs_slice_sizes(self) -> dict[str, int]:
         """Field name -> size."""
@@ -219,15 +247,26 @@ def default_observation(action_history: int = 1) -> tuple[ObsField, ...]:
     )
 
 
+def state_history_observation(state_history: int) -> tuple[ObsField, ...]:
+    """The fields of ``state_history`` past ticks of velocity and body rates (none for 0)."""
+    if state_history == 0:
+        return ()
+    return (ObsField("velocity_history_w", 3 * state_history, "m/s"),
+            ObsField("omega_history_b", 3 * state_history, "rad/s"))
+
+
 def default_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: float = 100.0,
-                 action_history: int = 1, position_error_clip_m: float = 1.0) -> PolicySpec:
+                 action_history: int = 1, position_error_clip_m: float = 1.0,
+                 state_history: int = 0) -> PolicySpec:
     """A spec for ``vehicle`` with the default layout and identity normalization."""
-    return _spec_for(vehicle, default_observation(action_history), action_mode, control_rate_hz,
-                     action_history, position_error_clip_m, layout="default")
+    obs = default_observation(action_history) + state_history_observation(state_history)
+    return _spec_for(vehicle, obs, action_mode, control_rate_hz, action_history, position_error_clip_m,
+                     layout="default", state_history=state_history)
 
 
 def _spec_for(vehicle: Vehicle, obs: tuple[ObsField, ...], action_mode: str, control_rate_hz: float,
-              action_history: int, position_error_clip_m: float, layout: str) -> PolicySpec:
+              action_history: int, position_error_clip_m: float, layout: str,
+              state_history: int = 0) -> PolicySpec:
     """A validated spec of ``layout`` for the nominal ``vehicle``, identity normalization."""
     dim = sum(f.size for f in obs)
     spec = PolicySpec(
@@ -244,6 +283,7 @@ def _spec_for(vehicle: Vehicle, obs: tuple[ObsField, ...], action_mode: str, con
         obs_mean=(0.0,) * dim,
         obs_std=(1.0,) * dim,
         layout=layout,
+        state_history=state_history,
     )
     spec.validate()
     return spec
@@ -255,10 +295,13 @@ def integral_observation(action_history: int = 1) -> tuple[ObsField, ...]:
 
 
 def integral_spec(vehicle: Vehicle, action_mode: str = "ctbr", control_rate_hz: float = 100.0,
-                  action_history: int = 1, position_error_clip_m: float = 1.0) -> PolicySpec:
-    """A spec with layout "integral": the default observation plus the position-error integral."""
-    return _spec_for(vehicle, integral_observation(action_history), action_mode, control_rate_hz,
-                     action_history, position_error_clip_m, layout="integral")
+                  action_history: int = 1, position_error_clip_m: float = 1.0,
+                  state_history: int = 0) -> PolicySpec:
+    """A spec with layout "integral": the default observation plus the position-error integral
+    (and, with ``state_history`` > 0, the past velocity and body-rate estimates after it)."""
+    obs = integral_observation(action_history) + state_history_observation(state_history)
+    return _spec_for(vehicle, obs, action_mode, control_rate_hz, action_history, position_error_clip_m,
+                     layout="integral", state_history=state_history)
 
 
 def integrate_position_error(integral: np.ndarray, pos_w: np.ndarray, target_w: np.ndarray,
@@ -290,7 +333,7 @@ def px4_nn_observation() -> tuple[ObsField, ...]:
 
 
 def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: float = 200.0,
-                position_error_clip_m: float = 3.0, action_history: int = 0) -> PolicySpec:
+                position_error_clip_m: float = 3.0, action_history: int = 0, state_history: int = 0) -> PolicySpec:
     """A spec whose network ``mc_nn_control`` can run (layout "px4-nn"; see docs/onboard.md).
 
     Differences from PX4 that the px4-nn exporter removes: mc_nn_control feeds ``setpoint -
@@ -299,40 +342,47 @@ def px4_nn_spec(vehicle: Vehicle, action_mode: str = "motors", control_rate_hz: 
     Actions are per-motor thrust fractions (``motors``); the network's hidden layers are ReLU and
     its output linear (train.networks.build_actor), since the module's op resolver holds only
     FullyConnected, Relu and Add. mc_nn_control runs at the gyro rate; 200 Hz is a rate the
-    1 kHz simulator divides. The module's inputs hold no action history: ``action_history`` must
-    stay 0.
+    1 kHz simulator divides. The module's inputs hold no action or state history:
+    ``action_history`` and ``state_history`` must stay 0.
     """
     if action_mode != "motors":
         raise SpecError("layout 'px4-nn' drives PX4's actuator_motors: action_mode must be 'motors'")
     if action_history != 0:
         raise SpecError("layout 'px4-nn' has no action history (PX4's mc_nn_control inputs are fixed)")
+    if state_history != 0:
+        raise SpecError("layout 'px4-nn' has no state history (PX4's mc_nn_control inputs are fixed)")
     return _spec_for(vehicle, px4_nn_observation(), action_mode, control_rate_hz, 0, position_error_clip_m,
                      layout="px4-nn")
 
 
 # Named spec factories: ``quadhil train --layout NAME`` builds its spec with SPEC_LAYOUTS[NAME].
-# Each takes (vehicle, action_mode, control_rate_hz, action_history) and returns a PolicySpec with
-# identity normalization; the trainer fills in obs_mean/obs_std.
+# Each takes (vehicle, action_mode, control_rate_hz, action_history, state_history) and returns a
+# PolicySpec with identity normalization; the trainer fills in obs_mean/obs_std.
 SPEC_LAYOUTS = {
-    "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: default_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
-    "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1: integral_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
-    "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0, action_history=0: px4_nn_spec(
-        vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, action_history=action_history),
+    "default": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1, state_history=0:
+        default_spec(vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz,
+                     action_history=action_history, state_history=state_history),
+    "integral": lambda vehicle, action_mode="ctbr", control_rate_hz=100.0, action_history=1, state_history=0:
+        integral_spec(vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz,
+                      action_history=action_history, state_history=state_history),
+    "px4-nn": lambda vehicle, action_mode="motors", control_rate_hz=200.0, action_history=0, state_history=0:
+        px4_nn_spec(vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz,
+                    action_history=action_history, state_history=state_history),
 }
 
 
 def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: np.ndarray,
             target_w: np.ndarray, last_actions: np.ndarray, spec: PolicySpec,
-            position_error_integral: np.ndarray | None = None) -> np.ndarray:
+            position_error_integral: np.ndarray | None = None,
+            state_history: np.ndarray | None = None) -> np.ndarray:
     """Build the (N, obs_dim) float32 observation for a batch of state estimates.
 
     pos_w, vel_w: (N, 3) world ENU, m and m/s; quat_wb: (N, 4) body-to-world (w, x, y, z);
     omega_b: (N, 3) body FLU rad/s; target_w: (3,) or (N, 3) m; last_actions: (N, 4*h), newest
     first; position_error_integral: (N, 3) m*s, already advanced for this tick by
-    :func:`integrate_position_error` (needed only by layouts that hold it). Raw values:
-    normalization lives inside the model.
+    :func:`integrate_position_error` (needed only by layouts that hold it); state_history: (N, 6k)
+    the past ticks' estimates as :func:`push_state_history` keeps them (needed only by specs with
+    ``state_history`` > 0). Raw values: normalization lives inside the model.
     """
     pos_w = np.atleast_2d(pos_w)
     n = pos_w.shape[0]
@@ -357,6 +407,12 @@ def observe(pos_w: np.ndarray, vel_w: np.ndarray, quat_wb: np.ndarray, omega_b: 
                 raise SpecError("this policy's observation holds the position-error integral: pass "
                                 "position_error_integral (sim.contract.integrate_position_error)")
             parts.append(np.broadcast_to(np.atleast_2d(position_error_integral), (n, 3)))
+        elif f.name in STATE_HISTORY_FIELDS:
+            if state_history is None:
+                raise SpecError("this policy's observation holds past velocity and body-rate estimates: "
+                                "pass state_history (sim.contract.start_state_history, push_state_history)")
+            ticks = np.broadcast_to(np.atleast_2d(state_history), (n, 6 * spec.state_history)).reshape(n, -1, 6)
+            parts.append((ticks[:, :, :3] if f.name == "velocity_history_w" else ticks[:, :, 3:]).reshape(n, f.size))
         else:  # pragma: no cover - validate() refuses unknown fields
             raise SpecError(f"unknown observation field {f.name!r}")
     return np.concatenate(parts, axis=1).astype(np.float32)
@@ -414,6 +470,25 @@ def push_action_history(history: np.ndarray, action: np.ndarray) -> np.ndarray:
     if history.shape[1] == 0:
         return history
     return np.concatenate([np.atleast_2d(action), history[:, :-ACTION_DIM]], axis=1)
+
+
+def start_state_history(vel_w: np.ndarray, omega_b: np.ndarray, spec: PolicySpec) -> np.ndarray:
+    """The state history when a policy takes over: (N, 6k), k copies of this tick's estimate.
+
+    vel_w (N, 3) world ENU m/s, omega_b (N, 3) body FLU rad/s. Each tick holds (velocity_w,
+    omega_b), newest first; (N, 0) for a spec without state history."""
+    now = np.concatenate([np.atleast_2d(vel_w), np.atleast_2d(omega_b)], axis=1).astype(np.float64)
+    return np.tile(now, (1, spec.state_history))
+
+
+def push_state_history(history: np.ndarray, vel_w: np.ndarray, omega_b: np.ndarray) -> np.ndarray:
+    """Return the (N, 6k) state history with this tick's estimate (vel_w (N, 3) m/s world ENU,
+    omega_b (N, 3) rad/s body FLU) inserted first and the oldest tick dropped. Call it after
+    :func:`observe` of the tick, so the observation holds the ticks before it."""
+    if history.shape[1] == 0:
+        return history
+    now = np.concatenate([np.atleast_2d(vel_w), np.atleast_2d(omega_b)], axis=1)
+    return np.concatenate([now, history[:, :-6]], axis=1)
 
 
 def hover_action(spec: PolicySpec, vehicle: Vehicle) -> np.ndarray:

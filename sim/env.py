@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from sim.contract import (PolicySpec, act_to_command, default_spec, hover_action, integrate_position_error, observe,
-                          push_action_history)
+                          push_action_history, push_state_history, start_state_history)
 from sim.dynamics import QuadSim, QuadState
 from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
 from sim.command_path import (app_battery_compensation, cap_n, ctbr_thrust_u16, firmware_collective_n, motor_thrust_n,
@@ -94,12 +94,17 @@ class HoverTask:
         self.hold = np.zeros(n, dtype=np.int64)
         self.prev_action = np.tile(self.hover, (n, 1))
         self.pos_integral = np.zeros((n, 3))  # position-error integral, for layouts that observe it
+        self.state_history = np.zeros((n, 6 * spec.state_history))  # past estimates, for specs that observe them
+        self.state_history_fresh = np.ones(n, dtype=bool)  # started at the episode's first observation
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle (training checkpoints), filling state that older versions did not have."""
         self.__dict__.update(state)
         if "pos_integral" not in state:  # checkpoints from before the "integral" layout
             self.pos_integral = np.zeros((self.n, 3))
+        if "state_history" not in state:  # checkpoints from before the state history
+            self.state_history = np.zeros((self.n, 6 * self.spec.state_history))
+            self.state_history_fresh = np.ones(self.n, dtype=bool)
         if "yaw_loop" not in state:  # checkpoints from before the firmware command path
             self.yaw_loop = None
 
@@ -182,6 +187,7 @@ class HoverTask:
             self.latency_env[mask] = self.rng.integers(lo, hi + 1, size=int(mask.sum()))
         self.prev_action[mask] = self.hover
         self.pos_integral[mask] = 0.0
+        self.state_history_fresh[mask] = True
         self.tick[mask] = 0
         self.hold[mask] = 0
 
@@ -225,7 +231,9 @@ class HoverTask:
 
         For layouts with the position-error integral, the integral of the envs selected by
         ``advance_integral`` (all if None) advances one tick from this estimate, exactly once per
-        control tick: a step advances every env, a reset only the envs it restarted.
+        control tick: a step advances every env, a reset only the envs it restarted. The state
+        history (specs that observe it) of the same envs takes this estimate after the observation
+        is built, as the bridge keeps it; an episode's first observation starts it.
         """
         s = self.sim.state
         est = (s.pos_w, s.vel_w, s.quat_wb, s.omega_b)
@@ -236,7 +244,16 @@ class HoverTask:
             advanced = integrate_position_error(self.pos_integral, est[0], self.target_w, self.spec)
             rows = slice(None) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
             self.pos_integral[rows] = advanced[rows]
-        return observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral)
+        if not self.spec.uses_state_history:
+            return observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral)
+        rows = np.ones(self.n, dtype=bool) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
+        fresh = rows & self.state_history_fresh
+        self.state_history[fresh] = start_state_history(est[1][fresh], est[3][fresh], self.spec)
+        self.state_history_fresh[fresh] = False
+        obs = observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral,
+                      state_history=self.state_history)
+        self.state_history[rows] = push_state_history(self.state_history[rows], est[1][rows], est[3][rows])
+        return obs
 
     def _fly_rate_loop(self, cmd, physics_dt: float) -> None:
         """One control tick of ctbr: the command goes through the firmware's path (16-bit thrust

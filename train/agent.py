@@ -89,11 +89,13 @@ def observation_noise_std(spec: PolicySpec, sensor_noise, scale: float = 1.0) ->
     """(obs_dim,) float32 std of the sensor noise on each raw observation entry.
 
     ``sensor_noise`` is a :class:`sim.vehicle.SensorNoise` (m, m/s, rad, rad/s); rotation-matrix
-    entries move by about the attitude noise in rad; action history is exact (std 0).
+    entries move by about the attitude noise in rad; past velocities and body rates (state history)
+    carry the noise of their tick; action history is exact (std 0).
     """
     per_field = {"position_error_w": sensor_noise.position_m, "rotation_matrix_wb": sensor_noise.attitude_rad,
                  "rotation_matrix_rows01_wb": sensor_noise.attitude_rad, "velocity_w": sensor_noise.velocity_mps,
-                 "omega_b": sensor_noise.gyro_rad_s}
+                 "omega_b": sensor_noise.gyro_rad_s, "velocity_history_w": sensor_noise.velocity_mps,
+                 "omega_history_b": sensor_noise.gyro_rad_s}
     std = np.concatenate([np.full(f.size, per_field.get(f.name, 0.0)) for f in spec.observation])
     return (scale * std).astype(np.float32)
 

@@ -61,6 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-action-history", type=int, default=None, metavar="N",
                         help="--to-success: also run a baseline recipe that observes N past actions (with any "
                              "--baseline-set), seed by seed")
+    parser.add_argument("--state-history", type=int, default=None, metavar="N",
+                        help="past ticks of velocity and body rates in the observation, as quadhil train's "
+                             "(default: the preset's)")
+    parser.add_argument("--baseline-state-history", type=int, default=None, metavar="N",
+                        help="--to-success: also run a baseline recipe that observes N past ticks of velocity and "
+                             "body rates (with any other --baseline-* option), seed by seed")
     parser.add_argument("--out", default=None, help="--to-success: keep the runs in DIR/<recipe>-seed<S>")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -80,18 +86,25 @@ def _bench_updates(agent, batch: int, k: int, seconds: float, obs_dim: int) -> f
     return n / (time.perf_counter() - t0)
 
 
+# The observation's histories: quadhil train arguments (not --set keys), per recipe.
+HISTORY_OPTIONS = ("action_history", "state_history")
+
+
 def _train_args(vid: str, args: argparse.Namespace, out: str, extra_sets: list[str] = (),
-                action_history: int | None = None) -> list[str]:
+                history: dict | None = None) -> list[str]:
     """``quadhil train`` arguments of a run like ``quadhil train --vehicle VID`` with the bench's
-    options; ``action_history`` None: the bench's ``--action-history`` (None: the preset's)."""
+    options; ``history`` {"action_history": N, "state_history": M} (a missing or None entry: the
+    bench's ``--action-history`` / ``--state-history``, None there: the preset's)."""
     a = ["--vehicle", vid, "--action-mode", args.action_mode, "--out", out]
     for item in [*args.set, *extra_sets]:
         a += ["--set", item]
     if args.no_randomization:
         a.append("--no-randomization")
-    history = args.action_history if action_history is None else action_history
-    if history is not None:
-        a += ["--action-history", str(history)]
+    for key in HISTORY_OPTIONS:
+        value = (history or {}).get(key)
+        value = getattr(args, key) if value is None else value
+        if value is not None:
+            a += ["--" + key.replace("_", "-"), str(value)]
     return a
 
 
@@ -158,12 +171,12 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 
 def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str],
-             action_history: int | None = None) -> dict:
+             history: dict | None = None) -> dict:
     """One ``quadhil train`` process to the bar; its figures (``time_to_target_s`` None: failed)."""
     root = str(Path(__file__).resolve().parents[1])  # run this checkout's code
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
-    cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, action_history),
+    cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, history),
            "--seed", str(seed),
            "--budget-minutes", repr(args.max_seconds / 60.0), "--stop-at-target", "--no-progress",
            "--eval-episodes", "10", "--json"]
@@ -215,18 +228,19 @@ def run_to_success(args: argparse.Namespace) -> int:
     vehicles = args.vehicle or ["crazyflie"]
     baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
     recipes = {"recipe": ([], None)}
-    if args.baseline_set is not None or args.compare_previous or args.baseline_action_history is not None:
-        recipes["baseline"] = (baseline, args.baseline_action_history)
+    baseline_history = {key: getattr(args, "baseline_" + key) for key in HISTORY_OPTIONS}
+    if args.baseline_set is not None or args.compare_previous or any(v is not None for v in baseline_history.values()):
+        recipes["baseline"] = (baseline, baseline_history)
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name)
     figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
                      "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
                      "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
                      "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
-    figures["action_history"] = args.action_history
+    figures.update({key: getattr(args, key) for key in HISTORY_OPTIONS})
     if "baseline" in recipes:
         figures["baseline_set"] = baseline
-        figures["baseline_action_history"] = args.baseline_action_history
+        figures.update({"baseline_" + key: value for key, value in baseline_history.items()})
     try:
         for vid in vehicles:
             per: dict[str, list] = {name: [] for name in recipes}

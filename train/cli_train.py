@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-history", type=int, default=None,
                         help="past actions in the observation (default: the preset's with the preset's layout, 3 for "
                              "the Crazyflie in both modes; otherwise the layout's, 1)")
+    parser.add_argument("--state-history", type=int, default=None,
+                        help="past ticks of velocity and body-rate estimates in the observation (default: the "
+                             "preset's with the preset's layout, else 0)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--updates-per-step", type=float, default=None, help="gradient steps per control tick")
@@ -86,8 +89,8 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
     from sim.randomization import RealismConfig
     from train.loop import (TrainConfig, Trainer, check_vehicle_and_task, make_spec, task_config_from_dict,
                             tf_threads_for)
-    from train.presets import (default_action_history, default_control_rate_hz, default_layout, preset,
-                               without_teacher)
+    from train.presets import (default_action_history, default_control_rate_hz, default_layout,
+                               default_state_history, preset, without_teacher)
     from train.runtime import configure_tensorflow
 
     vehicle = check_vehicle_and_task(args.vehicle, args.task)
@@ -130,6 +133,8 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
         p = without_teacher(p)  # the preset's teacher reads the preset's layout
     if args.action_history is None and args.layout == preset_layout:
         args.action_history = default_action_history(vehicle.id, args.action_mode)
+    if args.state_history is None and args.layout == preset_layout:
+        args.state_history = default_state_history(vehicle.id, args.action_mode)
     task = HoverTaskConfig()
     if args.no_randomization:
         task = dataclasses.replace(task, realism=RealismConfig.off())
@@ -154,7 +159,8 @@ def build_trainer(args: argparse.Namespace, threads: int | None = None):
         tc, ac = TrainConfig(**train_kw), AgentConfig(**agent_kw)
     except TypeError as exc:
         raise QuadhilError(f"bad setting: {exc}") from None
-    spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task, args.action_history)
+    spec = make_spec(vehicle, args.layout, args.action_mode, args.control_rate_hz, task, args.action_history,
+                     args.state_history)
     out.mkdir(parents=True, exist_ok=True)
     configure_tensorflow(threads or tf_threads_for(tc), blas_threads=tc.blas_threads)
     trainer = Trainer(out, vehicle, spec, task, args.seed, ac, tc, extra_config={"preset": p["name"]})

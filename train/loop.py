@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.contract import SPEC_LAYOUTS, PolicySpec, hover_action
+from sim.contract import SPEC_LAYOUTS, STATE_HISTORY_MAX, PolicySpec, hover_action
 from sim.env import HoverTask, HoverTaskConfig, HoverVecEnv
 from sim.errors import QuadhilError
 from sim.randomization import RealismConfig
@@ -177,9 +177,11 @@ def check_vehicle_and_task(vehicle: str, task: str) -> Vehicle:
 
 
 def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: float,
-              task: HoverTaskConfig, action_history: int | None = None) -> PolicySpec:
+              task: HoverTaskConfig, action_history: int | None = None,
+              state_history: int | None = None) -> PolicySpec:
     """The run's policy spec: SPEC_LAYOUTS[layout] with fixed observation scales filled in.
-    ``action_history``: how many past actions the observation holds (None: the layout's own)."""
+    ``action_history``: how many past actions the observation holds (None: the layout's own);
+    ``state_history``: how many past ticks of velocity and body rates (None: none)."""
     if layout not in SPEC_LAYOUTS:
         raise QuadhilError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(SPEC_LAYOUTS))}")
     kw = {}
@@ -187,6 +189,10 @@ def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: 
         if not 0 <= action_history <= 64:
             raise QuadhilError(f"--action-history must be in 0..64, got {action_history}")
         kw["action_history"] = action_history
+    if state_history:
+        if not 0 <= state_history <= STATE_HISTORY_MAX:
+            raise QuadhilError(f"--state-history must be in 0..{STATE_HISTORY_MAX}, got {state_history}")
+        kw["state_history"] = state_history
     spec = SPEC_LAYOUTS[layout](vehicle, action_mode=action_mode, control_rate_hz=control_rate_hz, **kw)
     return with_fixed_obs_scales(spec, vehicle, task)
 

@@ -8,6 +8,7 @@ is identical across seeds, and is exactly what the exported model carries:
     velocity_w           mean 0, std init_vel       (m/s; throws start within +-init_vel)
     omega_b              mean 0, std init_rate / 2  (rad/s; throws start within +-init_rate)
     last_actions         mean = hover action, std 0.5
+    velocity_history_w, omega_history_b: as velocity_w and omega_b
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def fixed_obs_scales(spec: PolicySpec, vehicle: Vehicle, task: HoverTaskConfig) 
             std[sl] = max(spec.position_error_clip_m / 2.0, 1e-3)
         elif f.name.startswith("rotation_matrix"):
             std[sl] = 0.5
-        elif f.name == "velocity_w":
+        elif f.name in ("velocity_w", "velocity_history_w"):
             std[sl] = max(task.init_vel_mps, 0.1)
-        elif f.name == "omega_b":
+        elif f.name in ("omega_b", "omega_history_b"):
             std[sl] = max(task.init_rate_rad_s / 2.0, 0.1)
         elif f.name == "last_actions":
             mean[sl] = np.tile(hover, f.size // 4)

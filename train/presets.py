@@ -196,6 +196,12 @@ def default_action_history(vehicle_id: str, action_mode: str) -> int | None:
     return PER_VEHICLE_MODE.get((vehicle_id, action_mode), {}).get("action_history")
 
 
+def default_state_history(vehicle_id: str, action_mode: str) -> int | None:
+    """How many past ticks of velocity and body-rate estimates a run of ``vehicle_id`` /
+    ``action_mode`` observes unless told otherwise (None: none)."""
+    return PER_VEHICLE_MODE.get((vehicle_id, action_mode), {}).get("state_history")
+
+
 # The recipe was measured at 100 Hz. At another control rate the discount and the n-step window
 # keep the same horizon in seconds (1 s and 50 ms): gamma = 0.99 ** (100 / rate), n = 5 * rate / 100.
 # The x500 px4-nn policy (200 Hz, gamma 0.995, 10-step targets) was trained that way.

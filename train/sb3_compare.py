@@ -114,7 +114,7 @@ def load_quadhil_run(run_dir: str | Path) -> QuadhilRun:
     if train.curriculum_steps > 0:
         raise QuadhilError(f"{run_dir} used a reward curriculum, which this comparison does not reproduce")
     spec = make_spec(vehicle, stored.layout, stored.action_mode, float(stored.control_rate_hz), task,
-                     stored.action_history)
+                     stored.action_history, stored.state_history)
     if spec.to_json() != stored.to_json():
         raise QuadhilError(f"{run_dir} was trained with a spec this code no longer builds; train it again")
     best = result.get("best_periodic_success")

@@ -7,9 +7,9 @@ quantities. A quarter turn (not any angle) also maps the hover task's box-shaped
 contract's per-axis clip of the position error onto themselves, so a turned transition is one the
 simulator could have produced, sensor noise included (it is the same on both horizontal axes).
 
-What turns, for a turn R_z: world vectors (position error, velocity, the position-error integral)
-become R_z v; the body-to-world rotation becomes R_z R_wb (its first two rows mix, the third
-stays). Body rates, thrust and rate actions and the action history are body-frame and stay.
+What turns, for a turn R_z: world vectors (position error, velocity, the position-error integral,
+each past velocity) become R_z v; the body-to-world rotation becomes R_z R_wb (its first two rows mix, the third
+stays). Body rates (now and past), thrust and rate actions and the action history are body-frame and stay.
 
 A policy trained on turned copies of its replay cannot keep a preferred world direction: a
 constant world-frame offset of its hover point, which ate half of the 0.1 m success radius in
@@ -26,9 +26,9 @@ from sim.contract import PolicySpec, SpecError
 _COS = np.array([1.0, 0.0, -1.0, 0.0], dtype=np.float32)
 _SIN = np.array([0.0, 1.0, 0.0, -1.0], dtype=np.float32)
 
-_WORLD_VECTORS = ("position_error_w", "velocity_w", "position_error_integral_w")
+_WORLD_VECTORS = ("position_error_w", "velocity_w", "position_error_integral_w", "velocity_history_w")
 _ROTATIONS = ("rotation_matrix_wb", "rotation_matrix_rows01_wb")
-_BODY_FRAME = ("omega_b", "last_actions")
+_BODY_FRAME = ("omega_b", "last_actions", "omega_history_b")
 
 
 def check_turnable(spec: PolicySpec) -> None:
@@ -74,9 +74,9 @@ def turn_pairs(spec: PolicySpec) -> tuple[list[int], list[int]]:
     a, b = [], []
     for f in spec.observation:
         sl = spec.obs_slice(f.name)
-        if f.name in _WORLD_VECTORS:
-            a.append(sl.start)
-            b.append(sl.start + 1)
+        if f.name in _WORLD_VECTORS:  # one or more (x, y, z) world vectors, one after another
+            a += list(range(sl.start, sl.stop, 3))
+            b += list(range(sl.start + 1, sl.stop, 3))
         elif f.name in _ROTATIONS:
             a += [sl.start + j for j in range(3)]
             b += [sl.start + 3 + j for j in range(3)]

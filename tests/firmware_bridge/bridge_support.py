@@ -49,13 +49,14 @@ def find_policy(name: str, env: str, tmp_factory) -> Path | None:
     return None
 
 
-def untrained_policy(vehicle: str, tmp_factory) -> Path:
+def untrained_policy(vehicle: str, tmp_factory, *train_args: str) -> Path:
     """A real exported policy whose actor never learned anything (a few hundred env steps, no
-    updates, no teacher start): for tests whose outcome does not depend on how well it flies (refusals, dry run)."""
+    updates, no teacher start): for tests whose outcome does not depend on how well it flies (refusals,
+    dry run). ``train_args``: more ``quadhil train`` arguments (e.g. an observation layout)."""
     d = tmp_factory.mktemp(f"untrained-{vehicle}")
     proc = subprocess.run([sys.executable, "-m", "quadhil", "train", "--vehicle", vehicle, "--out", str(d / "run"),
                            "--max-steps", "200", "--no-progress",
-                           "--set", "train.teacher_steps=0"], capture_output=True, text=True, timeout=300)
+                           "--set", "train.teacher_steps=0", *train_args], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"quadhil train failed: {proc.stderr[-2000:]}")
     return _export(d / "run", d / "policy.tflite")

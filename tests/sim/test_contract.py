@@ -157,3 +157,62 @@ def test_observe_refuses_an_integral_layout_without_the_integral():
         observe(*args)
     obs = observe(*args, position_error_integral=np.array([[0.1, 0.2, 0.3]]))
     np.testing.assert_allclose(obs[0, spec.obs_slice("position_error_integral_w")], [0.1, 0.2, 0.3])
+
+
+# --- state history: the past ticks' velocity and body-rate estimates the caller keeps ----------
+
+def test_a_state_history_adds_past_velocities_and_rates_after_the_layout_and_round_trips():
+    from sim.contract import SPEC_LAYOUTS
+
+    spec = SPEC_LAYOUTS["integral"](X500, action_history=3, state_history=4)
+    base = SPEC_LAYOUTS["integral"](X500, action_history=3)
+    assert [f.name for f in spec.observation] == [f.name for f in base.observation] + [
+        "velocity_history_w", "omega_history_b"]
+    assert spec.obs_dim == base.obs_dim + 24 and spec.uses_state_history and not base.uses_state_history
+    assert PolicySpec.from_json(spec.to_json()) == spec
+    old = base.to_dict()
+    del old["state_history"]  # a spec written before the state history reads as none
+    assert PolicySpec.from_dict(old) == base
+
+
+@pytest.mark.parametrize("breakage,match", [
+    (lambda d: d.update(state_history=3), "'velocity_history_w' size must be 3 x state_history"),
+    (lambda d: d.update(state_history=0), "size must be 3 x state_history \\(0\\)"),
+    (lambda d: d.update(state_history=-1), "state_history must be in 0..16"),
+])
+def test_a_state_history_that_does_not_match_its_fields_is_refused(breakage, match):
+    from sim.contract import integral_spec
+
+    d = integral_spec(X500, state_history=2).to_dict()
+    breakage(d)
+    with pytest.raises(SpecError, match=match):
+        PolicySpec.from_dict(d)
+
+
+def test_px4_nn_has_no_state_history():
+    from sim.contract import px4_nn_spec
+
+    with pytest.raises(SpecError, match="no state history"):
+        px4_nn_spec(X500, state_history=2)
+
+
+def test_the_state_history_starts_at_the_first_estimate_and_holds_the_ticks_before_this_one():
+    from sim.contract import integral_spec, push_state_history, start_state_history
+
+    spec = integral_spec(X500, state_history=3)
+    vel = lambda k: np.array([[k, 10.0 + k, 20.0 + k]])  # noqa: E731 - tick k's estimates
+    omega = lambda k: np.array([[-k, -10.0 - k, -20.0 - k]])  # noqa: E731
+    states = start_state_history(vel(0), omega(0), spec)
+    args = lambda k: (np.zeros((1, 3)), vel(k), np.array([[1.0, 0, 0, 0]]), omega(k), np.zeros(3),  # noqa: E731
+                      np.zeros((1, 4)), spec, np.zeros((1, 3)))
+    seen = []
+    for k in range(5):
+        obs = observe(*args(k), state_history=states)
+        seen.append(obs[0, spec.obs_slice("velocity_history_w")].reshape(3, 3)[:, 0].tolist())
+        np.testing.assert_array_equal(obs[0, spec.obs_slice("omega_history_b")].reshape(3, 3)[:, 0],
+                                      -np.array(seen[-1]))
+        states = push_state_history(states, vel(k), omega(k))
+    # tick 0 sees no motion before it; then newest first, the oldest dropped
+    assert seen == [[0, 0, 0], [0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 2, 1]]
+    with pytest.raises(SpecError, match="state_history"):
+        observe(*args(0))

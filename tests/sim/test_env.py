@@ -198,6 +198,33 @@ def test_a_task_pickled_before_the_integral_existed_still_loads():
     assert task.pos_integral.shape == (3, 3) and task.observe().shape == (3, env.task.spec.obs_dim)
 
 
+def test_the_state_history_holds_the_estimates_of_the_ticks_before_and_restarts_with_an_episode():
+    """What the bridge keeps (firmware_bridge.flight): an episode's first observation sees no motion
+    before it; each step's observation holds the estimates the previous observations showed."""
+    from sim.contract import integral_spec
+
+    vehicle = load_vehicle("x500")
+    spec = integral_spec(vehicle, control_rate_hz=50.0, state_history=2)
+    task = HoverTask(vehicle, spec, 3, HoverTaskConfig(), seed=4)  # sensor noise on: estimates, not truth
+    vel, omega = spec.obs_slice("velocity_w"), spec.obs_slice("omega_b")
+    vel_h, omega_h = spec.obs_slice("velocity_history_w"), spec.obs_slice("omega_history_b")
+    obs = [task.reset()]
+    np.testing.assert_array_equal(obs[0][:, vel_h], np.tile(obs[0][:, vel], 2))
+    np.testing.assert_array_equal(obs[0][:, omega_h], np.tile(obs[0][:, omega], 2))
+    for _ in range(3):
+        obs.append(task.step(np.tile(hover_action(spec, vehicle), (3, 1)))[0])
+    np.testing.assert_array_equal(obs[3][:, vel_h], np.concatenate([obs[2][:, vel], obs[1][:, vel]], axis=1))
+    np.testing.assert_array_equal(obs[3][:, omega_h], np.concatenate([obs[2][:, omega], obs[1][:, omega]], axis=1))
+    again = task.reset(np.array([False, True, False]))
+    np.testing.assert_array_equal(again[1, vel_h], np.tile(again[1, vel], 2))
+    # the envs not restarted are observed again but not advanced (HoverVecEnv keeps their step's
+    # observation): their next step still sees the step before as the newest past tick
+    nxt = task.step(np.tile(hover_action(spec, vehicle), (3, 1)))[0]
+    np.testing.assert_array_equal(nxt[[0, 2]][:, vel_h], np.concatenate([obs[3][:, vel], obs[2][:, vel]],
+                                                                         axis=1)[[0, 2]])
+    np.testing.assert_array_equal(nxt[1, vel_h], np.tile(again[1, vel], 2))
+
+
 def test_privileged_state_is_zero_for_the_nominal_airframe_and_reads_the_randomized_one():
     """A critic-only view of the hidden airframe: 0 = nominal, log ratios scaled to about unit size."""
     spec = default_spec(load_vehicle("x500"))

@@ -92,6 +92,18 @@ def test_observation_noise_std_follows_the_sensor_noise_per_field(cf_spec):
     assert np.all(std[cf_spec.obs_slice("last_actions")] == 0)  # the action history is exact
 
 
+def test_past_velocities_and_rates_carry_the_noise_of_their_tick():
+    """Without it the smoothness term would let the actor lean on the noisy past estimates at no cost."""
+    from sim.contract import integral_spec
+    from sim.vehicle import load_vehicle
+
+    x500 = load_vehicle("x500")
+    spec, sn = integral_spec(x500, state_history=3), x500.sensor_noise
+    std = observation_noise_std(spec, sn)
+    np.testing.assert_allclose(std[spec.obs_slice("velocity_history_w")], sn.velocity_mps)
+    np.testing.assert_allclose(std[spec.obs_slice("omega_history_b")], sn.gyro_rad_s)
+
+
 def test_actor_gradients_reject_an_unknown_form(cf_spec):
     actor, critic = build_actor(cf_spec, hidden=(4,)), build_critic(cf_spec, hidden=(4,))
     with pytest.raises(ValueError, match="actor_loss"):

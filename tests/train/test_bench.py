@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from quadhil.cli import run_command
 
 
@@ -74,25 +76,30 @@ def test_to_success_refuses_a_bar_outside_0_to_1(capsys):
     assert "--to-success must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_a_baseline_can_differ_in_the_past_actions_it_observes(monkeypatch, capsys):
-    """--action-history reaches every run's quadhil train; --baseline-action-history only the baseline's
-    (the observation is a train argument, not a --set key). The processes are recorded, not run."""
+@pytest.mark.parametrize("option", ["action-history", "state-history"])
+def test_a_baseline_can_differ_in_the_histories_it_observes(monkeypatch, capsys, option):
+    """--action-history / --state-history reach every run's quadhil train; --baseline-* only the
+    baseline's (the observation is a train argument, not a --set key). The processes are recorded,
+    not run."""
     import train.bench as bench
 
     argv = []
 
-    def record(vid, args, seed, out, extra_sets, action_history=None):
-        argv.append((out.name, bench._train_args(vid, args, str(out), extra_sets, action_history)))
+    def record(vid, args, seed, out, extra_sets, history=None):
+        argv.append((out.name, bench._train_args(vid, args, str(out), extra_sets, history)))
         return {"seed": seed, "reached": True, "time_to_target_s": 1.0}
 
     monkeypatch.setattr(bench, "run_seed", record)
     assert run_command("bench", ["train", "--vehicle", "x500", "--to-success", "0.95", "--seeds", "1",
-                                 "--action-history", "3", "--baseline-action-history", "1", "--json"]) == 0
+                                 f"--{option}", "3", f"--baseline-{option}", "1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert figures["action_history"] == 3 and figures["baseline_action_history"] == 1
-    history = {name: a[a.index("--action-history") + 1] for name, a in argv}
+    key = option.replace("-", "_")
+    assert figures[key] == 3 and figures["baseline_" + key] == 1
+    history = {name: a[a.index(f"--{option}") + 1] for name, a in argv}
     assert history == {"recipe-seed0": "3", "baseline-seed0": "1"}
-    assert "--action-history" not in bench._train_args("x500", bench_args(), "out")
+    assert all("--" + other not in a for _, a in argv for other in ("action-history", "state-history")
+               if other != option)
+    assert f"--{option}" not in bench._train_args("x500", bench_args(), "out")
 
 
 def bench_args(**over):

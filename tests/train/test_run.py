@@ -96,6 +96,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     (["--action-history", "-1"], "--action-history must be in 0..64"),
     (["--control-rate-hz", "0"], "--control-rate-hz must be > 0"),
     (["--layout", "px4-nn", "--action-mode", "motors", "--action-history", "2"], "layout 'px4-nn' has no action history"),
+    (["--state-history", "17"], "--state-history must be in 0..16"),
+    (["--layout", "px4-nn", "--action-mode", "motors", "--state-history", "2"], "layout 'px4-nn' has no state history"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_error(tmp_path, capsys, args, message):
     argv = ["--vehicle", "crazyflie", "--out", str(tmp_path / "r"), "--no-progress", *args]
@@ -314,6 +316,28 @@ def test_a_longer_action_history_and_a_layer_norm_critic_train_and_evaluate_like
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 4
     from train.sb3_compare import load_quadhil_run  # the SB3 comparison rebuilds the same spec
 
+    assert load_quadhil_run(out).spec.to_json() == spec.to_json()
+
+
+def test_a_state_history_trains_evaluates_and_rebuilds_like_any_run(tmp_path, capsys):
+    """``--state-history 2`` puts the two ticks before this one (velocity, body rates) after the
+    layout's fields, scaled as the current ones; the run evaluates, and the SB3 comparison rebuilds
+    the same spec."""
+    from train.networks import load_actor
+    from train.sb3_compare import load_quadhil_run
+
+    out = tmp_path / "s2"
+    assert _train(out, "--max-steps", "200", "--state-history", "2") == 0
+    actor, spec, _ = load_actor(out)
+    assert spec.state_history == 2 and [f.name for f in spec.observation][-2:] == ["velocity_history_w",
+                                                                                    "omega_history_b"]
+    assert actor.input_shape == (None, spec.obs_dim)
+    std = np.asarray(spec.obs_std)
+    np.testing.assert_array_equal(std[spec.obs_slice("velocity_history_w")], np.tile(std[spec.obs_slice("velocity_w")], 2))
+    np.testing.assert_array_equal(std[spec.obs_slice("omega_history_b")], np.tile(std[spec.obs_slice("omega_b")], 2))
+    capsys.readouterr()
+    assert run_command("eval", [str(out), "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 4
     assert load_quadhil_run(out).spec.to_json() == spec.to_json()
 
 

@@ -17,8 +17,9 @@ from train.symmetry import quarter_turn, turn_transitions
 QUARTER_TURN_Z = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _spec(vehicle_id: str, layout: str = "default", rate_hz: float = 50.0):
-    return make_spec(load_vehicle(vehicle_id), layout, "ctbr", rate_hz, HoverTaskConfig())
+def _spec(vehicle_id: str, layout: str = "default", rate_hz: float = 50.0, state_history: int = 0):
+    return make_spec(load_vehicle(vehicle_id), layout, "ctbr", rate_hz, HoverTaskConfig(),
+                     state_history=state_history)
 
 
 def test_four_quarter_turns_are_the_identity_and_nothing_else_moves():
@@ -32,6 +33,16 @@ def test_four_quarter_turns_are_the_identity_and_nothing_else_moves():
     body = [spec.obs_slice("omega_b"), spec.obs_slice("last_actions")]
     for sl in body:
         assert np.array_equal(once[:, sl], obs[:, sl])
+
+
+def test_a_quarter_turn_turns_every_past_velocity_and_keeps_the_past_body_rates():
+    spec = _spec("x500", "integral", state_history=3)
+    obs = np.zeros((1, spec.obs_dim), np.float32)
+    obs[0, spec.obs_slice("velocity_history_w")] = [1, 0, 0.5, 2, 0, 0, 0, 3, 0]
+    obs[0, spec.obs_slice("omega_history_b")] = np.arange(9)
+    out = quarter_turn(obs, spec, np.array([1]))
+    assert out[0, spec.obs_slice("velocity_history_w")].tolist() == [0, 1, 0.5, 0, 2, 0, -3, 0, 0]
+    assert out[0, spec.obs_slice("omega_history_b")].tolist() == list(range(9))
 
 
 def test_a_quarter_turn_maps_east_to_north_and_turns_the_attitude():
@@ -52,13 +63,14 @@ def test_extra_columns_after_the_observation_are_kept():
     assert np.array_equal(out[0, spec.obs_dim:], rows[0, spec.obs_dim:])
 
 
-@pytest.mark.parametrize("vehicle_id, layout", [("x500", "default"), ("crazyflie", "integral")])
-def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, layout):
+@pytest.mark.parametrize("vehicle_id, layout, state_history",
+                         [("x500", "default", 0), ("crazyflie", "integral", 0), ("x500", "integral", 3)])
+def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, layout, state_history):
     """Fly one randomized airframe twice, the second start turned by 90 degrees about the vertical
     through the target: every observation of the second flight is the turned observation of the
     first, and the rewards are equal. This is what makes the augmentation a true transition."""
     vehicle = load_vehicle(vehicle_id)
-    spec = _spec(vehicle_id, layout, rate_hz=100.0)
+    spec = _spec(vehicle_id, layout, rate_hz=100.0, state_history=state_history)
     realism = RealismConfig(sensor_noise=False)  # randomized airframe, exact state
     task = HoverTask(vehicle, spec, 2, HoverTaskConfig(realism=realism), seed=3)
     task.reset()
@@ -73,6 +85,7 @@ def test_the_simulator_agrees_a_turned_flight_is_the_turned_flight(vehicle_id, l
     turned.quat_wb = quat_multiply(quat_from_euler(np.zeros(1), np.zeros(1), np.full(1, np.pi / 2)), s0.quat_wb)
     sim.state.put(np.array([False, True]), turned)
     task.sync_firmware_state()  # PIDs, gyro filter and yaw setpoint as the placed vehicles have them
+    task.state_history_fresh[:] = True  # both flights start here, their state history with them
     obs = task.observe()
     rng = np.random.default_rng(1)
     for _ in range(40):
