@@ -72,6 +72,11 @@ class AgentConfig:
     # bc_weight * mean|Q| * |mu(s) - a_teacher(s)|^2 (TD3+BC's scale, Fujimoto & Gu 2021), on the
     # samples where the critic rates the teacher's action higher (the Q filter of Nair et al. 2018)
     bc_weight: float = 0.0
+    # > 0 with privileged_critic: the actor's last hidden layer also feeds a linear head trained to
+    # predict the hidden airframe (the privileged columns), airframe_aux_weight * mean|Q| * MSE, so
+    # its features learn to identify the airframe from what the observation holds (a state history);
+    # the head is not part of the exported actor
+    airframe_aux_weight: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -116,20 +121,36 @@ def _q_filtered_bc(critic: keras.Model, critic_obs: tf.Tensor, mu: tf.Tensor, te
     return scale * tf.reduce_mean(keep * tf.reduce_sum(tf.square(mu - teacher_act), axis=1))
 
 
+def _airframe_aux(aux: keras.Model, obs: tf.Tensor, critic_obs: tf.Tensor, q_scale: tf.Tensor) -> tf.Tensor:
+    """q_scale * mean squared error of ``aux``'s airframe prediction against the privileged columns
+    of ``critic_obs`` (those after the observation)."""
+    target = tf.stop_gradient(critic_obs[:, obs.shape[-1]:])
+    return tf.stop_gradient(q_scale) * tf.reduce_mean(tf.square(aux(obs, training=True) - target))
+
+
 def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, form: str,
                     smooth_weight: float = 0.0, obs_noise: tf.Tensor | None = None,
                     critic_obs: tf.Tensor | None = None, bc_weight: float = 0.0,
-                    teacher_act: tf.Tensor | None = None):
+                    teacher_act: tf.Tensor | None = None, aux: keras.Model | None = None,
+                    aux_weight: float = 0.0):
     """(loss, gradients w.r.t. actor.trainable_variables) of the DDPG actor objective, either form.
 
     With ``smooth_weight`` > 0 and ``obs_noise`` (B, obs_dim) perturbations of ``obs``, both forms
     add the same smoothness penalty (module docstring). ``critic_obs`` (B, obs_dim + privileged)
     is what a privileged critic reads instead of ``obs``. With ``bc_weight`` > 0 and
-    ``teacher_act`` (B, 4), both add the Q-filtered pull toward the teacher (AgentConfig.bc_weight)."""
+    ``teacher_act`` (B, 4), both add the Q-filtered pull toward the teacher (AgentConfig.bc_weight).
+    With ``aux_weight`` > 0 and ``aux`` (the actor's trunk plus an airframe head), both add the
+    airframe prediction loss (AgentConfig.airframe_aux_weight), and the gradients run over
+    actor.trainable_variables followed by the head's own variables."""
     smooth = smooth_weight > 0 and obs_noise is not None
     bc = bc_weight > 0 and teacher_act is not None
+    use_aux = aux_weight > 0 and aux is not None
     if critic_obs is None:
         critic_obs = obs
+    variables = list(actor.trainable_variables)
+    if use_aux:
+        mine = {id(v) for v in variables}
+        variables += [v for v in aux.trainable_variables if id(v) not in mine]
     if form == "q":
         with tf.GradientTape() as tape:
             mu = actor(obs, training=True)
@@ -139,7 +160,9 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
                 loss += smooth_weight * _smoothness(actor, obs, mu, obs_noise)
             if bc:
                 loss += bc_weight * _q_filtered_bc(critic, critic_obs, mu, teacher_act)
-        return loss, tape.gradient(loss, actor.trainable_variables)
+            if use_aux:
+                loss += aux_weight * _airframe_aux(aux, obs, critic_obs, tf.reduce_mean(tf.abs(q)))
+        return loss, tape.gradient(loss, variables)
     if form == "action_gradients":
         a = actor(obs, training=False)
         with tf.GradientTape() as inner:
@@ -153,7 +176,10 @@ def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, for
                 loss += smooth_weight * _smoothness(actor, obs, mu, obs_noise)
             if bc:
                 loss += bc_weight * _q_filtered_bc(critic, critic_obs, mu, teacher_act)
-        return loss, tape.gradient(loss, actor.trainable_variables)
+            if use_aux:
+                q_scale = tf.reduce_mean(tf.abs(critic([critic_obs, mu], training=False)))
+                loss += aux_weight * _airframe_aux(aux, obs, critic_obs, q_scale)
+        return loss, tape.gradient(loss, variables)
     raise ValueError(f"actor_loss must be one of {ACTOR_LOSSES}, got {form!r}")
 
 
@@ -168,6 +194,9 @@ class DDPGAgent:
         if config.privileged_critic != (privileged_dim > 0):
             raise ValueError(f"privileged_critic={config.privileged_critic} needs privileged_dim "
                              f"{'> 0' if config.privileged_critic else '= 0'}, got {privileged_dim}")
+        if config.airframe_aux_weight > 0 and not config.privileged_critic:
+            raise ValueError("airframe_aux_weight > 0 learns from the replay's airframe columns: "
+                             "set privileged_critic too")
         self.spec, self.config = spec, config
         self.privileged_dim = int(privileged_dim)
         c = config
@@ -182,6 +211,13 @@ class DDPGAgent:
         self.actor_target.set_weights(self.actor.get_weights())
         for cr, ct in zip(self.critics, self.critic_targets):
             ct.set_weights(cr.get_weights())
+        self.aux, self.aux_opt = None, None  # the airframe head (AgentConfig.airframe_aux_weight)
+        if c.airframe_aux_weight > 0:
+            trunk = self.actor.layers[-2].output  # the last hidden layer
+            head = keras.layers.Dense(privileged_dim, name="airframe_head")(trunk)
+            self.aux = keras.Model(self.actor.inputs[0], head, name="actor_airframe_aux")
+            self.aux_opt = keras.optimizers.Adam(c.actor_lr)
+            self.aux_opt.build(self.aux.get_layer("airframe_head").trainable_variables)
         self.actor_opt = keras.optimizers.Adam(c.actor_lr)
         self.critic_opt = keras.optimizers.Adam(c.critic_lr)
         self.critic_vars = [v for cr in self.critics for v in cr.trainable_variables]
@@ -292,8 +328,13 @@ class DDPGAgent:
                     al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
                                                 self.config.actor_loss, self.config.smooth_weight, snoise_i,
                                                 critic_obs=obs_i, bc_weight=self.config.bc_weight,
-                                                teacher_act=None if teacher_act is None else teacher_act[i])
-                    self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
+                                                teacher_act=None if teacher_act is None else teacher_act[i],
+                                                aux=self.aux, aux_weight=self.config.airframe_aux_weight)
+                    n_actor_vars = len(self.actor.trainable_variables)
+                    self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
+                    if self.aux is not None:
+                        head = self.aux.get_layer("airframe_head").trainable_variables
+                        self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], head))
                     aloss += al
                     n_actor += 1.0
                 self._soft_update()
@@ -365,6 +406,8 @@ class DDPGAgent:
         """Scale both learning rates to ``factor`` x their configured values."""
         self.actor_opt.learning_rate.assign(self.config.actor_lr * factor)
         self.critic_opt.learning_rate.assign(self.config.critic_lr * factor)
+        if self.aux_opt is not None:
+            self.aux_opt.learning_rate.assign(self.config.actor_lr * factor)
 
     # --- acting without TF overhead --------------------------------------------------------
 
@@ -389,6 +432,8 @@ class DDPGAgent:
         for cr, ct in zip(self.critics, self.critic_targets):
             vs += list(cr.weights) + list(ct.weights)
         vs += list(self.actor_opt.variables) + list(self.critic_opt.variables) + [self.n_updates]
+        if self.aux is not None:
+            vs += list(self.aux.get_layer("airframe_head").weights) + list(self.aux_opt.variables)
         return vs
 
     def get_state(self) -> list[np.ndarray]:

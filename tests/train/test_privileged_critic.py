@@ -77,3 +77,38 @@ def test_training_with_a_privileged_critic_stores_the_airframe_and_exports_an_ob
     assert rows.shape[1] == spec.obs_dim + P
     priv = rows[:, spec.obs_dim:]
     assert np.all(np.isfinite(priv)) and np.abs(priv[:, 0]).max() > 0  # randomized masses were recorded
+
+
+# --- the airframe head (agent.airframe_aux_weight): the actor's features learn to identify -------
+
+def test_the_airframe_head_learns_to_predict_the_hidden_airframe_from_the_actors_features(cf_spec):
+    """A head on the actor's last hidden layer is fitted to the privileged columns: its error falls,
+    the actor's trunk moves with it, and the actor itself (what is exported) keeps its shape."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    cfg = AgentConfig(actor_hidden=(32, 32), critic_hidden=(8, 8), critic_lr=0.0, tau=0.0, jit=False,
+                      privileged_critic=True, airframe_aux_weight=50.0, actor_lr=3e-3)
+    agent = DDPGAgent(cf_spec, cfg, privileged_dim=P)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(np.asarray(cf_spec.obs_mean), np.asarray(cf_spec.obs_std), (256, cf_spec.obs_dim))
+    priv = np.zeros((256, P))
+    priv[:, 0] = np.tanh(obs[:, 0] / cf_spec.obs_std[0])  # an airframe the observation reveals
+    rows = np.hstack([obs, priv]).astype(np.float32)[None]
+
+    def error():
+        return float(np.mean((agent.aux(rows[0, :, :cf_spec.obs_dim]).numpy() - priv) ** 2))
+
+    before, trunk0 = error(), agent.actor.get_layer("hidden_0").get_weights()[0].copy()
+    for _ in range(60):
+        agent.update(rows, np.zeros((1, 256, 4), np.float32), np.zeros((1, 256), np.float32), rows,
+                     np.ones((1, 256), np.float32))
+    assert error() < 0.5 * before
+    assert not np.allclose(agent.actor.get_layer("hidden_0").get_weights()[0], trunk0)
+    assert agent.actor.output_shape == (None, 4) and "airframe_head" not in [l.name for l in agent.actor.layers]
+    assert len(agent.variables()) == len(DDPGAgent(cf_spec, cfg, privileged_dim=P).variables())  # head in checkpoints
+
+
+def test_the_airframe_head_needs_the_replays_airframe_columns(cf_spec):
+    with pytest.raises(ValueError, match="set privileged_critic too"):
+        DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), airframe_aux_weight=1.0))
