@@ -25,17 +25,18 @@ this one, newest first (:func:`push_state_history`)::
     velocity_history_w 3*k m/s     velocity_w of ticks t-1 .. t-k, world ENU
     omega_history_b    3*k rad/s   omega_b of ticks t-1 .. t-k, body FLU
 
-With the action history they let a feed-forward policy read how this airframe answers its
-commands (thrust per command, rate-loop and motor lag: the quantities the randomization draws and
-the policy cannot see), the identification a memoryless policy lacks
-(docs/experiments/2026-12-07-x500-ceiling.md). The caller holds it and starts it, when the policy
-takes over, with k copies of the first estimate (no motion before the first tick).
+With the action history they are meant to let a feed-forward policy read how this airframe
+answers its commands (the rate loop, the motors' lag: quantities the randomization draws and the
+policy cannot see). Measured on the x500, 320 ms of them hold about half of the rate loop's gain
+and little else, and training with them did not lift success
+(docs/experiments/2026-12-07-x500-state-history.md). The caller holds them and starts them, when
+the policy takes over, with k copies of the first estimate (no motion before the first tick).
 
-The position-error integral is the one piece of memory a trim error needs: nominal-constant actions on an airframe that is
-heavier or weaker than nominal leave a steady offset that a memoryless policy can only shrink by
-stiffness (docs/training.md). The caller holds the integral, as it holds the action history, and
-zeroes it when the policy takes over; integrating only near the target keeps a throw (or a takeoff)
-from winding it up.
+The position-error integral is the one piece of memory a trim error needs: nominal-constant
+actions on an airframe that is heavier or weaker than nominal leave a steady offset that a
+memoryless policy can only shrink by stiffness (docs/training.md). The caller holds the integral,
+as it holds the action history, and zeroes it when the policy takes over; integrating only near
+the target keeps a throw (or a takeoff) from winding it up.
 
 Actions are four numbers in [-1, 1]:
 
