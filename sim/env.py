@@ -155,7 +155,7 @@ class HoverTask:
             self._begin(mask, params, start, latency=None)
             # the motors start at the drawn airframe's hover thrust (its params are in place now)
             self.sim.state.thrust_n[mask] = np.tile(self.sim.hover_thrust_n()[mask].mean(axis=1, keepdims=True), (1, 4))
-        return self.observe(advance_integral=mask)
+        return self.observe(advance=mask)
 
     def replay(self, params, start: QuadState, latency_ticks: np.ndarray) -> np.ndarray:
         """Start every env on a given airframe (``BatchParams`` of N rows), state and action
@@ -167,7 +167,7 @@ class HoverTask:
             raise ValueError(f"latency_ticks must be {self.n} values in [{lo}, {hi}]")
         mask = np.ones(self.n, dtype=bool)
         self._begin(mask, params, start, latency)
-        return self.observe(advance_integral=mask)
+        return self.observe(advance=mask)
 
     def _begin(self, mask: np.ndarray, params, start: QuadState, latency: np.ndarray | None) -> None:
         """Put the selected envs on ``params`` / ``start`` with ``latency`` (None: drawn from the
@@ -226,27 +226,26 @@ class HoverTask:
 
     # --- one control tick ------------------------------------------------------------------
 
-    def observe(self, advance_integral: np.ndarray | None = None) -> np.ndarray:
+    def observe(self, advance: np.ndarray | None = None) -> np.ndarray:
         """Observation of every env from the (noisy, if enabled) state estimate.
 
-        For layouts with the position-error integral, the integral of the envs selected by
-        ``advance_integral`` (all if None) advances one tick from this estimate, exactly once per
-        control tick: a step advances every env, a reset only the envs it restarted. The state
-        history (specs that observe it) of the same envs takes this estimate after the observation
-        is built, as the bridge keeps it; an episode's first observation starts it.
+        The memories a layout observes advance one tick from this estimate in the envs selected by
+        ``advance`` (all if None), exactly once per control tick: a step advances every env, a reset
+        only the envs it restarted. The position-error integral takes this estimate before the
+        observation is built; the state history after it, as the bridge keeps it, and an episode's
+        first observation starts it.
         """
         s = self.sim.state
         est = (s.pos_w, s.vel_w, s.quat_wb, s.omega_b)
         if self.config.realism.sensor_noise:
             est = noisy_estimate(*est, self.vehicle, self.rng,
                                  self.config.realism.noise_scale * self.sim.params.noise_scale)
+        rows = np.ones(self.n, dtype=bool) if advance is None else np.asarray(advance, dtype=bool)
         if self.spec.uses_position_integral:
             advanced = integrate_position_error(self.pos_integral, est[0], self.target_w, self.spec)
-            rows = slice(None) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
             self.pos_integral[rows] = advanced[rows]
         if not self.spec.uses_state_history:
             return observe(*est, self.target_w, self.history, self.spec, position_error_integral=self.pos_integral)
-        rows = np.ones(self.n, dtype=bool) if advance_integral is None else np.asarray(advance_integral, dtype=bool)
         fresh = rows & self.state_history_fresh
         self.state_history[fresh] = start_state_history(est[1][fresh], est[3][fresh], self.spec)
         self.state_history_fresh[fresh] = False

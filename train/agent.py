@@ -211,13 +211,15 @@ class DDPGAgent:
         self.actor_target.set_weights(self.actor.get_weights())
         for cr, ct in zip(self.critics, self.critic_targets):
             ct.set_weights(cr.get_weights())
-        self.aux, self.aux_opt = None, None  # the airframe head (AgentConfig.airframe_aux_weight)
+        # the airframe head (AgentConfig.airframe_aux_weight) on the actor's last hidden layer, and
+        # the actor's trunk with it as one model
+        self.aux_head, self.aux, self.aux_opt = None, None, None
         if c.airframe_aux_weight > 0:
-            trunk = self.actor.layers[-2].output  # the last hidden layer
-            head = keras.layers.Dense(privileged_dim, name="airframe_head")(trunk)
-            self.aux = keras.Model(self.actor.inputs[0], head, name="actor_airframe_aux")
+            self.aux_head = keras.layers.Dense(privileged_dim, name="airframe_head")
+            self.aux = keras.Model(self.actor.inputs[0], self.aux_head(self.actor.layers[-2].output),
+                                   name="actor_airframe_aux")
             self.aux_opt = keras.optimizers.Adam(c.actor_lr)
-            self.aux_opt.build(self.aux.get_layer("airframe_head").trainable_variables)
+            self.aux_opt.build(self.aux_head.trainable_variables)
         self.actor_opt = keras.optimizers.Adam(c.actor_lr)
         self.critic_opt = keras.optimizers.Adam(c.critic_lr)
         self.critic_vars = [v for cr in self.critics for v in cr.trainable_variables]
@@ -333,8 +335,7 @@ class DDPGAgent:
                     n_actor_vars = len(self.actor.trainable_variables)
                     self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
                     if self.aux is not None:
-                        head = self.aux.get_layer("airframe_head").trainable_variables
-                        self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], head))
+                        self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], self.aux_head.trainable_variables))
                     aloss += al
                     n_actor += 1.0
                 self._soft_update()
@@ -433,7 +434,7 @@ class DDPGAgent:
             vs += list(cr.weights) + list(ct.weights)
         vs += list(self.actor_opt.variables) + list(self.critic_opt.variables) + [self.n_updates]
         if self.aux is not None:
-            vs += list(self.aux.get_layer("airframe_head").weights) + list(self.aux_opt.variables)
+            vs += list(self.aux_head.weights) + list(self.aux_opt.variables)
         return vs
 
     def get_state(self) -> list[np.ndarray]:

@@ -189,7 +189,7 @@ def make_spec(vehicle: Vehicle, layout: str, action_mode: str, control_rate_hz: 
         if not 0 <= action_history <= 64:
             raise QuadhilError(f"--action-history must be in 0..64, got {action_history}")
         kw["action_history"] = action_history
-    if state_history:
+    if state_history is not None:
         if not 0 <= state_history <= STATE_HISTORY_MAX:
             raise QuadhilError(f"--state-history must be in 0..{STATE_HISTORY_MAX}, got {state_history}")
         kw["state_history"] = state_history

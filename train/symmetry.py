@@ -8,8 +8,9 @@ contract's per-axis clip of the position error onto themselves, so a turned tran
 simulator could have produced, sensor noise included (it is the same on both horizontal axes).
 
 What turns, for a turn R_z: world vectors (position error, velocity, the position-error integral,
-each past velocity) become R_z v; the body-to-world rotation becomes R_z R_wb (its first two rows mix, the third
-stays). Body rates (now and past), thrust and rate actions and the action history are body-frame and stay.
+each past velocity) become R_z v; the body-to-world rotation becomes R_z R_wb (its first two rows
+mix, the third stays). Body rates (now and past), thrust and rate actions and the action history
+are body-frame and stay.
 
 A policy trained on turned copies of its replay cannot keep a preferred world direction: a
 constant world-frame offset of its hover point, which ate half of the 0.1 m success radius in
