@@ -98,19 +98,43 @@ def test_both_actor_losses_and_td3_train_with_the_noise_drawn_in_the_update_and_
     assert any(not np.array_equal(x, y) for x, y in zip(a, host))  # another random stream, same code path otherwise
 
 
-def test_the_noise_drawn_in_the_update_has_the_configured_size(cf_spec):
+@pytest.mark.parametrize("noise_rng, jit", [("threefry", True), ("threefry", False), ("philox", False),
+                                            ("auto_select", False)])
+def test_the_noise_drawn_in_the_update_has_the_configured_size_with_every_algorithm(cf_spec, noise_rng, jit):
+    """Each algorithm draws the same distribution, and the same seeds draw the same noise again;
+    threefry, which TensorFlow runs only under XLA, is drawn compiled as the update draws it."""
     import numpy as np
+    import tensorflow as tf
 
     from train.agent import AgentConfig, DDPGAgent
 
     agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8,), critic_hidden=(8,), target_noise=0.2,
-                                           target_noise_clip=0.3, smooth_weight=1.0, jit=False))
+                                           target_noise_clip=0.3, smooth_weight=1.0, jit=jit,
+                                           noise_rng=noise_rng))
+    assert agent.noise_algorithm == (noise_rng if jit or noise_rng != "threefry" else "philox")
     std = np.linspace(0.01, 0.5, cf_spec.obs_dim).astype(np.float32)
     agent.set_augmentation(obs_noise_std=std)
-    tnoise, snoise = (x.numpy() for x in agent.drawn_noise(np.array([[1, 2], [3, 4]]), 20_000))
+    draw = tf.function(lambda seeds: agent.drawn_noise(seeds, 20_000), jit_compile=jit)
+    tnoise, snoise = (x.numpy() for x in draw(tf.constant([[1, 2], [3, 4]], tf.int64)))
     assert snoise.shape == (20_000, cf_spec.obs_dim) and tnoise.shape == (20_000, 4)
     np.testing.assert_allclose(snoise.std(axis=0), std, rtol=0.05)
+    np.testing.assert_allclose(snoise.mean(axis=0) / std, 0.0, atol=0.03)
     assert np.abs(tnoise).max() <= 0.3 and 0.15 < tnoise.std() < 0.2  # N(0, 0.2) clipped at 0.3
+    again = draw(tf.constant([[1, 2], [3, 4]], tf.int64))[1].numpy()
+    np.testing.assert_array_equal(snoise, again)
+
+
+def test_the_default_noise_algorithm_is_threefry_and_an_unknown_one_is_refused(cf_spec):
+    """threefry draws the update's noise at a quarter of TensorFlow's default's cost (agent.py);
+    "auto_select" is the stream runs drew before 2026-12-07, and a run saved then resumes with it."""
+    from train.agent import AgentConfig, DDPGAgent
+
+    assert AgentConfig().noise_rng == "threefry"
+    assert AgentConfig.from_dict(AgentConfig().to_dict()).noise_rng == "threefry"
+    saved_before = {k: v for k, v in AgentConfig().to_dict().items() if k != "noise_rng"}
+    assert AgentConfig.from_dict(saved_before).noise_rng == "auto_select"  # a resumed run keeps its stream
+    with pytest.raises(ValueError, match="noise_rng must be one of"):
+        DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8,), critic_hidden=(8,), jit=False, noise_rng="mt19937"))
 
 
 def test_an_evaluation_beside_the_update_gives_the_figures_and_the_training_of_one_after_it(tmp_path):
