@@ -18,6 +18,30 @@ def test_bench_train_reports_the_loop_and_update_rates_as_one_json_line(capsys):
     assert cf["num_envs"] == 16 and cf["batch_size"] == 128 and cf["updates_per_call"] == 40
 
 
+def test_the_update_alone_is_timed_on_what_the_loop_gives_it(monkeypatch, capsys):
+    """The figure "update step alone" is the recipe's update: quarter turns, the noise drawn in the
+    compiled step and the teacher's labels (the Crazyflie ctbr preset has all three), not random
+    rows without them (a 1.3x cheaper update, which the bench reported before 2026-12-07)."""
+    import inspect
+
+    from train.agent import DDPGAgent
+
+    calls = []
+    update = DDPGAgent.update
+
+    def recording(self, *args, **kwargs):
+        calls.append(inspect.signature(update).bind(self, *args, **kwargs).arguments)
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DDPGAgent, "update", recording)
+    assert run_command("bench", ["train", "--vehicle", "crazyflie", "--seconds", "0.2", "--json"]) == 0
+    capsys.readouterr()
+    first = calls[0]  # the bench's compile call of the update-only measurement
+    assert first["obs"].shape[:2] == (40, 128)
+    for name in ("turns", "noise_seeds", "teacher_act"):
+        assert first.get(name) is not None, name
+
+
 # A task any actor passes (a huge success ball, a still start, 0.4 s episodes) on tiny nets: the
 # time-to-bar machinery runs end to end in seconds without asserting anything about speed.
 EASY = ["--no-randomization", "--confirm-episodes", "8"] + [
