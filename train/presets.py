@@ -120,8 +120,12 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # (randomization_scale 1; v6's 0.5x existed because learning from scratch stalled there).
     # v7: --layout default --set realism.randomization_scale=0.5 --set agent.actor_lr=0.001
     # (a --layout other than the preset's drops the teacher settings).
-    ("crazyflie", "ctbr"): {"version": 8, "layout": "integral", "action_history": 3,
-                            "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1,
+    # v9 (2026-12-07): v8 at 2 updates per tick instead of the common 4. The loop was update-bound;
+    # half the updates cost about as many env steps to the bar (150-250 k either way) at 1.15-1.25x
+    # the env steps/s: 5 seeds side by side, median / max 39.5 / 48.2 s against 48.6 / 63.1 s
+    # (docs/experiments/2026-12-07-update-cost.md). v8: --set train.updates_per_step=4.
+    ("crazyflie", "ctbr"): {"version": 9, "layout": "integral", "action_history": 3,
+                            "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1, "updates_per_step": 2.0,
                                       "teacher": "cascade", "teacher_steps": 90_000},
                             "agent": {"smooth_noise_scale": 10.0, "bc_weight": 2.0, "actor_lr": 3e-4},
                             "reward": {"yaw_rate": 0.1}, "realism": {"randomization_scale": 1.0}},
@@ -162,9 +166,14 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # in 117.7 / 225.3 / 139.2 s against 2 of 3 (seed 0 not in 300 s, 247.1 / 175.9 s), ratio of
     # medians 1.78; last actors after 500 k env steps, 4 seeds, 1,000 fresh throws of seeds 31 and 41:
     # 95.3 % mean against 94.7 % (docs/experiments/2026-12-07-x500-ceiling.md). v10: --action-history 1.
-    ("x500", "ctbr"): {"version": 11, "control_rate_hz": 50.0, "layout": "integral", "action_history": 3,
+    # v12 (2026-12-07): v11 at 2 updates per tick (the common recipe's 4 kept its loop waiting on
+    # the update 80 % of the time): +45-55 % env steps/s for about the same env steps to the bar;
+    # 5 seeds side by side, median / max 99.2 / 164.0 s against 146.9 / 214.0 s. 1 per tick needed
+    # 650 k-1.9 M env steps (median 192.9 s, 3 seeds). v11: --set train.updates_per_step=4.
+    ("x500", "ctbr"): {"version": 12, "control_rate_hz": 50.0, "layout": "integral", "action_history": 3,
                        "agent": {"critic_layer_norm": True, "bc_weight": 1.0, "actor_lr": 3e-4},
-                       "train": {"n_step": 8, "yaw_symmetry": True, "teacher": "cascade", "teacher_steps": 90_000},
+                       "train": {"n_step": 8, "yaw_symmetry": True, "teacher": "cascade", "teacher_steps": 90_000,
+                                 "updates_per_step": 2.0},
                        "realism": {"randomization_scale": 1.5}},
 }
 
@@ -215,7 +224,8 @@ REFERENCE_RATE_HZ = 100.0
 # motors v4 is v3 at 250 Hz with crazyflie ctbr v8's machinery (a motor-level cascade teacher), v5
 # v4 with that teacher's re-searched gains;
 # x500 ctbr v8 is v7 with that machinery, its own teacher gains, bc_weight 1 and 1.5x ranges.
-# x500 ctbr v9 is v8 with a teacher that lets the yaw spin be while the collective saturates.
+# x500 ctbr v9 is v8 with a teacher that lets the yaw spin be while the collective saturates;
+# crazyflie ctbr v9 and x500 ctbr v12 make 2 updates per tick of 16 envs, not the common 4.
 BASE_VERSION = 3
 
 

@@ -15,7 +15,7 @@ def test_bench_train_reports_the_loop_and_update_rates_as_one_json_line(capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     cf = figures["crazyflie"]
     assert cf["loop_env_steps_per_s"] > 0 and cf["loop_updates_per_s"] > 0 and cf["update_only_updates_per_s"] > 0
-    assert cf["num_envs"] == 16 and cf["batch_size"] == 128 and cf["updates_per_call"] == 40
+    assert cf["num_envs"] == 16 and cf["batch_size"] == 128 and cf["updates_per_call"] == 20  # 10 ticks x 2
 
 
 def test_the_update_alone_is_timed_on_what_the_loop_gives_it(monkeypatch, capsys):
@@ -37,7 +37,7 @@ def test_the_update_alone_is_timed_on_what_the_loop_gives_it(monkeypatch, capsys
     assert run_command("bench", ["train", "--vehicle", "crazyflie", "--seconds", "0.2", "--json"]) == 0
     capsys.readouterr()
     first = calls[0]  # the bench's compile call of the update-only measurement
-    assert first["obs"].shape[:2] == (40, 128)
+    assert first["obs"].shape[:2] == (20, 128)
     for name in ("turns", "noise_seeds", "teacher_act"):
         assert first.get(name) is not None, name
 

@@ -208,7 +208,8 @@ def test_presets_keep_the_horizon_in_seconds_at_another_control_rate():
 
 
 def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
-    """Preset v11: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 1.5x the
+    """Preset v12: x500 ctbr runs default to 50 Hz, a LayerNorm critic, 80 ms targets, 2 updates per
+    tick, 1.5x the
     randomization ranges in training, quarter-turn augmentation, the integral layout with the last
     three actions and the cascade
     teacher with its x500 gains (its yaw-rate setpoint yielding to a saturated collective, tilt-rate
@@ -222,7 +223,9 @@ def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
     assert TEACHER_GAINS[("x500", "ctbr")].yaw_yield_thrust_fraction == 0.8 and TEACHER_GAINS[("x500", "ctbr")].k_omega > 0
     assert default_control_rate_hz("x500", "ctbr") == 50.0
     assert default_control_rate_hz("x500", "motors") == default_control_rate_hz("crazyflie", "ctbr") == 100.0
-    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v11" and default_layout("x500", "ctbr") == "integral"
+    assert preset("x500", "ctbr", 50.0)["name"] == "x500-ctbr-v12" and default_layout("x500", "ctbr") == "integral"
+    assert preset("x500", "ctbr", 50.0)["train"]["updates_per_step"] == 2.0
+    assert preset("x500", "motors", 200.0)["train"]["updates_per_step"] == 4.0  # not measured at 2: the common 4
     assert default_action_history("x500", "ctbr") == 3 and default_action_history("x500", "motors") is None
     assert preset("x500", "motors", 200.0)["name"] == "x500-motors-v4"
     assert "critic_layer_norm" not in preset("crazyflie", "ctbr")["agent"]
@@ -234,20 +237,22 @@ def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
     assert cfg["train"]["n_step"] == 4 and cfg["task_config"]["realism"]["randomization_scale"] == 1.5
     assert cfg["train"]["yaw_symmetry"] is True and cfg["spec"]["layout"] == "integral"
     assert cfg["train"]["teacher"] == "cascade" and cfg["agent"]["bc_weight"] == 1.0 and cfg["agent"]["actor_lr"] == 3e-4
-    assert cfg["preset"] == "x500-ctbr-v11" and cfg["spec"]["action_history"] == 3
+    assert cfg["preset"] == "x500-ctbr-v12" and cfg["spec"]["action_history"] == 3
     assert _train(tmp_path / "y", "--max-steps", "80", "--control-rate-hz", "100", vehicle="x500") == 0
     assert json.loads((tmp_path / "y" / "config.json").read_text())["spec"]["control_rate_hz"] == 100.0
 
 
 def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by_default():
-    """Crazyflie ctbr preset v8 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
+    """Crazyflie ctbr preset v9 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
     perturbation 10x the sensor noise, three past actions, periodic evaluations delayed 0-1 ticks)
     on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
-    actor_lr 3e-4, on the vehicle file's full ranges."""
+    actor_lr 3e-4, on the vehicle file's full ranges (v8), at 2 updates per tick (v9); the
+    motor-level preset keeps the common 4."""
     from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v8" and cf["train"]["yaw_symmetry"] is True
+    assert cf["name"] == "crazyflie-ctbr-v9" and cf["train"]["yaw_symmetry"] is True
+    assert cf["train"]["updates_per_step"] == 2.0 and preset("crazyflie", "motors", 250.0)["train"]["updates_per_step"] == 4.0
     assert cf["realism"]["randomization_scale"] == 1.0 and cf["reward"]["yaw_rate"] == 0.1
     assert cf["realism"]["latency_ticks_max"] == 1 and "randomization_ramp_steps" not in cf["train"]
     assert cf["agent"]["smooth_noise_scale"] == 10.0 and cf["train"]["eval_latency_ticks_max"] == 1
@@ -257,7 +262,7 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     bare = without_teacher(cf)
     assert "teacher" not in bare["train"] and "bc_weight" not in bare["agent"] and bare["agent"]["actor_lr"] == 3e-4
     assert default_action_history("crazyflie", "ctbr") == 3
-    assert default_action_history("x500", "ctbr") == 3  # x500 ctbr v11 too
+    assert default_action_history("x500", "ctbr") == 3  # x500 ctbr v11 and later too
 
 
 def test_the_crazyflie_flying_motors_starts_from_the_motor_level_cascade_at_250_hz():
