@@ -2,9 +2,9 @@
 
 Throughput (the default): two figures per vehicle, (1) the compiled update step alone, K updates
 per call on batches the loop draws (the recipe's quarter turns, in-graph noise and teacher labels;
-before 2026-12-07 it timed random rows without them, an update ~1.3x cheaper than the loop's), and (2) the whole loop (acting, env stepping, replay
-insert and sampling, updates, no evaluation) over a fixed wall-clock slice, with where its time
-went (:meth:`train.loop.Trainer.time_breakdown`).
+before 2026-12-07 it timed random rows without them, an update ~1.3x cheaper than the loop's),
+and (2) the whole loop (acting, env stepping, replay insert and sampling, updates, no evaluation)
+over a fixed wall-clock slice, with where its time went (:meth:`train.loop.Trainer.time_breakdown`).
 
 Time to a bar (``--to-success P``): seeds one after another, each a normal ``quadhil train`` run
 in its own process (a temp dir, or ``--out``), stopped at the first periodic evaluation at or
