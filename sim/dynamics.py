@@ -201,96 +201,107 @@ def _derivative(q0, q1, q2, q3, vx, vy, vz, wx, wy, wz, thrust, tx, ty, tz, m, j
     return accx, accy, accz, dq0, dq1, dq2, dq3, dwx, dwy, dwz
 
 
+@numba.njit(cache=True, inline="always")
+def _substep(i, pos, vel, quat, omega, thrust_state, on_ground, crashed, thrust_cmd, mass, inertia,
+             rotor_pos, spin_sign, kappa, max_thrust, thrust_gain, tau_up, tau_down, drag,
+             crash_speed, wind_w, force_w, g, dt, ground):
+    """One physics step of vehicle ``i`` holding its row of ``thrust_cmd`` (N): motor lag, RK4,
+    ground. Shared by the physics kernel and the firmware-tick kernels (sim.firmware_tick)."""
+    m = mass[i]
+    jx = inertia[i, 0]
+    jy = inertia[i, 1]
+    jz = inertia[i, 2]
+    # motor lag, exact for a command held over dt
+    total = 0.0
+    tx = 0.0
+    ty = 0.0
+    tz = 0.0
+    for k in range(4):
+        cmd = min(max(thrust_cmd[i, k], 0.0), max_thrust[i, k] / thrust_gain[i, k])
+        cmd = cmd * thrust_gain[i, k]
+        cur = thrust_state[i, k]
+        tau = tau_up[i, k] if cmd > cur else tau_down[i, k]
+        cur = cmd + (cur - cmd) * math.exp(-dt / tau)
+        thrust_state[i, k] = cur
+        total += cur
+        tx += rotor_pos[i, k, 1] * cur
+        ty -= rotor_pos[i, k, 0] * cur
+        tz += spin_sign[k] * kappa[i] * cur
+    # RK4 on (p, v, q, w) with thrust and torque held over the step
+    px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
+    vx, vy, vz = vel[i, 0], vel[i, 1], vel[i, 2]
+    q0, q1, q2, q3 = quat[i, 0], quat[i, 1], quat[i, 2], quat[i, 3]
+    wx, wy, wz = omega[i, 0], omega[i, 1], omega[i, 2]
+    dx, dy, dz = drag[i, 0], drag[i, 1], drag[i, 2]
+    wdx, wdy, wdz = wind_w[i, 0], wind_w[i, 1], wind_w[i, 2]
+    fx, fy, fz = force_w[i, 0], force_w[i, 1], force_w[i, 2]
+
+    a1 = _derivative(q0, q1, q2, q3, vx, vy, vz, wx, wy, wz, total, tx, ty, tz, m, jx, jy, jz,
+                     dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
+    h = 0.5 * dt
+    a2 = _derivative(q0 + h * a1[3], q1 + h * a1[4], q2 + h * a1[5], q3 + h * a1[6],
+                     vx + h * a1[0], vy + h * a1[1], vz + h * a1[2],
+                     wx + h * a1[7], wy + h * a1[8], wz + h * a1[9], total, tx, ty, tz,
+                     m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
+    a3 = _derivative(q0 + h * a2[3], q1 + h * a2[4], q2 + h * a2[5], q3 + h * a2[6],
+                     vx + h * a2[0], vy + h * a2[1], vz + h * a2[2],
+                     wx + h * a2[7], wy + h * a2[8], wz + h * a2[9], total, tx, ty, tz,
+                     m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
+    a4 = _derivative(q0 + dt * a3[3], q1 + dt * a3[4], q2 + dt * a3[5], q3 + dt * a3[6],
+                     vx + dt * a3[0], vy + dt * a3[1], vz + dt * a3[2],
+                     wx + dt * a3[7], wy + dt * a3[8], wz + dt * a3[9], total, tx, ty, tz,
+                     m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
+    s = dt / 6.0
+    # position: its derivative is velocity, whose RK4 stages are v, v+h a1, v+h a2, v+dt a3
+    px += s * (6 * vx + 2 * h * a1[0] + 2 * h * a2[0] + dt * a3[0])
+    py += s * (6 * vy + 2 * h * a1[1] + 2 * h * a2[1] + dt * a3[1])
+    pz += s * (6 * vz + 2 * h * a1[2] + 2 * h * a2[2] + dt * a3[2])
+    vx += s * (a1[0] + 2 * a2[0] + 2 * a3[0] + a4[0])
+    vy += s * (a1[1] + 2 * a2[1] + 2 * a3[1] + a4[1])
+    vz += s * (a1[2] + 2 * a2[2] + 2 * a3[2] + a4[2])
+    q0 += s * (a1[3] + 2 * a2[3] + 2 * a3[3] + a4[3])
+    q1 += s * (a1[4] + 2 * a2[4] + 2 * a3[4] + a4[4])
+    q2 += s * (a1[5] + 2 * a2[5] + 2 * a3[5] + a4[5])
+    q3 += s * (a1[6] + 2 * a2[6] + 2 * a3[6] + a4[6])
+    wx += s * (a1[7] + 2 * a2[7] + 2 * a3[7] + a4[7])
+    wy += s * (a1[8] + 2 * a2[8] + 2 * a3[8] + a4[8])
+    wz += s * (a1[9] + 2 * a2[9] + 2 * a3[9] + a4[9])
+    qn = math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
+    q0 /= qn
+    q1 /= qn
+    q2 /= qn
+    q3 /= qn
+
+    grounded = False
+    if ground and pz <= 0.0:
+        grounded = True
+        up_z = 1 - 2 * (q1 * q1 + q2 * q2)  # body z axis, world-z component
+        if -vz > crash_speed[i] or up_z < COS_60_DEG:
+            crashed[i] = True
+        pz = 0.0
+        # resting on the ground: no sinking, no bounce, no sliding, no spin
+        vx = 0.0
+        vy = 0.0
+        vz = 0.0
+        wx = 0.0
+        wy = 0.0
+        wz = 0.0
+    on_ground[i] = grounded
+    pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
+    vel[i, 0], vel[i, 1], vel[i, 2] = vx, vy, vz
+    quat[i, 0], quat[i, 1], quat[i, 2], quat[i, 3] = q0, q1, q2, q3
+    omega[i, 0], omega[i, 1], omega[i, 2] = wx, wy, wz
+
+
 def _step_kernel_py(pos, vel, quat, omega, thrust_state, on_ground, crashed, thrust_cmd, mass, inertia,
                  rotor_pos, spin_sign, kappa, max_thrust, thrust_gain, tau_up, tau_down, drag,
                  crash_speed, wind_w, force_w, g, dt, n_sub, ground):
     n = pos.shape[0]
     for i in numba.prange(n):
-        m = mass[i]
-        jx = inertia[i, 0]
-        jy = inertia[i, 1]
-        jz = inertia[i, 2]
         for _ in range(n_sub):
-            # motor lag, exact for a command held over dt
-            total = 0.0
-            tx = 0.0
-            ty = 0.0
-            tz = 0.0
-            for k in range(4):
-                cmd = min(max(thrust_cmd[i, k], 0.0), max_thrust[i, k] / thrust_gain[i, k])
-                cmd = cmd * thrust_gain[i, k]
-                cur = thrust_state[i, k]
-                tau = tau_up[i, k] if cmd > cur else tau_down[i, k]
-                cur = cmd + (cur - cmd) * math.exp(-dt / tau)
-                thrust_state[i, k] = cur
-                total += cur
-                tx += rotor_pos[i, k, 1] * cur
-                ty -= rotor_pos[i, k, 0] * cur
-                tz += spin_sign[k] * kappa[i] * cur
-            # RK4 on (p, v, q, w) with thrust and torque held over the step
-            px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
-            vx, vy, vz = vel[i, 0], vel[i, 1], vel[i, 2]
-            q0, q1, q2, q3 = quat[i, 0], quat[i, 1], quat[i, 2], quat[i, 3]
-            wx, wy, wz = omega[i, 0], omega[i, 1], omega[i, 2]
-            dx, dy, dz = drag[i, 0], drag[i, 1], drag[i, 2]
-            wdx, wdy, wdz = wind_w[i, 0], wind_w[i, 1], wind_w[i, 2]
-            fx, fy, fz = force_w[i, 0], force_w[i, 1], force_w[i, 2]
-
-            a1 = _derivative(q0, q1, q2, q3, vx, vy, vz, wx, wy, wz, total, tx, ty, tz, m, jx, jy, jz,
-                             dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
-            h = 0.5 * dt
-            a2 = _derivative(q0 + h * a1[3], q1 + h * a1[4], q2 + h * a1[5], q3 + h * a1[6],
-                             vx + h * a1[0], vy + h * a1[1], vz + h * a1[2],
-                             wx + h * a1[7], wy + h * a1[8], wz + h * a1[9], total, tx, ty, tz,
-                             m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
-            a3 = _derivative(q0 + h * a2[3], q1 + h * a2[4], q2 + h * a2[5], q3 + h * a2[6],
-                             vx + h * a2[0], vy + h * a2[1], vz + h * a2[2],
-                             wx + h * a2[7], wy + h * a2[8], wz + h * a2[9], total, tx, ty, tz,
-                             m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
-            a4 = _derivative(q0 + dt * a3[3], q1 + dt * a3[4], q2 + dt * a3[5], q3 + dt * a3[6],
-                             vx + dt * a3[0], vy + dt * a3[1], vz + dt * a3[2],
-                             wx + dt * a3[7], wy + dt * a3[8], wz + dt * a3[9], total, tx, ty, tz,
-                             m, jx, jy, jz, dx, dy, dz, wdx, wdy, wdz, fx, fy, fz, g)
-            s = dt / 6.0
-            # position: its derivative is velocity, whose RK4 stages are v, v+h a1, v+h a2, v+dt a3
-            px += s * (6 * vx + 2 * h * a1[0] + 2 * h * a2[0] + dt * a3[0])
-            py += s * (6 * vy + 2 * h * a1[1] + 2 * h * a2[1] + dt * a3[1])
-            pz += s * (6 * vz + 2 * h * a1[2] + 2 * h * a2[2] + dt * a3[2])
-            vx += s * (a1[0] + 2 * a2[0] + 2 * a3[0] + a4[0])
-            vy += s * (a1[1] + 2 * a2[1] + 2 * a3[1] + a4[1])
-            vz += s * (a1[2] + 2 * a2[2] + 2 * a3[2] + a4[2])
-            q0 += s * (a1[3] + 2 * a2[3] + 2 * a3[3] + a4[3])
-            q1 += s * (a1[4] + 2 * a2[4] + 2 * a3[4] + a4[4])
-            q2 += s * (a1[5] + 2 * a2[5] + 2 * a3[5] + a4[5])
-            q3 += s * (a1[6] + 2 * a2[6] + 2 * a3[6] + a4[6])
-            wx += s * (a1[7] + 2 * a2[7] + 2 * a3[7] + a4[7])
-            wy += s * (a1[8] + 2 * a2[8] + 2 * a3[8] + a4[8])
-            wz += s * (a1[9] + 2 * a2[9] + 2 * a3[9] + a4[9])
-            qn = math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)
-            q0 /= qn
-            q1 /= qn
-            q2 /= qn
-            q3 /= qn
-
-            grounded = False
-            if ground and pz <= 0.0:
-                grounded = True
-                up_z = 1 - 2 * (q1 * q1 + q2 * q2)  # body z axis, world-z component
-                if -vz > crash_speed[i] or up_z < COS_60_DEG:
-                    crashed[i] = True
-                pz = 0.0
-                # resting on the ground: no sinking, no bounce, no sliding, no spin
-                vx = 0.0
-                vy = 0.0
-                vz = 0.0
-                wx = 0.0
-                wy = 0.0
-                wz = 0.0
-            on_ground[i] = grounded
-            pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
-            vel[i, 0], vel[i, 1], vel[i, 2] = vx, vy, vz
-            quat[i, 0], quat[i, 1], quat[i, 2], quat[i, 3] = q0, q1, q2, q3
-            omega[i, 0], omega[i, 1], omega[i, 2] = wx, wy, wz
+            _substep(i, pos, vel, quat, omega, thrust_state, on_ground, crashed, thrust_cmd, mass, inertia,
+                     rotor_pos, spin_sign, kappa, max_thrust, thrust_gain, tau_up, tau_down, drag,
+                     crash_speed, wind_w, force_w, g, dt, ground)
 
 
 # The same loop compiled twice: serially for small batches (no thread start-up per call) and

@@ -22,6 +22,7 @@ from sim.dynamics import QuadSim, QuadState
 from sim.frames import quat_from_axis_angle, quat_from_euler, quat_multiply
 from sim.command_path import (app_battery_compensation, cap_n, ctbr_thrust_u16, firmware_collective_n, motor_thrust_n,
                                stops_motors)
+from sim.firmware_tick import can_fly, can_fly_px4, fly_crazyflie_tick, fly_px4_tick
 from sim.frames import quat_to_euler
 from sim.randomization import RealismConfig, Wind, noisy_estimate, sample_params
 from sim.rate_control import RateController, YawAngleLoop
@@ -84,6 +85,8 @@ class HoverTask:
         self.yaw_loop = (YawAngleLoop.for_vehicle(vehicle, n, self.rate_loop_every / config.physics_rate_hz)
                          if self.rate_ctrl is not None and vehicle.command_path is not None else None)
         self.rate_ctrl_gains_from_params()
+        # the ctbr tick compiled in one kernel (sim.firmware_tick); False: the numpy pieces
+        self.fused_tick = True
         self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
         self.hover = hover_action(spec, vehicle)
         self.history = np.tile(self.hover, (n, spec.action_history))
@@ -107,6 +110,7 @@ class HoverTask:
             self.state_history_fresh = np.ones(self.n, dtype=bool)
         if "yaw_loop" not in state:  # checkpoints from before the firmware command path
             self.yaw_loop = None
+        self.__dict__.setdefault("fused_tick", True)
 
     def sync_firmware_state(self, mask: np.ndarray | None = None) -> None:
         """Put the simulated firmware of the selected envs (all if None) in the state it has with
@@ -264,6 +268,13 @@ class HoverTask:
         stop = stops_motors(u16, v)
         cap = cap_n(p.compensated, v)
         rate_sp = np.array(cmd.body_rate_b, dtype=np.float64)
+        if self.fused_tick and can_fly(v, rc, self.yaw_loop):
+            fly_crazyflie_tick(self.sim, rc, self.yaw_loop, collective, stop, rate_sp, cap, self.substeps,
+                               self.rate_loop_every)
+            return
+        if self.fused_tick and can_fly_px4(v, rc):
+            fly_px4_tick(self.sim, rc, collective, rate_sp, self.substeps, self.rate_loop_every)
+            return
         yaw_cmd_dps = np.degrees(rate_sp[:, 2])
         per_gyro = rc.gyro_filter is not None
         steps = 1 if per_gyro else self.rate_loop_every

@@ -244,6 +244,40 @@ def _px4_mix_kernel(axes: np.ndarray, wrench: np.ndarray, out: np.ndarray) -> No
         _px4_mix_one(axes, less_thrust, wrench[n, 0], wrench[n, 1], wrench[n, 2], wrench[n, 3], out[n])
 
 
+@numba.njit(cache=True, inline="always")
+def _px4_rate_one(n, err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limit, output_limit, axes, less_thrust,
+                  allocation, torque_per_unit_nm, max_thrust_n, integral, saturated_pos, saturated_neg, thrust_out,
+                  u, torque, unalloc):
+    """Vehicle ``n``'s row of :func:`_px4_rate_kernel` (``u``, ``torque``, ``unalloc``: scratch);
+    shared with the compiled x500 tick (sim.firmware_tick)."""
+    for j in range(3):
+        t = kp[n, j] * err[n, j] + ki[n, j] * integral[n, j] - kd[n, j] * d_omega[n, j]
+        torque[j] = min(max(t, -output_limit[j]), output_limit[j])
+        e = err[n, j]
+        if saturated_pos[n, j]:
+            e = min(e, 0.0)
+        if saturated_neg[n, j]:
+            e = max(e, 0.0)
+        fade = max(0.0, 1.0 - (e / PX4_I_FADE_RATE_RAD_S) ** 2)
+        integral[n, j] = min(max(integral[n, j] + fade * e * dt_s, -integral_limit[j]), integral_limit[j])
+    _px4_mix_one(axes, less_thrust, collective_n[n], torque[0], torque[1], torque[2], u)
+    for i in range(4):
+        thrust_out[n, i] = u[i] * max_thrust_n
+    # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
+    # when its squared norm is below 1e-6, else each axis is flagged by its sign
+    sq = 0.0
+    for j in range(3):
+        allocated = 0.0
+        for i in range(4):
+            allocated += allocation[j + 1, i] * thrust_out[n, i]
+        unalloc[j] = (torque[j] - allocated) / torque_per_unit_nm[j]
+        sq += unalloc[j] ** 2
+    missed = sq >= 1e-6
+    for j in range(3):
+        saturated_pos[n, j] = missed and unalloc[j] > PX4_FLT_EPSILON
+        saturated_neg[n, j] = missed and unalloc[j] < -PX4_FLT_EPSILON
+
+
 @numba.njit(cache=True)
 def _px4_rate_kernel(err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limit, output_limit, axes, allocation,
                      torque_per_unit_nm, max_thrust_n, integral, saturated_pos, saturated_neg, thrust_out):
@@ -255,32 +289,9 @@ def _px4_rate_kernel(err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limi
     unalloc = np.empty(3)
     less_thrust = -axes[0]  # PX4's THRUST_Z axis points down (NED): "increase" = less thrust
     for n in range(err.shape[0]):
-        for j in range(3):
-            t = kp[n, j] * err[n, j] + ki[n, j] * integral[n, j] - kd[n, j] * d_omega[n, j]
-            torque[j] = min(max(t, -output_limit[j]), output_limit[j])
-            e = err[n, j]
-            if saturated_pos[n, j]:
-                e = min(e, 0.0)
-            if saturated_neg[n, j]:
-                e = max(e, 0.0)
-            fade = max(0.0, 1.0 - (e / PX4_I_FADE_RATE_RAD_S) ** 2)
-            integral[n, j] = min(max(integral[n, j] + fade * e * dt_s, -integral_limit[j]), integral_limit[j])
-        _px4_mix_one(axes, less_thrust, collective_n[n], torque[0], torque[1], torque[2], u)
-        for i in range(4):
-            thrust_out[n, i] = u[i] * max_thrust_n
-        # ControlAllocator: unallocated = setpoint - allocated, in normalized torque; "achieved"
-        # when its squared norm is below 1e-6, else each axis is flagged by its sign
-        sq = 0.0
-        for j in range(3):
-            allocated = 0.0
-            for i in range(4):
-                allocated += allocation[j + 1, i] * thrust_out[n, i]
-            unalloc[j] = (torque[j] - allocated) / torque_per_unit_nm[j]
-            sq += unalloc[j] ** 2
-        missed = sq >= 1e-6
-        for j in range(3):
-            saturated_pos[n, j] = missed and unalloc[j] > PX4_FLT_EPSILON
-            saturated_neg[n, j] = missed and unalloc[j] < -PX4_FLT_EPSILON
+        _px4_rate_one(n, err, d_omega, collective_n, dt_s, kp, ki, kd, integral_limit, output_limit, axes, less_thrust,
+                      allocation, torque_per_unit_nm, max_thrust_n, integral, saturated_pos, saturated_neg, thrust_out,
+                      u, torque, unalloc)
 
 
 def px4_mix_airmode_disabled(axes: np.ndarray, wrench: np.ndarray) -> np.ndarray:
