@@ -68,6 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-state-history", type=int, default=None, metavar="N",
                         help="--to-success: also run a baseline recipe that observes N past ticks of velocity and "
                              "body rates (with any other --baseline-* option), seed by seed")
+    parser.add_argument("--baseline-checkout", default=None, metavar="DIR",
+                        help="--to-success: also run a baseline with the code of another checkout of quadhil "
+                             "(e.g. git worktree add /tmp/prev HEAD~1), with any other --baseline-* option, seed by "
+                             "seed: a change of code, not of settings, side by side")
     parser.add_argument("--out", default=None, help="--to-success: keep the runs in DIR/<recipe>-seed<S>")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -169,9 +173,11 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 
 def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_sets: list[str],
-             history: dict | None = None) -> dict:
-    """One ``quadhil train`` process to the bar; its figures (``time_to_target_s`` None: failed)."""
-    root = str(Path(__file__).resolve().parents[1])  # run this checkout's code
+             history: dict | None = None, checkout: str | None = None) -> dict:
+    """One ``quadhil train`` process to the bar, with the code of ``checkout`` (default: this
+    one); its figures (``time_to_target_s`` None: failed)."""
+    root = checkout or str(Path(__file__).resolve().parents[1])
+    # python -m puts the working directory first on sys.path: run a checkout from inside it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
     cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, history),
@@ -180,7 +186,7 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
            "--eval-episodes", "10", "--json"]
     load0, t0 = os.getloadavg(), time.perf_counter()
     # the budget plus TensorFlow's start-up, the final evaluation and the confirmation, with room to spare
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.max_seconds + 600)
+    proc = subprocess.run(cmd, env=env, cwd=checkout, capture_output=True, text=True, timeout=args.max_seconds + 600)
     process_s = time.perf_counter() - t0
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -199,6 +205,29 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
             "best_periodic_success": res["best_periodic_success"], "confirmations": res.get("confirmations", []),
             "time_breakdown_s": res.get("time_breakdown_s"), "tf_threads": res.get("tf_threads"),
             "process_s": process_s, "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+
+
+def _checkout(path: str) -> str:
+    """``path`` as an absolute directory holding a quadhil checkout (its ``train/cli_train.py``)."""
+    from sim.errors import QuadhilError
+
+    root = Path(path).expanduser().resolve()
+    if not (root / "train" / "cli_train.py").is_file():
+        raise QuadhilError(f"--baseline-checkout {path}: not a quadhil checkout (no train/cli_train.py there)")
+    return str(root)
+
+
+def _commit(root: str) -> str | None:
+    """The git commit a checkout is at (with "+dirty" when its tracked files differ), or None."""
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def summarize(seeds: list[dict]) -> dict:
@@ -225,12 +254,14 @@ def run_to_success(args: argparse.Namespace) -> int:
         raise QuadhilError("--seeds and --confirm-episodes must be >= 1 and --max-seconds > 0")
     vehicles = args.vehicle or ["crazyflie"]
     baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
-    recipes = {"recipe": ([], None)}
+    recipes = {"recipe": ([], None, None)}
     baseline_history = {key: getattr(args, "baseline_" + key) for key in HISTORY_OPTIONS}
-    if args.baseline_set is not None or args.compare_previous or any(v is not None for v in baseline_history.values()):
-        recipes["baseline"] = (baseline, baseline_history)
+    checkout = _checkout(args.baseline_checkout) if args.baseline_checkout else None
+    if (args.baseline_set is not None or args.compare_previous or checkout is not None
+            or any(v is not None for v in baseline_history.values())):
+        recipes["baseline"] = (baseline, baseline_history, checkout)
     tmp = None if args.out else tempfile.TemporaryDirectory()
-    root = Path(args.out or tmp.name)
+    root = Path(args.out or tmp.name).resolve()  # absolute: a baseline checkout runs in its own directory
     figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
                      "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
                      "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
@@ -239,6 +270,8 @@ def run_to_success(args: argparse.Namespace) -> int:
     if "baseline" in recipes:
         figures["baseline_set"] = baseline
         figures.update({"baseline_" + key: value for key, value in baseline_history.items()})
+        figures["baseline_checkout"] = checkout and {"path": checkout, "commit": _commit(checkout)}
+    figures["commit"] = _commit(str(Path(__file__).resolve().parents[1]))
     try:
         for vid in vehicles:
             per: dict[str, list] = {name: [] for name in recipes}

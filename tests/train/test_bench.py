@@ -109,7 +109,7 @@ def test_a_baseline_can_differ_in_the_histories_it_observes(monkeypatch, capsys,
 
     argv = []
 
-    def record(vid, args, seed, out, extra_sets, history=None):
+    def record(vid, args, seed, out, extra_sets, history=None, checkout=None):
         argv.append((out.name, bench._train_args(vid, args, str(out), extra_sets, history)))
         return {"seed": seed, "reached": True, "time_to_target_s": 1.0}
 
@@ -124,6 +124,41 @@ def test_a_baseline_can_differ_in_the_histories_it_observes(monkeypatch, capsys,
     assert all("--" + other not in a for _, a in argv for other in ("action-history", "state-history")
                if other != option)
     assert f"--{option}" not in bench._train_args("x500", bench_args(), "out")
+
+
+def test_a_baseline_can_run_the_code_of_another_checkout(monkeypatch, capsys, tmp_path):
+    """--baseline-checkout DIR: the baseline's processes run DIR's code (a change of code side by
+    side, where --baseline-set only changes settings); the figures name both commits. The
+    processes are recorded, not run."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import train.bench as bench
+
+    here = Path(bench.__file__).resolve().parents[1]
+    other = tmp_path / "prev"
+    shutil.copytree(here / "train", other / "train", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q", str(other)], check=True, timeout=30)
+    calls = {}
+
+    def record(vid, args, seed, out, extra_sets, history=None, checkout=None):
+        calls[out.name] = (checkout, list(extra_sets))
+        return {"seed": seed, "reached": True, "time_to_target_s": 1.0}
+
+    monkeypatch.setattr(bench, "run_seed", record)
+    assert run_command("bench", ["train", "--to-success", "0.95", "--seeds", "1", "--baseline-checkout", str(other),
+                                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert calls == {"recipe-seed0": (None, []), "baseline-seed0": (str(other.resolve()), [])}
+    assert figures["baseline_checkout"] == {"path": str(other.resolve()), "commit": None}  # no commit yet
+    assert figures["commit"] == bench._commit(str(here))
+
+
+def test_a_baseline_checkout_that_is_not_one_is_refused_naming_it(capsys, tmp_path):
+    assert run_command("bench", ["train", "--to-success", "0.95", "--seeds", "1",
+                                 "--baseline-checkout", str(tmp_path)]) != 0
+    assert f"--baseline-checkout {tmp_path}: not a quadhil checkout" in capsys.readouterr().err
 
 
 def bench_args(**over):
