@@ -46,7 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="wall time of each throughput measurement")
     parser.add_argument("--to-success", type=float, default=None, metavar="P",
                         help="measure each seed's wall time to a confirmed success rate P instead of throughput")
-    parser.add_argument("--seeds", type=int, default=5, help="--to-success: seeds 0..N-1 (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, help="--to-success: seeds S..S+N-1 (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="--to-success: the first seed (default 0); seeds a recipe was not chosen on give "
+                             "its figure without the choice's luck")
     parser.add_argument("--max-seconds", type=float, default=300.0,
                         help="--to-success: a seed not at the bar by then is a failure (default 300)")
     parser.add_argument("--confirm-episodes", type=int, default=200,
@@ -250,8 +253,8 @@ def run_to_success(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.to_success <= 1.0:
         raise QuadhilError(f"--to-success must be in (0, 1], got {args.to_success}")
-    if args.seeds < 1 or args.max_seconds <= 0 or args.confirm_episodes < 1:
-        raise QuadhilError("--seeds and --confirm-episodes must be >= 1 and --max-seconds > 0")
+    if args.seeds < 1 or args.max_seconds <= 0 or args.confirm_episodes < 1 or args.first_seed < 0:
+        raise QuadhilError("--seeds and --confirm-episodes must be >= 1, --first-seed >= 0 and --max-seconds > 0")
     vehicles = args.vehicle or ["crazyflie"]
     baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
     recipes = {"recipe": ([], None, None)}
@@ -263,6 +266,7 @@ def run_to_success(args: argparse.Namespace) -> int:
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name).resolve()  # absolute: a baseline checkout runs in its own directory
     figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
+                     "first_seed": args.first_seed,
                      "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
                      "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
                      "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
@@ -275,7 +279,7 @@ def run_to_success(args: argparse.Namespace) -> int:
     try:
         for vid in vehicles:
             per: dict[str, list] = {name: [] for name in recipes}
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 order = list(recipes) if seed % 2 == 0 else list(reversed(recipes))  # alternate who goes first
                 for name in order:
                     per[name].append(run_seed(vid, args, seed, root / vid / f"{name}-seed{seed}", *recipes[name]))

@@ -155,6 +155,26 @@ def test_a_baseline_can_run_the_code_of_another_checkout(monkeypatch, capsys, tm
     assert figures["commit"] == bench._commit(str(here))
 
 
+def test_the_seeds_can_start_past_those_a_recipe_was_chosen_on(monkeypatch, capsys):
+    """--first-seed S runs seeds S..S+N-1, each recipe on the same ones (recorded, not run)."""
+    import train.bench as bench
+
+    calls = []
+
+    def record(vid, args, seed, out, extra_sets, history=None, checkout=None):
+        calls.append((out.name, seed))
+        return {"seed": seed, "reached": True, "time_to_target_s": 1.0}
+
+    monkeypatch.setattr(bench, "run_seed", record)
+    assert run_command("bench", ["train", "--to-success", "0.95", "--seeds", "2", "--first-seed", "5",
+                                 "--baseline-set", "train.updates_per_step=4", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["first_seed"] == 5
+    assert sorted(calls) == [("baseline-seed5", 5), ("baseline-seed6", 6), ("recipe-seed5", 5), ("recipe-seed6", 6)]
+    assert run_command("bench", ["train", "--to-success", "0.95", "--first-seed", "-1"]) != 0
+    assert "--first-seed >= 0" in capsys.readouterr().err
+
+
 def test_a_baseline_checkout_that_is_not_one_is_refused_naming_it(capsys, tmp_path):
     assert run_command("bench", ["train", "--to-success", "0.95", "--seeds", "1",
                                  "--baseline-checkout", str(tmp_path)]) != 0
