@@ -28,7 +28,6 @@ from typing import Callable
 
 import numpy as np
 
-from sim.contract import thrust_to_firmware_units
 from sim.dynamics import QuadSim
 from sim.frames import quat_from_axis_angle, quat_multiply, quat_to_euler, quat_to_rotmat
 from sim.randomization import RealismConfig, Wind, noisy_estimate
