@@ -48,6 +48,10 @@ class HoverTaskConfig:
     physics_rate_hz: float = 1000.0
     realism: RealismConfig = field(default_factory=RealismConfig)
     reward: RewardWeights = field(default_factory=RewardWeights)
+    # ctbr: the firmware's tick in one compiled kernel (sim.firmware_tick). False: the numpy pieces
+    # it is tested against; Crazyflie runs from before 2026-12-07 afternoon repeat step for step
+    # only with False (the kernel's mixer sums in another order: the last digits differ).
+    fused_tick: bool = True
 
 
 class HoverTask:
@@ -85,8 +89,7 @@ class HoverTask:
         self.yaw_loop = (YawAngleLoop.for_vehicle(vehicle, n, self.rate_loop_every / config.physics_rate_hz)
                          if self.rate_ctrl is not None and vehicle.command_path is not None else None)
         self.rate_ctrl_gains_from_params()
-        # the ctbr tick compiled in one kernel (sim.firmware_tick); False: the numpy pieces
-        self.fused_tick = True
+        self.fused_tick = config.fused_tick  # HoverTaskConfig.fused_tick
         self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
         self.hover = hover_action(spec, vehicle)
         self.history = np.tile(self.hover, (n, spec.action_history))

@@ -124,10 +124,14 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # half the updates cost about as many env steps to the bar (150-250 k either way) at 1.15-1.25x
     # the env steps/s: 5 seeds side by side, median / max 39.5 / 48.2 s against 48.6 / 63.1 s
     # (docs/experiments/2026-12-07-update-cost.md). v8: --set train.updates_per_step=4.
-    ("crazyflie", "ctbr"): {"version": 9, "layout": "integral", "action_history": 3,
+    # v10 (2026-12-07 afternoon): v9 with twice the pull toward the teacher (bc_weight 4). Chosen on
+    # seeds 5-9 against v9 (median 31.3 against 51.1 s, 100-350 k env steps against 200-300 k),
+    # confirmed on seeds 10-14 (median 45.2 against 52.6 s, 1.16; better on 4 of 5) (docs/experiments/2026-12-07-fused-tick.md). bc_weight 1
+    # instead was worse (0.58). v9: --set agent.bc_weight=2.
+    ("crazyflie", "ctbr"): {"version": 10, "layout": "integral", "action_history": 3,
                             "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1, "updates_per_step": 2.0,
                                       "teacher": "cascade", "teacher_steps": 90_000},
-                            "agent": {"smooth_noise_scale": 10.0, "bc_weight": 2.0, "actor_lr": 3e-4},
+                            "agent": {"smooth_noise_scale": 10.0, "bc_weight": 4.0, "actor_lr": 3e-4},
                             "reward": {"yaw_rate": 0.1}, "realism": {"randomization_scale": 1.0}},
     # Crazyflie motors (preset v4, 2026-12-06, issue #23): v3 (73.8 % at best, 2 M steps at 100 Hz)
     # with v8's machinery, at 250 Hz. A motor-level policy is its own rate loop; a hand-written one
@@ -225,7 +229,8 @@ REFERENCE_RATE_HZ = 100.0
 # v4 with that teacher's re-searched gains;
 # x500 ctbr v8 is v7 with that machinery, its own teacher gains, bc_weight 1 and 1.5x ranges.
 # x500 ctbr v9 is v8 with a teacher that lets the yaw spin be while the collective saturates;
-# crazyflie ctbr v9 and x500 ctbr v12 make 2 updates per tick of 16 envs, not the common 4.
+# crazyflie ctbr v9 and x500 ctbr v12 make 2 updates per tick of 16 envs, not the common 4;
+# crazyflie ctbr v10 pulls toward its teacher twice as hard as v9.
 BASE_VERSION = 3
 
 

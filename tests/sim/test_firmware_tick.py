@@ -110,6 +110,20 @@ def test_without_sensor_noise_or_randomization_the_hover_is_the_same_to_the_last
     assert largest_state_difference(fused, numpy_path) < 1e-12
 
 
+def test_the_task_config_chooses_the_numpy_pieces_and_a_run_keeps_its_choice(tmp_path):
+    import dataclasses
+
+    from train.loop import task_config_from_dict, task_config_to_dict
+
+    config = dataclasses.replace(HoverTaskConfig(), fused_tick=False)
+    assert HoverVecEnv("crazyflie", 2, config=config, seed=0).task.fused_tick is False
+    assert HoverVecEnv("crazyflie", 2, seed=0).task.fused_tick is True
+    assert task_config_from_dict(task_config_to_dict(config)).fused_tick is False
+    before = task_config_to_dict(HoverTaskConfig())
+    del before["fused_tick"]  # a run recorded before the key existed
+    assert task_config_from_dict(before).fused_tick is True
+
+
 def test_a_task_pickled_before_the_compiled_tick_flies_it_after_loading():
     env = HoverVecEnv("crazyflie", 2, seed=0)
     state = env.task.__dict__.copy()
