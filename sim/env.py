@@ -89,7 +89,6 @@ class HoverTask:
         self.yaw_loop = (YawAngleLoop.for_vehicle(vehicle, n, self.rate_loop_every / config.physics_rate_hz)
                          if self.rate_ctrl is not None and vehicle.command_path is not None else None)
         self.rate_ctrl_gains_from_params()
-        self.fused_tick = config.fused_tick  # HoverTaskConfig.fused_tick
         self.target_w = np.tile(np.asarray(config.target_w, dtype=np.float64), (n, 1))
         self.hover = hover_action(spec, vehicle)
         self.history = np.tile(self.hover, (n, spec.action_history))
@@ -113,7 +112,6 @@ class HoverTask:
             self.state_history_fresh = np.ones(self.n, dtype=bool)
         if "yaw_loop" not in state:  # checkpoints from before the firmware command path
             self.yaw_loop = None
-        self.__dict__.setdefault("fused_tick", True)
 
     def sync_firmware_state(self, mask: np.ndarray | None = None) -> None:
         """Put the simulated firmware of the selected envs (all if None) in the state it has with
@@ -271,11 +269,12 @@ class HoverTask:
         stop = stops_motors(u16, v)
         cap = cap_n(p.compensated, v)
         rate_sp = np.array(cmd.body_rate_b, dtype=np.float64)
-        if self.fused_tick and can_fly(v, rc, self.yaw_loop):
+        fused = self.config.fused_tick  # a config pickled before the field reads its default, True
+        if fused and can_fly(v, rc, self.yaw_loop):
             fly_crazyflie_tick(self.sim, rc, self.yaw_loop, collective, stop, rate_sp, cap, self.substeps,
                                self.rate_loop_every)
             return
-        if self.fused_tick and can_fly_px4(v, rc):
+        if fused and can_fly_px4(v, rc):
             fly_px4_tick(self.sim, rc, collective, rate_sp, self.substeps, self.rate_loop_every)
             return
         yaw_cmd_dps = np.degrees(rate_sp[:, 2])

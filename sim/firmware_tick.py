@@ -167,6 +167,16 @@ def _own(obj, name: str, dtype=np.float64) -> np.ndarray:
     return a
 
 
+def _physics(sim) -> tuple:
+    """The state, parameters and disturbance of ``sim`` (sim.dynamics.QuadSim) in the order both
+    kernels take them after their own arguments (those of sim.dynamics._substep)."""
+    s, p, d = sim.state, sim.params, sim.disturbance
+    return (s.pos_w, s.vel_w, s.quat_wb, s.omega_b, s.thrust_n, s.on_ground, s.crashed,
+            p.mass_kg, p.inertia_kgm2, p.rotor_pos_m, p.spin_sign, p.torque_to_thrust_m,
+            p.max_thrust_n, p.thrust_gain, p.tau_up_s, p.tau_down_s, p.drag_n_per_mps,
+            p.crash_speed_mps, d.wind_w, d.force_w, sim.gravity_mps2, bool(sim.ground))
+
+
 def can_fly(vehicle, rate_ctrl, yaw_loop) -> bool:
     """True where :func:`fly_crazyflie_tick` flies this vehicle's ctbr path (the Crazyflie's
     battery-compensated firmware path: gyro low-pass and yaw-angle loop present, not PX4)."""
@@ -187,13 +197,10 @@ def fly_px4_tick(sim, rate_ctrl, collective_n: np.ndarray, rate_sp_b: np.ndarray
     loop (``rate_ctrl``, sim.rate_control.RateController, updated in place), which runs every
     ``rate_loop_every`` steps on the true body rates. ``collective_n`` (N,) collective thrust (N),
     ``rate_sp_b`` (N, 3) body-rate setpoint (rad/s, FLU)."""
-    v, s, p, d, rc = sim.vehicle, sim.state, sim.params, sim.disturbance, rate_ctrl
+    v, s, rc = sim.vehicle, sim.state, rate_ctrl
     if not can_fly_px4(v, rc):
         raise ValueError("fly_px4_tick flies a PX4 vehicle's rate loop only")
     n = s.n
-    work = getattr(rc, "_fused_work", None)
-    if work is None or work[0].shape != (n, 4):
-        work = rc._fused_work = (np.zeros((n, 4)), np.zeros((n, 3)), np.zeros((n, 3)))
     kp, ki, kd = (np.ascontiguousarray(g, dtype=np.float64) for g in rc._gains())
     kernel = _px4_tick_parallel if n >= PARALLEL_MIN_BATCH else _px4_tick
     kernel(np.ascontiguousarray(collective_n, dtype=np.float64), np.ascontiguousarray(rate_sp_b, dtype=np.float64),
@@ -201,11 +208,8 @@ def fly_px4_tick(sim, rate_ctrl, collective_n: np.ndarray, rate_sp_b: np.ndarray
            _own(rc, "integral"), _own(rc, "prev_omega_b"), kp, ki, kd,
            np.asarray(rc.integral_limit, dtype=np.float64), np.asarray(rc.output_limit, dtype=np.float64),
            rc._px4_axes, rc._allocation, np.asarray(rc._torque_per_unit_nm, dtype=np.float64), float(rc.max_thrust_n),
-           _own(rc, "saturated_pos", np.bool_), _own(rc, "saturated_neg", np.bool_), work[1], work[2], work[0],
-           s.pos_w, s.vel_w, s.quat_wb, s.omega_b, s.thrust_n, s.on_ground, s.crashed,
-           p.mass_kg, p.inertia_kgm2, p.rotor_pos_m, p.spin_sign, p.torque_to_thrust_m,
-           p.max_thrust_n, p.thrust_gain, p.tau_up_s, p.tau_down_s, p.drag_n_per_mps,
-           p.crash_speed_mps, d.wind_w, d.force_w, sim.gravity_mps2, bool(sim.ground))
+           _own(rc, "saturated_pos", np.bool_), _own(rc, "saturated_neg", np.bool_),
+           np.empty((n, 3)), np.empty((n, 3)), np.empty((n, 4)), *_physics(sim))
 
 
 def fly_crazyflie_tick(sim, rate_ctrl, yaw_loop, collective_n: np.ndarray, stop: np.ndarray, rate_sp_b: np.ndarray,
@@ -218,14 +222,11 @@ def fly_crazyflie_tick(sim, rate_ctrl, yaw_loop, collective_n: np.ndarray, stop:
     ``stop`` (N,) bool zero-thrust setpoints, ``rate_sp_b`` (N, 3) commanded body rates (rad/s,
     FLU; the yaw column is the yaw-rate command the yaw-angle loop integrates), ``cap_n`` (N,)
     powerDistributionCap per vehicle (N). The rate loop runs every ``rate_loop_every`` steps."""
-    v, s, p, d, rc, lpf = sim.vehicle, sim.state, sim.params, sim.disturbance, rate_ctrl, rate_ctrl.gyro_filter
+    v, s, p, rc, lpf = sim.vehicle, sim.state, sim.params, rate_ctrl, rate_ctrl.gyro_filter
     path = v.command_path
     if not can_fly(v, rc, yaw_loop):
         raise ValueError("fly_crazyflie_tick flies the Crazyflie's compensated firmware path only")
     n = s.n
-    work = getattr(rc, "_fused_thrust_work", None)
-    if work is None or work.shape != (n, 4):
-        work = rc._fused_thrust_work = np.zeros((n, 4))
     c0, c1, c2 = (float(c) for c in v.thrust_curve_n)
     kernel = _crazyflie_tick_parallel if n >= PARALLEL_MIN_BATCH else _crazyflie_tick
     kernel(np.ascontiguousarray(collective_n, dtype=np.float64), np.ascontiguousarray(stop, dtype=np.bool_),
@@ -237,8 +238,5 @@ def fly_crazyflie_tick(sim, rate_ctrl, yaw_loop, collective_n: np.ndarray, stop:
            np.ascontiguousarray(rc.gain_scale, dtype=np.float64), np.ascontiguousarray(rc.p_only, dtype=np.bool_),
            np.asarray(rc.integral_limit, dtype=np.float64), np.asarray(rc.output_limit, dtype=np.float64),
            np.ascontiguousarray(rc.mixer), np.ascontiguousarray(cap_n, dtype=np.float64),
-           np.ascontiguousarray(p.compensated, dtype=np.bool_), path.thrust_min_n, path.thrust_max_n, c0, c1, c2, work,
-           s.pos_w, s.vel_w, s.quat_wb, s.omega_b, s.thrust_n, s.on_ground, s.crashed,
-           p.mass_kg, p.inertia_kgm2, p.rotor_pos_m, p.spin_sign, p.torque_to_thrust_m,
-           p.max_thrust_n, p.thrust_gain, p.tau_up_s, p.tau_down_s, p.drag_n_per_mps,
-           p.crash_speed_mps, d.wind_w, d.force_w, sim.gravity_mps2, bool(sim.ground))
+           np.ascontiguousarray(p.compensated, dtype=np.bool_), path.thrust_min_n, path.thrust_max_n, c0, c1, c2,
+           np.empty((n, 4)), *_physics(sim))

@@ -1,5 +1,6 @@
 """The compiled ctbr ticks (Crazyflie, PX4) fly what the numpy firmware pieces fly, on every kind of airframe."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -18,8 +19,8 @@ STATE = ("pos_w", "vel_w", "quat_wb", "omega_b", "thrust_n")
 def twin_envs(n: int, seed: int, realism: RealismConfig | None = None, vehicle: str = "crazyflie"):
     """Two identical envs, the first flying the compiled tick, the second the numpy pieces."""
     config = HoverTaskConfig() if realism is None else HoverTaskConfig(realism=realism)
-    envs = [HoverVecEnv(vehicle, n, config=config, seed=seed) for _ in range(2)]
-    envs[1].task.fused_tick = False
+    envs = [HoverVecEnv(vehicle, n, config=dataclasses.replace(config, fused_tick=fused), seed=seed)
+            for fused in (True, False)]
     for e in envs:
         e.reset(seed=seed)
     return envs
@@ -110,24 +111,36 @@ def test_without_sensor_noise_or_randomization_the_hover_is_the_same_to_the_last
     assert largest_state_difference(fused, numpy_path) < 1e-12
 
 
-def test_the_task_config_chooses_the_numpy_pieces_and_a_run_keeps_its_choice(tmp_path):
-    import dataclasses
-
+def test_the_task_config_chooses_the_numpy_pieces_and_a_run_keeps_its_choice(monkeypatch):
+    import sim.env
     from train.loop import task_config_from_dict, task_config_to_dict
 
+    calls = []
+    real = sim.env.fly_crazyflie_tick
+    monkeypatch.setattr(sim.env, "fly_crazyflie_tick", lambda *a: calls.append(1) or real(*a))
+    hover = np.tile(hover_action(default_spec(load_vehicle("crazyflie")), load_vehicle("crazyflie")), (2, 1))
     config = dataclasses.replace(HoverTaskConfig(), fused_tick=False)
-    assert HoverVecEnv("crazyflie", 2, config=config, seed=0).task.fused_tick is False
-    assert HoverVecEnv("crazyflie", 2, seed=0).task.fused_tick is True
+    HoverVecEnv("crazyflie", 2, config=config, seed=0).step(hover)
+    assert calls == []
+    HoverVecEnv("crazyflie", 2, seed=0).step(hover)
+    assert calls == [1]
     assert task_config_from_dict(task_config_to_dict(config)).fused_tick is False
     before = task_config_to_dict(HoverTaskConfig())
     del before["fused_tick"]  # a run recorded before the key existed
     assert task_config_from_dict(before).fused_tick is True
 
 
-def test_a_task_pickled_before_the_compiled_tick_flies_it_after_loading():
+def test_a_task_pickled_before_the_compiled_tick_flies_it_after_loading(monkeypatch):
+    import sim.env
+
     env = HoverVecEnv("crazyflie", 2, seed=0)
-    state = env.task.__dict__.copy()
-    del state["fused_tick"]
-    task = env.task.__class__.__new__(env.task.__class__)
-    task.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert task.fused_tick is True
+    old = dict(env.task.config.__dict__)
+    del old["fused_tick"]  # a HoverTaskConfig pickled before the field existed
+    config = HoverTaskConfig.__new__(HoverTaskConfig)
+    config.__dict__.update(old)
+    env.task.config = pickle.loads(pickle.dumps(config))
+    calls = []
+    real = sim.env.fly_crazyflie_tick
+    monkeypatch.setattr(sim.env, "fly_crazyflie_tick", lambda *a: calls.append(1) or real(*a))
+    env.step(np.tile(hover_action(env.task.spec, env.task.vehicle), (2, 1)))
+    assert calls == [1]
