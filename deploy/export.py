@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from deploy.runtime import Policy
 from deploy.tflite_format import read_model
 from sim.contract import PolicySpec
 from sim.errors import QuadhilError
+from sim.report import git_commit
 
 QUANTIZATIONS = ("none", "float16", "int8")
 # largest allowed |a_keras - a_tflite| over the parity set, normalized action units
@@ -125,19 +125,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the quadhil source tree, or (None, None) outside a git checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=5, check=True).stdout.strip())
-        return commit, dirty
-    except (OSError, subprocess.SubprocessError):
-        return None, None
 
 
 def keras_act_fn(actor):

@@ -10,7 +10,9 @@ import argparse
 import json
 import math
 import re
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -109,3 +111,18 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's own
         args = sys.argv[1:] if args is None else list(args)
         return super().parse_known_args(join_negative_values(args), namespace)
+
+
+def git_commit(root: str | Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout at ``root`` (default: this quadhil source tree), dirty
+    meaning its tracked files differ from the commit; (None, None) outside a checkout or without
+    git. What exports and benchmarks record of the code that gave their figures."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5, check=True).stdout.strip())
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None

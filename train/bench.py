@@ -36,6 +36,9 @@ PREVIOUS_RECIPE = ("train.tf_threads=2", "train.blas_threads=0", "train.augment_
                    "train.updates_per_step=2", "train.eval_beside_update=false")
 
 
+THIS_CHECKOUT = str(Path(__file__).resolve().parents[1])  # the quadhil tree this bench belongs to
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``quadhil bench train``."""
     parser.add_argument("--vehicle", action="append", default=None,
@@ -179,8 +182,7 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
              history: dict | None = None, checkout: str | None = None) -> dict:
     """One ``quadhil train`` process to the bar, with the code of ``checkout`` (default: this
     one); its figures (``time_to_target_s`` None: failed)."""
-    root = checkout or str(Path(__file__).resolve().parents[1])
-    # python -m puts the working directory first on sys.path: run a checkout from inside it
+    root = checkout or THIS_CHECKOUT
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
     sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
     cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, history),
@@ -189,6 +191,7 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
            "--eval-episodes", "10", "--json"]
     load0, t0 = os.getloadavg(), time.perf_counter()
     # the budget plus TensorFlow's start-up, the final evaluation and the confirmation, with room to spare
+    # python -m puts the working directory first on sys.path: another checkout runs from inside it
     proc = subprocess.run(cmd, env=env, cwd=checkout, capture_output=True, text=True, timeout=args.max_seconds + 600)
     process_s = time.perf_counter() - t0
     lines = proc.stdout.strip().splitlines()
@@ -222,15 +225,10 @@ def _checkout(path: str) -> str:
 
 def _commit(root: str) -> str | None:
     """The git commit a checkout is at (with "+dirty" when its tracked files differ), or None."""
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    from sim.report import git_commit
+
+    commit, dirty = git_commit(root)
+    return commit and commit + ("+dirty" if dirty else "")
 
 
 def summarize(seeds: list[dict]) -> dict:
@@ -275,7 +273,7 @@ def run_to_success(args: argparse.Namespace) -> int:
         figures["baseline_set"] = baseline
         figures.update({"baseline_" + key: value for key, value in baseline_history.items()})
         figures["baseline_checkout"] = checkout and {"path": checkout, "commit": _commit(checkout)}
-    figures["commit"] = _commit(str(Path(__file__).resolve().parents[1]))
+    figures["commit"] = _commit(THIS_CHECKOUT)
     try:
         for vid in vehicles:
             per: dict[str, list] = {name: [] for name in recipes}
