@@ -126,8 +126,9 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # (docs/experiments/2026-12-07-update-cost.md). v8: --set train.updates_per_step=4.
     # v10 (2026-12-07 afternoon): v9 with twice the pull toward the teacher (bc_weight 4). Chosen on
     # seeds 5-9 against v9 (median 31.3 against 51.1 s, 100-350 k env steps against 200-300 k),
-    # confirmed on seeds 10-14 (median 45.2 against 52.6 s, 1.16; better on 4 of 5) (docs/experiments/2026-12-07-fused-tick.md). bc_weight 1
-    # instead was worse (0.58). v9: --set agent.bc_weight=2.
+    # confirmed on seeds 10-14 (median 45.2 against 52.6 s, 1.16; better on 4 of 5); bc_weight 1
+    # was worse (0.58), 8 no different (docs/experiments/2026-12-07-fused-tick.md).
+    # v9: --set agent.bc_weight=2.
     ("crazyflie", "ctbr"): {"version": 10, "layout": "integral", "action_history": 3,
                             "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1, "updates_per_step": 2.0,
                                       "teacher": "cascade", "teacher_steps": 90_000},
