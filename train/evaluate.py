@@ -99,32 +99,66 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
     """
     if episodes < 1:
         raise ValueError("episodes must be >= 1")
-    env = _make_env(spec, vehicle_id, episodes, seed, realism, task)
-    t = env.task
+    t = _make_env(spec, vehicle_id, episodes, seed, realism, task).task
     obs = t.reset()
     if after_reset is not None:
         after_reset(t)
+    return _fly(t, obs, [act_fn], keep_trajectories)[0]
+
+
+def evaluate_policies(act_fns: list[ActFn], spec: PolicySpec, vehicle_id: str, episodes: int = 200,
+                      seed: int = 0, task: HoverTaskConfig | None = None,
+                      keep_trajectories: int = 8) -> list[EvalResult]:
+    """Fly each of ``act_fns`` on the same ``episodes`` throws in one batched env: the airframes,
+    starts and latencies :func:`evaluate_policy` draws from ``seed``, repeated once per policy.
+    The sensor noise and gusts are drawn per env, so each result equals evaluate_policy's in
+    distribution, not to the bit (one policy: evaluate_policy's own result). One rollout of
+    k x episodes envs costs less than k of ``episodes`` (the per-tick Python is paid once)."""
+    if len(act_fns) == 1:
+        return [evaluate_policy(act_fns[0], spec, vehicle_id, episodes, seed, task=task,
+                                keep_trajectories=keep_trajectories)]
+    if episodes < 1 or not act_fns:
+        raise ValueError("episodes and act_fns must be >= 1")
+    drawn = _make_env(spec, vehicle_id, episodes, seed, None, task).task
+    drawn.reset()
+    rows = np.tile(np.arange(episodes), len(act_fns))
+    t = _make_env(spec, vehicle_id, rows.size, seed, None, task).task
+    obs = t.replay(drawn.sim.params.take(rows), drawn.sim.state.take(rows), drawn.latency_env[rows])
+    return _fly(t, obs, act_fns, keep_trajectories)
+
+
+def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories: int) -> list[EvalResult]:
+    """One episode per env of ``t`` (started, first observation ``obs``); env block i (of
+    len(act_fns) equal blocks) is flown by act_fns[i]. One EvalResult per block."""
+    n, blocks = t.n, len(act_fns)
+    per = n // blocks
     hold_ticks = t.hold_ticks_needed
-    k = min(keep_trajectories, episodes)
-    pos = np.full((k, t.max_ticks + 1, 3), np.nan)
-    pos[:, 0] = t.sim.state.pos_w[:k]
-    alive = np.ones(episodes, dtype=bool)
-    success = np.zeros(episodes, dtype=bool)
-    crashed = np.zeros(episodes, dtype=bool)
-    out = np.zeros(episodes, dtype=bool)
-    ret = np.zeros(episodes)
-    sq_err_sum = np.zeros(episodes)
-    sq_err_n = np.zeros(episodes, dtype=np.int64)
-    yaw_rates = []
+    k = min(keep_trajectories, per)
+    keep = (np.arange(blocks)[:, None] * per + np.arange(k)).ravel()
+    pos = np.full((keep.size, t.max_ticks + 1, 3), np.nan)
+    pos[:, 0] = t.sim.state.pos_w[keep]
+    alive = np.ones(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    crashed = np.zeros(n, dtype=bool)
+    out = np.zeros(n, dtype=bool)
+    ret = np.zeros(n)
+    sq_err_sum = np.zeros(n)
+    sq_err_n = np.zeros(n, dtype=np.int64)
+    yaw_rates, hold_masks = [], []
     for tick in range(1, t.max_ticks + 1):
-        obs, reward, terminated, truncated, info = t.step(_act(act_fn, obs))
+        if blocks == 1:
+            action = _act(act_fns[0], obs)
+        else:
+            action = np.concatenate([_act(f, obs[i * per:(i + 1) * per]) for i, f in enumerate(act_fns)])
+        obs, reward, terminated, truncated, info = t.step(action)
         ret += np.where(alive, reward, 0.0)
         err = t.sim.state.pos_w - t.target_w
         in_window = alive & (tick > t.max_ticks - hold_ticks)
         sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
         sq_err_n += in_window
         yaw_rates.append(np.abs(t.sim.state.omega_b[in_window, 2]))
-        pos[:, tick] = np.where(alive[:k, None], t.sim.state.pos_w[:k], np.nan)
+        hold_masks.append(in_window)
+        pos[:, tick] = np.where(alive[keep, None], t.sim.state.pos_w[keep], np.nan)
         ended = alive & (terminated | truncated)
         success |= ended & info["success"]
         crashed |= ended & info["crashed"]
@@ -132,16 +166,22 @@ def evaluate_policy(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, episodes: 
         alive &= ~ended
         if not alive.any():
             break
-    full = ~(crashed | out)
-    yaw_hold = np.concatenate(yaw_rates)
-    rmse = float(np.sqrt(sq_err_sum[full].sum() / max(sq_err_n[full].sum(), 1))) if full.any() else float("nan")
-    return EvalResult(
-        success_rate=float(success.mean()), rmse_m=rmse, crash_rate=float(crashed.mean()),
-        out_of_bounds_rate=float(out.mean()), episodes=episodes, mean_return=float(ret.mean()),
-        success=success, crashed=crashed, episode_return=ret, pos_w=pos,
-        target_w=np.asarray(t.target_w[0]), dt_s=t.dt_s,
-        yaw_rate_median_rad_s=float(np.median(yaw_hold)) if yaw_hold.size else float("nan"),
-    )
+    yaw_all = np.concatenate(yaw_rates)
+    block_of_yaw = np.concatenate([np.flatnonzero(m) // per for m in hold_masks])
+    results = []
+    for i in range(blocks):
+        b = slice(i * per, (i + 1) * per)
+        full = ~(crashed[b] | out[b])
+        yaw_hold = yaw_all[block_of_yaw == i]
+        rmse = float(np.sqrt(sq_err_sum[b][full].sum() / max(sq_err_n[b][full].sum(), 1))) if full.any() else float("nan")
+        results.append(EvalResult(
+            success_rate=float(success[b].mean()), rmse_m=rmse, crash_rate=float(crashed[b].mean()),
+            out_of_bounds_rate=float(out[b].mean()), episodes=per, mean_return=float(ret[b].mean()),
+            success=success[b], crashed=crashed[b], episode_return=ret[b], pos_w=pos[i * k:(i + 1) * k],
+            target_w=np.asarray(t.target_w[0]), dt_s=t.dt_s,
+            yaw_rate_median_rad_s=float(np.median(yaw_hold)) if yaw_hold.size else float("nan"),
+        ))
+    return results
 
 
 def collect_observations(act_fn: ActFn, spec: PolicySpec, vehicle_id: str, n_obs: int, seed: int = 0,

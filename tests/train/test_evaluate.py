@@ -127,3 +127,26 @@ def test_a_gentle_start_eval_hands_over_5_cm_from_the_target_at_rest_and_keeps_i
                           task=dataclasses.replace(HoverTaskConfig(), **GENTLE_START))
     assert np.all(np.abs(res.pos_w[:, 0] - res.target_w) <= 0.05 + 1e-12)
     assert main(["eval", str(run), "--gentle-start", "--suite", "robustness"]) == 2
+
+
+def test_policies_evaluated_together_fly_the_same_throws_as_one_alone(crazyflie, cf_spec):
+    """With the airframes randomized and the sensors quiet, the throws are all that differ
+    between episodes: each policy of a joint rollout scores exactly what it scores alone."""
+    from sim.env import HoverTaskConfig
+    from train.evaluate import evaluate_policies
+
+    task = HoverTaskConfig(realism=RealismConfig(sensor_noise=False))
+    pd, hover = _pd(cf_spec, crazyflie), _hold_hover(cf_spec, crazyflie)
+    alone = [evaluate_policy(f, cf_spec, "crazyflie", episodes=12, seed=4, task=task) for f in (pd, hover)]
+    together = evaluate_policies([pd, hover], cf_spec, "crazyflie", episodes=12, seed=4, task=task)
+    assert [r.episodes for r in together] == [12, 12]
+    assert together[0].success.any() and not together[1].success.any()  # the blocks are not mixed up
+    for a, t in zip(alone, together):
+        assert np.array_equal(a.success, t.success) and np.array_equal(a.crashed, t.crashed)
+        np.testing.assert_allclose(t.episode_return, a.episode_return, rtol=1e-12)
+        np.testing.assert_allclose(t.pos_w, a.pos_w, rtol=1e-12, equal_nan=True)
+        assert t.rmse_m == pytest.approx(a.rmse_m, rel=1e-12, nan_ok=True)
+        assert t.yaw_rate_median_rad_s == pytest.approx(a.yaw_rate_median_rad_s, rel=1e-12, nan_ok=True)
+    # one policy: evaluate_policy itself, sensor noise and all
+    one = evaluate_policies([pd], cf_spec, "crazyflie", episodes=12, seed=4)[0]
+    assert one.summary() == evaluate_policy(pd, cf_spec, "crazyflie", episodes=12, seed=4).summary()
