@@ -132,11 +132,6 @@ class TrainConfig:
     teacher_rounds: int = 3
     teacher_bc_updates: int = 2_000
     teacher_critic_updates: int = 5_000
-    # With ``overlap``: the critic-only updates run as loop iterations, the envs flying the cloned
-    # actor (with the run's exploration noise) beside them, so the seconds they take also collect
-    # transitions (updates_per_step of them per env tick, as in the loop). False: the updates run
-    # alone on the replay the teacher filled (every run before 2026-12-07 evening).
-    teacher_critic_beside_acting: bool = False
     # Fields of the teacher's CascadeGains (and, motor-level, its rate loop) to replace, e.g.
     # --set 'train.teacher_gains={"k_omega": 0}' (a baseline recipe beside the preset's teacher).
     teacher_gains: dict = field(default_factory=dict)
@@ -643,10 +638,8 @@ class Trainer:
             loss = self.agent.behaviour_clone(obs_all, act_all, batches)
         self.agent.actor_enabled.assign(False)
         try:
-            beside = tc.teacher_critic_beside_acting and tc.overlap
-            clone = self.agent.numpy_actor() if beside else None
             for _ in range(-(-tc.teacher_critic_updates // tc.updates_per_call)):
-                if (self._iterate(clone) if beside else self._update()) is None:
+                if self._update() is None:
                     break
         finally:
             self.agent.actor_enabled.assign(True)

@@ -219,33 +219,6 @@ def test_a_run_from_the_teacher_warms_up_then_trains_and_repeats_exactly(tmp_pat
         assert all(np.array_equal(za[f], zb[f]) for f in za.files)
 
 
-def test_critic_only_updates_beside_acting_collect_the_clones_flights_and_leave_the_actor_alone(tmp_path, capsys, monkeypatch):
-    from train.loop import Trainer
-
-    seen = []
-    iterate = Trainer._iterate
-
-    def spy(self, actor, beside=None):
-        seen.append((self.progress.env_steps, bool(self.agent.actor_enabled.numpy()),
-                     [w.copy() for w in self.agent.actor.get_weights()]))
-        return iterate(self, actor, beside)
-
-    monkeypatch.setattr(Trainer, "_iterate", spy)
-    code, res, out = _run(tmp_path, "beside", capsys, *TEACHER_RUN, "--set", "train.teacher_critic_beside_acting=true")
-    assert code == 0
-    warm = res["warm_start"]
-    # 10 critic-only updates at 5 a call (updates_per_step 1 x chunk 5): two iterations of 5 ticks
-    # of 4 envs beside them, flown by the clone
-    assert warm["env_steps"] == 120 + 2 * 5 * 4 and warm["critic_updates"] == 10
-    during = [s for s in seen if s[0] < warm["env_steps"]]
-    assert len(during) == 2 and not any(enabled for _, enabled, _ in during)
-    assert all(np.array_equal(a, b) for a, b in zip(during[0][2], during[-1][2]))
-    assert seen[len(during)][1]  # the loop's first iteration updates the actor again
-    _, again, out_b = _run(tmp_path, "beside_b", capsys, *TEACHER_RUN, "--set", "train.teacher_critic_beside_acting=true")
-    with np.load(out / "checkpoint" / "agent.npz") as za, np.load(out_b / "checkpoint" / "agent.npz") as zb:
-        assert all(np.array_equal(za[f], zb[f]) for f in za.files)
-
-
 @pytest.mark.parametrize("extra, message", [
     (["--layout", "default", "--set", "agent.bc_weight=0.4"], "agent.bc_weight > 0 pulls the actor toward a teacher: set train.teacher too"),
     (["--layout", "default", "--set", "train.teacher=cascade"], "train.teacher: the observed-integral cascade needs layout 'integral'"),
