@@ -114,11 +114,11 @@ def evaluate_policies(act_fns: list[ActFn], spec: PolicySpec, vehicle_id: str, e
     The sensor noise and gusts are drawn per env, so each result equals evaluate_policy's in
     distribution, not to the bit (one policy: evaluate_policy's own result). One rollout of
     k x episodes envs costs less than k of ``episodes`` (the per-tick Python is paid once)."""
+    if episodes < 1 or not act_fns:
+        raise ValueError("episodes and act_fns must be >= 1")
     if len(act_fns) == 1:
         return [evaluate_policy(act_fns[0], spec, vehicle_id, episodes, seed, task=task,
                                 keep_trajectories=keep_trajectories)]
-    if episodes < 1 or not act_fns:
-        raise ValueError("episodes and act_fns must be >= 1")
     drawn = _make_env(spec, vehicle_id, episodes, seed, None, task).task
     drawn.reset()
     rows = np.tile(np.arange(episodes), len(act_fns))
@@ -144,19 +144,16 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
     ret = np.zeros(n)
     sq_err_sum = np.zeros(n)
     sq_err_n = np.zeros(n, dtype=np.int64)
-    yaw_rates, hold_masks = [], []
+    yaw_rates, hold_masks = [], []  # per tick: |body z rate| (n,), and who is in the hold window
     for tick in range(1, t.max_ticks + 1):
-        if blocks == 1:
-            action = _act(act_fns[0], obs)
-        else:
-            action = np.concatenate([_act(f, obs[i * per:(i + 1) * per]) for i, f in enumerate(act_fns)])
+        action = np.concatenate([_act(f, obs[i * per:(i + 1) * per]) for i, f in enumerate(act_fns)])
         obs, reward, terminated, truncated, info = t.step(action)
         ret += np.where(alive, reward, 0.0)
         err = t.sim.state.pos_w - t.target_w
         in_window = alive & (tick > t.max_ticks - hold_ticks)
         sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
         sq_err_n += in_window
-        yaw_rates.append(np.abs(t.sim.state.omega_b[in_window, 2]))
+        yaw_rates.append(np.abs(t.sim.state.omega_b[:, 2]))
         hold_masks.append(in_window)
         pos[:, tick] = np.where(alive[keep, None], t.sim.state.pos_w[keep], np.nan)
         ended = alive & (terminated | truncated)
@@ -166,13 +163,12 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
         alive &= ~ended
         if not alive.any():
             break
-    yaw_all = np.concatenate(yaw_rates)
-    block_of_yaw = np.concatenate([np.flatnonzero(m) // per for m in hold_masks])
+    yaw_rates, hold_masks = np.stack(yaw_rates), np.stack(hold_masks)  # (ticks, n)
     results = []
     for i in range(blocks):
         b = slice(i * per, (i + 1) * per)
         full = ~(crashed[b] | out[b])
-        yaw_hold = yaw_all[block_of_yaw == i]
+        yaw_hold = yaw_rates[:, b][hold_masks[:, b]]
         rmse = float(np.sqrt(sq_err_sum[b][full].sum() / max(sq_err_n[b][full].sum(), 1))) if full.any() else float("nan")
         results.append(EvalResult(
             success_rate=float(success[b].mean()), rmse_m=rmse, crash_rate=float(crashed[b].mean()),

@@ -482,19 +482,16 @@ class Trainer:
         """Deterministic eval of ``model`` (default: the actor) on the task ``quadhil eval`` flies
         (:func:`eval_task`: training's latency range is not part of it unless
         ``train.eval_latency_ticks_max`` says so), from ``seed`` (default: the periodic set's)."""
-        from train.agent import NumpyActor
+        return self.evaluate_candidates(episodes, [model or self.agent.actor], seed)[0]
 
-        model = model or self.agent.actor
-        return evaluate_policy(NumpyActor.from_keras(model), self.spec, self.vehicle.id, episodes=episodes,
-                               seed=self.tc.eval_seed if seed is None else seed, task=eval_task(self.task, self.tc))
-
-    def evaluate_candidates(self, episodes: int, models: list) -> list:
-        """:meth:`evaluate` of each of ``models`` on the periodic set's throws, in one rollout
-        (:func:`train.evaluate.evaluate_policies`)."""
+    def evaluate_candidates(self, episodes: int, models: list, seed: int | None = None) -> list:
+        """:meth:`evaluate` of each of ``models`` on the same throws, in one rollout
+        (:func:`train.evaluate.evaluate_policies`; one model: exactly :meth:`evaluate`)."""
         from train.agent import NumpyActor
 
         return evaluate_policies([NumpyActor.from_keras(m) for m in models], self.spec, self.vehicle.id,
-                                 episodes=episodes, seed=self.tc.eval_seed, task=eval_task(self.task, self.tc))
+                                 episodes=episodes, seed=self.tc.eval_seed if seed is None else seed,
+                                 task=eval_task(self.task, self.tc))
 
     def confirm(self, model) -> float:
         """Success rate of ``model`` on ``train.confirm_episodes`` fresh episodes of the periodic
