@@ -83,6 +83,12 @@ class AgentConfig:
     # threefry since 2026-12-07; "auto_select" (TensorFlow's default) is the stream before, at
     # 4.4x threefry's cost on this project's CPU (DDPGAgent.drawn_noise)
     noise_rng: str = "threefry"
+    # > 0: keep a slow Polyak average of the actor (average <- (1 - tau) average + tau actor after
+    # every actor step) beside the target actor, for the trainer to evaluate as one more candidate:
+    # DDPG's iterates wander around the level the critic supports, and an average over a few
+    # thousand updates sits nearer its centre (weight averaging in RL: Nikishin et al. 2018). Only
+    # evaluated, never acted with or bootstrapped from, so it does not change what the run learns.
+    average_tau: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain-JSON dict."""
@@ -218,7 +224,8 @@ class DDPGAgent:
         self.critic_targets = [build_critic(spec, hidden=c.critic_hidden, name=f"critic_target_{i}",
                                             privileged_dim=privileged_dim, layer_norm=c.critic_layer_norm)
                                for i in range(len(self.critics))]
-        self.actor_target.set_weights(self.actor.get_weights())
+        self.actor_average = build_actor(spec, hidden=c.actor_hidden, name="actor_average") if c.average_tau > 0 else None
+        self.reset_actor_followers()
         for cr, ct in zip(self.critics, self.critic_targets):
             ct.set_weights(cr.get_weights())
         # the airframe head (AgentConfig.airframe_aux_weight) on the actor's last hidden layer, and
@@ -269,10 +276,20 @@ class DDPGAgent:
 
     def _soft_update(self):
         tau = self.config.tau
-        pairs = [(self.actor_target, self.actor)] + list(zip(self.critic_targets, self.critics))
-        for tgt, src in pairs:
+        pairs = [(self.actor_target, self.actor, tau)] + [(ct, cr, tau) for ct, cr in zip(self.critic_targets, self.critics)]
+        if self.actor_average is not None:
+            pairs.append((self.actor_average, self.actor, self.config.average_tau))
+        for tgt, src, rate in pairs:
             for t, s in zip(tgt.weights, src.weights):
-                t.assign(t * (1.0 - tau) + s * tau)
+                t.assign(t * (1.0 - rate) + s * rate)
+
+    def reset_actor_followers(self) -> None:
+        """Set the target actor (and the averaged actor, AgentConfig.average_tau) equal to the
+        actor: after its weights were set outside the update (initialization, cloning)."""
+        weights = self.actor.get_weights()
+        self.actor_target.set_weights(weights)
+        if self.actor_average is not None:
+            self.actor_average.set_weights(weights)
 
     def set_augmentation(self, obs_noise_std: np.ndarray | None = None, turn_pairs: tuple | None = None) -> None:
         """What :meth:`update` makes inside the compiled step when it is given ``noise_seeds`` and
@@ -413,7 +430,7 @@ class DDPGAgent:
             self._bc_fn = tf.function(self._bc_many, reduce_retracing=True, jit_compile=self.config.jit)
         loss = self._bc_fn(tf.constant(obs, tf.float32), tf.constant(target_act, tf.float32),
                            tf.constant(batches, tf.int32))
-        self.actor_target.set_weights(self.actor.get_weights())
+        self.reset_actor_followers()
         return float(loss)
 
     def _bc_many(self, obs, target_act, batches):
@@ -458,6 +475,8 @@ class DDPGAgent:
         vs += list(self.actor_opt.variables) + list(self.critic_opt.variables) + [self.n_updates]
         if self.aux is not None:
             vs += list(self.aux_head.weights) + list(self.aux_opt.variables)
+        if self.actor_average is not None:
+            vs += list(self.actor_average.weights)
         return vs
 
     def get_state(self) -> list[np.ndarray]:

@@ -368,7 +368,7 @@ class Trainer:
         # to its tuner); not saved in checkpoints
         self.on_eval: Callable[[dict], None] | None = None
         self._pool = None  # the worker thread of train.overlap, made on first use
-        self._snapshot_models: dict = {}  # a model per evaluated candidate ('actor', 'target'), made on first use
+        self._snapshot_models: dict = {}  # a model per evaluated candidate ('actor', 'target', 'average'), made on first use
         self.clock = SectionClock()  # where this session's wall time went (result["time_breakdown_s"])
         self.teacher = None
         self._teaching = False  # True while warm_start flies the teacher (no hover-only warm-up)
@@ -398,7 +398,7 @@ class Trainer:
             layer, bias = self.agent.actor.get_layer("action"), np.arctanh(hover)
         w, _ = layer.get_weights()
         layer.set_weights([w * 0.1, bias.astype(np.float32)])
-        self.agent.actor_target.set_weights(self.agent.actor.get_weights())
+        self.agent.reset_actor_followers()
 
     # --- config -----------------------------------------------------------------------------
 
@@ -705,6 +705,8 @@ class Trainer:
         models = [("actor", self.agent.actor.get_weights())]
         if self.tc.eval_target_actor and p.updates > 0:
             models.append(("target", self.agent.actor_target.get_weights()))
+        if self.agent.actor_average is not None and p.updates > 0:
+            models.append(("average", self.agent.actor_average.get_weights()))
         return {"env_steps": p.env_steps, "models": models}
 
     def _snapshot_model(self, which: str, weights: list):
