@@ -21,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="none: float32; float16: float16 weights; int8: int8 weights and activations, "
                              "calibrated on visited observations (default none)")
     parser.add_argument("--format", choices=list(FORMATS), default="tflite", help="output format (default tflite)")
-    parser.add_argument("--which", choices=["best", "last"], default="best", help="actor_best or actor_last")
+    parser.add_argument("--which", choices=["best", "last", "confirmed"], default="best",
+                        help="actor_best, actor_last, or actor_confirmed (the actor that met a run's confirmed bar)")
     parser.add_argument("--parity-obs", type=int, default=10_000,
                         help="visited observations in the parity gate (default 10000)")
     parser.add_argument("--calibration-obs", type=int, default=4_000,

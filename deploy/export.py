@@ -250,7 +250,7 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     by default they are collected here.
     """
     from train.evaluate import collect_observations
-    from train.networks import ACTOR_BEST, ACTOR_LAST, load_actor
+    from train.networks import ACTOR_FILES, load_actor
 
     if quantization not in QUANTIZATIONS:
         raise QuadhilError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
@@ -258,7 +258,7 @@ def export_policy(run_dir: str | Path, out: str | Path, quantization: str = "non
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     actor, spec, _config = load_actor(run_dir, which)
-    keras_path = run_dir / (ACTOR_BEST if which == "best" else ACTOR_LAST)
+    keras_path = run_dir / ACTOR_FILES[which]
     keras_fn = keras_act_fn(actor)
     timings["load"] = time.perf_counter() - t0
 

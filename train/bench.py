@@ -57,6 +57,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="--to-success: a seed not at the bar by then is a failure (default 300)")
     parser.add_argument("--confirm-episodes", type=int, default=200,
                         help="--to-success: fresh episodes that must confirm a periodic evaluation (default 200)")
+    parser.add_argument("--check-episodes", type=int, default=1000,
+                        help="--to-success: after a seed is confirmed (its time already taken), fly its confirmed "
+                             "actor on this many more fresh episodes, to show how good what met the bar is "
+                             "(default 1000; 0: skip; not for --baseline-checkout, whose code may predate it)")
     parser.add_argument("--no-randomization", action="store_true", help="--to-success: as quadhil train's")
     parser.add_argument("--baseline-set", action="append", default=None, metavar="KEY=VALUE",
                         help="--to-success: also run a baseline recipe, --set plus these overrides, seed by seed")
@@ -184,7 +188,9 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
     one); its figures (``time_to_target_s`` None: failed)."""
     root = checkout or THIS_CHECKOUT
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}", *extra_sets]
+    sets = [f"train.target_success={args.to_success}", f"train.confirm_episodes={args.confirm_episodes}",
+            *([f"train.check_episodes={args.check_episodes}"] if args.check_episodes > 0 and checkout is None else []),
+            *extra_sets]
     cmd = [sys.executable, "-m", "quadhil", "train", *_train_args(vid, args, str(out), sets, history),
            "--seed", str(seed),
            "--budget-minutes", repr(args.max_seconds / 60.0), "--stop-at-target", "--no-progress",
@@ -209,6 +215,7 @@ def run_seed(vid: str, args: argparse.Namespace, seed: int, out: Path, extra_set
             "env_steps_per_s": res["env_steps"] / wall if wall > 0 else None,
             "updates_per_s": res["updates"] / wall if wall > 0 else None,
             "best_periodic_success": res["best_periodic_success"], "confirmations": res.get("confirmations", []),
+            "confirmed_check": res.get("confirmed_check") if reached else None,
             "time_breakdown_s": res.get("time_breakdown_s"), "tf_threads": res.get("tf_threads"),
             "process_s": process_s, "loadavg_start": load0, "loadavg_end": os.getloadavg()}
 
@@ -237,7 +244,11 @@ def summarize(seeds: list[dict]) -> dict:
     times = sorted(s["time_to_target_s"] if s["reached"] else math.inf for s in seeds)
     n = len(times)
     median = (times[(n - 1) // 2] + times[n // 2]) / 2.0 if n else math.inf
+    checks = [s["confirmed_check"]["success_rate"] for s in seeds if s.get("confirmed_check")]
     return {"seeds": n, "reached": sum(s["reached"] for s in seeds),
+            # the confirmed actors on their check episodes (--check-episodes), seed by seed, and the mean
+            "check_success": [s["confirmed_check"]["success_rate"] if s.get("confirmed_check") else None for s in seeds],
+            "check_success_mean": sum(checks) / len(checks) if checks else None,
             "failed_seeds": [s["seed"] for s in seeds if not s["reached"]],
             "median_s": median if math.isfinite(median) else None,
             "max_s": times[-1] if n and math.isfinite(times[-1]) else None,
@@ -251,8 +262,9 @@ def run_to_success(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.to_success <= 1.0:
         raise QuadhilError(f"--to-success must be in (0, 1], got {args.to_success}")
-    if args.seeds < 1 or args.max_seconds <= 0 or args.confirm_episodes < 1 or args.first_seed < 0:
-        raise QuadhilError("--seeds and --confirm-episodes must be >= 1, --first-seed >= 0 and --max-seconds > 0")
+    if args.seeds < 1 or args.max_seconds <= 0 or args.confirm_episodes < 1 or args.first_seed < 0 or args.check_episodes < 0:
+        raise QuadhilError("--seeds and --confirm-episodes must be >= 1, --first-seed >= 0, --check-episodes >= 0 "
+                           "and --max-seconds > 0")
     vehicles = args.vehicle or ["crazyflie"]
     baseline = list(args.baseline_set or []) + (list(PREVIOUS_RECIPE) if args.compare_previous else [])
     recipes = {"recipe": ([], None, None)}
@@ -264,6 +276,7 @@ def run_to_success(args: argparse.Namespace) -> int:
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name).resolve()  # absolute: a baseline checkout runs in its own directory
     figures: dict = {"bar": args.to_success, "confirm_episodes": args.confirm_episodes, "max_seconds": args.max_seconds,
+                     "check_episodes": args.check_episodes,
                      "first_seed": args.first_seed,
                      "action_mode": args.action_mode, "set": args.set, "no_randomization": args.no_randomization,
                      "time_counts_from": "quadhil train's start (import of train.cli_train, before TensorFlow's)",
@@ -300,6 +313,9 @@ def run_to_success(args: argparse.Namespace) -> int:
             rows += [(f"{vid} {name}: reached {args.to_success:.0%} (confirmed)", f"{f['reached']} of {f['seeds']}"),
                      (f"{vid} {name}: median s", f["median_s"] if f["median_s"] is not None else "not reached"),
                      (f"{vid} {name}: max s", f["max_s"] if f["max_s"] is not None else "not reached")]
+            if f["check_success_mean"] is not None:
+                rows.append((f"{vid} {name}: confirmed actors on {args.check_episodes} more episodes, mean success",
+                             f["check_success_mean"]))
         if "speedup_median" in figures[vid]:
             rows.append((f"{vid} baseline median / recipe median", figures[vid]["speedup_median"] or "n/a"))
     rows.append(("loadavg (1 min) at start / end", f"{figures['loadavg_start'][0]:.2f} / {figures['loadavg_end'][0]:.2f}"))

@@ -21,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory (config.json + actor_best.keras)")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0, help="eval seed (training selects 'best' with another)")
-    parser.add_argument("--which", default="best", choices=("best", "last"))
+    parser.add_argument("--which", default="best", choices=("best", "last", "confirmed"),
+                        help="best periodic evaluation, last, or the actor that met a run's confirmed bar")
     parser.add_argument("--no-randomization", action="store_true", help="nominal vehicle, perfect state")
     parser.add_argument("--randomization-scale", type=float, default=1.0,
                         help="multiply the vehicle file's randomization ranges (what a preset trained on, e.g. 0.5)")

@@ -24,6 +24,8 @@ from sim.errors import QuadhilError
 
 ACTOR_BEST = "actor_best.keras"
 ACTOR_LAST = "actor_last.keras"
+ACTOR_CONFIRMED = "actor_confirmed.keras"  # the actor whose confirmation met train.target_success
+ACTOR_FILES = {"best": ACTOR_BEST, "last": ACTOR_LAST, "confirmed": ACTOR_CONFIRMED}
 CONFIG = "config.json"
 
 
@@ -111,10 +113,13 @@ def load_run_spec(run_dir: str | Path) -> tuple[PolicySpec, dict]:
 
 
 def load_actor(run_dir: str | Path, which: str = "best") -> tuple[keras.Model, PolicySpec, dict]:
-    """(actor, spec, config) of a run directory; ``which`` is 'best' or 'last'."""
+    """(actor, spec, config) of a run directory; ``which`` is 'best', 'last' or 'confirmed' (the
+    actor that met a run's confirmed bar, train.confirm_episodes)."""
     run_dir = Path(run_dir)
     spec, config = load_run_spec(run_dir)
-    path = run_dir / (ACTOR_BEST if which == "best" else ACTOR_LAST)
+    if which not in ACTOR_FILES:
+        raise QuadhilError(f"which actor: one of {sorted(ACTOR_FILES)}, got {which!r}")
+    path = run_dir / ACTOR_FILES[which]
     if not path.exists():
         raise QuadhilError(f"{run_dir} has no {path.name}")
     try:

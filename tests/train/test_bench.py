@@ -52,12 +52,13 @@ EASY = ["--no-randomization", "--confirm-episodes", "8"] + [
                    "task.success_speed_mps=100", "task.init_tilt_deg=0", "task.init_rate_rad_s=0", "task.init_vel_mps=0",
                    "train.teacher_steps=120", "train.teacher_bc_updates=20", "train.teacher_critic_updates=10")
     for a in ("--set", item)]
+CHECK = ["--check-episodes", "16"]  # the confirmed actor's check, at the same tiny scale
 
 
 def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recipe(capsys):
     from train.bench import PREVIOUS_RECIPE
 
-    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--compare-previous", *EASY, "--json"]) == 0
+    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--compare-previous", *EASY, *CHECK, "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     cf = figures["crazyflie"]
     assert figures["baseline_set"] == list(PREVIOUS_RECIPE)
@@ -68,9 +69,23 @@ def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recip
         # the figure is the moment the fresh episodes confirmed the periodic evaluation
         last = run["confirmations"][-1]
         assert last["episodes"] == 8 and last["fresh_success"] >= 0.5 and last["wall_s"] == run["time_to_target_s"]
+        # then, off the clock, the confirmed actor flew 16 more episodes of their own seed
+        check = run["confirmed_check"]
+        assert check["episodes"] == 16 and check["seed"] == 30_000 and check["which"] == last["which"]
+        assert check["env_steps"] == run["steps_to_target"] and f["check_success"] == [check["success_rate"]]
     # the baseline ran with the previous recipe's settings, in its own process
     assert cf["baseline"]["runs"][0]["tf_threads"] == 2
     assert cf["speedup_median"] == cf["baseline"]["median_s"] / cf["recipe"]["median_s"]
+
+
+def test_the_confirmed_actor_is_kept_and_quadhil_eval_flies_it(tmp_path, capsys):
+    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--out", str(tmp_path), *EASY,
+                                 *CHECK, "--json"]) == 0
+    run_dir = tmp_path / "crazyflie" / "recipe-seed0"
+    assert (run_dir / "actor_confirmed.keras").is_file()
+    capsys.readouterr()
+    assert run_command("eval", [str(run_dir), "--which", "confirmed", "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actor"] == "confirmed"
 
 
 def test_a_seed_past_max_seconds_is_a_failure_and_stays_in_the_summary(capsys):
@@ -88,7 +103,8 @@ def test_failed_seeds_count_as_slower_than_any_success_in_the_median():
         return [{"seed": i, "reached": t is not None, "time_to_target_s": t} for i, t in enumerate(times)]
 
     assert summarize(runs(30.0, 10.0, 20.0)) == {"seeds": 3, "reached": 3, "failed_seeds": [], "median_s": 20.0,
-                                                 "max_s": 30.0, "times_s": [30.0, 10.0, 20.0]}
+                                                 "max_s": 30.0, "times_s": [30.0, 10.0, 20.0],
+                                                 "check_success": [None] * 3, "check_success_mean": None}
     one_failed = summarize(runs(10.0, None, 20.0))
     assert one_failed["median_s"] == 20.0 and one_failed["max_s"] is None and one_failed["failed_seeds"] == [1]
     assert summarize(runs(None, None, 5.0))["median_s"] is None
