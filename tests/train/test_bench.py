@@ -55,10 +55,11 @@ EASY = ["--no-randomization", "--confirm-episodes", "8"] + [
 CHECK = ["--check-episodes", "16"]  # the confirmed actor's check, at the same tiny scale
 
 
-def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recipe(capsys):
+def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recipe(capsys, tmp_path):
     from train.bench import PREVIOUS_RECIPE
 
-    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--compare-previous", *EASY, *CHECK, "--json"]) == 0
+    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--compare-previous", "--out", str(tmp_path),
+                                 *EASY, *CHECK, "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     cf = figures["crazyflie"]
     assert figures["baseline_set"] == list(PREVIOUS_RECIPE)
@@ -73,19 +74,14 @@ def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recip
         check = run["confirmed_check"]
         assert check["episodes"] == 16 and check["seed"] == 30_000 and check["which"] == last["which"]
         assert check["env_steps"] == run["steps_to_target"] and f["check_success"] == [check["success_rate"]]
+    # the actor that met the bar is kept, and quadhil eval flies it
+    run_dir = tmp_path / "crazyflie" / "recipe-seed0"
+    assert (run_dir / "actor_confirmed.keras").is_file()
+    assert run_command("eval", [str(run_dir), "--which", "confirmed", "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actor"] == "confirmed"
     # the baseline ran with the previous recipe's settings, in its own process
     assert cf["baseline"]["runs"][0]["tf_threads"] == 2
     assert cf["speedup_median"] == cf["baseline"]["median_s"] / cf["recipe"]["median_s"]
-
-
-def test_the_confirmed_actor_is_kept_and_quadhil_eval_flies_it(tmp_path, capsys):
-    assert run_command("bench", ["train", "--to-success", "0.5", "--seeds", "1", "--out", str(tmp_path), *EASY,
-                                 *CHECK, "--json"]) == 0
-    run_dir = tmp_path / "crazyflie" / "recipe-seed0"
-    assert (run_dir / "actor_confirmed.keras").is_file()
-    capsys.readouterr()
-    assert run_command("eval", [str(run_dir), "--which", "confirmed", "--episodes", "4", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actor"] == "confirmed"
 
 
 def test_a_seed_past_max_seconds_is_a_failure_and_stays_in_the_summary(capsys):
