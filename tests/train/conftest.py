@@ -53,3 +53,19 @@ def assert_an_update_moves_only_the_actor(agent, row_dim: int) -> None:
     for before, after in zip(critic_before, agent.critics[0].get_weights()):
         assert np.array_equal(before, after)
     assert any(not np.array_equal(x, y) for x, y in zip(actor_before, agent.actor.get_weights()))
+
+
+def run_tiny(tmp_path, capsys, name: str, *sets: str, max_steps: int = 400):
+    """A TINY Crazyflie run of ``max_steps`` env steps in ``tmp_path / name``, each of ``sets``
+    passed as ``--set``; returns (its directory, its JSON result)."""
+    import json
+
+    from quadhil.cli import run_command
+
+    out = tmp_path / name
+    extra = [a for item in sets for a in ("--set", item)]
+    code = run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", str(max_steps),
+                                 "--json", *extra])
+    assert code == 0
+    return out, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+

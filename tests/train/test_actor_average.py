@@ -3,8 +3,6 @@ evaluation flies as one more candidate, and that changes nothing the run learns.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from train.agent import AgentConfig, DDPGAgent
@@ -52,8 +50,7 @@ def test_cloning_resets_the_average_to_the_clone(cf_spec):
 def test_the_average_is_evaluated_and_changes_no_weight_the_run_trains(tmp_path, capsys, monkeypatch):
     """A run with the average trains the same actor, critic and targets as one without it (the
     average is only evaluated), and its periodic evaluations fly it beside the actor and the target."""
-    from quadhil.cli import run_command
-    from tests.train.conftest import TINY
+    from tests.train.conftest import run_tiny
     from train.loop import Trainer
 
     flown: list = []
@@ -64,17 +61,10 @@ def test_the_average_is_evaluated_and_changes_no_weight_the_run_trains(tmp_path,
         flown.append([which for which, _ in snap["models"]])
         return snap
 
-    def run(name, tau):
-        out = tmp_path / name
-        code = run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", "400",
-                                     "--json", "--set", f"agent.average_tau={tau}"])
-        assert code == 0
-        return out, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-
     monkeypatch.setattr(Trainer, "_eval_snapshot", spy)
-    out_a, res_a = run("averaged", 0.05)
+    out_a, res_a = run_tiny(tmp_path, capsys, "averaged", "agent.average_tau=0.05")
     monkeypatch.undo()
-    out_b, res_b = run("plain", 0.0)
+    out_b, res_b = run_tiny(tmp_path, capsys, "plain", "agent.average_tau=0")
     assert flown and flown[-1] == ["actor", "target", "average"]
     assert all(names in (["actor"], ["actor", "target", "average"]) for names in flown)
     assert res_a["last_eval"]["env_steps"] == res_b["last_eval"]["env_steps"] > 0

@@ -38,20 +38,10 @@ def test_with_eval_latency_every_episode_draws_zero_or_one_tick_and_the_throws_s
 def test_evaluating_the_candidates_together_changes_no_weight_the_run_trains(tmp_path, capsys):
     """The joint rollout (train.eval_jointly) draws nothing from the run's own random stream: a
     run trains the same weights whichever way its actor and target actor are evaluated."""
-    import json
+    from tests.train.conftest import run_tiny
 
-    from quadhil.cli import run_command
-    from tests.train.conftest import TINY
-
-    def run(name, jointly):
-        out = tmp_path / name
-        code = run_command("train", ["--vehicle", "crazyflie", "--out", str(out), *TINY, "--max-steps", "400",
-                                     "--json", "--set", f"train.eval_jointly={jointly}"])
-        assert code == 0
-        return out, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-
-    out_a, res_a = run("jointly", "true")
-    out_b, res_b = run("apart", "false")
+    out_a, res_a = run_tiny(tmp_path, capsys, "jointly", "train.eval_jointly=true")
+    out_b, res_b = run_tiny(tmp_path, capsys, "apart", "train.eval_jointly=false")
     assert res_a["last_eval"]["env_steps"] == res_b["last_eval"]["env_steps"] > 0
     with np.load(out_a / "checkpoint" / "agent.npz") as za, np.load(out_b / "checkpoint" / "agent.npz") as zb:
         assert all(np.array_equal(za[f], zb[f]) for f in za.files)
