@@ -244,11 +244,11 @@ def summarize(seeds: list[dict]) -> dict:
     times = sorted(s["time_to_target_s"] if s["reached"] else math.inf for s in seeds)
     n = len(times)
     median = (times[(n - 1) // 2] + times[n // 2]) / 2.0 if n else math.inf
-    checks = [s["confirmed_check"]["success_rate"] for s in seeds if s.get("confirmed_check")]
+    # the confirmed actors on their check episodes (--check-episodes), seed by seed, and the mean
+    checks = [s["confirmed_check"]["success_rate"] if s.get("confirmed_check") else None for s in seeds]
+    checked = [c for c in checks if c is not None]
     return {"seeds": n, "reached": sum(s["reached"] for s in seeds),
-            # the confirmed actors on their check episodes (--check-episodes), seed by seed, and the mean
-            "check_success": [s["confirmed_check"]["success_rate"] if s.get("confirmed_check") else None for s in seeds],
-            "check_success_mean": sum(checks) / len(checks) if checks else None,
+            "check_success": checks, "check_success_mean": sum(checked) / len(checked) if checked else None,
             "failed_seeds": [s["seed"] for s in seeds if not s["reached"]],
             "median_s": median if math.isfinite(median) else None,
             "max_s": times[-1] if n and math.isfinite(times[-1]) else None,

@@ -911,7 +911,8 @@ class Trainer:
         self.save_checkpoint()
         if writer is not None:
             writer.flush()
-        check = self.check_confirmed() if tc.check_episodes > 0 and p.time_to_target_s is not None else None
+        # only a confirmed pass saved an actor to check (without train.confirm_episodes none is)
+        check = self.check_confirmed() if tc.check_episodes > 0 and p.confirmed_which is not None else None
         return {
             "train_wall_s": p.elapsed_s,
             "wall_s": p.elapsed_s,

@@ -92,6 +92,18 @@ def test_a_seed_past_max_seconds_is_a_failure_and_stays_in_the_summary(capsys):
     assert f["median_s"] is None and f["max_s"] is None
 
 
+def test_a_bar_met_without_confirmation_has_no_confirmed_actor_to_check(tmp_path, capsys):
+    """train.check_episodes flies only an actor a confirmation saved: with confirm_episodes 0 a
+    periodic pass alone meets the bar, and the run ends without a check instead of failing."""
+    from tests.train.conftest import run_tiny
+
+    easy_task = [item for item in EASY[3:] if item.startswith("task.")]
+    out, res = run_tiny(tmp_path, capsys, "unconfirmed", *easy_task, "train.target_success=0.5",
+                        "train.confirm_episodes=0", "train.check_episodes=16")
+    assert res["time_to_target_s"] is not None and res["confirmations"] == []
+    assert "confirmed_check" not in res and not (out / "actor_confirmed.keras").exists()
+
+
 def test_failed_seeds_count_as_slower_than_any_success_in_the_median():
     from train.bench import summarize
 
