@@ -11,6 +11,10 @@ Figures:
     crash_rate    episodes ended by a crash or ground contact (leaving the box is neither)
     rmse_m        position RMSE over the hold window (last hold_s of the episode), pooled over
                   the episodes that reached the time limit (true state, not the noisy estimate)
+    unsettled_*   episodes that flew to the time limit and still failed, by the part of the
+                  success test they broke somewhere in the hold window (true state): only the
+                  radius, only the speed, or both. With crash_rate and out_of_bounds_rate they
+                  add up to 1 - success_rate.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ class EvalResult:
     # median |body z rate| over the hold window of the episodes still flying there, rad/s: the
     # task does not ask for a heading, and some policies hover turning (docs/training.md)
     yaw_rate_median_rad_s: float = float("nan")
+    unsettled_distance_rate: float = 0.0  # broke only the success radius in the hold window
+    unsettled_speed_rate: float = 0.0  # broke only the success speed
+    unsettled_both_rate: float = 0.0  # broke both (not necessarily at the same tick)
 
     def summary(self) -> dict:
         """The scalar figures as a plain dict (what eval.json holds)."""
@@ -58,6 +65,9 @@ class EvalResult:
             "episodes": int(self.episodes),
             "mean_return": float(self.mean_return),
             "yaw_rate_median_rad_s": float(self.yaw_rate_median_rad_s),
+            "unsettled_distance_rate": float(self.unsettled_distance_rate),
+            "unsettled_speed_rate": float(self.unsettled_speed_rate),
+            "unsettled_both_rate": float(self.unsettled_both_rate),
         }
 
 
@@ -145,6 +155,9 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
     sq_err_sum = np.zeros(n)
     sq_err_n = np.zeros(n, dtype=np.int64)
     yaw_rates, hold_masks = [], []  # per tick: |body z rate| (n,), and who is in the hold window
+    far = np.zeros(n, dtype=bool)  # outside the success radius at some tick of the hold window
+    fast = np.zeros(n, dtype=bool)  # at or above the success speed at some tick of it
+    c = t.config
     for tick in range(1, t.max_ticks + 1):
         action = np.concatenate([_act(f, obs[i * per:(i + 1) * per]) for i, f in enumerate(act_fns)])
         obs, reward, terminated, truncated, info = t.step(action)
@@ -153,6 +166,8 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
         in_window = alive & (tick > t.max_ticks - hold_ticks)
         sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
         sq_err_n += in_window
+        far |= in_window & ~(info["distance_m"] < c.success_radius_m)
+        fast |= in_window & ~(np.linalg.norm(t.sim.state.vel_w, axis=1) < c.success_speed_mps)
         yaw_rates.append(np.abs(t.sim.state.omega_b[:, 2]))
         hold_masks.append(in_window)
         pos[:, tick] = np.where(alive[keep, None], t.sim.state.pos_w[keep], np.nan)
@@ -168,6 +183,7 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
     for i in range(blocks):
         b = slice(i * per, (i + 1) * per)
         full = ~(crashed[b] | out[b])
+        unsettled = full & ~success[b]
         yaw_hold = yaw_rates[:, b][hold_masks[:, b]]
         rmse = float(np.sqrt(sq_err_sum[b][full].sum() / max(sq_err_n[b][full].sum(), 1))) if full.any() else float("nan")
         results.append(EvalResult(
@@ -176,6 +192,9 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
             success=success[b], crashed=crashed[b], episode_return=ret[b], pos_w=pos[i * k:(i + 1) * k],
             target_w=np.asarray(t.target_w[0]), dt_s=t.dt_s,
             yaw_rate_median_rad_s=float(np.median(yaw_hold)) if yaw_hold.size else float("nan"),
+            unsettled_distance_rate=float((unsettled & far[b] & ~fast[b]).mean()),
+            unsettled_speed_rate=float((unsettled & fast[b] & ~far[b]).mean()),
+            unsettled_both_rate=float((unsettled & far[b] & fast[b]).mean()),
         ))
     return results
 

@@ -15,14 +15,22 @@ def _hold_hover(spec, vehicle):
     return lambda obs: np.tile(a, (obs.shape[0], 1)).astype(np.float32)
 
 
-def _pd(spec, vehicle):
-    """A hand-tuned cascaded PD in ctbr: proves the task and the figures are attainable."""
+def _pd(spec, vehicle, reference=None):
+    """A hand-tuned cascaded PD in ctbr: proves the task and the figures are attainable.
+    ``reference(tick) -> (offset_m, velocity_mps, acceleration_mps2)``, each (3,) world ENU: fly
+    that path about the target instead of holding it (a tick is one call)."""
     g, m = 9.81, vehicle.mass_kg
     rate_max = np.asarray(spec.body_rate_max_rad_s)
+    ticks = [0]
 
     def act(obs):
         e, rot, vel = obs[:, 0:3], obs[:, 3:12].reshape(-1, 3, 3), obs[:, 12:15]
-        acc = -6.0 * e - 4.0 * vel + np.array([0.0, 0.0, g])
+        acc_ff = np.zeros(3)
+        if reference is not None:
+            offset_m, vel_mps, acc_ff = reference(ticks[0])
+            e, vel = e - offset_m, vel - vel_mps
+            ticks[0] += 1
+        acc = -6.0 * e - 4.0 * vel + acc_ff + np.array([0.0, 0.0, g])
         zb = rot[:, :, 2]
         # the whole demand, not its projection on the tilted body axis: with the firmware's full
         # scale (4 x THRUST_MAX, 1.7 g) the projected demand lost throws that start low and falling
@@ -70,6 +78,33 @@ def test_eval_reports_how_fast_a_policy_turns_while_it_holds(crazyflie, cf_spec)
     assert still.yaw_rate_median_rad_s < 0.05
     assert turning.yaw_rate_median_rad_s == pytest.approx(spin_rad_s, abs=0.1)
     assert turning.summary()["yaw_rate_median_rad_s"] == turning.yaw_rate_median_rad_s
+
+
+def test_eval_says_which_part_of_the_success_test_a_flown_out_episode_broke(crazyflie, cf_spec):
+    """An episode that flies to the time limit and fails broke the radius, the speed or both in
+    the hold window; with crashes and exits the classes account for every failure."""
+    nominal = RealismConfig.off()
+    dt_s = 1.0 / cf_spec.control_rate_hz
+    off = np.array([0.15, 0.0, 0.0])  # holds still, 15 cm from the target: the radius only
+    aside = _pd(cf_spec, crazyflie, lambda k: (off, np.zeros(3), np.zeros(3)))
+    w, r_m = 8.0, 0.04  # circles the target at 4 cm, 0.32 m/s: the speed only
+
+    def circle(k):
+        c, s = np.cos(w * k * dt_s), np.sin(w * k * dt_s)
+        return (r_m * np.array([c, s, 0.0]), r_m * w * np.array([-s, c, 0.0]), -r_m * w * w * np.array([c, s, 0.0]))
+
+    held = evaluate_policy(_pd(cf_spec, crazyflie), cf_spec, "crazyflie", episodes=8, seed=1, realism=nominal)
+    far = evaluate_policy(aside, cf_spec, "crazyflie", episodes=8, seed=1, realism=nominal)
+    fast = evaluate_policy(_pd(cf_spec, crazyflie, circle), cf_spec, "crazyflie", episodes=8, seed=1, realism=nominal)
+    assert held.success_rate == 1.0
+    assert (held.unsettled_distance_rate, held.unsettled_speed_rate, held.unsettled_both_rate) == (0.0, 0.0, 0.0)
+    assert far.success_rate == 0.0 and far.crash_rate == 0.0 and far.unsettled_distance_rate == 1.0
+    assert fast.success_rate == 0.0 and fast.crash_rate == 0.0 and fast.unsettled_speed_rate == 1.0
+    assert fast.summary()["unsettled_speed_rate"] == 1.0
+    mixed = evaluate_policy(_pd(cf_spec, crazyflie), cf_spec, "crazyflie", episodes=48, seed=2)
+    parts = (mixed.success_rate, mixed.crash_rate, mixed.out_of_bounds_rate, mixed.unsettled_distance_rate,
+             mixed.unsettled_speed_rate, mixed.unsettled_both_rate)
+    assert sum(parts) == pytest.approx(1.0)
 
 
 def test_collect_observations_returns_visited_raw_observations(crazyflie, cf_spec):
