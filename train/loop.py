@@ -790,6 +790,10 @@ class Trainer:
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)
                 self.tf.summary.scalar("eval/rmse_m", res.rmse_m if np.isfinite(res.rmse_m) else 10.0)
                 self.tf.summary.scalar("eval/crash_rate", res.crash_rate)
+                # how the failures fail (train.evaluate): with success they add up to 1
+                for name in ("out_of_bounds_rate", "unsettled_distance_rate", "unsettled_speed_rate",
+                             "unsettled_both_rate"):
+                    self.tf.summary.scalar(f"eval/{name}", getattr(res, name))
                 for (which, _), r in zip(candidates, results):  # each candidate's own score, on the same throws
                     self.tf.summary.scalar(f"eval_candidates/success_rate_{which}", r.success_rate)
         if self.on_eval is not None:

@@ -45,3 +45,26 @@ def test_evaluating_the_candidates_together_changes_no_weight_the_run_trains(tmp
     assert res_a["last_eval"]["env_steps"] == res_b["last_eval"]["env_steps"] > 0
     with np.load(out_a / "checkpoint" / "agent.npz") as za, np.load(out_b / "checkpoint" / "agent.npz") as zb:
         assert all(np.array_equal(za[f], zb[f]) for f in za.files)
+
+
+def test_every_periodic_evaluation_logs_how_its_failures_fail_to_tensorboard(tmp_path, capsys):
+    """TensorBoard holds, per periodic evaluation, the success rate, each candidate's own, and the
+    classes of failure (crash, exit, unsettled by radius / speed / both) that add up to the rest."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.train.conftest import run_tiny
+
+    out, _ = run_tiny(tmp_path, capsys, "tb")
+    ea = EventAccumulator(str(out / "tb"), size_guidance={"tensors": 0})
+    ea.Reload()
+
+    def series(tag):
+        return [float(tf.make_ndarray(e.tensor_proto)) for e in ea.Tensors(tag)]
+
+    parts = ["eval/success_rate", "eval/crash_rate", "eval/out_of_bounds_rate", "eval/unsettled_distance_rate",
+             "eval/unsettled_speed_rate", "eval/unsettled_both_rate"]
+    assert set(parts + ["eval_candidates/success_rate_actor"]) <= set(ea.Tags()["tensors"])
+    evaluations = [series(tag) for tag in parts]
+    assert len(evaluations[0]) >= 2
+    np.testing.assert_allclose(np.sum(evaluations, axis=0), 1.0, atol=1e-6)
