@@ -21,6 +21,7 @@ from tests.firmware_bridge.bridge_support import cf_policy, crazyflie_twin  # no
 
 STALL_TIMEOUT_S = 0.5
 WEDGE_S = 1.5
+WEDGE_AFTER_S = 6.0  # after the first packet: connect, preflight and takeoff are over by then
 
 
 def _wait_for_policy_ticks(log_dir: Path, timeout_s: float = 30.0) -> None:
@@ -110,3 +111,30 @@ def test_quadhil_fly_takes_the_stall_timeout():
     assert args.stall_timeout == 1.5
     assert parser.parse_args(["--model", "m.tflite", "--link", "udp://127.0.0.1:1"]).stall_timeout == \
         watchdog_mod.STALL_TIMEOUT_S
+
+
+def test_a_quadhil_fly_process_wedged_in_cflib_for_good_exits_4_with_its_summary(cf_policy, tmp_path):  # noqa: F811
+    """The process a user runs, not the loop in this one: cflib wedges mid-flight and never lets go
+    (tests/firmware_bridge/wedged_fly.py), so the loop's thread cannot unwind; the watchdog ends
+    the process itself, with status 4, the JSON summary as stdout's last line and the log closed."""
+    import sys
+
+    from tests.firmware_bridge.bridge_support import fly_cmd, run_fly
+
+    user_cmd = fly_cmd(cf_policy, "URI", tmp_path, "--target", "0,0,1", "--takeoff-height", "1", "--duration", "10",
+                       "--stall-timeout", str(STALL_TIMEOUT_S))
+    assert user_cmd[1:3] == ["-m", "quadhil"]
+    with crazyflie_twin() as twin:
+        args = [twin.uri if a == "URI" else a for a in user_cmd[3:]]
+        rc, summary, err = run_fly([sys.executable, "-m", "tests.firmware_bridge.wedged_fly", str(WEDGE_AFTER_S),
+                                    *args], timeout_s=60.0)
+    assert rc == watchdog_mod.EXIT_STALLED, err
+    assert summary is not None and summary["final_state"] == "stalled", (summary, err)
+    assert summary["failsafe"].startswith("control loop stalled for "), summary["failsafe"]
+    log = FlightLog.read(summary["log"])
+    assert log.summary is not None and log.summary["final_state"] == "stalled"
+    stalls = [e for e in log.events if e.get("type") == "stall"]
+    assert len(stalls) == 1
+    # where it hung: the link's send, inside (the patched) cflib Crazyflie.send_packet
+    assert any(frame.endswith(" in send_packet") for frame in stalls[0]["where"]), stalls[0]["where"]
+    assert log.transitions[-1]["to"] == "FLYING"  # wedged mid-flight; the vehicle's own failsafe flies from here
