@@ -550,8 +550,8 @@ class Flight:
                         sup.landed(time.monotonic(), "dry run complete, nothing was sent")
                         self._record_transitions(n_tr)
                         break
-                    with self._watchdog.suspended():  # blocks until the vehicle disarms
-                        landing = link.land_on_vehicle(float(s.pos_w[2] - plan.ground_z))
+                    # blocks until the vehicle disarms; each turn of its wait kicks the watchdog
+                    landing = link.land_on_vehicle(float(s.pos_w[2] - plan.ground_z), alive=self._watchdog.kick)
                     if landing is not None:  # the vehicle's own landing mode, to disarmed by its land detector
                         self._landing = landing
                         log.write({"type": "landing", "t": self._t(), **landing})

@@ -15,7 +15,6 @@ tick. When no kick came for ``timeout_s`` it calls ``on_stall`` once, from its o
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -23,7 +22,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 STALL_TIMEOUT_S = 2.0  # the Crazyflie firmware's own shutdown timeout; far above a host stall (~0.2 s)
 WHERE_FRAMES = 4  # innermost frames of the stuck thread kept in the report
@@ -87,8 +86,8 @@ def thread_frames(ident: int | None, keep: int = WHERE_FRAMES) -> list[str]:
 class LoopWatchdog:
     """Calls ``on_stall(LoopStall)`` once when :meth:`kick` was not called for ``timeout_s``.
 
-    Use as a context manager around the loop, from the loop's thread (the one it reports on).
-    :meth:`suspended` covers a call that legitimately blocks for long (a vehicle's own landing).
+    Use as a context manager around the loop, from the loop's thread (the one it reports on). A
+    call that legitimately waits for long (a vehicle's own landing) kicks it from inside its wait.
     """
 
     def __init__(self, timeout_s: float, on_stall: Callable[[LoopStall], None],
@@ -99,7 +98,6 @@ class LoopWatchdog:
         self.clock = clock
         self.stall: LoopStall | None = None
         self._last_kick = clock()
-        self._suspended = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._loop_ident: int | None = None
@@ -122,25 +120,13 @@ class LoopWatchdog:
         with self._lock:
             self._last_kick = self.clock()
 
-    @contextlib.contextmanager
-    def suspended(self) -> Iterator[None]:
-        """No stall is reported inside the block; the clock restarts on leaving it."""
-        with self._lock:
-            self._suspended += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._suspended -= 1
-                self._last_kick = self.clock()
-
     def _watch(self) -> None:
         period_s = min(0.1, self.timeout_s / 4.0)
         while not self._stop.wait(period_s):
             with self._lock:
                 now = self.clock()
                 stalled_s = now - self._last_kick
-                fire = self.stall is None and self._suspended == 0 and stalled_s > self.timeout_s
+                fire = self.stall is None and stalled_s > self.timeout_s
                 if fire:
                     self.stall = LoopStall(stalled_s, now, thread_frames(self._loop_ident))
             if fire:

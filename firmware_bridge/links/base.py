@@ -124,10 +124,12 @@ class Link:
         """How long an assisted takeoff to ``height_m`` may take before it counts as failed, s."""
         return 5.0
 
-    def land_on_vehicle(self, height_m: float) -> dict | None:
+    def land_on_vehicle(self, height_m: float, alive=None) -> dict | None:
         """Hand the landing to the vehicle's own landing mode and wait until it disarmed itself;
         a report ({"disarmed": bool, "disarmed_by": ..., times}) or None where the vehicle has
-        no such mode (the bridge then touches down on :meth:`assist` and stops the motors)."""
+        no such mode (the bridge then touches down on :meth:`assist` and stops the motors).
+        ``alive()``, if given, is called every turn of the wait (the bridge's loop watchdog is
+        kicked there, so a wait wedged in the client library is caught like a wedged loop)."""
         return None
 
     # -- flight ----------------------------------------------------------------------------

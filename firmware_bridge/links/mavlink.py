@@ -373,10 +373,11 @@ class MavlinkLink(Link):
         climb = max(min(climb_mps, t["MPC_TKO_SPEED"]), 0.1)
         return t["COM_SPOOLUP_TIME"] + t["MPC_TKO_RAMP_T"] + max(height_m, 0.0) / climb + TAKEOFF_MARGIN_S
 
-    def land_on_vehicle(self, height_m: float) -> dict | None:
+    def land_on_vehicle(self, height_m: float, alive=None) -> dict | None:
         """Switch PX4 to AUTO.LAND and wait for its land detector and COM_DISARM_LAND to disarm
         it: descent at MPC_LAND_SPEED, 0.9 s of land detection, COM_DISARM_LAND, plus a margin.
-        Reports whether it disarmed, by what (PX4's "Disarmed by ..." STATUSTEXT) and when."""
+        Reports whether it disarmed, by what (PX4's "Disarmed by ..." STATUSTEXT) and when.
+        ``alive()`` is called every turn of the wait (10 ms)."""
         if self._m is None or self.dry_run:
             return None
         t = self.timing
@@ -390,6 +391,8 @@ class MavlinkLink(Link):
             return next(((ts, txt) for ts, _, txt in self.statustexts[n_text:] if txt.startswith(prefix)), (None, None))
 
         while time.monotonic() - t0 < budget and self.alive:
+            if alive is not None:
+                alive()
             now = time.monotonic()
             if self.mode != "LAND" and self.armed and now >= next_request:
                 self._m.set_mode("LAND")

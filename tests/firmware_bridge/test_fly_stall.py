@@ -17,7 +17,7 @@ from pathlib import Path
 import firmware_bridge.loop_watchdog as watchdog_mod
 from firmware_bridge.flight import Flight, FlyConfig
 from firmware_bridge.flightlog import FlightLog
-from tests.firmware_bridge.bridge_support import cf_policy, crazyflie_twin  # noqa: F401 - fixture
+from tests.firmware_bridge.bridge_support import cf_policy, crazyflie_twin, px4_policy  # noqa: F401 - fixture
 
 STALL_TIMEOUT_S = 0.5
 WEDGE_S = 1.5
@@ -126,8 +126,8 @@ def test_a_quadhil_fly_process_wedged_in_cflib_for_good_exits_4_with_its_summary
     assert user_cmd[1:3] == ["-m", "quadhil"]
     with crazyflie_twin() as twin:
         args = [twin.uri if a == "URI" else a for a in user_cmd[3:]]
-        rc, summary, err = run_fly([sys.executable, "-m", "tests.firmware_bridge.wedged_fly", str(WEDGE_AFTER_S),
-                                    *args], timeout_s=60.0)
+        rc, summary, err = run_fly([sys.executable, "-m", "tests.firmware_bridge.wedged_fly",
+                                    f"cflib:{WEDGE_AFTER_S}", *args], timeout_s=60.0)
     assert rc == watchdog_mod.EXIT_STALLED, err
     assert summary is not None and summary["final_state"] == "stalled", (summary, err)
     assert summary["failsafe"].startswith("control loop stalled for "), summary["failsafe"]
@@ -138,3 +138,27 @@ def test_a_quadhil_fly_process_wedged_in_cflib_for_good_exits_4_with_its_summary
     # where it hung: the link's send, inside (the patched) cflib Crazyflie.send_packet
     assert any(frame.endswith(" in send_packet") for frame in stalls[0]["where"]), stalls[0]["where"]
     assert log.transitions[-1]["to"] == "FLYING"  # wedged mid-flight; the vehicle's own failsafe flies from here
+
+
+def test_a_bridge_wedged_while_px4_lands_itself_exits_4_and_px4_goes_on_landing(px4_policy, tmp_path):  # noqa: F811
+    """The bridge hands the x500 to PX4's AUTO.LAND and waits for it to disarm; wedged in pymavlink
+    there (its LAND request never returns), it is caught like a wedged loop: status 4, summary
+    and log closed on 'stalled'."""
+    import sys
+
+    from tests.firmware_bridge.bridge_support import fly_cmd, px4_twin, run_fly
+
+    user_cmd = fly_cmd(px4_policy, "URI", tmp_path, "--target", "0,0,1", "--takeoff-height", "1", "--duration", "3",
+                       "--stall-timeout", str(STALL_TIMEOUT_S))
+    with px4_twin() as twin:
+        args = [twin.uri if a == "URI" else a for a in user_cmd[3:]]
+        rc, summary, err = run_fly([sys.executable, "-m", "tests.firmware_bridge.wedged_fly", "mavlink-land", *args],
+                                   timeout_s=90.0)
+    assert rc == watchdog_mod.EXIT_STALLED, err
+    assert summary is not None and summary["final_state"] == "stalled", (summary, err)
+    log = FlightLog.read(summary["log"])
+    assert log.summary is not None and log.summary["final_state"] == "stalled"
+    stalls = [e for e in log.events if e.get("type") == "stall"]
+    assert len(stalls) == 1
+    assert any(" in land_on_vehicle" in frame for frame in stalls[0]["where"]), stalls[0]["where"]
+    assert log.transitions[-1]["to"] == "LANDING"

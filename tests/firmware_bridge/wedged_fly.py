@@ -1,10 +1,17 @@
-"""``quadhil fly`` in a process of its own whose cflib wedges mid-flight, for the stall tests.
+"""``quadhil fly`` in a process of its own whose client library wedges mid-flight, for the stall
+tests.
 
-``python -m tests.firmware_bridge.wedged_fly SECONDS fly ARGS...`` runs ``quadhil ARGS`` (the CLI's
-own ``main``, so its real exit path) with cflib's ``Crazyflie.send_packet`` patched: SECONDS after
-the first packet, every later send blocks (at most WEDGE_MAX_S), as when cflib's link-error
-deadlock held its send lock (cflib 0.1.34, firmware_bridge.links.crazyflie.bound_ping_thread_stop).
-The control loop then hangs inside ``send_packet`` and never unwinds: only the loop watchdog's
+``python -m tests.firmware_bridge.wedged_fly WEDGE fly ARGS...`` runs ``quadhil fly ARGS`` (the
+CLI's own ``main``, so its real exit path) with the client library patched (each wedged call blocks
+for at most WEDGE_MAX_S):
+
+* ``cflib:SECONDS``: SECONDS after the first packet, every send of cflib's
+  ``Crazyflie.send_packet`` blocks, as when cflib's link-error deadlock held its send lock (cflib
+  0.1.34, firmware_bridge.links.crazyflie.bound_ping_thread_stop);
+* ``mavlink-land``: pymavlink's ``set_mode("LAND")`` blocks: the bridge wedges while it hands a PX4
+  vehicle to its own landing.
+
+The bridge's thread then hangs in the library and never unwinds: only the loop watchdog's
 ``os._exit`` can end the process.
 """
 
@@ -36,9 +43,29 @@ def wedge_cflib_after(seconds: float) -> None:
     Crazyflie.send_packet = send_packet
 
 
+def wedge_mavlink_land() -> None:
+    """Patch pymavlink so that asking for LAND mode blocks."""
+    from pymavlink import mavutil
+
+    real_set_mode = mavutil.mavfile.set_mode
+    never = threading.Event()
+
+    def set_mode(self, mode, *args, **kwargs):
+        if mode == "LAND":
+            never.wait(WEDGE_MAX_S)
+        return real_set_mode(self, mode, *args, **kwargs)
+
+    mavutil.mavfile.set_mode = set_mode
+
+
 def main(argv: list[str]) -> int:
-    """``SECONDS`` then the ``quadhil`` command line."""
-    wedge_cflib_after(float(argv[0]))
+    """``WEDGE`` (``cflib:SECONDS`` or ``mavlink-land``) then the ``quadhil`` command line."""
+    if argv[0].startswith("cflib:"):
+        wedge_cflib_after(float(argv[0].split(":", 1)[1]))
+    elif argv[0] == "mavlink-land":
+        wedge_mavlink_land()
+    else:
+        raise SystemExit(f"unknown wedge {argv[0]!r}: cflib:SECONDS or mavlink-land")
     from quadhil.cli import main as quadhil_main
 
     return quadhil_main(argv[1:])
