@@ -33,8 +33,11 @@ def test_at_rest_the_imu_reads_plus_one_g_on_body_z_and_zero_rates_at_about_1_kh
         n = peer.log.imu_samples
         assert peer.log.acc_g == pytest.approx((0.0, 0.0, 1.0), abs=1e-3)
         assert peer.log.gyro_dps == (0.0, 0.0, 0.0)
-        # paced by the wall clock: never more packets than milliseconds (no catch-up bursts)
-        assert n <= t_span * 1000.0 + 2
+        # paced by the wall clock: never more packets than milliseconds (no catch-up bursts), up to
+        # 10 ms of the peer's own read scheduling at either end (its first read can come late and
+        # then drain several packets at once: 1,504-1,506 in 1.500-1.503 s twice in a fresh-clone
+        # run on 12-07; an unpaced server would send 1,500 in a few ms)
+        assert n <= t_span * 1000.0 + 10
         assert n >= 0.5 * t_span * 1000.0
         assert peer.log.pose[:3] == (0.0, 0.0, 0.0) and peer.log.pose[6] == 1.0
 
