@@ -300,7 +300,8 @@ class HoverTask:
         """Apply (N, 4) actions for one control tick.
 
         Returns obs (N, D) float32, reward (N,), terminated (N,), truncated (N,), info dict with
-        ``success`` (N,) (meaningful where the episode ended) and ``crashed`` (N,).
+        ``success`` (N,) (meaningful where the episode ended) and ``crashed`` (N,), and what the
+        success test compared this tick: ``distance_m`` and ``speed_mps`` (N,), true state.
         """
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.n, 4), -1.0, 1.0)
         # action latency: the command applied now is the one chosen latency_ticks ago
@@ -337,7 +338,7 @@ class HoverTask:
         self.prev_action = action
         self.history = push_action_history(self.history, action)
         obs = self.observe()
-        info = {"success": success, "crashed": crashed, "out_of_bounds": out, "distance_m": dist}
+        info = {"success": success, "crashed": crashed, "out_of_bounds": out, "distance_m": dist, "speed_mps": speed}
         return obs, reward.astype(np.float32), terminated, truncated, info
 
 

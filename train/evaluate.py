@@ -167,7 +167,7 @@ def _fly(t: HoverTask, obs: np.ndarray, act_fns: list[ActFn], keep_trajectories:
         sq_err_sum += np.where(in_window, np.nan_to_num(np.sum(err**2, axis=1), nan=1e6), 0.0)
         sq_err_n += in_window
         far |= in_window & ~(info["distance_m"] < c.success_radius_m)
-        fast |= in_window & ~(np.linalg.norm(t.sim.state.vel_w, axis=1) < c.success_speed_mps)
+        fast |= in_window & ~(info["speed_mps"] < c.success_speed_mps)
         yaw_rates.append(np.abs(t.sim.state.omega_b[:, 2]))
         hold_masks.append(in_window)
         pos[:, tick] = np.where(alive[keep, None], t.sim.state.pos_w[keep], np.nan)
