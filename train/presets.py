@@ -135,9 +135,19 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # 45-54: median / max 30.5 / 41.6 s against v10's 32.1 / 55.2 s, faster on 8 of 10, 145 k env
     # steps to the bar on average against 175 k (docs/experiments/2026-12-07-exploration.md).
     # v10: --set train.sigma_start=0.2.
-    ("crazyflie", "ctbr"): {"version": 11, "layout": "integral", "action_history": 3,
+    # v12 (2026-12-07 night): v11 evaluating every 25 k env steps instead of 50 k. Its seeds were
+    # passing between two evaluations and waited up to 50 k env steps (~11 s) to be seen; a
+    # 100-throw evaluation of two candidates costs ~1 s. Seeds 0-4 side by side: every seed
+    # confirmed at 125 k env steps instead of 150 k, median / max 27.6 / 30.6 s against 30.7 /
+    # 33.4 s (1.11); fresh seeds 75-79: 24.2 / 27.0 s against 24.9 / 29.9 s (1.03), then ten fresh
+    # seeds 80-89: 21.2 / 23.4 s against 22.5 / 26.5 s (1.06, faster on 8). The confirmed actors
+    # on 1,000 more throws are as good (seeds 0-4: mean 96.0 against 96.1 %; 80-89: 95.4 / 95.5 %).
+    # Every 12.5 k was slower again (0.93): evaluations cost what they saved
+    # (docs/experiments/2026-12-07-evaluation-cadence.md). v11: --set train.eval_every_steps=50000.
+    ("crazyflie", "ctbr"): {"version": 12, "layout": "integral", "action_history": 3,
                             "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1, "updates_per_step": 2.0,
-                                      "teacher": "cascade", "teacher_steps": 90_000, "sigma_start": 0.4},
+                                      "teacher": "cascade", "teacher_steps": 90_000, "sigma_start": 0.4,
+                                      "eval_every_steps": 25_000},
                             "agent": {"smooth_noise_scale": 10.0, "bc_weight": 4.0, "actor_lr": 3e-4},
                             "reward": {"yaw_rate": 0.1}, "realism": {"randomization_scale": 1.0}},
     # Crazyflie motors (preset v4, 2026-12-06, issue #23): v3 (73.8 % at best, 2 M steps at 100 Hz)
@@ -237,7 +247,8 @@ REFERENCE_RATE_HZ = 100.0
 # x500 ctbr v8 is v7 with that machinery, its own teacher gains, bc_weight 1 and 1.5x ranges.
 # x500 ctbr v9 is v8 with a teacher that lets the yaw spin be while the collective saturates;
 # crazyflie ctbr v9 and x500 ctbr v12 make 2 updates per tick of 16 envs, not the common 4;
-# crazyflie ctbr v10 pulls toward its teacher twice as hard as v9; v11 explores twice as hard as v10.
+# crazyflie ctbr v10 pulls toward its teacher twice as hard as v9; v11 explores twice as hard as v10;
+# v12 evaluates twice as often as v11.
 BASE_VERSION = 3
 
 

@@ -243,16 +243,19 @@ def test_the_x500_flies_ctbr_at_50_hz_from_its_teacher_by_default(tmp_path):
 
 
 def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by_default():
-    """Crazyflie ctbr preset v11 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
+    """Crazyflie ctbr preset v12 = v7 (quarter turns, 0-1 ticks of latency, a yaw-rate cost, a CAPS
     perturbation 10x the sensor noise, three past actions, periodic evaluations delayed 0-1 ticks)
     on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
     actor_lr 3e-4, on the vehicle file's full ranges (v8), at 2 updates per tick (v9), pulled
-    toward the teacher with weight 4 (v10), exploring with noise of std 0.4 at the start (v11); the
-    motor-level preset keeps the common 4 updates, its pull of 2 and the common 0.2."""
+    toward the teacher with weight 4 (v10), exploring with noise of std 0.4 at the start (v11),
+    evaluated every 25 k env steps (v12); the motor-level preset keeps the common 4 updates, its
+    pull of 2, the common 0.2 and the common 50 k."""
     from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
-    assert cf["name"] == "crazyflie-ctbr-v11" and cf["train"]["yaw_symmetry"] is True
+    assert cf["name"] == "crazyflie-ctbr-v12" and cf["train"]["yaw_symmetry"] is True
+    assert cf["train"]["eval_every_steps"] == 25_000
+    assert preset("crazyflie", "motors", 250.0)["train"]["eval_every_steps"] == 50_000
     assert cf["train"]["sigma_start"] == 0.4 and preset("crazyflie", "motors", 250.0)["train"]["sigma_start"] == 0.2
     assert cf["train"]["updates_per_step"] == 2.0 and preset("crazyflie", "motors", 250.0)["train"]["updates_per_step"] == 4.0
     assert cf["realism"]["randomization_scale"] == 1.0 and cf["reward"]["yaw_rate"] == 0.1
