@@ -56,6 +56,10 @@ class TrainConfig:
     noise_decay_steps: int = 2_000_000
     ou_theta: float = 0.15
     eval_every_steps: int = 200_000
+    # > 0: the periodic evaluations' cadence once the run has met target_success (confirmed where
+    # confirm_episodes asks): a cadence chosen to see the bar sooner (Crazyflie ctbr preset v12,
+    # every 25 k env steps) would otherwise keep costing a long run its evaluations (~1-2 s each)
+    eval_every_steps_after_target: int = 0
     eval_episodes: int = 100
     eval_seed: int = 10_000
     checkpoint_every_steps: int = 500_000
@@ -741,6 +745,14 @@ class Trainer:
         model.set_weights(weights)
         return model
 
+    def _eval_every_steps(self) -> int:
+        """Env steps from one periodic evaluation to the next: ``eval_every_steps`` until the run
+        has met its target, then ``eval_every_steps_after_target`` where that is set."""
+        tc = self.tc
+        if self.progress.time_to_target_s is not None and tc.eval_every_steps_after_target > 0:
+            return tc.eval_every_steps_after_target
+        return tc.eval_every_steps
+
     def _maybe_eval(self, t_run_s: float, writer, bar, snap: dict | None = None) -> None:
         """Evaluate when due (or ``snap``, taken by :meth:`_eval_snapshot` when it fell due); save
         actor_best on a new best; log to the bar or stderr."""
@@ -754,7 +766,7 @@ class Trainer:
         steps = snap["env_steps"]
         t_entry = time.perf_counter()
         while p.next_eval_steps <= steps:
-            p.next_eval_steps += tc.eval_every_steps
+            p.next_eval_steps += self._eval_every_steps()
         candidates = [(which, self._snapshot_model(which, w)) for which, w in snap["models"]]
         models = dict(candidates)
         if tc.eval_jointly:
@@ -785,6 +797,8 @@ class Trainer:
                     self._save_actor_copy(models[res_which], self.out / ACTOR_CONFIRMED)
             else:
                 p.time_to_target_s, p.steps_to_target = t_run_s, steps
+            if p.time_to_target_s is not None:
+                p.next_eval_steps = steps + self._eval_every_steps()
         if writer is not None:
             with writer.as_default(step=steps):
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)

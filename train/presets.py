@@ -143,11 +143,13 @@ PER_VEHICLE_MODE: dict[tuple[str, str], dict] = {
     # seeds 80-89: 21.2 / 23.4 s against 22.5 / 26.5 s (1.06, faster on 8). The confirmed actors
     # on 1,000 more throws are as good (seeds 0-4: mean 96.0 against 96.1 %; 80-89: 95.4 / 95.5 %).
     # Every 12.5 k was slower again (0.93): evaluations cost what they saved
-    # (docs/experiments/2026-12-07-evaluation-cadence.md). v11: --set train.eval_every_steps=50000.
+    # (docs/experiments/2026-12-07-evaluation-cadence.md). Once the bar is met, the common 50 k
+    # again: a 5-minute run (~1.3 M env steps) would otherwise evaluate ~50 times at 1-1.7 s each.
+    # v11: --set train.eval_every_steps=50000.
     ("crazyflie", "ctbr"): {"version": 12, "layout": "integral", "action_history": 3,
                             "train": {"yaw_symmetry": True, "eval_latency_ticks_max": 1, "updates_per_step": 2.0,
                                       "teacher": "cascade", "teacher_steps": 90_000, "sigma_start": 0.4,
-                                      "eval_every_steps": 25_000},
+                                      "eval_every_steps": 25_000, "eval_every_steps_after_target": 50_000},
                             "agent": {"smooth_noise_scale": 10.0, "bc_weight": 4.0, "actor_lr": 3e-4},
                             "reward": {"yaw_rate": 0.1}, "realism": {"randomization_scale": 1.0}},
     # Crazyflie motors (preset v4, 2026-12-06, issue #23): v3 (73.8 % at best, 2 M steps at 100 Hz)

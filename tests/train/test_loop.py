@@ -28,14 +28,15 @@ def test_evaluations_fly_the_full_ranges_unless_a_scale_is_set():
     assert scaled.randomization_scale == 0.25 and scaled.latency_ticks_max is None  # still quadhil eval's task
 
 
-def _easy_trainer(tmp_path, *extra):
+def _easy_trainer(tmp_path, *extra, stop_at_target=True):
     from train.cli_train import build_trainer, configure
 
     parser = argparse.ArgumentParser()
     configure(parser)
     sets = [a for a in EASY if a not in ("--confirm-episodes", "8", "--no-randomization")]
+    stop = ["--stop-at-target"] if stop_at_target else []
     return build_trainer(parser.parse_args(["--vehicle", "crazyflie", "--out", str(tmp_path / "run"), "--no-randomization",
-                                            "--no-progress", "--stop-at-target", "--max-steps", "480", *sets, *extra]))
+                                            "--no-progress", *stop, "--max-steps", "480", *sets, *extra]))
 
 
 def test_a_periodic_pass_that_fresh_episodes_do_not_confirm_does_not_count_and_training_goes_on(tmp_path):
@@ -68,6 +69,34 @@ def test_a_confirmed_pass_stops_the_run_at_the_confirmation(tmp_path):
     # weights of the moment it fell due: the run stops after that one iteration (5 ticks of 4 envs)
     assert res["steps_to_target"] == first["env_steps"] <= res["env_steps"] <= first["env_steps"] + 20 < 480
     assert set(res["time_breakdown_s"]) >= {"collect", "sample", "update", "eval", "confirm", "loop", "other"}
+
+
+def test_once_the_bar_is_met_the_run_evaluates_at_the_slower_cadence_it_was_given(tmp_path):
+    """train.eval_every_steps_after_target: the Crazyflie ctbr preset evaluates every 25 k env steps
+    to see the bar sooner, and every 50 k once it has met it, so a long run does not keep paying."""
+    import time
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.confirm_episodes=8", "--set", "train.target_success=0.5",
+                            "--set", "train.eval_every_steps=40", "--set", "train.eval_every_steps_after_target=200",
+                            "--max-steps", "800", stop_at_target=False)
+    evaluated_at = []
+    trainer.on_eval = lambda record: evaluated_at.append(record["env_steps"])
+    tries = []
+
+    def refuted_twice(model):
+        tries.append(1)
+        return 0.0 if len(tries) <= 2 else 1.0
+
+    trainer.confirm = refuted_twice
+    res = trainer.run(time.perf_counter(), show_progress=False, tensorboard=False)
+    assert [c["fresh_success"] for c in res["confirmations"]] == [0.0, 0.0, 1.0]
+    *periodic, final = evaluated_at  # the run ends with one more evaluation, where it stopped
+    assert final == res["env_steps"] >= 800
+    met = res["steps_to_target"]
+    before = [s for s in periodic if s <= met]
+    after = [s for s in periodic if s > met]
+    assert len(before) == 3 and all(0 < b - a <= 40 + 20 for a, b in zip(before, before[1:]))
+    assert len(after) >= 2 and all(b - a >= 200 for a, b in zip([met, *after], after))
 
 
 def _tiny_run(tmp_path, name, *extra):

@@ -248,13 +248,13 @@ def test_the_crazyflie_flying_ctbr_starts_from_the_cascade_on_the_full_ranges_by
     on the integral layout, started from the cascade teacher with a Q-filtered pull toward it, at
     actor_lr 3e-4, on the vehicle file's full ranges (v8), at 2 updates per tick (v9), pulled
     toward the teacher with weight 4 (v10), exploring with noise of std 0.4 at the start (v11),
-    evaluated every 25 k env steps (v12); the motor-level preset keeps the common 4 updates, its
-    pull of 2, the common 0.2 and the common 50 k."""
+    evaluated every 25 k env steps until it meets the bar and every 50 k after (v12); the
+    motor-level preset keeps the common 4 updates, its pull of 2, the common 0.2 and 50 k."""
     from train.presets import default_action_history, default_layout, preset, without_teacher
 
     cf = preset("crazyflie", "ctbr")
     assert cf["name"] == "crazyflie-ctbr-v12" and cf["train"]["yaw_symmetry"] is True
-    assert cf["train"]["eval_every_steps"] == 25_000
+    assert cf["train"]["eval_every_steps"] == 25_000 and cf["train"]["eval_every_steps_after_target"] == 50_000
     assert preset("crazyflie", "motors", 250.0)["train"]["eval_every_steps"] == 50_000
     assert cf["train"]["sigma_start"] == 0.4 and preset("crazyflie", "motors", 250.0)["train"]["sigma_start"] == 0.2
     assert cf["train"]["updates_per_step"] == 2.0 and preset("crazyflie", "motors", 250.0)["train"]["updates_per_step"] == 4.0
