@@ -797,8 +797,8 @@ class Trainer:
                     self._save_actor_copy(models[res_which], self.out / ACTOR_CONFIRMED)
             else:
                 p.time_to_target_s, p.steps_to_target = t_run_s, steps
-            if p.time_to_target_s is not None:
-                p.next_eval_steps = steps + self._eval_every_steps()
+            if p.time_to_target_s is not None and tc.eval_every_steps_after_target > 0:
+                p.next_eval_steps = steps + tc.eval_every_steps_after_target  # counted from the bar
         if writer is not None:
             with writer.as_default(step=steps):
                 self.tf.summary.scalar("eval/success_rate", res.success_rate)
