@@ -250,7 +250,8 @@ class DDPGAgent:
         self._numpy_plan = None  # numpy_actor's frozen normalization and variable handles, made on first use
         self._obs_noise_std = None  # (obs_dim,) for in-graph smoothness noise (set_augmentation)
         self._turn_index = None  # column map of an in-graph quarter turn (set_augmentation)
-        self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit)
+        self._update_fn = tf.function(self._update_many, reduce_retracing=True, jit_compile=config.jit,
+                                      autograph=False)
 
     # --- one gradient step ------------------------------------------------------------------
 
@@ -347,13 +348,32 @@ class DDPGAgent:
         """K gradient steps on K pre-sampled batches (leading axis K). Returns mean losses/Q.
         ``turns`` (K, B) / ``seeds`` (K, 2, 2): turn the rows and draw the noise in here
         (:meth:`set_augmentation`) instead of taking them from the host. ``teacher_act`` (K, B, 4):
-        the teacher's actions for ``obs`` (body-frame, so a quarter turn leaves them unchanged)."""
+        the teacher's actions for ``obs`` (body-frame, so a quarter turn leaves them unchanged).
+
+        Written with tf.while_loop and tf.cond and compiled with autograph off: autograph's
+        rewriting of this method and every helper it calls took ~1 s of each run's first update
+        call (docs/experiments/2026-12-08-tracing-layernorm-delay.md); the graph is the same."""
         k = tf.shape(obs)[0]
-        closs = tf.constant(0.0)
-        aloss = tf.constant(0.0)
-        qmean = tf.constant(0.0)
-        n_actor = tf.constant(0.0)
-        for i in tf.range(k):
+        zero = tf.constant(0.0)
+
+        def actor_step(obs_i, snoise_i, teacher_i):
+            al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
+                                        self.config.actor_loss, self.config.smooth_weight, snoise_i,
+                                        critic_obs=obs_i, bc_weight=self.config.bc_weight,
+                                        teacher_act=teacher_i, aux=self.aux, aux_weight=self.config.airframe_aux_weight)
+            n_actor_vars = len(self.actor.trainable_variables)
+            self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
+            if self.aux is not None:
+                self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], self.aux_head.trainable_variables))
+            return al, tf.constant(1.0)
+
+        def policy_step(obs_i, snoise_i, teacher_i):
+            al, n = tf.cond(self.actor_enabled, lambda: actor_step(obs_i, snoise_i, teacher_i),
+                            lambda: (zero, zero))
+            self._soft_update()
+            return al, n
+
+        def body(i, closs, aloss, qmean, n_actor):
             obs_i, next_obs_i, tnoise_i, snoise_i = obs[i], next_obs[i], tnoise[i], snoise[i]
             if turns is not None:
                 obs_i, next_obs_i = self._turn(obs_i, turns[i]), self._turn(next_obs_i, turns[i])
@@ -361,24 +381,15 @@ class DDPGAgent:
                 drawn_t, drawn_s = self.drawn_noise(seeds[i], tf.shape(obs_i)[0])
                 tnoise_i = tnoise_i if drawn_t is None else drawn_t
                 snoise_i = snoise_i if drawn_s is None else drawn_s
+            teacher_i = None if teacher_act is None else teacher_act[i]
             cl, qm = self._critic_step(obs_i, act[i], rew[i], next_obs_i, mask[i], tnoise_i)
-            closs += cl
-            qmean += qm
-            self.n_updates.assign_add(1)
-            if self.n_updates % self.config.policy_delay == 0:
-                if self.actor_enabled:
-                    al, grads = actor_gradients(self.actor, self.critics[0], obs_i[:, :self.spec.obs_dim],
-                                                self.config.actor_loss, self.config.smooth_weight, snoise_i,
-                                                critic_obs=obs_i, bc_weight=self.config.bc_weight,
-                                                teacher_act=None if teacher_act is None else teacher_act[i],
-                                                aux=self.aux, aux_weight=self.config.airframe_aux_weight)
-                    n_actor_vars = len(self.actor.trainable_variables)
-                    self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
-                    if self.aux is not None:
-                        self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], self.aux_head.trainable_variables))
-                    aloss += al
-                    n_actor += 1.0
-                self._soft_update()
+            with tf.control_dependencies([self.n_updates.assign_add(1)]):
+                due = tf.equal(self.n_updates % self.config.policy_delay, 0)
+            al, n = tf.cond(due, lambda: policy_step(obs_i, snoise_i, teacher_i), lambda: (zero, zero))
+            return i + 1, closs + cl, aloss + al, qmean + qm, n_actor + n
+
+        _, closs, aloss, qmean, n_actor = tf.while_loop(lambda i, *_: i < k, body,
+                                                        (tf.constant(0), zero, zero, zero, zero))
         kf = tf.cast(k, tf.float32)
         return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
 
@@ -427,21 +438,25 @@ class DDPGAgent:
         if self.bc_opt is None:
             self.bc_opt = keras.optimizers.Adam(self.config.actor_lr)
             self.bc_opt.build(self.actor.trainable_variables)
-            self._bc_fn = tf.function(self._bc_many, reduce_retracing=True, jit_compile=self.config.jit)
+            self._bc_fn = tf.function(self._bc_many, reduce_retracing=True, jit_compile=self.config.jit,
+                                      autograph=False)
         loss = self._bc_fn(tf.constant(obs, tf.float32), tf.constant(target_act, tf.float32),
                            tf.constant(batches, tf.int32))
         self.reset_actor_followers()
         return float(loss)
 
     def _bc_many(self, obs, target_act, batches):
-        loss = tf.constant(0.0)
-        for i in tf.range(tf.shape(batches)[0]):
+        """One supervised step per row of ``batches``; a tf.while_loop, compiled with autograph off
+        as :meth:`_update_many` is. Returns the last step's loss."""
+        def body(i, _):
             o, a = tf.gather(obs, batches[i]), tf.gather(target_act, batches[i])
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(tf.reduce_sum(tf.square(self.actor(o, training=True) - a), axis=1))
             grads = tape.gradient(loss, self.actor.trainable_variables)
             self.bc_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
-        return loss
+            return i + 1, loss
+
+        return tf.while_loop(lambda i, _: i < tf.shape(batches)[0], body, (tf.constant(0), tf.constant(0.0)))[1]
 
     def set_lr_factor(self, factor: float) -> None:
         """Scale both learning rates to ``factor`` x their configured values."""

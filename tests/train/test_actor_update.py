@@ -108,3 +108,34 @@ def test_actor_gradients_reject_an_unknown_form(cf_spec):
     actor, critic = build_actor(cf_spec, hidden=(4,)), build_critic(cf_spec, hidden=(4,))
     with pytest.raises(ValueError, match="actor_loss"):
         actor_gradients(actor, critic, _random_batch(cf_spec, 2), "policy_gradient")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_with_a_policy_delay_the_actor_and_the_targets_move_only_on_every_kth_update(cf_spec, jit):
+    """agent.policy_delay 3 (TD3's delayed actor): updates 1 and 2 train the critic alone and leave
+    the actor and every target as they were; update 3 moves the actor and the targets. Compiled or
+    not, the update is the same graph (its loop and branches are written without autograph)."""
+    agent = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(8, 8), critic_hidden=(8, 8), policy_delay=3, jit=jit))
+    rng = np.random.default_rng(3)
+    d = cf_spec.obs_dim
+
+    def batch(k):
+        return [rng.standard_normal((k, 16, d)).astype(np.float32), rng.uniform(-1, 1, (k, 16, 4)).astype(np.float32),
+                rng.standard_normal((k, 16)).astype(np.float32), rng.standard_normal((k, 16, d)).astype(np.float32),
+                np.ones((k, 16), np.float32)]
+
+    def weights():
+        return [m.get_weights() for m in (agent.actor, agent.actor_target, agent.critics[0], agent.critic_targets[0])]
+
+    def moved(before, after):
+        return [any(not np.array_equal(x, y) for x, y in zip(b, a)) for b, a in zip(before, after)]
+
+    before = weights()
+    stats = agent.update(*batch(2))
+    assert moved(before, weights()) == [False, False, True, False]
+    assert stats["actor_loss"] == 0.0  # no actor step to average
+    before = weights()
+    stats = agent.update(*batch(1))
+    assert moved(before, weights()) == [True, True, True, True]
+    assert stats["actor_loss"] != 0.0
+    assert int(agent.n_updates.numpy()) == 3
