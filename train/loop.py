@@ -495,14 +495,20 @@ class Trainer:
         ``train.eval_latency_ticks_max`` says so), from ``seed`` (default: the periodic set's)."""
         return self.evaluate_candidates(episodes, [model or self.agent.actor], seed)[0]
 
-    def evaluate_candidates(self, episodes: int, models: list, seed: int | None = None) -> list:
+    def evaluate_candidates(self, episodes: int, models: list, seed: int | None = None,
+                            latency_ticks: int | None = None) -> list:
         """:meth:`evaluate` of each of ``models`` on the same throws, in one rollout
-        (:func:`train.evaluate.evaluate_policies`; one model: exactly :meth:`evaluate`)."""
+        (:func:`train.evaluate.evaluate_policies`; one model: exactly :meth:`evaluate`).
+        ``latency_ticks``: delay every action by that many control ticks instead (as
+        ``quadhil eval --latency-ticks``)."""
         from train.agent import NumpyActor
 
+        task = eval_task(self.task, self.tc)
+        if latency_ticks is not None:
+            task = dataclasses.replace(task, realism=dataclasses.replace(task.realism, latency_ticks=latency_ticks,
+                                                                         latency_ticks_max=None))
         return evaluate_policies([NumpyActor.from_keras(m) for m in models], self.spec, self.vehicle.id,
-                                 episodes=episodes, seed=self.tc.eval_seed if seed is None else seed,
-                                 task=eval_task(self.task, self.tc))
+                                 episodes=episodes, seed=self.tc.eval_seed if seed is None else seed, task=task)
 
     def confirm(self, model) -> float:
         """Success rate of ``model`` on ``train.confirm_episodes`` fresh episodes of the periodic
@@ -513,7 +519,11 @@ class Trainer:
     def check_confirmed(self) -> dict:
         """The confirmed actor (actor_confirmed.keras) on ``train.check_episodes`` episodes of the
         periodic evaluation's task from ``train.check_seed``: ``success_rate``, ``crash_rate``,
-        ``episodes``, ``seed``, ``which`` (the candidate confirmed), ``env_steps`` (its age)."""
+        ``episodes``, ``seed``, ``which`` (the candidate confirmed), ``env_steps`` (its age); and
+        on the same throws with every action a control tick late (``success_rate_tick``,
+        ``crash_rate_tick``; ``quadhil eval --latency-ticks 1``'s figure), because a recipe can
+        buy its time to the bar with an actor a link's delay breaks
+        (docs/experiments/2026-12-08-tracing-layernorm-delay.md)."""
         from train.networks import ACTOR_CONFIRMED
 
         import keras
@@ -521,7 +531,9 @@ class Trainer:
         p = self.progress
         model = keras.models.load_model(self.out / ACTOR_CONFIRMED, compile=False)
         r = self.evaluate(self.tc.check_episodes, model, self.tc.check_seed)
+        late = self.evaluate_candidates(self.tc.check_episodes, [model], self.tc.check_seed, latency_ticks=1)[0]
         return {"success_rate": float(r.success_rate), "crash_rate": float(r.crash_rate),
+                "success_rate_tick": float(late.success_rate), "crash_rate_tick": float(late.crash_rate),
                 "episodes": self.tc.check_episodes, "seed": self.tc.check_seed,
                 "which": p.confirmed_which, "env_steps": p.steps_to_target}
 

@@ -74,11 +74,16 @@ def test_to_success_confirms_the_bar_on_fresh_episodes_beside_the_previous_recip
         check = run["confirmed_check"]
         assert check["episodes"] == 16 and check["seed"] == 30_000 and check["which"] == last["which"]
         assert check["env_steps"] == run["steps_to_target"] and f["check_success"] == [check["success_rate"]]
-    # the actor that met the bar is kept, and quadhil eval flies it
+        # and on the same throws with every action a tick late
+        assert f["check_success_tick"] == [check["success_rate_tick"]] and 0.0 <= check["crash_rate_tick"] <= 1.0
+    # the actor that met the bar is kept, and quadhil eval flies it: its late figure is the check's
     run_dir = tmp_path / "crazyflie" / "recipe-seed0"
     assert (run_dir / "actor_confirmed.keras").is_file()
-    assert run_command("eval", [str(run_dir), "--which", "confirmed", "--episodes", "4", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actor"] == "confirmed"
+    assert run_command("eval", [str(run_dir), "--which", "confirmed", "--episodes", "16", "--seed", "30000",
+                                "--latency-ticks", "1", "--no-randomization", "--json"]) == 0
+    late = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert late["actor"] == "confirmed" and late["latency_ticks"] == 1
+    assert late["success_rate"] == cf["recipe"]["runs"][0]["confirmed_check"]["success_rate_tick"]
     # the baseline ran with the previous recipe's settings, in its own process
     assert cf["baseline"]["runs"][0]["tf_threads"] == 2
     assert cf["speedup_median"] == cf["baseline"]["median_s"] / cf["recipe"]["median_s"]
@@ -112,7 +117,8 @@ def test_failed_seeds_count_as_slower_than_any_success_in_the_median():
 
     assert summarize(runs(30.0, 10.0, 20.0)) == {"seeds": 3, "reached": 3, "failed_seeds": [], "median_s": 20.0,
                                                  "max_s": 30.0, "times_s": [30.0, 10.0, 20.0],
-                                                 "check_success": [None] * 3, "check_success_mean": None}
+                                                 "check_success": [None] * 3, "check_success_mean": None,
+                                                 "check_success_tick": [None] * 3, "check_success_tick_mean": None}
     one_failed = summarize(runs(10.0, None, 20.0))
     assert one_failed["median_s"] == 20.0 and one_failed["max_s"] is None and one_failed["failed_seeds"] == [1]
     assert summarize(runs(None, None, 5.0))["median_s"] is None

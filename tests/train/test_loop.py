@@ -178,3 +178,29 @@ def test_an_evaluation_beside_the_update_gives_the_figures_and_the_training_of_o
     for key in ("best_periodic_success", "best_periodic_rmse_m", "best_env_steps", "best_which", "env_steps"):
         assert ra[key] == rb[key], key
     assert ra["last_eval"]["success_rate"] == rb["last_eval"]["success_rate"]
+
+
+def test_the_late_check_flies_the_same_throws_with_every_action_one_tick_late(tmp_path, monkeypatch):
+    """check_confirmed's success_rate_tick is quadhil eval --latency-ticks 1: the periodic
+    evaluation's task (here one that draws 0-1 ticks per throw) with the latency fixed at one tick
+    and nothing else changed, from the same seed."""
+    import dataclasses
+
+    import train.loop as loop
+
+    trainer = _easy_trainer(tmp_path, "--set", "train.eval_latency_ticks_max=1")
+    flown = []
+
+    def record(policies, spec, vehicle_id, episodes, seed, task):
+        flown.append((episodes, seed, task))
+        return [None] * len(policies)
+
+    monkeypatch.setattr(loop, "evaluate_policies", record)
+    trainer.evaluate_candidates(16, [trainer.agent.actor], seed=30_000)
+    trainer.evaluate_candidates(16, [trainer.agent.actor], seed=30_000, latency_ticks=1)
+    (n0, s0, on_time), (n1, s1, late) = flown
+    assert (n0, s0) == (n1, s1) == (16, 30_000)
+    assert (on_time.realism.latency_ticks, on_time.realism.latency_ticks_max) == (0, 1)
+    assert (late.realism.latency_ticks, late.realism.latency_ticks_max) == (1, None)
+    assert dataclasses.replace(late, realism=on_time.realism) == on_time
+    assert dataclasses.replace(late.realism, latency_ticks=0, latency_ticks_max=1) == on_time.realism
