@@ -351,7 +351,7 @@ class DDPGAgent:
         the teacher's actions for ``obs`` (body-frame, so a quarter turn leaves them unchanged).
 
         Written with tf.while_loop and tf.cond and compiled with autograph off: autograph's
-        rewriting of this method and every helper it calls took ~1 s of each run's first update
+        rewriting of this method and every helper it calls took ~0.7 s of each run's first update
         call (docs/experiments/2026-12-08-tracing-layernorm-delay.md); the graph is the same."""
         k = tf.shape(obs)[0]
         zero = tf.constant(0.0)
