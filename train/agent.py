@@ -142,6 +142,16 @@ def _airframe_aux(aux: keras.Model, obs: tf.Tensor, critic_obs: tf.Tensor, q_sca
     return tf.stop_gradient(q_scale) * tf.reduce_mean(tf.square(aux(obs, training=True) - target))
 
 
+def airframe_r2(aux: keras.Model, critic_obs: tf.Tensor, obs_dim: int) -> tf.Tensor:
+    """Share of the privileged columns' variance over the batch that ``aux`` predicts from the
+    observation (1 - squared error / squared deviation from the batch mean, all columns pooled):
+    1 is a head that knows the airframe, 0 one that knows only its average, < 0 worse."""
+    target = critic_obs[:, obs_dim:]
+    err = tf.reduce_sum(tf.square(aux(critic_obs[:, :obs_dim], training=False) - target))
+    dev = tf.reduce_sum(tf.square(target - tf.reduce_mean(target, axis=0, keepdims=True)))
+    return 1.0 - err / tf.maximum(dev, 1e-12)
+
+
 def actor_gradients(actor: keras.Model, critic: keras.Model, obs: tf.Tensor, form: str,
                     smooth_weight: float = 0.0, obs_noise: tf.Tensor | None = None,
                     critic_obs: tf.Tensor | None = None, bc_weight: float = 0.0,
@@ -362,18 +372,20 @@ class DDPGAgent:
                                         critic_obs=obs_i, bc_weight=self.config.bc_weight,
                                         teacher_act=teacher_i, aux=self.aux, aux_weight=self.config.airframe_aux_weight)
             n_actor_vars = len(self.actor.trainable_variables)
+            # the head's error on this batch before the step (what TensorBoard shows as the run goes)
+            r2 = zero if self.aux is None else airframe_r2(self.aux, obs_i, self.spec.obs_dim)
             self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
             if self.aux is not None:
                 self.aux_opt.apply_gradients(zip(grads[n_actor_vars:], self.aux_head.trainable_variables))
-            return al, tf.constant(1.0)
+            return al, tf.constant(1.0), r2
 
         def policy_step(obs_i, snoise_i, teacher_i):
-            al, n = tf.cond(self.actor_enabled, lambda: actor_step(obs_i, snoise_i, teacher_i),
-                            lambda: (zero, zero))
+            al, n, r2 = tf.cond(self.actor_enabled, lambda: actor_step(obs_i, snoise_i, teacher_i),
+                                lambda: (zero, zero, zero))
             self._soft_update()
-            return al, n
+            return al, n, r2
 
-        def body(i, closs, aloss, qmean, n_actor):
+        def body(i, closs, aloss, qmean, n_actor, r2_sum):
             obs_i, next_obs_i, tnoise_i, snoise_i = obs[i], next_obs[i], tnoise[i], snoise[i]
             if turns is not None:
                 obs_i, next_obs_i = self._turn(obs_i, turns[i]), self._turn(next_obs_i, turns[i])
@@ -385,13 +397,13 @@ class DDPGAgent:
             cl, qm = self._critic_step(obs_i, act[i], rew[i], next_obs_i, mask[i], tnoise_i)
             with tf.control_dependencies([self.n_updates.assign_add(1)]):
                 due = tf.equal(self.n_updates % self.config.policy_delay, 0)
-            al, n = tf.cond(due, lambda: policy_step(obs_i, snoise_i, teacher_i), lambda: (zero, zero))
-            return i + 1, closs + cl, aloss + al, qmean + qm, n_actor + n
+            al, n, r2 = tf.cond(due, lambda: policy_step(obs_i, snoise_i, teacher_i), lambda: (zero, zero, zero))
+            return i + 1, closs + cl, aloss + al, qmean + qm, n_actor + n, r2_sum + r2
 
-        _, closs, aloss, qmean, n_actor = tf.while_loop(lambda i, *_: i < k, body,
-                                                        (tf.constant(0), zero, zero, zero, zero))
-        kf = tf.cast(k, tf.float32)
-        return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf
+        _, closs, aloss, qmean, n_actor, r2_sum = tf.while_loop(lambda i, *_: i < k, body,
+                                                                (tf.constant(0), zero, zero, zero, zero, zero))
+        kf, n_actor = tf.cast(k, tf.float32), tf.maximum(n_actor, 1.0)
+        return closs / kf, aloss / n_actor, qmean / kf, r2_sum / n_actor
 
     def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None, turns=None, noise_seeds=None,
                teacher_act=None) -> dict:
@@ -403,7 +415,9 @@ class DDPGAgent:
         seed the same noises inside the compiled step (tf.random.stateless_normal, so still
         reproducible), and ``turns`` (K, B) int quarter-turns both ends of each transition there
         (:meth:`set_augmentation`). ``teacher_act`` (K, B, 4): the teacher's actions for ``obs``, for
-        AgentConfig.bc_weight. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats."""
+        AgentConfig.bc_weight. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats, and with the
+        airframe head (AgentConfig.airframe_aux_weight) 'airframe_r2', its mean :func:`airframe_r2` over
+        the K batches' actor steps, each taken before that step."""
         width = self.spec.obs_dim + self.privileged_dim
         if obs.shape[-1] != width or next_obs.shape[-1] != width:
             raise ValueError(f"replay rows must be obs_dim + privileged_dim = {width} wide, "
@@ -428,7 +442,10 @@ class DDPGAgent:
         out = self._update_fn(tf.constant(obs), tf.constant(act), tf.constant(rew), tf.constant(next_obs),
                               tf.constant(mask), tf.constant(tnoise, dtype=tf.float32),
                               tf.constant(snoise, dtype=tf.float32), **extra)
-        return {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
+        stats = {"critic_loss": float(out[0]), "actor_loss": float(out[1]), "q_mean": float(out[2])}
+        if self.aux is not None:
+            stats["airframe_r2"] = float(out[3])
+        return stats
 
     def behaviour_clone(self, obs: np.ndarray, target_act: np.ndarray, batches: np.ndarray) -> float:
         """Supervised steps of the actor toward ``target_act`` (N, 4) for ``obs`` (N, obs_dim) raw

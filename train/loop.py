@@ -927,6 +927,8 @@ class Trainer:
                             tf.summary.scalar("loss/critic", stats["critic_loss"])
                             tf.summary.scalar("loss/actor", stats["actor_loss"])
                             tf.summary.scalar("q/mean", stats["q_mean"])
+                            if "airframe_r2" in stats:  # the actor's airframe head (agent.airframe_aux_weight)
+                                tf.summary.scalar("airframe/r2", stats["airframe_r2"])
         loop_s = time.perf_counter() - t_loop
         bar.close()
         if self._pool is not None:

@@ -109,6 +109,44 @@ def test_the_airframe_head_learns_to_predict_the_hidden_airframe_from_the_actors
     assert len(agent.variables()) == len(DDPGAgent(cf_spec, cfg, privileged_dim=P).variables())  # head in checkpoints
 
 
+def test_each_update_reports_how_much_of_the_airframe_the_head_explains_before_it_steps(cf_spec):
+    """'airframe_r2': 1 - squared error / squared deviation from the batch mean, pooled over the
+    privileged columns, of the head's prediction on the batch, taken before the step moves it."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    cfg = AgentConfig(actor_hidden=(16, 16), critic_hidden=(8, 8), jit=False, privileged_critic=True,
+                      airframe_aux_weight=1.0)
+    agent = DDPGAgent(cf_spec, cfg, privileged_dim=P)
+    obs, rows = _rows(cf_spec, 64, seed=7)
+    priv = rows.numpy()[:, cf_spec.obs_dim:]
+    predicted = agent.aux(obs).numpy()
+    expected = 1.0 - np.sum((predicted - priv) ** 2) / np.sum((priv - priv.mean(axis=0)) ** 2)
+    batch = rows.numpy()[None]
+    stats = agent.update(batch, np.zeros((1, 64, 4), np.float32), np.zeros((1, 64), np.float32), batch,
+                         np.ones((1, 64), np.float32))
+    assert stats["airframe_r2"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert not np.allclose(agent.aux(obs).numpy(), predicted)  # and then the step moved the head
+    plain = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), jit=False))
+    few = batch[..., :cf_spec.obs_dim]  # no airframe columns, no head: no figure
+    assert "airframe_r2" not in plain.update(few, np.zeros((1, 64, 4), np.float32), np.zeros((1, 64), np.float32),
+                                             few, np.ones((1, 64), np.float32))
+
+
+def test_a_run_with_the_airframe_head_logs_its_r2_to_tensorboard(tmp_path, capsys):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.train.conftest import run_tiny
+
+    out, _ = run_tiny(tmp_path, capsys, "aux", "agent.privileged_critic=true", "agent.airframe_aux_weight=1.0",
+                      "train.log_every_s=0")
+    ea = EventAccumulator(str(out / "tb"), size_guidance={"tensors": 0})
+    ea.Reload()
+    r2 = [float(tf.make_ndarray(e.tensor_proto)) for e in ea.Tensors("airframe/r2")]
+    assert r2 and all(np.isfinite(v) and v <= 1.0 for v in r2)
+
+
 def test_the_airframe_head_needs_the_replays_airframe_columns(cf_spec):
     with pytest.raises(ValueError, match="set privileged_critic too"):
         DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), airframe_aux_weight=1.0))
