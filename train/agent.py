@@ -372,7 +372,7 @@ class DDPGAgent:
                                         critic_obs=obs_i, bc_weight=self.config.bc_weight,
                                         teacher_act=teacher_i, aux=self.aux, aux_weight=self.config.airframe_aux_weight)
             n_actor_vars = len(self.actor.trainable_variables)
-            # the head's error on this batch before the step (what TensorBoard shows as the run goes)
+            # how well the head predicts this batch's airframe, before the step (TensorBoard's airframe/r2)
             r2 = zero if self.aux is None else airframe_r2(self.aux, obs_i, self.spec.obs_dim)
             self.actor_opt.apply_gradients(zip(grads[:n_actor_vars], self.actor.trainable_variables))
             if self.aux is not None:
@@ -402,8 +402,9 @@ class DDPGAgent:
 
         _, closs, aloss, qmean, n_actor, r2_sum = tf.while_loop(lambda i, *_: i < k, body,
                                                                 (tf.constant(0), zero, zero, zero, zero, zero))
-        kf, n_actor = tf.cast(k, tf.float32), tf.maximum(n_actor, 1.0)
-        return closs / kf, aloss / n_actor, qmean / kf, r2_sum / n_actor
+        kf = tf.cast(k, tf.float32)
+        r2 = tf.where(n_actor > 0, r2_sum / tf.maximum(n_actor, 1.0), float("nan"))  # no actor step: no figure
+        return closs / kf, aloss / tf.maximum(n_actor, 1.0), qmean / kf, r2
 
     def update(self, obs, act, rew, next_obs, mask, tnoise=None, snoise=None, turns=None, noise_seeds=None,
                teacher_act=None) -> dict:
@@ -417,7 +418,7 @@ class DDPGAgent:
         (:meth:`set_augmentation`). ``teacher_act`` (K, B, 4): the teacher's actions for ``obs``, for
         AgentConfig.bc_weight. Returns {'critic_loss', 'actor_loss', 'q_mean'} as floats, and with the
         airframe head (AgentConfig.airframe_aux_weight) 'airframe_r2', its mean :func:`airframe_r2` over
-        the K batches' actor steps, each taken before that step."""
+        the K batches' actor steps, each taken before that step (NaN when no actor step ran)."""
         width = self.spec.obs_dim + self.privileged_dim
         if obs.shape[-1] != width or next_obs.shape[-1] != width:
             raise ValueError(f"replay rows must be obs_dim + privileged_dim = {width} wide, "

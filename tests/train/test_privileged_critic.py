@@ -127,6 +127,9 @@ def test_each_update_reports_how_much_of_the_airframe_the_head_explains_before_i
                          np.ones((1, 64), np.float32))
     assert stats["airframe_r2"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
     assert not np.allclose(agent.aux(obs).numpy(), predicted)  # and then the step moved the head
+    agent.actor_enabled.assign(False)  # critic-only updates (the warm start's) have no figure
+    assert np.isnan(agent.update(batch, np.zeros((1, 64, 4), np.float32), np.zeros((1, 64), np.float32), batch,
+                                 np.ones((1, 64), np.float32))["airframe_r2"])
     plain = DDPGAgent(cf_spec, AgentConfig(actor_hidden=(4,), critic_hidden=(4,), jit=False))
     few = batch[..., :cf_spec.obs_dim]  # no airframe columns, no head: no figure
     assert "airframe_r2" not in plain.update(few, np.zeros((1, 64, 4), np.float32), np.zeros((1, 64), np.float32),
